@@ -1,0 +1,1 @@
+"""The `alyx` command line: init, dev, serve, migrate, db, generate, deploy, admin, tui."""

@@ -1,0 +1,1 @@
+"""Small domain-free modules, each named for what it does."""
