@@ -1,0 +1,266 @@
+"""Alyx's own tables, created by internal, versioned system migrations.
+
+They are separate from the user's migration files: `_alyx_system_migrations` records
+which of the steps below ran, each step commits together with its tracking row, and
+`apply_system_migrations` is safe to call at every start. A new system table or column
+is a new step appended to `SYSTEM_MIGRATIONS`; steps that have shipped are never edited.
+
+`_alyx_users` and `_alyx_sessions` carry the same change triggers as collections, so a
+per-process cache of users and sessions can be dropped when the change feed shows a row
+changed, whichever process wrote it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alyx_server.errors import MigrationError
+from alyx_server.migrations.transactions import write_transaction
+from alyx_server.schema.ddl import CHANGES_TABLE, NOW_SQL, UUID4_SQL, trigger_sql
+from alyx_server.schema.model import USERS_TABLE, Collection, Field, FieldType
+
+__all__ = [
+    "AUTH_TOKENS_TABLE",
+    "DEPLOYMENTS_TABLE",
+    "HISTORY_TABLE",
+    "SESSIONS_TABLE",
+    "SYSTEM_MIGRATIONS",
+    "SYSTEM_TRACKING_TABLE",
+    "TOKENS_TABLE",
+    "SystemMigration",
+    "applied_system_versions",
+    "apply_system_migrations",
+]
+
+SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
+HISTORY_TABLE = "_alyx_migrations"
+SESSIONS_TABLE = "_alyx_sessions"
+TOKENS_TABLE = "_alyx_tokens"
+AUTH_TOKENS_TABLE = "_alyx_auth_tokens"
+DEPLOYMENTS_TABLE = "_alyx_deployments"
+
+_ID = f"TEXT PRIMARY KEY NOT NULL DEFAULT ({UUID4_SQL})"
+_NOW = f"TEXT NOT NULL DEFAULT ({NOW_SQL})"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMigration:
+    """One step of Alyx's own schema: a version, a name and the statements it runs."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _change_feed() -> tuple[str, ...]:
+    # AUTOINCREMENT: ids are never reused after pruning, the poller's high-water mark relies on it.
+    return (
+        f"CREATE TABLE {CHANGES_TABLE} (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  collection TEXT NOT NULL,\n"
+        "  operation TEXT NOT NULL CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE')),\n"
+        "  doc_id,\n"
+        "  changed_fields TEXT,\n"
+        "  ts TEXT NOT NULL\n"
+        ")",
+        f"CREATE INDEX idx_{CHANGES_TABLE}_ts ON {CHANGES_TABLE} (ts)",
+    )
+
+
+def _migration_history() -> tuple[str, ...]:
+    return (
+        f"CREATE TABLE {HISTORY_TABLE} (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  version INTEGER,\n"
+        "  name TEXT NOT NULL,\n"
+        "  kind TEXT NOT NULL CHECK (kind IN ('auto', 'file')),\n"
+        "  checksum TEXT NOT NULL,\n"
+        f"  applied_at {_NOW},\n"
+        "  schema TEXT NOT NULL,\n"
+        "  down TEXT NOT NULL DEFAULT '[]'\n"
+        ")",
+        f"CREATE UNIQUE INDEX uq_{HISTORY_TABLE}_version ON {HISTORY_TABLE} (version) "
+        "WHERE version IS NOT NULL",
+    )
+
+
+def _trigger_model(table: str, columns: str, *, on_update: str | None = None) -> Collection:
+    """Just enough of a collection model for `ddl.trigger_sql`: every column (the UPDATE
+    trigger compares each one), the primary key and the `onUpdate: now` column."""
+    fields = [
+        Field(
+            name,
+            FieldType.TIMESTAMP if name == on_update else FieldType.TEXT,
+            primary=name == "id",
+            on_update_now=name == on_update,
+        )
+        for name in columns.split()
+    ]
+    return Collection(table, tuple(fields))
+
+
+_USER_COLUMNS = (
+    "id email password_hash role verified disabled metadata app_metadata created_at updated_at"
+)
+_SESSION_COLUMNS = (
+    "id user_id family_id refresh_token_hash expires_at revoked_at replaced_by user_agent ip "
+    "created_at"
+)
+
+
+def _accounts() -> tuple[str, ...]:
+    users = (
+        f"CREATE TABLE {USERS_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  email TEXT NOT NULL COLLATE NOCASE,\n"
+        "  password_hash TEXT,\n"
+        "  role TEXT NOT NULL DEFAULT 'user',\n"
+        "  verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),\n"
+        "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),\n"
+        "  metadata TEXT NOT NULL DEFAULT '{}',\n"
+        "  app_metadata TEXT NOT NULL DEFAULT '{}',\n"
+        f"  created_at {_NOW},\n"
+        f"  updated_at {_NOW}\n"
+        ")"
+    )
+    sessions = (
+        f"CREATE TABLE {SESSIONS_TABLE} (\n"
+        f"  id {_ID},\n"
+        f"  user_id TEXT NOT NULL REFERENCES {USERS_TABLE}(id) ON DELETE CASCADE,\n"
+        "  family_id TEXT NOT NULL,\n"
+        "  refresh_token_hash TEXT NOT NULL,\n"
+        "  expires_at TEXT NOT NULL,\n"
+        "  revoked_at TEXT,\n"
+        "  replaced_by TEXT,\n"
+        "  user_agent TEXT,\n"
+        "  ip TEXT,\n"
+        f"  created_at {_NOW}\n"
+        ")"
+    )
+    auth_tokens = (
+        f"CREATE TABLE {AUTH_TOKENS_TABLE} (\n"
+        f"  id {_ID},\n"
+        f"  user_id TEXT NOT NULL REFERENCES {USERS_TABLE}(id) ON DELETE CASCADE,\n"
+        "  kind TEXT NOT NULL CHECK (kind IN ('verify', 'reset')),\n"
+        "  token_hash TEXT NOT NULL,\n"
+        "  expires_at TEXT NOT NULL,\n"
+        "  used_at TEXT,\n"
+        f"  created_at {_NOW}\n"
+        ")"
+    )
+    return (
+        users,
+        f"CREATE UNIQUE INDEX uq_{USERS_TABLE}_email ON {USERS_TABLE} (email)",
+        sessions,
+        f"CREATE UNIQUE INDEX uq_{SESSIONS_TABLE}_refresh_token_hash "
+        f"ON {SESSIONS_TABLE} (refresh_token_hash)",
+        f"CREATE INDEX idx_{SESSIONS_TABLE}_user_id ON {SESSIONS_TABLE} (user_id)",
+        f"CREATE INDEX idx_{SESSIONS_TABLE}_family_id ON {SESSIONS_TABLE} (family_id)",
+        auth_tokens,
+        f"CREATE UNIQUE INDEX uq_{AUTH_TOKENS_TABLE}_token_hash "
+        f"ON {AUTH_TOKENS_TABLE} (token_hash)",
+        f"CREATE INDEX idx_{AUTH_TOKENS_TABLE}_user_id ON {AUTH_TOKENS_TABLE} (user_id)",
+        *trigger_sql(_trigger_model(USERS_TABLE, _USER_COLUMNS, on_update="updated_at")),
+        *trigger_sql(_trigger_model(SESSIONS_TABLE, _SESSION_COLUMNS)),
+    )
+
+
+def _operations() -> tuple[str, ...]:
+    tokens = (
+        f"CREATE TABLE {TOKENS_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  name TEXT NOT NULL,\n"
+        "  kind TEXT NOT NULL CHECK (kind IN ('admin', 'deploy')),\n"
+        "  token_hash TEXT NOT NULL,\n"
+        "  permissions TEXT NOT NULL DEFAULT '[]',\n"
+        "  expires_at TEXT,\n"
+        f"  created_at {_NOW},\n"
+        "  last_used_at TEXT,\n"
+        "  revoked_at TEXT\n"
+        ")"
+    )
+    deployments = (
+        f"CREATE TABLE {DEPLOYMENTS_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  version INTEGER NOT NULL,\n"
+        "  schema TEXT NOT NULL,\n"
+        "  functions TEXT NOT NULL DEFAULT '{}',\n"
+        "  status TEXT NOT NULL DEFAULT 'prepared',\n"
+        "  error TEXT,\n"
+        f"  created_at {_NOW},\n"
+        "  applied_at TEXT,\n"
+        "  rolled_back_at TEXT\n"
+        ")"
+    )
+    return (
+        tokens,
+        f"CREATE UNIQUE INDEX uq_{TOKENS_TABLE}_token_hash ON {TOKENS_TABLE} (token_hash)",
+        deployments,
+        f"CREATE UNIQUE INDEX uq_{DEPLOYMENTS_TABLE}_version ON {DEPLOYMENTS_TABLE} (version)",
+    )
+
+
+SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
+    SystemMigration(1, "change_feed", _change_feed()),
+    SystemMigration(2, "migration_history", _migration_history()),
+    SystemMigration(3, "accounts", _accounts()),
+    SystemMigration(4, "tokens_and_deployments", _operations()),
+)
+
+
+def _ensure_tracking_table(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SYSTEM_TRACKING_TABLE} (\n"
+        "  version INTEGER PRIMARY KEY,\n"
+        "  name TEXT NOT NULL,\n"
+        f"  applied_at {_NOW}\n"
+        ")"
+    )
+
+
+def applied_system_versions(conn: sqlite3.Connection) -> set[int]:
+    """Versions of the system migrations this database has (empty for a new file)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SYSTEM_TRACKING_TABLE,)
+    ).fetchone()
+    if exists is None:
+        return set()
+    return {int(row[0]) for row in conn.execute(f"SELECT version FROM {SYSTEM_TRACKING_TABLE}")}
+
+
+def apply_system_migrations(
+    conn: sqlite3.Connection, migrations: Sequence[SystemMigration] = SYSTEM_MIGRATIONS
+) -> list[str]:
+    """Run the system migrations this database lacks, each in its own transaction.
+
+    Returns the names of the steps that ran (empty when the database is current).
+    Refuses a database written by a newer Alyx, whose tables this version cannot know.
+    """
+    applied = applied_system_versions(conn)
+    known = {m.version for m in migrations}
+    newer = sorted(v for v in applied if v not in known and v > max(known, default=0))
+    if newer:
+        raise MigrationError(
+            f"this database has Alyx system migration {newer[-1]}, newer than this version of "
+            "Alyx knows; upgrade Alyx to open it"
+        )
+    ran: list[str] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in applied:
+            continue
+        with write_transaction(conn):
+            _ensure_tracking_table(conn)
+            if conn.execute(
+                f"SELECT 1 FROM {SYSTEM_TRACKING_TABLE} WHERE version = ?", (migration.version,)
+            ).fetchone():
+                continue  # another process ran it between our read and our lock
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {SYSTEM_TRACKING_TABLE} (version, name) VALUES (?, ?)",
+                (migration.version, migration.name),
+            )
+        ran.append(f"{migration.version:03d}_{migration.name}")
+    return ran
