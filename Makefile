@@ -1,0 +1,54 @@
+# Alyx developer commands. Each one creates .venv and installs Alyx into it on first use,
+# and again only when pyproject.toml changes.
+#
+#   make run     scaffold demo/ from the blog template (once), migrate it, then run it
+#   make test    the test suite; extra pytest arguments: make test PYTEST_ARGS="-k init -x"
+#   make lint    ruff, mypy --strict and the import contracts
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+ALYX := $(BIN)/alyx
+# Touched after each install; pip runs again only when pyproject.toml is newer.
+INSTALLED := $(VENV)/.alyx-installed
+
+DEMO := demo
+DEMO_TEMPLATE := blog
+# What `make run` ends with, inside demo/. The development server arrives with the HTTP
+# API; from then on this is: RUN_CMD = $(ALYX) dev
+RUN_CMD ?= echo "$(DEMO)/ is migrated. The development server (alyx dev) arrives with the HTTP API."
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# Only made when missing: an existing demo/ is the developer's to change.
+$(DEMO): | $(INSTALLED)
+	$(ALYX) init $(DEMO) -t $(DEMO_TEMPLATE)
+
+run: $(INSTALLED) | $(DEMO)
+	cd $(DEMO) && $(ALYX) migrate apply
+	cd $(DEMO) && $(RUN_CMD)
+
+test: $(INSTALLED)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Every check runs, even after one fails, so that one pass shows all problems.
+lint: $(INSTALLED)
+	@status=0; \
+	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "mypy --strict alyx_server alyx_cli"; $(BIN)/mypy --strict alyx_server alyx_cli || status=1; \
+	echo "lint-imports"; $(BIN)/lint-imports || status=1; \
+	exit $$status
