@@ -1,0 +1,253 @@
+"""The one registry of alyx.yaml keys.
+
+Each `Key` gives its dotted path, type, default (as it would be written in alyx.yaml,
+possibly different under `alyx dev` and `alyx serve`), whether a running server can take a
+new value live or needs a restart, constraints, and a one-line description. Defaults,
+validation, the `ALYX_*` environment variables and docs/configuration.md all come from here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Literal
+from urllib.parse import urlsplit
+
+__all__ = [
+    "CLIENT_VARIABLES",
+    "KEYS",
+    "KEYS_BY_ENV",
+    "KEYS_BY_PATH",
+    "SECTIONS",
+    "Apply",
+    "Key",
+    "KeyType",
+    "Mode",
+    "ModeDefault",
+    "env_var_name",
+]
+
+Mode = Literal["dev", "serve"]
+Apply = Literal["live", "restart"]
+
+
+class KeyType(StrEnum):
+    """The kinds of value a key holds; each has one parser in `alyx_server.config.values`."""
+
+    STR = "str"
+    INT = "int"
+    BOOL = "bool"
+    FLOAT = "float"
+    STR_LIST = "list[str]"
+    DURATION = "duration"
+    SIZE = "size"
+    RATE = "rate"
+    ENUM = "enum"
+    PATH = "path"
+    SECRET = "secret"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeDefault:
+    """A default that differs between `alyx dev` and `alyx serve`."""
+
+    dev: object
+    serve: object
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One configuration key. `default` is written as in alyx.yaml; None means unset."""
+
+    path: str
+    type: KeyType
+    default: object
+    apply: Apply
+    description: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    check: Callable[[str], str | None] | None = None
+    default_note: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        return env_var_name(self.path)
+
+    def default_for(self, mode: Mode) -> object:
+        """The default as written in alyx.yaml, for the given mode."""
+        if isinstance(self.default, ModeDefault):
+            return self.default.dev if mode == "dev" else self.default.serve
+        return self.default
+
+
+def env_var_name(path: str) -> str:
+    """`server.port` -> `ALYX_SERVER_PORT`."""
+    return "ALYX_" + path.upper().replace(".", "_")
+
+
+def _origin(text: str) -> str | None:
+    parts = urlsplit(text)
+    is_origin = parts.scheme and parts.netloc and not parts.path and not parts.query
+    if text == "*" or is_origin:
+        return None
+    return f"{text!r} is not an origin (write e.g. https://app.example.com without a path, or *)"
+
+
+def _network(text: str) -> str | None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"{text!r} is not an IP address or network (write e.g. 10.0.0.1 or 10.0.0.0/8)"
+    return None
+
+
+def _url_path(text: str) -> str | None:
+    if text.startswith("/") and text != "/" and not text.endswith("/") and " " not in text:
+        return None
+    return f"{text!r} is not a URL path (write e.g. /_admin)"
+
+
+def _email(text: str) -> str | None:
+    if not text or "@" in text:
+        return None
+    return f"{text!r} is not an email address (write e.g. Alyx <noreply@example.com>)"
+
+
+def _nonempty(text: str) -> str | None:
+    return None if text.strip() else "must not be empty"
+
+
+_T = KeyType
+_DAY = 86_400.0
+_MIB = 1024**2
+
+KEYS: tuple[Key, ...] = (
+    # server
+    Key("server.host", _T.STR, "127.0.0.1", "restart",
+        "Address to listen on; 0.0.0.0 listens on every interface.", check=_nonempty),
+    Key("server.port", _T.INT, 8090, "restart", "TCP port to listen on.",
+        minimum=1, maximum=65535),
+    Key("server.cors.allowed_origins", _T.STR_LIST, ModeDefault(dev=["*"], serve=[]), "live",
+        "Origins allowed to call the API from a browser; * allows any.", check=_origin),
+    Key("server.max_body_size", _T.SIZE, "10MiB", "live",
+        "Largest request body accepted; larger ones get 413.", minimum=1),
+    Key("server.trusted_proxies", _T.STR_LIST, [], "live",
+        "Proxy addresses or networks allowed to set X-Forwarded-For.", check=_network),
+    # database
+    Key("database.path", _T.PATH, "data/alyx.db", "restart",
+        "SQLite database file, relative to the project; its folder holds generated secrets."),
+    Key("database.synchronous", _T.ENUM, "normal", "restart",
+        "SQLite synchronous mode: full also survives power loss, at some write speed.",
+        choices=("normal", "full")),
+    Key("database.changes_retention", _T.DURATION, "24h", "live",
+        "How long change-log rows are kept for realtime catch-up.", minimum=1),
+    # auth
+    Key("auth.jwt.secret", _T.SECRET, None, "restart",
+        "Key that signs session tokens; changing it signs everyone out.", min_length=32,
+        default_note="dev: generated once into `data/.jwt_secret`; serve: required (≥ 32 chars)"),
+    Key("auth.jwt.access_ttl", _T.DURATION, "15m", "live", "Lifetime of an access token.",
+        minimum=1),
+    Key("auth.jwt.refresh_ttl", _T.DURATION, "7d", "live", "Lifetime of a refresh token.",
+        minimum=1),
+    Key("auth.jwt.issuer", _T.STR, "alyx", "live", "The `iss` claim of issued tokens.",
+        check=_nonempty),
+    Key("auth.bcrypt_cost", _T.INT, 12, "live",
+        "bcrypt work factor for new password hashes (each step doubles the time).",
+        minimum=4, maximum=31),
+    Key("auth.password.min_length", _T.INT, 8, "live", "Shortest password accepted.",
+        minimum=1, maximum=1024),
+    Key("auth.password.require_upper", _T.BOOL, False, "live",
+        "Passwords must contain an upper-case letter."),
+    Key("auth.password.require_lower", _T.BOOL, False, "live",
+        "Passwords must contain a lower-case letter."),
+    Key("auth.password.require_number", _T.BOOL, False, "live",
+        "Passwords must contain a digit."),
+    Key("auth.password.require_special", _T.BOOL, False, "live",
+        "Passwords must contain a character that is neither a letter nor a digit."),
+    Key("auth.rate_limit.login", _T.RATE, "5/minute", "live",
+        "Login attempts allowed per client address and account; off disables."),
+    Key("auth.rate_limit.register", _T.RATE, "3/minute", "live",
+        "Registrations allowed per client address; off disables."),
+    Key("auth.rate_limit.reset", _T.RATE, "3/hour", "live",
+        "Password-reset requests allowed per account; off disables."),
+    Key("auth.allow_registration", _T.BOOL, True, "live",
+        "Whether anyone may create an account through the API."),
+    Key("auth.require_verification", _T.BOOL, False, "live",
+        "Whether an account must verify its email before it can log in."),
+    Key("auth.smtp.host", _T.STR, "", "live",
+        "SMTP server for outgoing email; empty writes emails to the log instead."),
+    Key("auth.smtp.port", _T.INT, 587, "live", "SMTP server port.", minimum=1, maximum=65535),
+    Key("auth.smtp.username", _T.STR, "", "live", "SMTP login name; empty skips login."),
+    Key("auth.smtp.password", _T.SECRET, "", "live", "SMTP password."),
+    Key("auth.smtp.from", _T.STR, "", "live",
+        "Sender of outgoing email, e.g. `Alyx <noreply@example.com>`.", check=_email),
+    # functions
+    Key("functions.path", _T.PATH, "functions", "restart",
+        "Folder holding the project's functions, relative to the project."),
+    Key("functions.timeout", _T.DURATION, "30s", "live",
+        "Longest a function invocation may run before it is stopped.", minimum=0.001),
+    Key("functions.memory", _T.SIZE, "256MiB", "restart",
+        "Memory limit of one function instance.", minimum=16 * _MIB),
+    Key("functions.backend", _T.ENUM, "process", "restart",
+        "Where functions run: local processes or Docker containers.",
+        choices=("process", "docker")),
+    Key("functions.pool.min_warm", _T.INT, 1, "restart",
+        "Instances per function kept started and idle.", minimum=0),
+    Key("functions.pool.max_instances", _T.INT, 4, "restart",
+        "Most instances of one function running at once.", minimum=1),
+    Key("functions.pool.idle_timeout", _T.DURATION, "60s", "restart",
+        "Idle time after which an instance above min_warm is stopped.", minimum=0.001),
+    Key("functions.pool.max_queue", _T.INT, 100, "restart",
+        "Invocations waiting for a free instance before new ones are refused.", minimum=0),
+    # realtime
+    Key("realtime.poll_interval", _T.DURATION, "100ms", "restart",
+        "How often the change log is read for subscribers.", minimum=0.001, maximum=_DAY),
+    Key("realtime.ping_interval", _T.DURATION, "30s", "restart",
+        "How often idle WebSocket connections are pinged.", minimum=0.001),
+    Key("realtime.max_connections", _T.INT, 10000, "live",
+        "Most WebSocket connections at once; more are refused.", minimum=1),
+    Key("realtime.max_subscriptions_per_client", _T.INT, 100, "live",
+        "Most subscriptions one connection may hold.", minimum=1),
+    Key("realtime.max_message_size", _T.SIZE, "64KiB", "restart",
+        "Largest WebSocket message accepted from a client.", minimum=1024),
+    Key("realtime.send_queue", _T.INT, 1000, "restart",
+        "Messages queued for a slow client before it is disconnected.", minimum=1),
+    # dev
+    Key("dev.auto_migrate", _T.BOOL, True, "live",
+        "`alyx dev` applies safe schema changes as soon as schema.yaml is saved."),
+    Key("dev.generate.languages", _T.STR_LIST, ["typescript"], "live",
+        "Client SDKs `alyx dev` and `alyx generate` write.",
+        choices=("typescript", "go", "python")),
+    Key("dev.generate.output", _T.PATH, "generated", "live",
+        "Folder the client SDKs are written to, relative to the project."),
+    # admin_ui
+    Key("admin_ui.enabled", _T.BOOL, True, "restart", "Serve the admin UI."),
+    Key("admin_ui.path", _T.STR, "/_admin", "restart", "URL path of the admin UI.",
+        check=_url_path),
+    # logging
+    Key("logging.level", _T.ENUM, "info", "live", "Least severe log level written.",
+        choices=("debug", "info", "warning", "error")),
+    Key("logging.format", _T.ENUM, "console", "restart",
+        "console for people, json for log collectors (one object per line).",
+        choices=("console", "json")),
+)  # fmt: skip
+
+KEYS_BY_PATH: Mapping[str, Key] = MappingProxyType({key.path: key for key in KEYS})
+KEYS_BY_ENV: Mapping[str, Key] = MappingProxyType({key.env_var: key for key in KEYS})
+SECTIONS: frozenset[str] = frozenset(
+    key.path.rsplit(".", i)[0] for key in KEYS for i in range(1, key.path.count(".") + 1)
+)
+"""Every dotted prefix that names a group of keys (`server`, `server.cors`, `auth.jwt`...)."""
+
+CLIENT_VARIABLES: Mapping[str, str] = MappingProxyType(
+    {
+        "ALYX_URL": "Server URL used by the CLI's deploy and dashboard commands.",
+        "ALYX_TOKEN": "Admin token used by the CLI's deploy and dashboard commands.",
+    }
+)
+"""`ALYX_*` variables that are not settings; the server leaves them alone."""
