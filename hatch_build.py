@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 __all__ = ["DataFoldersHook"]
@@ -15,7 +16,7 @@ __all__ = ["DataFoldersHook"]
 DATA_FOLDERS = ("codegen_templates", "runtimes", "scaffolds")
 
 
-class DataFoldersHook(BuildHookInterface):  # type: ignore[type-arg]
+class DataFoldersHook(BuildHookInterface[BuilderConfig]):
     """Force-include the data folders into `alyx_server/_data/` of a standard wheel."""
 
     PLUGIN_NAME = "alyx-data-folders"
