@@ -62,7 +62,8 @@ def _bool_to_words(x: str) -> str:
 def _float_to_text(x: str) -> str:
     # SQLite prints 15 significant digits; fall back to 17 when that would lose precision.
     return (
-        f"CASE WHEN CAST(CAST({x} AS TEXT) AS REAL) = {x} THEN CAST({x} AS TEXT) "
+        f"CASE WHEN {x} IS NULL THEN NULL "
+        f"WHEN CAST(CAST({x} AS TEXT) AS REAL) = {x} THEN CAST({x} AS TEXT) "
         f"ELSE printf('%!.17g', {x}) END"
     )
 
