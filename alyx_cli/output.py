@@ -2,8 +2,8 @@
 
 Commands print through a Rich console: `console()` for results on stdout,
 `console(stderr=True)` for progress and errors. Colour appears only on a terminal (and
-never with NO_COLOR set), lines are not re-wrapped, and text is never read as Rich markup
-unless a command asks for it.
+never with NO_COLOR set), lines are not re-wrapped, and strings are never read as Rich markup
+(style with `rich.text.Text` instead), so a message holding `[...]` prints as written.
 
 Failures: a command wrapped with `@reports_errors` (or a block inside
 `with translated_errors():`) turns `AlyxError` and `OSError` into a `CommandError`, which
@@ -36,21 +36,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A Rich console on stdout (or stderr), coloured only when that stream is a terminal.
+def console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
+    """A Rich console on stdout (stderr, or `file`), coloured only when it is a terminal.
 
     Made per call, not at import, so that it writes to the stream in place at the time
     (Click's test runner swaps them) and decides about colour for that stream: Rich
     styles nothing when the stream is not a terminal, or when NO_COLOR is set.
     """
-    return Console(stderr=stderr, highlight=False, markup=False, emoji=False, soft_wrap=True)
+    return Console(
+        file=file, stderr=stderr, highlight=False, markup=False, emoji=False, soft_wrap=True
+    )
 
 
 class CommandError(click.ClickException):
     """A command failed in a way the user can act on: one line on stderr, exit status 1."""
 
     def show(self, file: IO[str] | None = None) -> None:
-        out = console(stderr=True) if file is None else Console(file=file, soft_wrap=True)
+        out = console(stderr=True, file=file)
         line = Text("Error: ", style="bold red")
         line.append(self.format_message())
         out.print(line)
