@@ -135,7 +135,11 @@ def index_sql(collection: Collection) -> list[str]:
 
 
 def change_trigger_names(collection: str) -> tuple[str, str, str]:
-    return (f"_alyx_chg_{collection}_ins", f"_alyx_chg_{collection}_upd", f"_alyx_chg_{collection}_del")
+    return (
+        f"_alyx_chg_{collection}_ins",
+        f"_alyx_chg_{collection}_upd",
+        f"_alyx_chg_{collection}_del",
+    )
 
 
 def _on_update_trigger_name(collection: str, field: str) -> str:
@@ -203,7 +207,9 @@ def trigger_sql(collection: Collection) -> list[str]:
 def drop_triggers_sql(collection: Collection) -> list[str]:
     """DROP statements for every trigger `trigger_sql` creates (used before a rebuild)."""
     names = list(change_trigger_names(collection.name)) + [
-        _on_update_trigger_name(collection.name, f.name) for f in collection.fields if f.on_update_now
+        _on_update_trigger_name(collection.name, f.name)
+        for f in collection.fields
+        if f.on_update_now
     ]
     return [f"DROP TRIGGER IF EXISTS {quote(n)}" for n in names]
 

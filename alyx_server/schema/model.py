@@ -18,6 +18,9 @@ from typing import Any, Literal
 from alyx_server.errors import Location
 
 __all__ = [
+    "ACTIONS",
+    "SQL_TYPES",
+    "USERS_TABLE",
     "Collection",
     "Default",
     "Field",
@@ -27,9 +30,6 @@ __all__ = [
     "Rules",
     "Schema",
     "Validation",
-    "ACTIONS",
-    "SQL_TYPES",
-    "USERS_TABLE",
 ]
 
 USERS_TABLE = "_alyx_users"
@@ -216,7 +216,8 @@ class Schema:
         return cls(
             version=int(data.get("version", 1)),
             collections=tuple(
-                _collection_from_dict(name, body) for name, body in (data.get("collections") or {}).items()
+                _collection_from_dict(name, body)
+                for name, body in (data.get("collections") or {}).items()
             ),
         )
 
