@@ -1,0 +1,247 @@
+"""The single writer thread: every write to the database goes through one `WriteQueue`.
+
+SQLite allows one writer at a time, and a commit costs a WAL append plus, under
+`synchronous=full`, an fsync. The writer takes the first queued write, drains whatever
+else is already queued (up to `max_group`), and runs them as one group:
+
+    BEGIN IMMEDIATE
+      SAVEPOINT / fn(conn) / RELEASE            for each write
+      (ROLLBACK TO + RELEASE when fn raises: only that write fails)
+    COMMIT
+    publish the group's change events, then acknowledge every write
+
+so N concurrent writes share one commit (group commit) and a failing write does not
+fail its neighbours. A write is acknowledged only after COMMIT returned, i.e. once it
+is as durable as `synchronous` makes it. If BEGIN or COMMIT fails, the whole group
+fails with that error. Exclusive jobs (migrations) run alone, outside any group, and
+manage their own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from alyx_server.db.changes import ChangeFeed
+
+__all__ = ["GroupListener", "WriteQueue", "WriteStats"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+GroupListener = Callable[[int, float], None]
+Outcome = tuple["asyncio.Future[Any]", bool, Any]
+_SAVEPOINT = "alyx_write"
+
+
+@dataclass(slots=True)
+class WriteStats:
+    """Counters of the writer: transactions (groups), writes, and how big groups get."""
+
+    groups: int = 0
+    writes: int = 0
+    failed_writes: int = 0
+    failed_groups: int = 0
+    max_group_size: int = 0
+    exclusive: int = 0
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    exclusive: bool = False
+
+
+_STOP = object()
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Resolve futures on the loop thread (a caller that gave up is skipped)."""
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class WriteQueue:
+    """Owns the writer connection and the thread that runs every write on it."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        feed: ChangeFeed,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        group_commit: bool = True,
+        max_group: int = 256,
+    ) -> None:
+        self._conn = conn
+        self._feed = feed
+        self._loop = loop
+        self._group_commit = group_commit
+        self._max_group = max_group if group_commit else 1
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._stats = WriteStats()
+        self._listeners: list[GroupListener] = []
+        self._thread = threading.Thread(target=self._run, name="alyx-writer", daemon=True)
+
+    @property
+    def stats(self) -> WriteStats:
+        """A snapshot of the counters."""
+        return dataclasses.replace(self._stats)
+
+    def add_group_listener(self, listener: GroupListener) -> None:
+        """Call `listener(group_size, seconds)` on the writer thread after each commit."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, exclusive: bool = False
+    ) -> asyncio.Future[T]:
+        """Queue `fn(conn)` for the writer; must be called on the loop thread."""
+        if self._closed:
+            raise RuntimeError("the database is closed")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Job(fn, future, exclusive))
+        return future
+
+    def close(self) -> None:
+        """Refuse new writes; the thread finishes every queued one, then stops."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # -- writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        carry: Any = None
+        while True:
+            job = carry if carry is not None else self._queue.get()
+            carry = None
+            if job is _STOP:
+                break
+            if job.exclusive:
+                self._guard([job], self._run_exclusive)
+                continue
+            group = [job]
+            while len(group) < self._max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or nxt.exclusive:
+                    carry = nxt
+                    break
+                group.append(nxt)
+            self._guard(group, self._run_group)
+        self._conn.close()
+
+    def _guard(self, jobs: list[_Job], run: Callable[[list[_Job]], None]) -> None:
+        """Run a group; an unexpected failure fails its writes instead of the thread."""
+        try:
+            run(jobs)
+        except Exception as e:
+            log.exception("writer failed on a group of %d writes", len(jobs))
+            self._publish([(j.future, False, e) for j in jobs])
+
+    def _run_group(self, group: list[_Job]) -> None:
+        conn = self._conn
+        group = [j for j in group if not j.future.cancelled()]
+        if not group:
+            return
+        started = time.perf_counter()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            self._failed_group(group, e)
+            return
+        try:
+            outcomes = [self._run_one(job) for job in group]
+            conn.execute("COMMIT")
+        except Exception as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._failed_group(group, e)
+            return
+        self._count(outcomes, time.perf_counter() - started)
+        self._publish(outcomes)
+
+    def _run_one(self, job: _Job) -> Outcome:
+        conn = self._conn
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            value = job.fn(conn)
+        except Exception as e:
+            conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+            return (job.future, False, e)
+        conn.execute(f"RELEASE {_SAVEPOINT}")
+        return (job.future, True, value)
+
+    def _run_exclusive(self, jobs: list[_Job]) -> None:
+        (job,) = jobs
+        conn = self._conn
+        outcome: Outcome
+        try:
+            outcome = (job.future, True, job.fn(conn))
+        except Exception as e:
+            outcome = (job.future, False, e)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+            if outcome[1]:
+                outcome = (
+                    job.future,
+                    False,
+                    RuntimeError("an exclusive job left its transaction open"),
+                )
+        self._stats.exclusive += 1
+        self._publish([outcome])
+
+    def _failed_group(self, group: list[_Job], error: Exception) -> None:
+        log.error("a group of %d writes failed to commit: %s", len(group), error)
+        self._stats.failed_groups += 1
+        self._stats.failed_writes += len(group)
+        self._publish([(j.future, False, error) for j in group])
+
+    def _count(self, outcomes: list[Outcome], seconds: float) -> None:
+        stats = self._stats
+        size = len(outcomes)
+        stats.groups += 1
+        stats.writes += size
+        stats.failed_writes += sum(1 for _f, ok, _v in outcomes if not ok)
+        stats.max_group_size = max(stats.max_group_size, size)
+        for listener in self._listeners:
+            try:
+                listener(size, seconds)
+            except Exception:
+                log.exception("group listener %r failed", listener)
+
+    def _publish(self, outcomes: list[Outcome]) -> None:
+        """Publish committed changes, then acknowledge the writes, in one loop callback."""
+        settle = functools.partial(_settle, outcomes)
+        try:
+            self._feed.collect(self._conn, then=settle)
+        except sqlite3.Error:
+            log.exception("reading committed changes failed; acknowledging writes anyway")
+            try:
+                self._loop.call_soon_threadsafe(settle)
+            except RuntimeError:
+                log.warning("event loop closed: %d write acknowledgements dropped", len(outcomes))
