@@ -25,17 +25,19 @@ from pathlib import Path
 from alyx_server.errors import MigrationError, SchemaError
 from alyx_server.migrations.operations import (
     AddField,
+    AddIndex,
     AlterField,
     ChangeType,
     DropCollection,
     DropField,
+    DropIndex,
     Operation,
     RenameCollection,
     RenameField,
     Sql,
 )
 from alyx_server.migrations.sql_script import ScriptError, split_statements
-from alyx_server.schema.model import FieldType
+from alyx_server.schema.model import FieldType, Index
 from alyx_server.schema.validate import NAME_PATTERN, SchemaSource, parse_field
 from alyx_server.tools.suggest import closest
 from alyx_server.tools.yaml_lines import (
@@ -74,6 +76,8 @@ OPERATION_ARGUMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alter_field": (("collection", "field", "definition"), ("using",)),
     "drop_collection": (("collection",), ()),
     "rename_collection": (("from", "to"), ()),
+    "add_index": (("collection", "name", "fields"), ("unique", "order")),
+    "drop_index": (("collection", "name"), ()),
     "sql": (("up",), ("down",)),
 }
 
@@ -187,6 +191,24 @@ def _defined(r: _Reader, args: dict[str, YamlNode], path: str) -> AddField:
     return AddField(collection, field, using)
 
 
+def _index(r: _Reader, args: dict[str, YamlNode], path: str) -> Index:
+    fields_node = args["fields"]
+    if not isinstance(fields_node, YamlSequence) or not fields_node.items:
+        raise r.error(fields_node, f"{path}.fields", "expected a list of field names")
+    fields = tuple(r.name(n, f"{path}.fields", "field") for n in fields_node)
+    unique = False
+    if "unique" in args:
+        node = args["unique"]
+        if not isinstance(node, YamlScalar) or not isinstance(node.value, bool):
+            raise r.error(node, f"{path}.unique", "expected true or false")
+        unique = node.value
+    order = r.string(args["order"], f"{path}.order") if "order" in args else "asc"
+    if order not in ("asc", "desc"):
+        raise r.error(args["order"], f"{path}.order", "expected asc or desc")
+    name = r.name(args["name"], f"{path}.name", "index")
+    return Index(name, fields, unique, "desc" if order == "desc" else "asc")
+
+
 def _operation(r: _Reader, kind: str, args: dict[str, YamlNode], path: str) -> Operation:
     def name(key: str, what: str) -> str:
         return r.name(args[key], f"{path}.{key}", what)
@@ -207,6 +229,10 @@ def _operation(r: _Reader, kind: str, args: dict[str, YamlNode], path: str) -> O
         return ChangeType(name("collection", "collection"), name("field", "field"), new_type, using)
     if kind == "drop_collection":
         return DropCollection(name("collection", "collection"))
+    if kind == "add_index":
+        return AddIndex(name("collection", "collection"), _index(r, args, path))
+    if kind == "drop_index":
+        return DropIndex(name("collection", "collection"), name("name", "index"))
     if kind == "rename_collection":
         return RenameCollection(name("from", "collection"), name("to", "collection"))
     down = r.sql(args["down"], f"{path}.down") if "down" in args else None

@@ -1,26 +1,27 @@
 """The operations of a migration file as values, and what each does to a schema snapshot.
 
-Each operation has three pure sides, none touching a database:
+Each operation has two pure sides, none touching a database:
 
 - `transform(schema, op)`: the snapshot after the operation (renames follow references
   and declared indexes; a dropped field leaves the indexes that named it);
 - `inverse(schema, op)`: the operations that undo it, computed from the snapshot before,
-  so `drop_field` / `drop_collection` are undone by recreating the structure (not the data);
-- `to_yaml(op)`: the file syntax, used to store the `down` side in the history and to
-  pre-fill `alyx migrate create`.
+  so `drop_field` / `drop_collection` are undone by recreating the structure (not the data).
 
-`execute.py` performs them on a connection. `create_collection` and `alter_field` exist
-beside the operations of SPEC §5: the first undoes `drop_collection`, the second applies a
-stricter constraint (NOT NULL, unique, a reference) that no other operation can express.
+`syntax.py` writes them in file syntax; `execute.py` performs them on a connection.
+Beside the operations of SPEC §5 there are `alter_field` (a stricter constraint: NOT NULL,
+unique, a reference, which no other operation can express), `add_index` / `drop_index`
+(a new unique index is stricter too) and `create_collection` (the undo of
+`drop_collection`; new collections otherwise come from schema.yaml automatically).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias
 
 from alyx_server.schema.model import (
+    USERS_TABLE,
     Collection,
     Default,
     Field,
@@ -32,23 +33,21 @@ from alyx_server.schema.model import (
 
 __all__ = [
     "AddField",
+    "AddIndex",
     "AlterField",
     "ChangeType",
     "CreateCollection",
     "DropCollection",
     "DropField",
+    "DropIndex",
     "Operation",
     "OperationRefused",
     "RenameCollection",
     "RenameField",
     "Sql",
     "changed_type",
-    "collection_definition",
-    "field_definition",
-    "from_yaml",
     "inverse",
     "resolve",
-    "to_yaml",
     "transform",
 ]
 
@@ -117,6 +116,20 @@ class RenameCollection:
 
 
 @dataclass(frozen=True, slots=True)
+class AddIndex:
+    collection: str
+    index: Index
+    kind: ClassVar[str] = "add_index"
+
+
+@dataclass(frozen=True, slots=True)
+class DropIndex:
+    collection: str
+    name: str
+    kind: ClassVar[str] = "drop_index"
+
+
+@dataclass(frozen=True, slots=True)
 class Sql:
     up: str
     down: str | None = None
@@ -132,21 +145,10 @@ Operation: TypeAlias = (
     | CreateCollection
     | DropCollection
     | RenameCollection
+    | AddIndex
+    | DropIndex
     | Sql
 )
-
-
-# -- definitions in schema.yaml syntax ----------------------------------------------------
-def field_definition(field: Field) -> dict[str, Any]:
-    """A field in schema.yaml syntax (`{type: string, nullable: true}`), via the snapshot form."""
-    probe = Schema((Collection("probe", (field,)),))
-    definition: dict[str, Any] = probe.to_dict()["collections"]["probe"]["fields"][field.name]
-    return definition
-
-
-def collection_definition(collection: Collection) -> dict[str, Any]:
-    body: dict[str, Any] = Schema((collection,)).to_dict()["collections"][collection.name]
-    return body
 
 
 # -- change_type ---------------------------------------------------------------------------
@@ -256,8 +258,20 @@ def _retarget(schema: Schema, old: tuple[str, str], new: tuple[str, str]) -> Sch
     return dataclasses.replace(schema, collections=tuple(collections))
 
 
+def _check_reference(schema: Schema, c: Collection, field: Field) -> None:
+    ref = field.references
+    if ref is None or (ref.collection, ref.field) == (USERS_TABLE, "id"):
+        return
+    target = c if ref.collection == c.name else schema.get(ref.collection)
+    if target is None or target.field(ref.field) is None:
+        raise OperationRefused(
+            f"{c.name}.{field.name} references {ref.collection}.{ref.field}, which does not exist"
+        )
+
+
 def _add_field(schema: Schema, op: AddField) -> Schema:
     c = _collection(schema, op.collection)
+    _check_reference(schema, c, op.field)
     if c.field(op.field.name) is not None:
         raise OperationRefused(f"{c.name}.{op.field.name} already exists")
     if op.field.primary:
@@ -301,6 +315,7 @@ def _alter_field(schema: Schema, op: AlterField) -> Schema:
         raise OperationRefused(f"alter_field cannot change which field of {c.name} is primary")
     if old.primary and old.type != op.field.type:
         raise OperationRefused(f"{c.name}.{old.name} is the primary field; its type cannot change")
+    _check_reference(schema, c, op.field)
     fields = [op.field if f.name == old.name else f for f in c.fields]
     return _replace(schema, c.name, _with_fields(c, fields))
 
@@ -340,6 +355,31 @@ def _rename_collection(schema: Schema, op: RenameCollection) -> Schema:
     return out
 
 
+def _add_index(schema: Schema, op: AddIndex) -> Schema:
+    c = _collection(schema, op.collection)
+    taken = {i.name for other in schema for i in other.indexes}
+    if op.index.name in taken:
+        raise OperationRefused(f"an index named {op.index.name!r} already exists")
+    for name in op.index.fields:
+        _existing_field(c, name)
+    return _replace(schema, c.name, dataclasses.replace(c, indexes=(*c.indexes, op.index)))
+
+
+def _existing_index(c: Collection, name: str) -> Index:
+    for index in c.indexes:
+        if index.name == name:
+            return index
+    known = ", ".join(i.name for i in c.indexes) or "none"
+    raise OperationRefused(f"{c.name} has no index {name!r} (indexes: {known})")
+
+
+def _drop_index(schema: Schema, op: DropIndex) -> Schema:
+    c = _collection(schema, op.collection)
+    _existing_index(c, op.name)
+    indexes = tuple(i for i in c.indexes if i.name != op.name)
+    return _replace(schema, c.name, dataclasses.replace(c, indexes=indexes))
+
+
 def resolve(schema: Schema, op: Operation) -> Operation:
     """The operation as it executes: `change_type` becomes the `alter_field` it implies."""
     return _change_type(schema, op)[1] if isinstance(op, ChangeType) else op
@@ -363,6 +403,10 @@ def transform(schema: Schema, op: Operation) -> Schema:
         return _drop_collection(schema, op)
     if isinstance(op, RenameCollection):
         return _rename_collection(schema, op)
+    if isinstance(op, AddIndex):
+        return _add_index(schema, op)
+    if isinstance(op, DropIndex):
+        return _drop_index(schema, op)
     return schema  # sql: the snapshot describes collections, which sql must not restructure
 
 
@@ -402,60 +446,9 @@ def inverse(schema: Schema, op: Operation) -> list[Operation] | None:
         return [CreateCollection(_collection(schema, op.collection))]
     if isinstance(op, RenameCollection):
         return [RenameCollection(op.new, op.old)]
+    if isinstance(op, AddIndex):
+        return [DropIndex(op.collection, op.index.name)]
+    if isinstance(op, DropIndex):
+        index = _existing_index(_collection(schema, op.collection), op.name)
+        return [AddIndex(op.collection, index)]
     return None if op.down is None else [Sql(op.down, op.up)]
-
-
-# -- file syntax ---------------------------------------------------------------------------
-def to_yaml(op: Operation) -> dict[str, Any]:
-    """`{kind: {arguments}}`, the way the operation is written in a migration file."""
-    body: dict[str, Any]
-    if isinstance(op, AddField | AlterField):
-        body = {"collection": op.collection, "field": op.field.name}
-        body["definition"] = field_definition(op.field)
-        if op.using is not None:
-            body["using"] = op.using
-    elif isinstance(op, DropField):
-        body = {"collection": op.collection, "field": op.field}
-    elif isinstance(op, RenameField):
-        body = {"collection": op.collection, "from": op.old, "to": op.new}
-    elif isinstance(op, ChangeType):
-        body = {"collection": op.collection, "field": op.field, "type": op.type.value}
-        if op.using is not None:
-            body["using"] = op.using
-    elif isinstance(op, CreateCollection):
-        body = {"collection": op.collection.name}
-        body["definition"] = collection_definition(op.collection)
-    elif isinstance(op, DropCollection):
-        body = {"collection": op.collection}
-    elif isinstance(op, RenameCollection):
-        body = {"from": op.old, "to": op.new}
-    else:
-        body = {"up": op.up} if op.down is None else {"up": op.up, "down": op.down}
-    return {op.kind: body}
-
-
-def from_yaml(item: dict[str, Any]) -> Operation:
-    """Rebuild an operation from `to_yaml` output stored by Alyx itself (not a user's file)."""
-    ((kind, body),) = item.items()
-    if kind in ("add_field", "alter_field"):
-        probe = {"probe": {"fields": {body["field"]: body["definition"]}}}
-        field = Schema.from_dict({"collections": probe}).collections[0].fields[0]
-        cls = AddField if kind == "add_field" else AlterField
-        return cls(body["collection"], field, body.get("using"))
-    if kind == "drop_field":
-        return DropField(body["collection"], body["field"])
-    if kind == "rename_field":
-        return RenameField(body["collection"], body["from"], body["to"])
-    if kind == "change_type":
-        new_type = FieldType(body["type"])
-        return ChangeType(body["collection"], body["field"], new_type, body.get("using"))
-    if kind == "create_collection":
-        probe = {body["collection"]: body["definition"]}
-        return CreateCollection(Schema.from_dict({"collections": probe}).collections[0])
-    if kind == "drop_collection":
-        return DropCollection(body["collection"])
-    if kind == "rename_collection":
-        return RenameCollection(body["from"], body["to"])
-    if kind == "sql":
-        return Sql(body["up"], body.get("down"))
-    raise ValueError(f"unknown operation {kind!r}")

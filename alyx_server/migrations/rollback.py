@@ -1,0 +1,80 @@
+"""`alyx migrate rollback [n]`: undo the newest history rows, one transaction each.
+
+A file row is undone by the `down` operations stored when it was applied (inverse
+operations in reverse order, `sql` by its `down`), then the tables are brought exactly
+to the previous snapshot (e.g. an index that went away with a dropped field). An
+automatic row is undone by turning its snapshot back into the previous one, which drops
+what that step added, data included. Rows are deleted with the change they undo.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from alyx_server.errors import MigrationError
+from alyx_server.migrations.execute import run_operation, transition_to
+from alyx_server.migrations.history import (
+    HistoryRow,
+    Irreversible,
+    delete_row,
+    expect_head,
+    read_history,
+)
+from alyx_server.migrations.operations import OperationRefused
+from alyx_server.migrations.syntax import from_yaml
+from alyx_server.migrations.transactions import write_transaction
+from alyx_server.schema.model import Schema
+
+__all__ = ["rollback_migrations"]
+
+
+def _undo(conn: sqlite3.Connection, row: HistoryRow, previous: Schema) -> None:
+    snapshot = row.snapshot
+    for item in row.down:
+        assert not isinstance(item, Irreversible)
+        snapshot = run_operation(conn, snapshot, from_yaml(item))
+    transition_to(conn, snapshot, previous)
+
+
+def _irreversible(row: HistoryRow) -> str | None:
+    for item in row.down:
+        if isinstance(item, Irreversible):
+            return f"{row.label} cannot be rolled back: {item.where}"
+    return None
+
+
+def rollback_migrations(
+    conn: sqlite3.Connection, migrations_dir: Path | None = None, n: int = 1
+) -> list[str]:
+    """Undo the newest `n` applies, newest first; returns their labels (`003_drop_slug`, `auto`).
+
+    The down side comes from the history, so `migrations_dir` is not read: a file edited or
+    deleted since it was applied rolls back as it was applied. Everything that cannot be
+    rolled back is refused before the first row is touched.
+    """
+    del migrations_dir  # kept for the shape shared by every migrate command
+    if n < 1:
+        raise MigrationError(f"the number of migrations to roll back must be 1 or more, not {n}")
+    history = read_history(conn)
+    if len(history) < n:
+        raise MigrationError(f"cannot roll back {n}: only {len(history)} migrations are applied")
+    targets = list(reversed(history[-n:]))
+    for row in targets:
+        problem = _irreversible(row)
+        if problem:
+            raise MigrationError(problem)
+    done: list[str] = []
+    for row in targets:
+        position = history.index(row)
+        previous = history[position - 1].snapshot if position else Schema()
+        with write_transaction(conn):
+            expect_head(conn, row.id)
+            try:
+                _undo(conn, row, previous)
+            except (MigrationError, OperationRefused, sqlite3.Error) as e:
+                message = f"rolling back {row.label} failed: {e}; {row.label} is still applied"
+                raise MigrationError(message) from e
+            delete_row(conn, row.id)
+        done.append(row.label)
+    return done
