@@ -165,3 +165,29 @@ def test_rename_field_keeps_the_data(conn: sqlite3.Connection, tmp_path: Path) -
     assert "uq_posts_handle" in indexes and "uq_posts_slug" not in indexes
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         conn.execute("INSERT INTO posts (id, title, handle) VALUES ('p2', 'x', 'hello')")
+
+
+def test_create_prefills_type_changes_constraints_and_unique_indexes(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    migrations = tmp_path / "migrations"
+    apply_migrations(conn, posts(
+        "      views: { type: string, nullable: true }\n"
+        "      slug: { type: string, nullable: true }\n"
+    ), migrations)
+    conn.execute("INSERT INTO posts (id, title, views, slug) VALUES ('p1', 't', '3', 's')")
+    target = posts(
+        "      views: { type: int, nullable: true }\n"
+        "      slug: { type: string }\n"
+        "    indexes:\n      - { name: uq_title, fields: [title], unique: true }\n"
+    )
+    path = create_migration(conn, target, migrations, "tighten")
+    text = path.read_text()
+    assert "  - change_type: {collection: posts, field: views, type: int}\n" in text
+    assert (
+        "  - alter_field: {collection: posts, field: slug, definition: {type: string}}\n" in text
+    )
+    assert "  - add_index: {collection: posts, name: uq_title, fields: [title], unique: true}\n" in text
+    result = apply_migrations(conn, target, migrations)
+    assert (result.files, result.auto) == (("001_tighten",), ())
+    assert conn.execute("SELECT views, slug FROM posts").fetchall() == [(3, "s")]
