@@ -16,26 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from alyx_server.errors import MigrationError
+from alyx_server.schema.transition import foreign_key_problems
 
-__all__ = ["foreign_key_problems", "write_transaction"]
-
-_MAX_LISTED = 5
-
-
-def foreign_key_problems(conn: sqlite3.Connection) -> list[str]:
-    """One line per table and parent with rows whose foreign key points nowhere."""
-    counts: dict[tuple[str, str], list[object]] = {}
-    for table, rowid, parent, _fkid in conn.execute("PRAGMA foreign_key_check"):
-        counts.setdefault((str(table), str(parent)), []).append(rowid)
-    problems = []
-    for (table, parent), rowids in counts.items():
-        shown = ", ".join(str(r) for r in rowids[:_MAX_LISTED])
-        more = ", ..." if len(rowids) > _MAX_LISTED else ""
-        problems.append(
-            f"{len(rowids)} rows of {table} reference a missing {parent} row (rowid {shown}{more})"
-        )
-    return problems
-
+__all__ = ["write_transaction"]
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:

@@ -143,3 +143,22 @@ def test_refuses_to_start_inside_an_open_transaction(
     with pytest.raises(MigrationError, match="must start outside a transaction"):
         apply_migrations(conn, parse_schema(BLOG.replace("string }", "text }")), tmp_path)
     conn.execute("ROLLBACK")
+
+
+def test_dangling_foreign_keys_roll_the_file_back(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    migrations = tmp_path / "migrations"
+    apply_migrations(conn, parse_schema(BLOG), migrations)
+    write(migrations, "001_orphan.yaml", (
+        "version: 1\noperations:\n"
+        "  - sql: { up: \"INSERT INTO comments (id, post_id) VALUES ('c9', 'ghost')\" }\n"
+    ))
+    before = list(conn.iterdump())
+    with pytest.raises(MigrationError) as caught:
+        apply_migrations(conn, parse_schema(BLOG), migrations)
+    assert str(caught.value) == (
+        "foreign key check failed: 1 row in comments.post_id reference a missing posts.id "
+        "(ids: c9)"
+    )
+    assert list(conn.iterdump()) == before
