@@ -1,0 +1,328 @@
+"""YAML that remembers where every key and value was written.
+
+`yaml.safe_load` forgets positions and silently keeps the last of two equal keys, which
+makes errors in hand-written files hard to find. `parse_yaml` composes the YAML node graph
+and turns it into small immutable nodes (`YamlMapping`, `YamlSequence`, `YamlScalar`), each
+with its 1-based line and column, refusing duplicate keys with the line of both.
+
+Scalars resolve as `yaml.safe_load` resolves them (YAML 1.1 core schema: `yes` is true,
+`2026-01-31` is a date), with one difference: mapping keys are always strings, the key as
+written (`on:` is the key "on", not True; `1:` is the key "1").
+Merge keys (`<<: *anchor`) are supported; explicit keys win over merged ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import yaml
+
+__all__ = [
+    "ScalarValue",
+    "YamlEntry",
+    "YamlError",
+    "YamlMapping",
+    "YamlNode",
+    "YamlScalar",
+    "YamlSequence",
+    "kind_name",
+    "parse_yaml",
+]
+
+ScalarValue: TypeAlias = (
+    str | int | float | bool | datetime.date | datetime.datetime | bytes | None
+)
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Guards against alias bombs ("billion laughs"): no hand-written file comes close.
+_MAX_NODES = 1_000_000
+
+
+class YamlError(Exception):
+    """Text that is not valid YAML, or YAML this module refuses (duplicate keys, ...).
+
+    `line` and `column` are 1-based, or None when the problem has no position.
+    """
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.message
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class YamlScalar:
+    """A scalar value. `content_line`/`content_column` locate its first character of text
+    (after an opening quote, or on the first line of a `|`/`>` block)."""
+
+    value: ScalarValue
+    line: int
+    column: int
+    text: str
+    tag: str
+    style: str | None
+    content_line: int
+    content_column: int
+
+    def to_python(self) -> ScalarValue:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class YamlEntry:
+    """One `key: value` pair of a mapping; the key's value is always a string."""
+
+    key: YamlScalar
+    value: YamlNode
+
+    @property
+    def name(self) -> str:
+        return str(self.key.value)
+
+
+@dataclass(frozen=True, slots=True)
+class YamlMapping:
+    """A mapping, its entries in the order written."""
+
+    entries: tuple[YamlEntry, ...]
+    line: int
+    column: int
+
+    def get(self, key: str) -> YamlEntry | None:
+        for entry in self.entries:
+            if entry.key.value == key:
+                return entry
+        return None
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(entry.name for entry in self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return any(entry.key.value == key for entry in self.entries)
+
+    def __iter__(self) -> Iterator[YamlEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_python(self) -> dict[str, Any]:
+        return {entry.name: entry.value.to_python() for entry in self.entries}
+
+
+@dataclass(frozen=True, slots=True)
+class YamlSequence:
+    """A sequence, its items in order."""
+
+    items: tuple[YamlNode, ...]
+    line: int
+    column: int
+
+    def __iter__(self) -> Iterator[YamlNode]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_python(self) -> list[Any]:
+        return [item.to_python() for item in self.items]
+
+
+YamlNode: TypeAlias = YamlScalar | YamlMapping | YamlSequence
+
+
+def kind_name(node: YamlNode) -> str:
+    """A short description of a node for messages: "a mapping", "a list", "a string"..."""
+    if isinstance(node, YamlMapping):
+        return "a mapping"
+    if isinstance(node, YamlSequence):
+        return "a list"
+    value = node.value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, datetime.datetime):
+        return "a timestamp"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
+    return "a string"
+
+
+def parse_yaml(text: str) -> YamlNode | None:
+    """Parse one YAML document into located nodes; None when the text holds no document.
+
+    Raises `YamlError` (with line and column when known) for malformed YAML, several
+    documents, duplicate keys, unsupported tags and recursive aliases.
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(text, e) from e
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        return _Converter(loader, text).convert(root)
+    except yaml.MarkedYAMLError as e:
+        raise _marked_error(e) from e
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(text, e) from e
+    except yaml.YAMLError as e:
+        raise YamlError(str(e)) from e
+    finally:
+        loader.dispose()
+
+
+def _reader_error(text: str, e: yaml.reader.ReaderError) -> YamlError:
+    line, column = _position(text, e.position)
+    code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
+    return YamlError(f"character U+{code:04X} is not allowed in YAML text", line, column)
+
+
+def _marked_error(e: yaml.MarkedYAMLError) -> YamlError:
+    mark = e.problem_mark or e.context_mark
+    message = e.problem or e.context or "invalid YAML"
+    if e.context and e.problem:
+        where = ""
+        if e.context_mark is not None:
+            mark = e.context_mark
+            where = f" that starts at line {mark.line + 1}, column {mark.column + 1}"
+        message = f"{e.problem} ({e.context}{where})"
+        mark = e.problem_mark or e.context_mark
+    if mark is None:
+        return YamlError(message)
+    return YamlError(message, mark.line + 1, mark.column + 1)
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
+
+
+class _Converter:
+    """Turns the composed node graph into located nodes, node by node."""
+
+    def __init__(self, loader: yaml.SafeLoader, text: str) -> None:
+        self._loader = loader
+        self._text = text
+        self._active: set[int] = set()
+        self._count = 0
+
+    def convert(self, node: yaml.Node) -> YamlNode:
+        self._count += 1
+        if self._count > _MAX_NODES:
+            raise _error_at(node, f"document expands to more than {_MAX_NODES} nodes (aliases?)")
+        if id(node) in self._active:
+            raise _error_at(node, "recursive alias: a node that contains itself")
+        self._active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node)
+            if isinstance(node, yaml.SequenceNode):
+                return self._sequence(node)
+            return self._scalar(node)
+        finally:
+            self._active.discard(id(node))
+
+    def _scalar(self, node: yaml.Node) -> YamlScalar:
+        value = self._loader.construct_object(node, deep=True)
+        return self._located_scalar(node, value)
+
+    def _located_scalar(self, node: yaml.Node, value: ScalarValue) -> YamlScalar:
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        style = getattr(node, "style", None)
+        content_line, content_column = line, column
+        if style in ('"', "'"):
+            content_column += 1
+        elif style in ("|", ">"):
+            content_line, content_column = self._block_start(node.start_mark.index, line)
+        return YamlScalar(
+            value=value,
+            line=line,
+            column=column,
+            text=str(node.value),
+            tag=node.tag,
+            style=style,
+            content_line=content_line,
+            content_column=content_column,
+        )
+
+    def _block_start(self, index: int, line: int) -> tuple[int, int]:
+        """Where the text of a `|` or `>` block scalar begins: its first non-blank line."""
+        rest = self._text[index:].split("\n")
+        for offset, source_line in enumerate(rest[1:], start=1):
+            if source_line.strip():
+                return line + offset, len(source_line) - len(source_line.lstrip(" ")) + 1
+        return line, 1
+
+    def _sequence(self, node: yaml.SequenceNode) -> YamlSequence:
+        if node.tag != _SEQ_TAG:
+            raise _error_at(node, f"unsupported tag {node.tag!r} on a list")
+        items = tuple(self.convert(item) for item in node.value)
+        return YamlSequence(items, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _mapping(self, node: yaml.MappingNode) -> YamlMapping:
+        if node.tag != _MAP_TAG:
+            raise _error_at(node, f"unsupported tag {node.tag!r} on a mapping")
+        explicit: list[YamlEntry] = []
+        merged: list[YamlEntry] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self._merge_sources(value_node))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                message = "a mapping key must be a plain value, not a list or mapping"
+                raise _error_at(key_node, message)
+            key = self._located_scalar(key_node, str(key_node.value))
+            for earlier in explicit:
+                if earlier.key.value == key.value:
+                    raise YamlError(
+                        f"duplicate key {key.value!r} (first written at line {earlier.key.line}); "
+                        "YAML keeps only one of them: remove or rename one",
+                        key.line,
+                        key.column,
+                    )
+            explicit.append(YamlEntry(key, self.convert(value_node)))
+        names = {entry.key.value for entry in explicit}
+        entries: list[YamlEntry] = []
+        for entry in merged:
+            if entry.key.value not in names:
+                names.add(entry.key.value)
+                entries.append(entry)
+        entries.extend(explicit)
+        return YamlMapping(tuple(entries), node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _merge_sources(self, node: yaml.Node) -> list[YamlEntry]:
+        """The entries of `<<: *a` or `<<: [*a, *b]`; the first source wins on equal keys."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        out: list[YamlEntry] = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise _error_at(source, "a merge key (<<) takes a mapping or a list of mappings")
+            converted = self.convert(source)
+            assert isinstance(converted, YamlMapping)
+            out.extend(converted.entries)
+        return out
+
+
+def _error_at(node: yaml.Node, message: str) -> YamlError:
+    return YamlError(message, node.start_mark.line + 1, node.start_mark.column + 1)
