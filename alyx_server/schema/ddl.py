@@ -11,6 +11,7 @@ new tables and altered ones keeps the differ simple.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -60,6 +61,9 @@ def literal_sql(field_type: FieldType, value: Any) -> str:
         return "1" if value else "0"
     if field_type in (FieldType.INT, FieldType.FLOAT):
         return repr(value) if isinstance(value, float) else str(int(value))
+    if field_type is FieldType.BLOB:
+        # Blob defaults are written as base64 in schema.yaml; the column holds the bytes.
+        return "X'" + base64.b64decode(str(value)).hex() + "'"
     if field_type is FieldType.JSON:
         text = json.dumps(value, separators=(",", ":"), sort_keys=True)
     else:
