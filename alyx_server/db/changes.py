@@ -20,7 +20,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ __all__ = [
     "ChangeEvent",
     "ChangeFeed",
     "ChangePoller",
+    "EventStream",
     "Subscriber",
     "latest_change_id",
     "prune_changes",
@@ -114,15 +115,9 @@ class ChangeFeed:
 
         return unsubscribe
 
-    async def events(self) -> AsyncGenerator[ChangeEvent, None]:
-        """Every change from now on, as an async iterator (unsubscribes when closed)."""
-        queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
-        unsubscribe = self.subscribe(queue.put_nowait)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            unsubscribe()
+    def events(self) -> EventStream:
+        """Every change from now on (subscribed at once), as an async iterator; `close()` it."""
+        return EventStream(self)
 
     def collect(self, conn: sqlite3.Connection, then: Callable[[], None] | None = None) -> int:
         """Read committed changes above the high-water mark and schedule their publication.
@@ -165,6 +160,24 @@ class ChangeFeed:
         self.published += len(events)
         if then is not None:
             then()
+
+
+class EventStream:
+    """An async iterator over change events, subscribed from the moment it is created."""
+
+    def __init__(self, feed: ChangeFeed) -> None:
+        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
+        self._unsubscribe = feed.subscribe(self._queue.put_nowait)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ChangeEvent:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._unsubscribe()
 
 
 class ChangePoller:

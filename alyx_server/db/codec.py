@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
+from alyx_server.db.validation import Check, InvalidValue, field_checks
 from alyx_server.errors import FieldIssue, ValidationError
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection, Field, FieldType
@@ -36,7 +36,6 @@ from alyx_server.tools.timestamps import parse_timestamp as _parse_ts
 __all__ = [
     "CollectionCodec",
     "FieldCodec",
-    "InvalidValue",
     "codec_for",
     "decode_row",
     "encode_doc",
@@ -47,21 +46,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _EXAMPLE_UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 _TIMESTAMP_KIND = "an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z"
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-TEXT_TYPES = frozenset({FieldType.UUID, FieldType.STRING, FieldType.TEXT, FieldType.TIMESTAMP})
-
-
-class InvalidValue(Exception):
-    """One value that does not fit its field; becomes a FieldIssue."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
+_STORED_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 Converter = Callable[[Any], Any]
-Check = Callable[[Any, Any], None]
 # (position in the row, field name, decoder or None for values stored as they travel)
 DecodeSpec = tuple[tuple[int, str, Converter | None], ...]
 
@@ -136,6 +123,10 @@ def _timestamp(name: str) -> Converter:
         if isinstance(v, datetime):
             return format_timestamp(v)
         try:
+            if isinstance(v, str) and len(v) == 24 and _STORED_TS.fullmatch(v):
+                # Already in the storage format (the common case): only check the date exists.
+                datetime.fromisoformat(v[:-1])
+                return v
             return format_timestamp(_parse_ts(v))
         except (ValueError, TypeError) as e:
             raise InvalidValue("invalid_type", f"{name} must be {_TIMESTAMP_KIND}") from e
@@ -200,117 +191,6 @@ _DECODERS: Mapping[FieldType, Converter] = {
 }
 
 
-# -- validations beyond the type ---------------------------------------------------------
-def _plural(n: float, word: str) -> str:
-    return f"{n:g} {word}" + ("" if n == 1 else "s")
-
-
-_UNITS = {FieldType.BLOB: "byte", FieldType.JSON: "item"}
-
-
-def _checks(f: Field) -> list[Check]:
-    """Validators called with (JSON value, stored value) once the type is known good."""
-    v, name = f.validation, f.name
-    out: list[Check] = []
-    unit = _UNITS.get(f.type, "character")
-
-    def length(json_value: Any, stored: Any) -> int | None:
-        target = stored if f.type is FieldType.BLOB else json_value
-        return len(target) if isinstance(target, str | bytes | list | dict) else None
-
-    if v.min_length is not None:
-        lo = v.min_length
-
-        def min_length(j: Any, s: Any) -> None:
-            n = length(j, s)
-            if n is not None and n < lo:
-                raise InvalidValue(
-                    "min_length", f"{name} must be at least {_plural(lo, unit)} long"
-                )
-
-        out.append(min_length)
-    if v.max_length is not None:
-        hi = v.max_length
-
-        def max_length(j: Any, s: Any) -> None:
-            n = length(j, s)
-            if n is not None and n > hi:
-                raise InvalidValue("max_length", f"{name} must be at most {_plural(hi, unit)} long")
-
-        out.append(max_length)
-    out.extend(_range_checks(f))
-    out.extend(_text_checks(f))
-    return out
-
-
-def _range_checks(f: Field) -> list[Check]:
-    v, name = f.validation, f.name
-    out: list[Check] = []
-    if v.min is not None:
-        lo = v.min
-
-        def min_value(_j: Any, s: Any) -> None:
-            if isinstance(s, int | float) and s < lo:
-                raise InvalidValue("min_value", f"{name} must be at least {lo}")
-
-        out.append(min_value)
-    if v.max is not None:
-        hi = v.max
-
-        def max_value(_j: Any, s: Any) -> None:
-            if isinstance(s, int | float) and s > hi:
-                raise InvalidValue("max_value", f"{name} must be at most {hi}")
-
-        out.append(max_value)
-    if v.enum is not None:
-        allowed = v.enum
-        listed = ", ".join(str(a) for a in allowed)
-
-        def enum(j: Any, _s: Any) -> None:
-            if j not in allowed:
-                raise InvalidValue("enum", f"{name} must be one of: {listed}")
-
-        out.append(enum)
-    return out
-
-
-def _text_checks(f: Field) -> list[Check]:
-    v, name = f.validation, f.name
-    out: list[Check] = []
-    if v.pattern is not None:
-        regex, source = re.compile(v.pattern), v.pattern
-
-        def pattern(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and regex.search(s) is None:
-                raise InvalidValue("pattern", f"{name} must match the pattern {source}")
-
-        out.append(pattern)
-    if v.format == "email":
-
-        def email(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and _EMAIL_RE.fullmatch(s) is None:
-                raise InvalidValue("format_email", f"{name} must be an email address")
-
-        out.append(email)
-    elif v.format == "url":
-
-        def url(_j: Any, s: Any) -> None:
-            if isinstance(s, str):
-                parts = urlsplit(s)
-                if parts.scheme not in ("http", "https") or not parts.netloc:
-                    raise InvalidValue("format_url", f"{name} must be an http(s) URL")
-
-        out.append(url)
-    elif v.format == "uuid":
-
-        def uuid_format(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and not is_uuid(s):
-                raise InvalidValue("format_uuid", f"{name} must be a UUID")
-
-        out.append(uuid_format)
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class FieldCodec:
     """One field compiled: JSON -> SQLite conversion with its checks, and the way back."""
@@ -333,7 +213,7 @@ class FieldCodec:
 
 
 def _compile_field(f: Field) -> FieldCodec:
-    return FieldCodec(f, _CONVERTERS[f.type](f.name), tuple(_checks(f)), _DECODERS.get(f.type))
+    return FieldCodec(f, _CONVERTERS[f.type](f.name), tuple(field_checks(f)), _DECODERS.get(f.type))
 
 
 @dataclass(slots=True)
@@ -377,9 +257,7 @@ class CollectionCodec:
         for key, value in data.items():
             fc = fields.get(key)
             if fc is None:
-                issues.append(
-                    FieldIssue(str(key), "unknown_field", self.unknown_field_message(str(key)))
-                )
+                issues.append(FieldIssue(str(key), "unknown_field", self.unknown_field_message(str(key))))
                 continue
             try:
                 out[key] = fc.encode(value)
@@ -444,8 +322,7 @@ class CollectionCodec:
         if sql is None:
             sets = ", ".join(f"{quote(n)} = ?" for n in names)
             sql = (
-                f"UPDATE {self.table} SET {sets} WHERE {quote(self.pk.name)} = ? "
-                f"RETURNING {self.columns_sql}"
+                f"UPDATE {self.table} SET {sets} WHERE {quote(self.pk.name)} = ? RETURNING {self.columns_sql}"
             )
             if len(self._update_sql) < 512:
                 self._update_sql[names] = sql
@@ -491,9 +368,7 @@ def _compile(collection: Collection) -> CollectionCodec:
         insert_names_no_pk=tuple(no_pk),
         select_sql=f"SELECT {cols} FROM {table} WHERE {quote(pk.name)} = ?",
         delete_sql=f"DELETE FROM {table} WHERE {quote(pk.name)} = ?",
-        public=tuple(
-            e for e, f in zip(everything, collection.fields, strict=True) if not f.internal
-        ),
+        public=tuple(e for e, f in zip(everything, collection.fields, strict=True) if not f.internal),
         everything=everything,
         public_names=tuple(f.name for f in collection.fields if not f.internal),
         on_update=tuple(f.name for f in collection.fields if f.on_update_now),
@@ -518,9 +393,7 @@ def codec_for(collection: Collection) -> CollectionCodec:
     return codec
 
 
-def encode_doc(
-    collection: Collection, data: Mapping[str, Any], *, partial: bool = False
-) -> dict[str, Any]:
+def encode_doc(collection: Collection, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """Validate a JSON-level document and convert it to SQLite values (see module docstring).
 
     `partial=True` (updates) checks only the keys given; otherwise required fields must be
@@ -529,9 +402,7 @@ def encode_doc(
     return codec_for(collection).encode(data, partial=partial)
 
 
-def decode_row(
-    collection: Collection, row: Sequence[Any], *, internal: bool = False
-) -> dict[str, Any]:
+def decode_row(collection: Collection, row: Sequence[Any], *, internal: bool = False) -> dict[str, Any]:
     """A row holding every field in schema order, as a JSON-level document.
 
     `internal` fields are left out unless `internal=True` (server-side code such as auth).

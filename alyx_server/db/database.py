@@ -240,13 +240,9 @@ class Database:
 
         `now` (a datetime) defaults to the database clock.
         """
-        cutoff = format_timestamp(
-            (now or self.clock.now()) - timedelta(seconds=self.changes_retention)
-        )
+        cutoff = format_timestamp((now or self.clock.now()) - timedelta(seconds=self.changes_retention))
         feed = self.feed
-        return await self.write(
-            lambda conn: prune_changes(conn, before=cutoff, up_to_id=feed.high_water)
-        )
+        return await self.write(lambda conn: prune_changes(conn, before=cutoff, up_to_id=feed.high_water))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -105,9 +105,7 @@ def _field(collection: Collection, name: str, where: str) -> Field:
     f = collection.field(name)
     if f is None or f.internal:
         known = _public_names(collection)
-        raise InvalidQuery(
-            f"unknown field {name!r} in {where}; fields of {collection.name} are: {known}"
-        )
+        raise InvalidQuery(f"unknown field {name!r} in {where}; fields of {collection.name} are: {known}")
     return f
 
 
@@ -159,9 +157,7 @@ def _value(f: Field, raw: Any, where: str) -> tuple[Any, Any]:
         pass
     kind = _KIND.get(t, "a string")
     article = "an" if t.value[0] in "aeiou" else "a"
-    raise InvalidQuery(
-        f"invalid {where}: {f.name} is {article} {t.value} field and {raw!r} is not {kind}"
-    )
+    raise InvalidQuery(f"invalid {where}: {f.name} is {article} {t.value} field and {raw!r} is not {kind}")
 
 
 def _values(f: Field, raw: Any, where: str) -> list[tuple[Any, Any]]:
@@ -203,15 +199,11 @@ def _resolve(collection: Collection, cond: Condition, where: str) -> Field:
         )
     if f.type not in _APPLIES[cond.op]:
         kind = f.type.value
-        raise InvalidQuery(
-            f"invalid {where}: operator {cond.op!r} does not apply to {kind} field {f.name!r}"
-        )
+        raise InvalidQuery(f"invalid {where}: operator {cond.op!r} does not apply to {kind} field {f.name!r}")
     return f
 
 
-def condition_predicate(
-    collection: Collection, cond: Condition, *, where: str | None = None
-) -> Predicate:
+def condition_predicate(collection: Collection, cond: Condition, *, where: str | None = None) -> Predicate:
     """The SQL form of a condition (no Python check: SQL alone decides)."""
     where = where or _describe(cond)
     f = _resolve(collection, cond, where)
@@ -345,9 +337,7 @@ class ListSQL:
 def _page(query: ListQuery) -> tuple[int, int]:
     limit = DEFAULT_LIMIT if query.limit is None else query.limit
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidQuery(
-            f"invalid limit {query.limit!r}: expected an integer from 0 to {MAX_LIMIT}"
-        )
+        raise InvalidQuery(f"invalid limit {query.limit!r}: expected an integer from 0 to {MAX_LIMIT}")
     if isinstance(query.offset, bool) or not isinstance(query.offset, int) or query.offset < 0:
         raise InvalidQuery(f"invalid offset {query.offset!r}: expected an integer of 0 or more")
     return min(limit, MAX_LIMIT), query.offset
@@ -361,23 +351,17 @@ def build_list_sql(query: ListQuery) -> ListSQL:
     """
     c = query.collection
     limit, offset = _page(query)
-    order = [
-        f"{quote(_field(c, n, 'sort').name)} {'DESC' if desc else 'ASC'}" for n, desc in query.sort
-    ]
+    order = [f"{quote(_field(c, n, 'sort').name)} {'DESC' if desc else 'ASC'}" for n, desc in query.sort]
     pk = c.primary.name
     if all(n != pk for n, _d in query.sort):
         order.append(f"{quote(pk)} ASC")
-    wanted = (
-        None if query.fields is None else tuple(_field(c, n, "fields").name for n in query.fields)
-    )
+    wanted = None if query.fields is None else tuple(_field(c, n, "fields").name for n in query.fields)
     sqls = [p.sql for p in query.predicates if p.sql]
     params = tuple(v for p in query.predicates if p.sql for v in p.params)
     checks = tuple(p.check for p in query.predicates if p.check is not None)
     where = (" WHERE " + " AND ".join(f"({s})" for s in sqls)) if sqls else ""
     table = quote(c.name)
-    columns = (
-        c.field_names if checks else (wanted or tuple(f.name for f in c.fields if not f.internal))
-    )
+    columns = c.field_names if checks else (wanted or tuple(f.name for f in c.fields if not f.internal))
     cols = ", ".join(quote(n) for n in columns)
     select = f"SELECT {cols} FROM {table}{where} ORDER BY {', '.join(order)}"
     select_params = params

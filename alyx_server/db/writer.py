@@ -111,9 +111,7 @@ class WriteQueue:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(
-        self, fn: Callable[[sqlite3.Connection], T], *, exclusive: bool = False
-    ) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, exclusive: bool = False) -> asyncio.Future[T]:
         """Queue `fn(conn)` for the writer; must be called on the loop thread."""
         if self._closed:
             raise RuntimeError("the database is closed")

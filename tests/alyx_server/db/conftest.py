@@ -51,9 +51,7 @@ POSTS = Collection(
     (
         Field("id", FieldType.UUID, primary=True, default=Default("auto")),
         Field("title", FieldType.STRING, validation=Validation(min_length=1, max_length=20)),
-        Field(
-            "slug", FieldType.STRING, unique=True, validation=Validation(pattern=r"^[a-z0-9-]+$")
-        ),
+        Field("slug", FieldType.STRING, unique=True, validation=Validation(pattern=r"^[a-z0-9-]+$")),
         Field(
             "author_id",
             FieldType.UUID,
@@ -63,9 +61,7 @@ POSTS = Collection(
         Field("published", FieldType.BOOL, default=Default("literal", False)),
         Field("views", FieldType.INT, default=Default("literal", 0), validation=Validation(min=0)),
         Field("score", FieldType.FLOAT, nullable=True, validation=Validation(max=10)),
-        Field(
-            "status", FieldType.STRING, nullable=True, validation=Validation(enum=("draft", "live"))
-        ),
+        Field("status", FieldType.STRING, nullable=True, validation=Validation(enum=("draft", "live"))),
         Field("site", FieldType.STRING, nullable=True, validation=Validation(format="url")),
         Field("ref", FieldType.STRING, nullable=True, validation=Validation(format="uuid")),
         Field("tags", FieldType.JSON, nullable=True),

@@ -68,9 +68,7 @@ async def test_failed_write_publishes_nothing(db: Database) -> None:
     assert [(e.collection, e.doc_id) for e in seen] == [("posts", doc["id"])]
 
 
-async def test_every_change_once_in_id_order_across_writer_and_poller(
-    db: Database, db_path: Path
-) -> None:
+async def test_every_change_once_in_id_order_across_writer_and_poller(db: Database, db_path: Path) -> None:
     seen: list[ChangeEvent] = []
     db.feed.subscribe(seen.append)
     for i in range(10):
@@ -89,15 +87,13 @@ async def test_every_change_once_in_id_order_across_writer_and_poller(
     assert db.feed.published == 21
 
 
-async def test_background_poller_publishes_other_processes_writes(
-    open_db: OpenDb, db_path: Path
-) -> None:
+async def test_background_poller_publishes_other_processes_writes(open_db: OpenDb, db_path: Path) -> None:
     db = await open_db(poll_interval=0.01)
     events = db.feed.events()
     await asyncio.to_thread(_external_insert, db_path, 5)
     event = await asyncio.wait_for(anext(events), timeout=5)
     assert (event.collection, event.op, event.doc_id) == ("counters", "INSERT", 1)
-    await events.aclose()
+    events.close()
 
 
 async def test_changes_before_open_are_not_replayed(open_db: OpenDb, db_path: Path) -> None:
@@ -129,8 +125,7 @@ async def test_prune_removes_rows_older_than_retention(open_db: OpenDb, db_path:
     db = await open_db(clock=clock, changes_retention=3600)
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.executemany(
-        "INSERT INTO _alyx_changes (collection, operation, doc_id, ts) "
-        "VALUES ('counters', 'INSERT', ?, ?)",
+        "INSERT INTO _alyx_changes (collection, operation, doc_id, ts) VALUES ('counters', 'INSERT', ?, ?)",
         [
             (1, "2026-01-31T10:00:00.000Z"),
             (2, "2026-01-31T10:59:59.999Z"),

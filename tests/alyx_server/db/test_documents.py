@@ -148,9 +148,7 @@ async def test_update_sets_on_update_fields_and_refuses_primary_key_change(db: D
     assert updated["updated_at"] == "2026-01-31T12:01:00.000Z"
     with pytest.raises(ValidationError) as caught:
         await db.write(lambda c: update_doc(c, POSTS, doc["id"], {"id": "other"}))
-    assert caught.value.details == [
-        {"field": "id", "code": "immutable", "message": "id cannot be changed"}
-    ]
+    assert caught.value.details == [{"field": "id", "code": "immutable", "message": "id cannot be changed"}]
     same = await db.write(lambda c: update_doc(c, POSTS, doc["id"], {"id": doc["id"]}))
     assert same == updated
 
@@ -187,10 +185,7 @@ async def test_foreign_key_violation_names_the_field(db: Database) -> None:
     with pytest.raises(Conflict) as refused:
         await db.write(lambda c: delete_doc(c, AUTHORS, author["id"]))
     assert refused.value.code == "FOREIGN_KEY_VIOLATION"
-    assert (
-        str(refused.value)
-        == f"cannot delete authors '{author['id']}': other documents still reference it"
-    )
+    assert str(refused.value) == f"cannot delete authors '{author['id']}': other documents still reference it"
 
 
 async def test_unique_violation_on_update(db: Database) -> None:
@@ -215,17 +210,13 @@ async def test_not_null_from_sqlite_becomes_required(db: Database, db_path: Path
     )
     with pytest.raises(ValidationError) as caught:
         await db.write(lambda c: insert_doc(c, loose, {}))
-    assert caught.value.details == [
-        {"field": "name", "code": "required", "message": "name is required"}
-    ]
+    assert caught.value.details == [{"field": "name", "code": "required", "message": "name is required"}]
 
 
 # -- round trips -------------------------------------------------------------------------
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
-    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
     max_leaves=6,
 )
 _VALUES: dict[FieldType, st.SearchStrategy[Any]] = {
@@ -246,9 +237,7 @@ def _collection_and_doc(draw: st.DrawFn, name: str) -> tuple[Collection, dict[st
     types = draw(st.lists(st.sampled_from(list(FieldType)), min_size=1, max_size=6))
     nullable = draw(st.lists(st.booleans(), min_size=len(types), max_size=len(types)))
     fields = [Field("id", FieldType.UUID, primary=True, default=Default("auto"))]
-    fields += [
-        Field(f"f{i}", t, nullable=n) for i, (t, n) in enumerate(zip(types, nullable, strict=True))
-    ]
+    fields += [Field(f"f{i}", t, nullable=n) for i, (t, n) in enumerate(zip(types, nullable, strict=True))]
     doc: dict[str, Any] = {}
     for f in fields[1:]:
         doc[f.name] = None if f.nullable and draw(st.booleans()) else draw(_VALUES[f.type])

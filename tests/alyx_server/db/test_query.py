@@ -146,9 +146,7 @@ async def test_injection_looking_values_are_bound(seeded: Database, text: str) -
 
 
 def test_injection_looking_identifiers_are_refused() -> None:
-    with pytest.raises(
-        InvalidQuery, match="unknown field 'title\\\"; DROP TABLE posts; --' in sort"
-    ):
+    with pytest.raises(InvalidQuery, match="unknown field 'title\\\"; DROP TABLE posts; --' in sort"):
         parse_sort(POSTS, 'title"; DROP TABLE posts; --')
 
 

@@ -61,9 +61,7 @@ async def test_one_failing_write_does_not_fail_its_group(db: Database, db_path: 
 
 async def test_group_commit_off_runs_one_transaction_per_write(open_db: OpenDb) -> None:
     db = await open_db(group_commit=False)
-    await asyncio.gather(
-        *(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"s{i}"))) for i in range(20))
-    )
+    await asyncio.gather(*(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"s{i}"))) for i in range(20)))
     assert (db.stats.groups, db.stats.writes, db.stats.max_group_size) == (20, 20, 1)
 
 
@@ -104,9 +102,7 @@ async def test_failed_transaction_next_to_successful_writes(db: Database, db_pat
     release, held = await _hold_writer(db)
     ok = asyncio.ensure_future(db.write(lambda c: insert_doc(c, POSTS, post("ok"))))
     bad = asyncio.ensure_future(
-        db.transaction(
-            [lambda c: insert_doc(c, POSTS, post("t1")), lambda c: insert_doc(c, POSTS, {})]
-        )
+        db.transaction([lambda c: insert_doc(c, POSTS, post("t1")), lambda c: insert_doc(c, POSTS, {})])
     )
     await asyncio.sleep(0)
     release.set()
@@ -150,8 +146,7 @@ async def test_close_commits_every_queued_write(open_db: OpenDb, db_path: Path) 
     db = await open_db()
     release, held = await _hold_writer(db)
     writes = [
-        asyncio.ensure_future(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"q{i}"))))
-        for i in range(30)
+        asyncio.ensure_future(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"q{i}")))) for i in range(30)
     ]
     await asyncio.sleep(0)
     closing = asyncio.ensure_future(db.close())
@@ -179,7 +174,5 @@ async def test_read_now_only_on_the_loop_thread(db: Database) -> None:
 async def test_group_listener_sees_group_sizes(db: Database) -> None:
     sizes: list[int] = []
     db.add_group_listener(lambda size, seconds: sizes.append(size))
-    await asyncio.gather(
-        *(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"g{i}"))) for i in range(10))
-    )
+    await asyncio.gather(*(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"g{i}"))) for i in range(10)))
     assert sum(sizes) == 10
