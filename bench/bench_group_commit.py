@@ -29,9 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alyx_server.db import Database, ListQuery, get_doc, insert_doc, list_docs, parse_filter  # noqa: E402
-from alyx_server.schema.ddl import collection_sql  # noqa: E402
-from alyx_server.schema.model import Collection, Default, Field, FieldType, Index, Schema  # noqa: E402
+from alyx_server.db import Database, ListQuery, get_doc, insert_doc, list_docs, parse_filter
+from alyx_server.schema.ddl import collection_sql
+from alyx_server.schema.model import Collection, Default, Field, FieldType, Index, Schema
 
 POSTS = Collection(
     "posts",
@@ -61,7 +61,9 @@ def create_file(path: Path) -> None:
     conn.close()
 
 
-async def measure_writes(path: Path, synchronous: str, group: bool, writers: int, seconds: float) -> tuple[float, float]:
+async def measure_writes(
+    path: Path, synchronous: str, group: bool, writers: int, seconds: float
+) -> tuple[float, float]:
     """(inserts per second, mean writes per transaction)."""
     create_file(path)
     db = await Database.open(path, SCHEMA, synchronous=synchronous, group_commit=group, poll_interval=None)  # type: ignore[arg-type]
@@ -95,7 +97,9 @@ async def bench_writes(workdir: Path, seconds: float) -> None:
             rates = []
             for group in (False, True):
                 cell += 1
-                rate, per_txn = await measure_writes(workdir / f"w{cell}.db", synchronous, group, writers, seconds)
+                rate, per_txn = await measure_writes(
+                    workdir / f"w{cell}.db", synchronous, group, writers, seconds
+                )
                 rates.append(rate)
             print(
                 f"| {synchronous} | {writers} | {rates[0]:,.0f} | {rates[1]:,.0f} | "
@@ -147,7 +151,10 @@ async def bench_reads(workdir: Path, rows: int = 10_000) -> None:
     print(f"\n## Reads ({rows:,} rows)\n")
     print("| read | path | µs per call (one at a time) | calls/s (50 tasks) |")
     print("|---|---|---:|---:|")
-    for label, now, pool, n in (("point by id", point_now, point_pool, 20_000), ("list 20 + count", list_now, list_pool, 4_000)):
+    for label, now, pool, n in (
+        ("point by id", point_now, point_pool, 20_000),
+        ("list 20 + count", list_now, list_pool, 4_000),
+    ):
         for path_name, fn in (("read_now (loop)", now), ("read (pool)", pool)):
             await fn()
             latency = statistics.median([await _time_sequential(fn, n // 5) for _ in range(3)])
