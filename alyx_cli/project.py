@@ -1,0 +1,132 @@
+"""The project a command works on: its folder, settings, schema and database file.
+
+Commands that act on a project take `-C/--dir DIR` (default: the current directory).
+The folder must hold a `schema.yaml`; `alyx.yaml` is optional (every key has a default).
+Settings load as under `alyx dev`, so `database.path` and `ALYX_*` variables mean the same
+for `alyx migrate` and `alyx db` as for the development server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from alyx_cli.output import CommandError
+from alyx_server.config import Settings, load_settings
+from alyx_server.db import open_connection
+from alyx_server.schema.loader import load_schema
+from alyx_server.schema.model import Schema
+
+__all__ = [
+    "MIGRATIONS_FOLDER",
+    "SCHEMA_FILE",
+    "Project",
+    "database_errors",
+    "find_project",
+    "project_option",
+]
+
+SCHEMA_FILE = "schema.yaml"
+MIGRATIONS_FOLDER = "migrations"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def project_option(command: F) -> F:
+    """The `-C/--dir DIR` option shared by every command that works on a project."""
+    option = click.option(
+        "-C",
+        "--dir",
+        "project_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default=False,
+        help="The project folder (default: the current directory).",
+    )
+    return option(command)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A located project: its folder and settings; schema and database are opened on demand."""
+
+    root: Path
+    settings: Settings
+
+    @property
+    def schema_file(self) -> Path:
+        return self.root / SCHEMA_FILE
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.root / MIGRATIONS_FOLDER
+
+    @property
+    def database_path(self) -> Path:
+        return self.settings.database.path
+
+    def show(self, path: Path) -> str:
+        """`path` relative to the project folder when it is inside it (`data/alyx.db`)."""
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    @property
+    def database_name(self) -> str:
+        return self.show(self.database_path)
+
+    def load_schema(self) -> Schema:
+        return load_schema(self.schema_file)
+
+    def require_database(self) -> None:
+        """Refuse commands that need data when no database file has been created yet."""
+        if not self.database_path.is_file():
+            raise CommandError(f"no database at {self.database_name}; run `alyx migrate apply` first")
+
+    @contextmanager
+    def connect(self, *, create: bool = True) -> Iterator[sqlite3.Connection]:
+        """The project's database with Alyx's pragmas, closed afterwards.
+
+        With `create=False` and no database file yet, an empty in-memory database stands in,
+        so that read-only commands (`migrate status`) never create files.
+        """
+        if not create and not self.database_path.exists():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            self.database_path.parent.mkdir(parents=True, exist_ok=True)
+            with database_errors(self.database_name):
+                conn = open_connection(self.database_path, synchronous=self.settings.database.synchronous)
+        try:
+            with database_errors(self.database_name):
+                yield conn
+        finally:
+            conn.close()
+
+
+@contextmanager
+def database_errors(name: str) -> Iterator[None]:
+    """Report SQLite errors raised in the block as one line naming the database file."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        reason = str(error)
+        if "locked" in reason or "busy" in reason:
+            reason += " (another process is writing to it; try again when it has finished)"
+        raise CommandError(f"{name}: {reason}") from error
+
+
+def find_project(directory: Path) -> Project:
+    """The project in `directory`: it must have a schema.yaml; settings come from alyx.yaml."""
+    root = directory.resolve()
+    if not root.is_dir():
+        raise CommandError(f"{directory} is not a folder")
+    if not (root / SCHEMA_FILE).is_file():
+        raise CommandError(f"no {SCHEMA_FILE} in {root}; run `alyx init` first")
+    return Project(root, load_settings(root, mode="dev"))
