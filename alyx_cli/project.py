@@ -13,21 +13,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from alyx_cli.output import CommandError
-from alyx_server.config import Settings, load_settings
-from alyx_server.db import open_connection
-from alyx_server.schema.loader import load_schema
-from alyx_server.schema.model import Schema
+
+if TYPE_CHECKING:
+    from alyx_server.config import Settings
+    from alyx_server.schema.model import Schema
+
+# Settings, schema loader and database layer are imported where they are used, so that
+# `alyx --help` does not load them.
 
 __all__ = [
     "MIGRATIONS_FOLDER",
     "SCHEMA_FILE",
     "Project",
     "database_errors",
+    "exclusive_connection",
     "find_project",
     "project_option",
 ]
@@ -83,6 +87,8 @@ class Project:
         return self.show(self.database_path)
 
     def load_schema(self) -> Schema:
+        from alyx_server.schema.loader import load_schema
+
         return load_schema(self.schema_file)
 
     def require_database(self) -> None:
@@ -97,6 +103,8 @@ class Project:
         With `create=False` and no database file yet, an empty in-memory database stands in,
         so that read-only commands (`migrate status`) never create files.
         """
+        from alyx_server.db import open_connection
+
         if not create and not self.database_path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
         else:
@@ -122,8 +130,34 @@ def database_errors(name: str) -> Iterator[None]:
         raise CommandError(f"{name}: {reason}") from error
 
 
+@contextmanager
+def exclusive_connection(path: Path, name: str) -> Iterator[sqlite3.Connection]:
+    """A connection holding `path` exclusively; refused while another process has it open.
+
+    A server keeps its connections open (and under WAL each holds a shared lock), so
+    failing to get the exclusive lock at once means the database is in use.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    try:
+        try:
+            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise CommandError(
+                f"{name} is in use by another process (is `alyx dev` or `alyx serve` "
+                "running?); stop it and try again"
+            ) from e
+        yield conn
+    finally:
+        conn.close()
+
+
 def find_project(directory: Path) -> Project:
     """The project in `directory`: it must have a schema.yaml; settings come from alyx.yaml."""
+    from alyx_server.config import load_settings
+
     root = directory.resolve()
     if not root.is_dir():
         raise CommandError(f"{directory} is not a folder")

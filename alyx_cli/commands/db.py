@@ -23,21 +23,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
-from rich.progress import Progress
 from rich.text import Text
 
 from alyx_cli.output import CommandError, console, reports_errors
-from alyx_cli.project import Project, database_errors, find_project, project_option
-from alyx_server.db import codec_for, insert_doc, open_connection
+from alyx_cli.project import (
+    Project,
+    database_errors,
+    exclusive_connection,
+    find_project,
+    project_option,
+)
 from alyx_server.errors import AlyxError, ValidationError
-from alyx_server.migrations import ApplyResult, apply_migrations, plan_migrations, read_history
-from alyx_server.schema.ddl import quote
-from alyx_server.schema.model import Collection, Schema
-from alyx_server.tools.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from alyx_server.migrations import ApplyResult
+    from alyx_server.schema.model import Collection, Schema
+
+# The database layer and the migration runner are imported inside the functions that use
+# them, so that `alyx --help` and unrelated commands start without loading them.
 
 __all__ = [
     "PROGRESS_THRESHOLD",
@@ -104,6 +111,8 @@ def read_seed_file(path: Path) -> SeedData:
 
 
 def _check_collections(file: str, data: SeedData, schema: Schema) -> list[Collection]:
+    from alyx_server.tools.suggest import did_you_mean
+
     found = []
     for name in data:
         collection = schema.get(str(name))
@@ -138,6 +147,8 @@ def _foreign_key_error(
     positions: Mapping[tuple[str, Any], int],
 ) -> CommandError | None:
     """The first seeded row whose reference points nowhere, named by collection and index."""
+    from alyx_server.schema.ddl import quote
+
     problem = conn.execute("PRAGMA foreign_key_check").fetchone()
     if problem is None:
         return None
@@ -172,6 +183,8 @@ def seed_documents(
     Foreign keys are checked at the end (`defer_foreign_keys`), so documents may refer to
     ones later in the file. Any failure rolls everything back and names the row.
     """
+    from alyx_server.db import insert_doc
+
     collections = _check_collections(file, data, schema)
     positions: dict[tuple[str, Any], int] = {}
     count = 0
@@ -200,6 +213,9 @@ def seed_documents(
 
 def dump_documents(conn: sqlite3.Connection, schema: Schema) -> SeedData:
     """Every collection's documents in API form, internal fields included, by primary key."""
+    from alyx_server.db import codec_for
+    from alyx_server.schema.ddl import quote
+
     out: SeedData = {}
     conn.execute("BEGIN")
     try:
@@ -214,6 +230,9 @@ def dump_documents(conn: sqlite3.Connection, schema: Schema) -> SeedData:
 
 def _stored_schema(conn: sqlite3.Connection) -> Schema:
     """The schema the tables have now: the newest migration history snapshot."""
+    from alyx_server.migrations import read_history
+    from alyx_server.schema.model import Schema
+
     history = read_history(conn)
     return history[-1].snapshot if history else Schema()
 
@@ -233,6 +252,8 @@ def _progress(total: int) -> Iterator[Advance]:
     if total <= PROGRESS_THRESHOLD or not err.is_terminal:
         yield lambda: None
         return
+    from rich.progress import Progress
+
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("seeding", total=total)
         yield lambda: progress.advance(task)
@@ -252,6 +273,8 @@ def seed(file: Path, project_dir: Path) -> None:
     Example:
       alyx db seed seed.json      # {"posts": [{"title": "Hello", "author_id": "..."}]}
     """
+    from alyx_server.migrations import plan_migrations
+
     project = find_project(project_dir)
     project.require_database()
     data = read_seed_file(file)
@@ -386,30 +409,6 @@ def check_alyx_database(path: Path) -> None:
         )
 
 
-@contextmanager
-def _exclusive(path: Path, name: str) -> Iterator[sqlite3.Connection]:
-    """A connection holding `path` exclusively; refused while another process has it open.
-
-    A server keeps its connections open (and under WAL each holds a shared lock), so
-    failing to get the exclusive lock at once means the database is in use.
-    """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
-    try:
-        try:
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            raise CommandError(
-                f"{name} is in use by another process (is `alyx dev` or `alyx serve` "
-                "running?); stop it and try again"
-            ) from e
-        yield conn
-    finally:
-        conn.close()
-
-
 def restore_database(backup_file: Path, database: Path, *, name: str, timeout: float = 5.0) -> None:
     """Copy `backup_file` over `database` through the backup API, holding it exclusively."""
     deadline = time.monotonic() + timeout
@@ -421,7 +420,7 @@ def restore_database(backup_file: Path, database: Path, *, name: str, timeout: f
     database.parent.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(backup_file.resolve().as_uri() + "?mode=ro", uri=True)
     try:
-        with _exclusive(database, name) as dst, database_errors(name):
+        with exclusive_connection(database, name) as dst, database_errors(name):
             src.backup(dst, pages=256, progress=give_up_when_busy)
     finally:
         src.close()
@@ -471,6 +470,9 @@ def rebuild_database(project: Project, schema: Schema) -> ApplyResult:
     The new database is built beside the old one first, so a migration that fails leaves
     the old database as it was; the old one is removed only once nothing has it open.
     """
+    from alyx_server.db import open_connection
+    from alyx_server.migrations import apply_migrations
+
     path = project.database_path
     fresh = path.with_name(f".{path.name}.reset")
     _remove_files(fresh)
@@ -483,7 +485,7 @@ def rebuild_database(project: Project, schema: Schema) -> ApplyResult:
             finally:
                 conn.close()
         if path.exists():
-            with _exclusive(path, project.database_name):
+            with exclusive_connection(path, project.database_name):
                 pass
         _remove_files(path)
         os.replace(fresh, path)

@@ -9,6 +9,7 @@ the runner words them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -16,14 +17,12 @@ from rich.text import Text
 
 from alyx_cli.output import console, reports_errors
 from alyx_cli.project import Project, find_project, project_option
-from alyx_server.migrations import (
-    StatusRow,
-    apply_migrations,
-    create_migration,
-    migration_status,
-    plan_migrations,
-    rollback_migrations,
-)
+
+if TYPE_CHECKING:
+    from alyx_server.migrations import StatusRow
+
+# The migration runner is imported inside each command, so that `alyx --help` and other
+# commands start without loading it.
 
 __all__ = ["command", "status_table"]
 
@@ -103,6 +102,8 @@ def status(project_dir: Path) -> None:
     Example:
       alyx migrate status -C myapp
     """
+    from alyx_server.migrations import migration_status, plan_migrations
+
     project = find_project(project_dir)
     schema = project.load_schema()
     with project.connect(create=False) as conn:
@@ -146,6 +147,8 @@ def apply(project_dir: Path) -> None:
     Example:
       alyx migrate apply
     """
+    from alyx_server.migrations import apply_migrations
+
     project = find_project(project_dir)
     schema = project.load_schema()
     with project.connect() as conn:
@@ -169,6 +172,8 @@ def rollback(n: int, project_dir: Path) -> None:
       alyx migrate rollback      # the newest one
       alyx migrate rollback 2
     """
+    from alyx_server.migrations import rollback_migrations
+
     project = find_project(project_dir)
     project.require_database()
     with project.connect() as conn:
@@ -200,6 +205,8 @@ def create(name: str, project_dir: Path) -> None:
     Example:
       alyx migrate create drop_slug
     """
+    from alyx_server.migrations import create_migration
+
     project = find_project(project_dir)
     schema = project.load_schema()
     with project.connect(create=False) as conn:
