@@ -84,7 +84,7 @@ def _summary(rows: list[StatusRow]) -> str:
         parts.append(f"{counts['blocked']} destructive change(s) blocked")
     if counts["edited"]:
         parts.append(f"{counts['edited']} edited file(s)")
-    if len(parts) == 1 and not counts["edited"]:
+    if len(parts) == 1:
         parts.append("up to date")
     return ", ".join(parts)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -495,3 +497,46 @@ def test_db_help_shows_an_example() -> None:
         assert result.exit_code == 0
         assert "Example" in result.output
         assert "-C, --dir" in result.output
+
+
+def run_on_a_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
+    """Run the real program with a pseudo-terminal as stdin/stdout/stderr; answer its prompt."""
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alyx_cli", *args],
+        cwd=cwd,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    os.close(terminal)
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = os.read(controller, 1024)
+        assert chunk, seen
+        seen += chunk
+    os.write(controller, answer.encode() + b"\n")
+    returncode = process.wait(timeout=60)
+    try:
+        while chunk := os.read(controller, 1024):
+            seen += chunk
+    except OSError:
+        pass  # the terminal closes when the program ends
+    os.close(controller)
+    return returncode, re.sub(r"\x1b\[[0-9;]*m", "", seen.decode())
+
+
+def test_on_a_terminal_reset_asks_and_no_keeps_the_data(project: Path) -> None:
+    seeded(project)
+
+    declined, output = run_on_a_terminal(["db", "reset"], "n", project)
+    assert declined == 1, output
+    assert "Delete every document and user in data/alyx.db and start again? [y/N]" in output
+    assert count(project, "posts") == 2
+
+    accepted, output = run_on_a_terminal(["db", "reset"], "y", project)
+    assert accepted == 0, output
+    assert "reset data/alyx.db" in output
+    assert count(project, "posts") == 0
