@@ -259,7 +259,7 @@ def _progress(total: int) -> Iterator[Advance]:
         yield lambda: progress.advance(task)
 
 
-@command.command("seed")
+@command.command("seed", short_help="Insert documents from a JSON or YAML file, all or nothing.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @project_option
 @reports_errors
@@ -296,7 +296,7 @@ def _dump_text(data: SeedData, fmt: str) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-@command.command("dump")
+@command.command("dump", short_help="Write every collection's documents to a file.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-f",
@@ -359,7 +359,7 @@ def backup_database(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-@command.command("backup")
+@command.command("backup", short_help="Copy the database online, even while the server runs.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @project_option
@@ -435,7 +435,7 @@ def _confirm(question: str, yes: bool) -> None:
     click.confirm(question, abort=True, err=True)
 
 
-@command.command("restore")
+@command.command("restore", short_help="Replace the database with a backup.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @project_option
@@ -494,7 +494,7 @@ def rebuild_database(project: Project, schema: Schema) -> ApplyResult:
     return result
 
 
-@command.command("reset")
+@command.command("reset", short_help="Delete all data and rebuild the database.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @project_option
 @reports_errors

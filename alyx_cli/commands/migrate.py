@@ -89,7 +89,7 @@ def _summary(rows: list[StatusRow]) -> str:
     return ", ".join(parts)
 
 
-@command.command("status")
+@command.command("status", short_help="Show applied, pending and blocked migrations.")
 @project_option
 @reports_errors
 def status(project_dir: Path) -> None:
@@ -133,7 +133,7 @@ def _print_applied(
         out.print(f"nothing to apply: {project.database_name} is up to date")
 
 
-@command.command("apply")
+@command.command("apply", short_help="Apply pending migrations and safe schema changes.")
 @project_option
 @reports_errors
 def apply(project_dir: Path) -> None:
@@ -156,7 +156,7 @@ def apply(project_dir: Path) -> None:
     _print_applied(project, result.system, result.files, result.auto)
 
 
-@command.command("rollback")
+@command.command("rollback", short_help="Undo the newest N migrations.")
 @click.argument("n", type=click.IntRange(min=1), default=1, required=False)
 @project_option
 @reports_errors
@@ -190,7 +190,7 @@ def rollback(n: int, project_dir: Path) -> None:
     )
 
 
-@command.command("create")
+@command.command("create", short_help="Write a pre-filled migration file.")
 @click.argument("name")
 @project_option
 @reports_errors
