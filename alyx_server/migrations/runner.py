@@ -76,6 +76,9 @@ class MigrationPlan:
     target: Schema
     next_version: int
     available: tuple[MigrationFile, ...]  # every file of the migrations folder
+    # A fresh database (no history) is built from schema.yaml directly; the files that
+    # already exist are recorded as applied without running (see `plan_migrations`).
+    baseline: tuple[MigrationFile, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -131,11 +134,11 @@ def suggested_name(changes: Sequence[Change]) -> str:
 
 def blocked_message(changes: Sequence[Change], version: int, directory: str) -> str:
     """SPEC §5: list the destructive changes and name the migration file to write."""
-    lines = "\n".join(f"  {c.summary} ({c.reason})" for c in changes)
+    listed = "; ".join(f"{c.summary} ({c.reason})" for c in changes)
     name = suggested_name(changes)
     return (
-        f"schema.yaml has destructive changes:\n{lines}\n"
-        f"Write a migration: alyx migrate create {name}  "
+        f"schema.yaml has destructive changes: {listed}. "
+        f"Write a migration: alyx migrate create {name} "
         f"(creates {directory}/{version:03d}_{name}.yaml)"
     )
 
@@ -169,6 +172,13 @@ def plan_migrations(
     """What `apply` would do: pending files, the automatic rest, and what blocks it."""
     history = read_history(conn)
     files = load_migrations(migrations_dir)
+    if not history:
+        # A fresh database never had the older schemas the files start from: their
+        # operations describe how an existing database reached schema.yaml. Build
+        # schema.yaml itself and record the files as applied (a baseline).
+        rest = diff_schemas(Schema(), schema)
+        version = next_version(history, files)
+        return MigrationPlan((), (), rest, None, (), schema, version, tuple(files), tuple(files))
     edited = tuple(edited_message(row, f) for row, f in find_edited(history, files))
     planned: list[PlannedFile] = []
     snapshot = latest_snapshot(history)
@@ -220,7 +230,12 @@ def _apply_file(conn: sqlite3.Connection, planned: PlannedFile, expected_head: i
         )
 
 
-def _apply_auto(conn: sqlite3.Connection, diff: SchemaDiff, expected_head: int) -> None:
+def _apply_auto(
+    conn: sqlite3.Connection,
+    diff: SchemaDiff,
+    expected_head: int,
+    baseline: Sequence[MigrationFile] = (),
+) -> None:
     with write_transaction(conn):
         expect_head(conn, expected_head)
         try:
@@ -230,6 +245,16 @@ def _apply_auto(conn: sqlite3.Connection, diff: SchemaDiff, expected_head: int) 
         record(
             conn, kind="auto", name=AUTO_NAME, checksum=diff.new.checksum(), snapshot=diff.new
         )
+        for migration in baseline:
+            record(
+                conn,
+                kind="file",
+                name=migration.name,
+                version=migration.version,
+                checksum=migration.checksum,
+                snapshot=diff.new,
+                down=[Irreversible("it was recorded as the baseline of a fresh database")],
+            )
 
 
 def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> ApplyResult:
@@ -248,10 +273,12 @@ def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: P
     for planned in plan.files:
         head = _apply_file(conn, planned, head)
     auto: tuple[str, ...] = ()
-    if plan.auto:
-        _apply_auto(conn, plan.auto, head)
+    if plan.auto or plan.baseline:
+        _apply_auto(conn, plan.auto, head, plan.baseline)
         auto = tuple(c.summary for c in plan.auto.changes)
-    files = tuple(p.migration.stem for p in plan.files)
+    files = tuple(p.migration.stem for p in plan.files) + tuple(
+        f"{m.stem} (baseline)" for m in plan.baseline
+    )
     return ApplyResult(tuple(system), files, auto)
 
 
@@ -279,6 +306,9 @@ def migration_status(
     for planned in plan.files:
         m = planned.migration
         out.append(StatusRow("pending", m.stem, m.version, None, m.description))
+    for m in plan.baseline:
+        detail = "baseline: a fresh database is built from schema.yaml; recorded as applied"
+        out.append(StatusRow("pending", m.stem, m.version, None, detail))
     for change in plan.auto.changes:
         state: StatusState = "blocked" if change.destructive else "auto"
         out.append(StatusRow(state, change.summary, None, None, change.reason))

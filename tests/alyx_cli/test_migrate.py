@@ -87,8 +87,9 @@ def test_a_destructive_change_is_refused_naming_the_file_to_write(project: Path)
     result = alyx("migrate", "apply")
 
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: schema.yaml has destructive changes:\n")
-    assert "  - posts.slug (drops column posts.slug and its data)" in result.stderr
+    assert result.stderr.startswith("Error: schema.yaml has destructive changes: ")
+    assert result.stderr.count("\n") == 1
+    assert "- posts.slug (drops column posts.slug and its data)" in result.stderr
     assert "alyx migrate create drop_slug" in result.stderr
     assert "migrations/001_drop_slug.yaml" in result.stderr
     assert "Traceback" not in result.output

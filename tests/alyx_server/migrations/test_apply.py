@@ -84,9 +84,9 @@ def test_destructive_change_is_blocked_naming_the_file_to_write(
     with pytest.raises(MigrationError) as caught:
         apply_migrations(conn, posts(), migrations)
     assert str(caught.value) == (
-        "schema.yaml has destructive changes:\n"
-        "  - posts.slug (drops column posts.slug and its data)\n"
-        "Write a migration: alyx migrate create drop_slug  "
+        "schema.yaml has destructive changes: "
+        "- posts.slug (drops column posts.slug and its data). "
+        "Write a migration: alyx migrate create drop_slug "
         "(creates migrations/001_drop_slug.yaml)"
     )
     assert list(conn.iterdump()) == before
