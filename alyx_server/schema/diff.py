@@ -244,9 +244,7 @@ def _add_field(collection: str, f: Field) -> Change:
         reason = f"every existing row would reference {default.value!r} in {target}"
     else:
         what = "nullable" if f.nullable else "defaulted"
-        return Change(
-            "add_field", collection, f.name, False, summary, f"adds {what} column {label}", None, f
-        )
+        return Change("add_field", collection, f.name, False, summary, f"adds {what} column {label}", None, f)
     return Change("add_field", collection, f.name, True, summary, reason, None, f)
 
 
@@ -287,12 +285,8 @@ def _alter_field(collection: str, old: Field, new: Field) -> Change:
     aspects = _aspects(label, old, new)
     destructive = any(a.destructive for a in aspects)
     summary = f"~ {label} " + ", ".join(a.short for a in aspects)
-    reasons = (
-        [a.long for a in aspects if a.destructive] if destructive else [a.long for a in aspects]
-    )
-    return Change(
-        "alter_field", collection, new.name, destructive, summary, "; ".join(reasons), old, new
-    )
+    reasons = [a.long for a in aspects if a.destructive] if destructive else [a.long for a in aspects]
+    return Change("alter_field", collection, new.name, destructive, summary, "; ".join(reasons), old, new)
 
 
 def _aspects(label: str, old: Field, new: Field) -> list[_Aspect]:
@@ -303,9 +297,7 @@ def _aspects(label: str, old: Field, new: Field) -> list[_Aspect]:
             out.append(_Aspect(arrow, f"{label} widens {arrow}", False))
         else:
             out.append(
-                _Aspect(
-                    arrow, f"{label} changes type {arrow} (values are converted and checked)", True
-                )
+                _Aspect(arrow, f"{label} changes type {arrow} (values are converted and checked)", True)
             )
     if old.primary != new.primary:
         what = "becomes the primary key" if new.primary else "is no longer the primary key"
@@ -324,9 +316,7 @@ def _aspects(label: str, old: Field, new: Field) -> list[_Aspect]:
     if old.default != new.default:
         before = "none" if old.default is None else repr(old.default.to_yaml())
         after = "none" if new.default is None else repr(new.default.to_yaml())
-        out.append(
-            _Aspect(f"default {before} -> {after}", f"{label} default {before} -> {after}", False)
-        )
+        out.append(_Aspect(f"default {before} -> {after}", f"{label} default {before} -> {after}", False))
     if old.index != new.index:
         short = "indexed" if new.index else "not indexed"
         out.append(_Aspect(short, f"{label} {'gains' if new.index else 'loses'} its index", False))
@@ -338,9 +328,7 @@ def _aspects(label: str, old: Field, new: Field) -> list[_Aspect]:
         out.append(_Aspect(short, f"{label} becomes {short} (no SQL change)", False))
     if old.validation != new.validation:
         out.append(
-            _Aspect(
-                "validation", f"{label} validation changes (checked by Alyx, no SQL change)", False
-            )
+            _Aspect("validation", f"{label} validation changes (checked by Alyx, no SQL change)", False)
         )
     return out
 
@@ -349,11 +337,7 @@ def _reference_aspects(label: str, old: Reference | None, new: Reference | None)
     if old == new:
         return []
     if new is None:
-        return [
-            _Aspect(
-                "no reference", f"{label} no longer references {_ref_text(old)} (looser)", False
-            )
-        ]
+        return [_Aspect("no reference", f"{label} no longer references {_ref_text(old)} (looser)", False)]
     target = _ref_text(new)
     if old is not None and _ref_text(old) == target:
         short = f"onDelete {new.on_delete}"
@@ -374,9 +358,7 @@ def precheck(conn: sqlite3.Connection, diff_or_changes: SchemaDiff | Iterable[Ch
         table = change.collection
         if change.kind in ("add_field", "alter_field") and isinstance(change.new, Field):
             source = change.old if isinstance(change.old, Field) else None
-            out.extend(
-                field_problems(conn, table, f"{table}.{change.new.name}", source, change.new)
-            )
+            out.extend(field_problems(conn, table, f"{table}.{change.new.name}", source, change.new))
         elif change.kind == "add_index" and isinstance(change.new, Index):
             exprs = [quote(f) for f in change.new.fields]
             out.extend(index_problems(conn, table, table, change.new, exprs))

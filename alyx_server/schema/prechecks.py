@@ -32,9 +32,7 @@ MAX_IDS_SHOWN = 5
 
 
 def table_exists(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone()
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
     return row is not None
 
 
@@ -116,9 +114,7 @@ def field_problems(
         where = f"{col} IS NOT NULL AND ({refusal})"
         n = _count(conn, table, where)
         if n:
-            out.append(
-                f"{_rows(n)} in {label} cannot become {new.type}{_ids(conn, table, where, n)}"
-            )
+            out.append(f"{_rows(n)} in {label} cannot become {new.type}{_ids(conn, table, where, n)}")
     int_key = new.primary and new.type is FieldType.INT
     if not new.nullable and not int_key and (source.nullable or not same_type):
         n = _count(conn, table, f"{col} IS NULL")
@@ -227,17 +223,14 @@ def field_sources(
     column_map = column_map or {}
     unknown = sorted(set(column_map) - set(new.field_names))
     if unknown:
-        raise MigrationError(
-            f"column map for {new.name} names unknown new fields: {', '.join(unknown)}"
-        )
+        raise MigrationError(f"column map for {new.name} names unknown new fields: {', '.join(unknown)}")
     out: dict[str, Field | None] = {}
     for f in new.fields:
         source_name = column_map.get(f.name, f.name)
         source = old.field(source_name) if source_name is not None else None
         if source is None and f.name in column_map and source_name is not None:
             raise MigrationError(
-                f"column map for {new.name}.{f.name} names {old.name}.{source_name}, "
-                f"which does not exist"
+                f"column map for {new.name}.{f.name} names {old.name}.{source_name}, which does not exist"
             )
         out[f.name] = source
     return out

@@ -102,8 +102,7 @@ def _renamed(c: Collection, new_name: str) -> Collection:
 def _stored_indexes(conn: sqlite3.Connection, table: str) -> dict[str, str]:
     """Indexes created by a CREATE INDEX statement on `table` (name -> SQL)."""
     rows = conn.execute(
-        "SELECT name, sql FROM sqlite_master "
-        "WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
         (table,),
     )
     return {str(name): str(sql) for name, sql in rows}
@@ -151,8 +150,7 @@ def _rebuild(
             values.append(conversion_sql(source.type, f.type, quote(source.name)))
     conn.execute(create_table_sql(new, table_name=temp))
     conn.execute(
-        f"INSERT INTO {quote(temp)} ({', '.join(columns)}) "
-        f"SELECT {', '.join(values)} FROM {quote(old.name)}"
+        f"INSERT INTO {quote(temp)} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {quote(old.name)}"
     )
     conn.execute(f"DROP TABLE {quote(old.name)}")
     conn.execute(f"ALTER TABLE {quote(temp)} RENAME TO {quote(new.name)}")
@@ -233,9 +231,7 @@ def apply_diff(
         raise MigrationError(f"destructive schema changes need a migration file: {listed}")
     unknown = sorted(n for n in column_maps if n not in diff.old or n not in diff.new)
     if unknown:
-        raise MigrationError(
-            f"column maps name collections missing from either schema: {', '.join(unknown)}"
-        )
+        raise MigrationError(f"column maps name collections missing from either schema: {', '.join(unknown)}")
     plans = _plans(diff, column_maps)
     problems: list[str] = []
     sources = [field_sources(old, new, column_map) for old, new, column_map in plans]
@@ -294,8 +290,7 @@ def foreign_key_problems(conn: sqlite3.Connection) -> list[str]:
         more = ", ..." if len(rowids) > len(shown) else ""
         rows = "1 row" if len(rowids) == 1 else f"{len(rowids)} rows"
         out.append(
-            f"{rows} in {table}.{column} reference a missing {parent}.{target} "
-            f"(ids: {', '.join(ids)}{more})"
+            f"{rows} in {table}.{column} reference a missing {parent}.{target} (ids: {', '.join(ids)}{more})"
         )
     return out
 
