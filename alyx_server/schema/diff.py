@@ -170,60 +170,31 @@ def creation_order(collections: Iterable[Collection]) -> list[Collection]:
 
 
 def _collection_changes(old: Collection, new: Collection) -> list[Change]:
-    out: list[Change] = []
+    """Dropped indexes and fields first, then changed and new fields, new indexes, rules."""
     name = new.name
     old_indexes = {i.name: i for i in old.indexes}
     new_indexes = {i.name: i for i in new.indexes}
-    for index in old.indexes:
-        if new_indexes.get(index.name) != index:
-            out.append(
-                Change(
-                    "drop_index",
-                    name,
-                    index.name,
-                    False,
-                    f"- index {index.name}",
-                    f"drops index {index.name} on {name}",
-                    index,
-                    None,
-                )
-            )
+    out = [
+        Change("drop_index", name, i.name, False, f"- index {i.name}", f"drops index {i.name} on {name}", i)
+        for i in old.indexes
+        if new_indexes.get(i.name) != i
+    ]
     for f in old.fields:
         if new.field(f.name) is None:
-            out.append(
-                Change(
-                    "drop_field",
-                    name,
-                    f.name,
-                    True,
-                    f"- {name}.{f.name}",
-                    f"drops column {name}.{f.name} and its data",
-                    f,
-                    None,
-                )
-            )
+            reason = f"drops column {name}.{f.name} and its data"
+            out.append(Change("drop_field", name, f.name, True, f"- {name}.{f.name}", reason, f))
     for f in new.fields:
         before = old.field(f.name)
         if before is None:
             out.append(_add_field(name, f))
         elif before != f:
             out.append(_alter_field(name, before, f))
-    for index in new.indexes:
-        if old_indexes.get(index.name) != index:
-            out.append(_add_index(name, index))
+    out.extend(_add_index(name, i) for i in new.indexes if old_indexes.get(i.name) != i)
     for action in ACTIONS:
         if old.rules.get(action) != new.rules.get(action):
+            reason = f"changes the {action} rule of {name} (no SQL change)"
             out.append(
-                Change(
-                    "change_rules",
-                    name,
-                    action,
-                    False,
-                    f"rules {name}.{action}",
-                    f"changes the {action} rule of {name} (no SQL change)",
-                    old,
-                    new,
-                )
+                Change("change_rules", name, action, False, f"rules {name}.{action}", reason, old, new)
             )
     return out
 

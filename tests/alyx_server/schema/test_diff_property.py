@@ -412,7 +412,7 @@ _STRICTER_IN_SQL = {(t, T.FLOAT) for t in _TEXTUAL} | {
 @pytest.mark.parametrize(
     ("old", "new"), [(a, b) for a in FieldType for b in FieldType if a != b], ids=str
 )
-@settings(max_examples=6)  # per pair, for 72 pairs
+@settings(max_examples=4)  # per pair, for 72 pairs
 @given(data=st.data())
 def test_a_type_change_converts_each_value_or_names_every_refused_row(
     tmp_path: Path, old: FieldType, new: FieldType, data: st.DataObject
