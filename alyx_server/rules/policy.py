@@ -1,0 +1,141 @@
+"""`AccessPolicy`: the one place where read and write checks plug into Alyx.
+
+Every route that touches documents asks the policy, with the caller (`auth`, None when
+anonymous) and a plain description of the request (`RequestInfo`, no web framework
+types), before it answers:
+
+    read_predicate(collection, auth, request)          lists and expansions: a Predicate
+                                                       added to the query, or None for all
+    can_read(collection, auth, request, doc)           get, update, delete: may the caller
+                                                       see this stored doc? (no: 404)
+    check_create(collection, auth, request, doc)       raise Forbidden to refuse (403)
+    check_update(collection, auth, request, stored, changes)
+    check_delete(collection, auth, request, stored)
+    user_fields(auth, user_id)                         what an expanded `_alyx_users`
+                                                       reference shows of that user
+
+Reads of the stored doc and the write checks run inside the write transaction, on the
+writer thread, so a policy must be thread-safe and must not block on I/O. `doc` always
+holds every field, `internal` ones included; the API removes those before answering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from alyx_server.db.query import Predicate
+from alyx_server.schema.model import Collection
+
+__all__ = ["USER_PROFILE_FIELDS", "AccessPolicy", "Auth", "OpenAccess", "RequestInfo"]
+
+Auth = Mapping[str, Any]
+"""The signed-in caller (`{id, email, role, verified, metadata, app_metadata}`)."""
+
+USER_PROFILE_FIELDS: tuple[str, ...] = ("id", "metadata")
+"""What anyone sees of a user through an expanded `_alyx_users.id` reference (SPEC §6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """The request as rules see it (`request` in CEL): method, client IP, time, query, body."""
+
+    method: str
+    ip: str
+    time: datetime
+    query: Mapping[str, str]
+    body: Mapping[str, Any] | None = None
+
+
+class AccessPolicy(Protocol):
+    """Decides what a caller may read and write; see the module docstring."""
+
+    def read_predicate(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo
+    ) -> Predicate | None: ...
+
+    def can_read(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        doc: Mapping[str, Any],
+    ) -> bool: ...
+
+    def check_create(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        doc: Mapping[str, Any],
+    ) -> None: ...
+
+    def check_update(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        stored: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> None: ...
+
+    def check_delete(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        stored: Mapping[str, Any],
+    ) -> None: ...
+
+    def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]: ...
+
+
+class OpenAccess:
+    """Everyone may read and write everything: the policy until accounts and rules exist."""
+
+    def read_predicate(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo
+    ) -> Predicate | None:
+        return None
+
+    def can_read(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        doc: Mapping[str, Any],
+    ) -> bool:
+        return True
+
+    def check_create(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        doc: Mapping[str, Any],
+    ) -> None:
+        return None
+
+    def check_update(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        stored: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> None:
+        return None
+
+    def check_delete(
+        self,
+        collection: Collection,
+        auth: Auth | None,
+        request: RequestInfo,
+        stored: Mapping[str, Any],
+    ) -> None:
+        return None
+
+    def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]:
+        return USER_PROFILE_FIELDS
