@@ -1,0 +1,125 @@
+"""`POST /api/batch`: up to 100 document operations applied atomically.
+
+    {"operations": [{"method": "POST", "collection": "posts", "body": {...}},
+                    {"method": "PATCH", "collection": "posts", "id": "...", "body": {...}},
+                    {"method": "DELETE", "collection": "posts", "id": "..."},
+                    {"method": "GET", "collection": "posts", "id": "..."}]}
+    -> {"results": [{"status": 201, "body": {...}}, ...]}
+
+Every operation runs in one transaction, in order, so a later one sees what an earlier
+one wrote. The first failure rolls back all of them: the answer is that operation's error
+(status and code), with `details: [{index, code, message}]` naming it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from aiohttp import web
+
+from alyx_server.api.bodies import read_object
+from alyx_server.api.collections import access_for
+from alyx_server.api.operations import Step, prepare_create, prepare_delete, prepare_get, prepare_update
+from alyx_server.api.pipeline import json_response
+from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.errors import AlyxError, ValidationError
+
+__all__ = ["MAX_OPERATIONS", "add_routes"]
+
+MAX_OPERATIONS = 100
+_METHODS = ("GET", "POST", "PATCH", "DELETE")
+_KEYS = frozenset({"method", "collection", "id", "body"})
+
+
+def _refuse(index: int, message: str) -> ValidationError:
+    error = ValidationError(f"operation {index}: {message}")
+    error.details = [{"index": index, "code": "invalid_operation", "message": message}]
+    return error
+
+
+def _failed(index: int, error: AlyxError) -> AlyxError:
+    detail: dict[str, Any] = {"index": index, "code": error.code, "message": error.message}
+    if error.details:
+        detail["details"] = error.details
+    return AlyxError(
+        f"operation {index} failed, nothing was written: {error.message}",
+        code=error.code,
+        status=error.status,
+        details=[detail],
+    )
+
+
+def _checked(index: int, op: Any) -> tuple[str, str, Any, Any]:
+    """(method, collection, id, body) of one operation, its shape checked."""
+    if not isinstance(op, dict):
+        raise _refuse(index, "expected an object {method, collection, id?, body?}")
+    unknown = sorted(set(op) - _KEYS)
+    if unknown:
+        raise _refuse(index, f"unknown key {unknown[0]!r}; keys are: method, collection, id, body")
+    method = op.get("method")
+    if not isinstance(method, str) or method.upper() not in _METHODS:
+        raise _refuse(index, f"method must be one of {', '.join(_METHODS)}, not {method!r}")
+    method = method.upper()
+    collection = op.get("collection")
+    if not isinstance(collection, str):
+        raise _refuse(index, "collection must be a string")
+    doc_id, body = op.get("id"), op.get("body")
+    if method == "POST" and "id" in op:
+        raise _refuse(index, "POST creates a document: put its id in body, not beside it")
+    if method != "POST" and (isinstance(doc_id, bool) or not isinstance(doc_id, str | int)):
+        raise _refuse(index, f"{method} needs the id of a document (a string or an integer)")
+    if method in ("POST", "PATCH") and not isinstance(body, dict):
+        raise _refuse(index, f"{method} needs a body object")
+    if method in ("GET", "DELETE") and body is not None:
+        raise _refuse(index, f"{method} takes no body")
+    return method, collection, doc_id, body
+
+
+def _prepare(rt: Runtime, request: web.Request, index: int, op: Any) -> Step:
+    method, name, doc_id, body = _checked(index, op)
+    try:
+        view = rt.catalog.get(name)
+        access = access_for(rt, request, body)
+        if method == "POST":
+            return prepare_create(view, body, access, rt.clock)
+        if method == "PATCH":
+            return prepare_update(view, doc_id, body, access, rt.clock)
+        if method == "DELETE":
+            return prepare_delete(view, doc_id, access)
+        return prepare_get(view, doc_id, access)
+    except AlyxError as e:
+        raise _failed(index, e) from e
+
+
+async def run_batch(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    data = await read_object(request)
+    if set(data) != {"operations"}:
+        raise ValidationError('the batch body must be {"operations": [...]} and nothing else')
+    ops = data["operations"]
+    if not isinstance(ops, list):
+        raise ValidationError("operations must be an array")
+    if len(ops) > MAX_OPERATIONS:
+        raise ValidationError(
+            f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}"
+        )
+    steps = [_prepare(rt, request, i, op) for i, op in enumerate(ops)]
+
+    def run_all(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        results = []
+        for index, step in enumerate(steps):
+            try:
+                status, body = step(conn)
+            except AlyxError as e:
+                raise _failed(index, e) from e
+            results.append({"status": status, "body": body})
+        return results
+
+    results = await db.write(run_all) if steps else []
+    return json_response({"results": results})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/batch", run_batch)

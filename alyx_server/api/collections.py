@@ -1,0 +1,172 @@
+"""`/api/collections/{c}` and `/api/collections/{c}/{id}`: list, create, get, update, delete.
+
+Gets are point reads by primary key and run on the event-loop thread (`Database.read_now`);
+lists may scan and count, so they run on the reader pool; writes go through the group-
+committing writer. Responses are encoded once with orjson.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from aiohttp import web
+
+from alyx_server.api.bodies import read_object
+from alyx_server.api.expand import expand_docs
+from alyx_server.api.listing import PLAIN, Shape, parse_list, parse_shape
+from alyx_server.api.operations import (
+    Access,
+    prepare_create,
+    prepare_delete,
+    prepare_update,
+    public,
+    stored_doc,
+)
+from alyx_server.api.pipeline import CLIENT_IP, json_response
+from alyx_server.api.runtime import RUNTIME, CollectionView, Runtime
+from alyx_server.db import ListQuery, list_docs
+from alyx_server.errors import InvalidQuery
+from alyx_server.rules import Auth, RequestInfo
+
+__all__ = ["AUTH", "access_for", "add_routes", "caller"]
+
+AUTH: web.RequestKey[Auth] = web.RequestKey("alyx.auth")
+"""Request key under which authentication (when present) puts the caller."""
+
+
+def caller(request: web.Request) -> Auth | None:
+    return request.get(AUTH)
+
+
+def access_for(rt: Runtime, request: web.Request, body: Any = None) -> Access:
+    info = RequestInfo(
+        request.method, request[CLIENT_IP], rt.clock.now(), request.query, body
+    )
+    return rt.policy, caller(request), info
+
+
+def _shaped(doc: dict[str, Any], shape: Shape) -> dict[str, Any]:
+    if shape.fields is None:
+        return doc
+    out = {n: doc[n] for n in shape.fields}
+    if "expand" in doc and shape.expand:
+        out["expand"] = doc["expand"]
+    return out
+
+
+async def get_document(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    view = rt.catalog.get(request.match_info["collection"])
+    doc_id = request.match_info["id"]
+    shape = parse_shape(view, request.query) if request.query_string else PLAIN
+    access = access_for(rt, request)
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        doc = public(view, stored_doc(conn, view, doc_id, access))
+        if shape.expand:
+            expand_docs(conn, rt.catalog, view, [doc], shape.expand, access)
+        return _shaped(doc, shape)
+
+    return json_response(db.read_now(_traced(rt, read)))
+
+
+async def list_documents(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    view = rt.catalog.get(request.match_info["collection"])
+    access = access_for(rt, request)
+    policy, auth, info = access
+    query, shape = parse_list(view, request.query, policy.read_predicate(view.collection, auth, info))
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        return _run_list(conn, rt, view, query, shape, access)
+
+    return json_response(await db.read(_traced(rt, read)))
+
+
+def _run_list(
+    conn: sqlite3.Connection,
+    rt: Runtime,
+    view: CollectionView,
+    query: ListQuery,
+    shape: Shape,
+    access: Access,
+) -> dict[str, Any]:
+    own = bool(shape.expand) and not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")  # the page, its count and the expansions read one snapshot
+    try:
+        try:
+            result = list_docs(conn, query)
+        except OverflowError as e:
+            raise InvalidQuery("invalid filter: a number is outside the 64-bit integer range") from e
+        docs = result.docs
+        if shape.expand:
+            expand_docs(conn, rt.catalog, view, docs, shape.expand, access)
+            if shape.hidden:
+                for doc in docs:
+                    for name in shape.hidden:
+                        del doc[name]
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    out: dict[str, Any] = {"docs": docs, "limit": result.limit, "offset": result.offset}
+    if result.total is not None:
+        out["total"] = result.total
+    return out
+
+
+def _traced(rt: Runtime, fn: Any) -> Any:
+    """`fn`, with every SQL statement it runs reported to `rt.sql_trace` (tests only)."""
+    trace = rt.sql_trace
+    if trace is None:
+        return fn
+
+    def traced(conn: sqlite3.Connection) -> Any:
+        conn.set_trace_callback(trace)
+        try:
+            return fn(conn)
+        finally:
+            conn.set_trace_callback(None)
+
+    return traced
+
+
+async def create_document(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    view = rt.catalog.get(request.match_info["collection"])
+    body = await read_object(request)
+    step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
+    status, doc = await db.write(step)
+    return json_response(doc, status)
+
+
+async def update_document(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    view = rt.catalog.get(request.match_info["collection"])
+    body = await read_object(request)
+    access = access_for(rt, request, body)
+    step = prepare_update(view, request.match_info["id"], body, access, rt.clock)
+    status, doc = await db.write(step)
+    return json_response(doc, status)
+
+
+async def delete_document(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    db = rt.ready_db()
+    view = rt.catalog.get(request.match_info["collection"])
+    await db.write(prepare_delete(view, request.match_info["id"], access_for(rt, request)))
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    base = "/api/collections/{collection}"
+    app.router.add_get(base, list_documents)
+    app.router.add_post(base, create_document)
+    app.router.add_get(base + "/{id}", get_document)
+    app.router.add_patch(base + "/{id}", update_document)
+    app.router.add_delete(base + "/{id}", delete_document)

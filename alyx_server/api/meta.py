@@ -1,0 +1,95 @@
+"""Health, metrics and the OpenAPI document (SPEC §12, §7).
+
+    GET /health          {status, version, uptime, components{database, realtime, functions}}
+                         200 when the database answers and migrations are done, else 503
+    GET /health/live     200 while the process serves requests
+    GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
+    GET /metrics         Prometheus text
+    GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from alyx_server import __version__
+from alyx_server.api.openapi import openapi_document
+from alyx_server.api.pipeline import json_response
+from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.metrics import CONTENT_TYPE
+from alyx_server.schema.model import Schema
+
+__all__ = ["add_routes"]
+
+_OPENAPI = web.AppKey("alyx.openapi_cache", dict)
+
+
+def _database_status(rt: Runtime) -> dict[str, Any]:
+    if rt.phase == "failed":
+        return {"status": "error", "migrations": "failed"}
+    if rt.phase != "ready":
+        return {"status": "starting", "migrations": "pending"}
+    try:
+        rt.db.read_now(lambda conn: conn.execute("SELECT 1").fetchone())
+    except (sqlite3.Error, RuntimeError):
+        return {"status": "error", "migrations": "applied"}
+    return {"status": "ok", "migrations": "applied"}
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    database = _database_status(rt)
+    ok = database["status"] == "ok"
+    body = {
+        "status": "ok" if ok else database["status"],
+        "version": __version__,
+        "uptime": round(time.monotonic() - rt.started, 3),
+        "components": {
+            "database": database,
+            "realtime": {"status": "ok" if ok else "starting", "connections": 0, "subscriptions": 0},
+            "functions": {"status": "disabled"},
+        },
+    }
+    return json_response(body, 200 if ok else 503)
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    if rt.phase == "ready":
+        return json_response({"status": "ready"})
+    return json_response({"status": rt.phase}, 503)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    schema: Schema = rt.catalog.schema
+    cache: dict[int, tuple[Schema, bytes]] = request.app[_OPENAPI]
+    entry = cache.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        cache.clear()
+        entry = (schema, orjson.dumps(openapi_document(schema)))
+        cache[id(schema)] = entry
+    return web.Response(body=entry[1], content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app[_OPENAPI] = {}
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/openapi.json", openapi)

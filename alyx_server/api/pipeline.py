@@ -1,0 +1,238 @@
+"""The one HTTP middleware: request id, CORS, client IP, error envelope, access log, metrics.
+
+Everything a request passes through on its way in and out lives here, in one function,
+because each middleware layer in aiohttp costs a coroutine frame on the hot path
+(PERFORMANCE.md). Domain errors (`AlyxError`) and aiohttp's own HTTP exceptions become
+the JSON envelope of SPEC §7; anything else is logged with its traceback and answered
+500 with a message that does not leak internals.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from alyx_server.errors import AlyxError, RateLimited
+from alyx_server.logs import ACCESS_FORMAT, ACCESS_LOGGER
+from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
+
+__all__ = [
+    "CLIENT_IP",
+    "REQUEST_ID",
+    "HttpPolicy",
+    "error_body",
+    "json_response",
+    "make_pipeline",
+    "redact_query",
+]
+
+log = logging.getLogger(ACCESS_LOGGER)
+errors_log = logging.getLogger("alyx.errors")
+
+REQUEST_ID = web.RequestKey("alyx.request_id", str)
+CLIENT_IP = web.RequestKey("alyx.client_ip", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MetricsHook = Callable[[str, str, int, float], None]
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|refresh_token|api_key)=)[^&]*", re.I)
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# aiohttp's own HTTP exceptions, as envelope codes.
+_HTTP_CODES = {
+    400: "INVALID_QUERY",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
+}
+
+_CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    """The settings the pipeline needs, taken once from the settings object."""
+
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_size: int = 10 * 1024 * 1024
+    clock: Clock = SYSTEM_CLOCK
+
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+
+
+def redact_query(path_qs: str) -> str:
+    """Hide token values in a logged URL (`?token=abc` → `?token=[REDACTED]`)."""
+    return _SECRET_QUERY.sub(r"\1[REDACTED]", path_qs)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_body(
+    message: str,
+    code: str,
+    request_id: str,
+    details: Sequence[Any] = (),
+    clock: Clock = SYSTEM_CLOCK,
+) -> dict[str, Any]:
+    """The error envelope of SPEC §7."""
+    return {
+        "error": message,
+        "code": code,
+        "details": list(details),
+        "request_id": request_id,
+        "timestamp": now_timestamp(clock),
+    }
+
+
+def _error_response(exc: AlyxError, request_id: str, clock: Clock) -> web.Response:
+    status = exc.status if 400 <= exc.status < 600 else 500
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    if status == 500:
+        # Internal failures never leak their message; the log has it.
+        errors_log.error("internal error answered 500 (request %s): %s", request_id, exc)
+        body = error_body("internal error", "INTERNAL_ERROR", request_id, (), clock)
+    else:
+        body = error_body(exc.message, exc.code, request_id, exc.details, clock)
+    return json_response(body, status, headers)
+
+
+def _http_error_response(
+    exc: web.HTTPException, request: web.Request, request_id: str, clock: Clock
+) -> web.Response:
+    status = exc.status
+    code = _HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "INVALID_QUERY")
+    if status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.path}"
+    elif status == 413:
+        message = "request body is too large (see server.max_body_size)"
+    else:
+        message = exc.reason
+    response = json_response(error_body(message, code, request_id, (), clock), status)
+    if status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def _client_ip(request: web.Request, trusted: Sequence[Any]) -> str:
+    peer = request.remote or ""
+    if not trusted or not peer:
+        return peer
+    try:
+        hops = [ipaddress.ip_address(peer)]
+    except ValueError:
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    chain = [h.strip() for h in forwarded.split(",") if h.strip()]
+    # Walk from the nearest hop outwards; the first address not in a trusted network is the client.
+    current = hops[0]
+    while any(current in net for net in trusted) and chain:
+        try:
+            current = ipaddress.ip_address(chain.pop())
+        except ValueError:
+            break
+    return str(current)
+
+
+def _cors_headers(origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]:
+    if not origin or not allowed:
+        return {}
+    if "*" in allowed:
+        return {"Access-Control-Allow-Origin": "*"}
+    if origin in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {}
+
+
+def _preflight(request: web.Request, allowed: tuple[str, ...]) -> web.Response | None:
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return None
+    headers = _cors_headers(request.headers.get("Origin"), allowed)
+    if headers:
+        headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+        headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Authorization, Content-Type, X-Request-ID"
+        )
+        headers["Access-Control-Max-Age"] = "600"
+    return web.Response(status=204, headers=headers)
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def make_pipeline(policy: HttpPolicy, metrics: MetricsHook | None = None) -> Any:
+    """Build the middleware for one application from its HTTP policy."""
+    trusted = policy.trusted_networks()
+    origins = policy.cors_origins
+    max_body = policy.max_body_size
+    clock = policy.clock
+    new_id = uuid.uuid4
+
+    @web.middleware
+    async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        sent_id = request.headers.get("X-Request-ID")
+        request_id = sent_id if sent_id and _REQUEST_ID_OK.match(sent_id) else new_id().hex
+        request[REQUEST_ID] = request_id
+        ip = request[CLIENT_IP] = _client_ip(request, trusted)
+        response: web.StreamResponse
+        try:
+            preflight = _preflight(request, origins) if request.method == "OPTIONS" else None
+            if preflight is not None:
+                response = preflight
+            else:
+                length = request.content_length
+                if length is not None and length > max_body:
+                    raise web.HTTPRequestEntityTooLarge(max_body, length)
+                response = await handler(request)
+        except AlyxError as exc:
+            response = _error_response(exc, request_id, clock)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_error_response(exc, request, request_id, clock)
+        except Exception:
+            errors_log.exception(
+                "unhandled error in %s %s (request %s)", request.method, request.path, request_id
+            )
+            response = json_response(
+                error_body("internal error", "INTERNAL_ERROR", request_id, (), clock), 500
+            )
+        if not response.prepared:
+            headers = response.headers
+            headers["X-Request-ID"] = request_id
+            if origins:
+                for key, value in _cors_headers(request.headers.get("Origin"), origins).items():
+                    headers[key] = value
+        elapsed = time.perf_counter() - start
+        if log.isEnabledFor(logging.INFO):
+            path = redact_query(request.path_qs) if request.query_string else request.path
+            log.info(ACCESS_FORMAT, ip, request.method, path, response.status, elapsed * 1000, request_id)
+        if metrics is not None:
+            metrics(_route_name(request), request.method, response.status, elapsed)
+        return response
+
+    return pipeline

@@ -1,0 +1,260 @@
+"""The one place that wires Alyx together: `create_app(settings)` and `serve(app, ...)`.
+
+`create_app` builds the aiohttp application: the pipeline middleware, the routes of
+`api/`, and a cleanup context that owns the database for the application's life:
+
+    start   open the database (writer thread, readers, change poller with pruning),
+            then bring it to schema.yaml:
+              dev    system migrations, pending files and safe changes at once
+                     (`dev.auto_migrate`); a destructive change refuses to start
+              serve  refuse to start on a destructive change without a migration
+                     file or an edited applied file; otherwise apply the pending files
+                     and safe changes in the background while /health/ready says 503
+    stop    close the database: every acknowledged write is committed first
+
+`serve` runs an application on a host and port until SIGINT or SIGTERM, then shuts down
+gracefully: the listener closes, requests in flight finish, queued writes commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from alyx_server import __version__
+from alyx_server.api import batch, collections, meta
+from alyx_server.api.pipeline import HttpPolicy, make_pipeline
+from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
+from alyx_server.config import Settings
+from alyx_server.db import Database
+from alyx_server.errors import MigrationError
+from alyx_server.metrics import Metrics
+from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
+from alyx_server.migrations.history import latest_snapshot
+from alyx_server.rules import AccessPolicy, OpenAccess
+from alyx_server.schema.loader import load_schema
+from alyx_server.schema.model import Schema
+from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
+
+__all__ = ["banner", "create_app", "run_server", "serve"]
+
+log = logging.getLogger("alyx.server")
+
+SHUTDOWN_TIMEOUT = 30.0
+
+
+def create_app(
+    settings: Settings,
+    *,
+    schema: Schema | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    policy: AccessPolicy | None = None,
+    sql_trace: SqlTrace | None = None,
+) -> web.Application:
+    """The Alyx application for `settings`.
+
+    `schema` defaults to the project's schema.yaml (read now, so a bad file fails here);
+    `policy` to `OpenAccess`; `sql_trace`, when given, is called with every SQL statement
+    that document reads run (tests use it to count queries).
+    """
+    if schema is None:
+        schema = load_schema(settings.project_dir / "schema.yaml")
+    metrics = Metrics()
+    runtime = Runtime(
+        settings=settings,
+        policy=policy if policy is not None else OpenAccess(),
+        metrics=metrics,
+        clock=clock,
+        catalog=Catalog(schema),
+        sql_trace=sql_trace,
+    )
+    server = settings.server
+    http = HttpPolicy(
+        cors_origins=server.cors.allowed_origins,
+        trusted_proxies=server.trusted_proxies,
+        max_body_size=server.max_body_size,
+        clock=clock,
+    )
+    app = web.Application(
+        middlewares=[make_pipeline(http, metrics.observe_request)],
+        client_max_size=server.max_body_size,
+    )
+    app[RUNTIME] = runtime
+    collections.add_routes(app)
+    batch.add_routes(app)
+    meta.add_routes(app)
+    app.cleanup_ctx.append(_database_context(schema))
+    return app
+
+
+def _database_context(
+    schema: Schema,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        rt = app[RUNTIME]
+        settings = rt.settings
+        path = settings.database.path
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        db = await Database.open(
+            path,
+            schema,
+            synchronous=settings.database.synchronous,
+            clock=rt.clock,
+            changes_retention=settings.database.changes_retention,
+            poll_interval=settings.realtime.poll_interval,
+        )
+        db.add_group_listener(rt.metrics.observe_write_group)
+        rt.attach(db)
+        task: asyncio.Task[None] | None = None
+        try:
+            if settings.mode == "dev":
+                await _migrate_dev(rt, db, schema)
+            else:
+                task = await _start_serve_migrations(rt, db, schema)
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await db.close()
+            rt.attach(None)
+
+    return database
+
+
+def _migrations_dir(settings: Settings) -> Path:
+    return settings.project_dir / "migrations"
+
+
+async def _migrate_dev(rt: Runtime, db: Database, schema: Schema) -> None:
+    """`alyx dev`: apply what can be applied now; a destructive change stops the start."""
+    folder = _migrations_dir(rt.settings)
+    rt.phase = "migrating"
+    if rt.settings.dev.auto_migrate:
+        result = await db.run_exclusive(lambda conn: apply_migrations(conn, schema, folder))
+        for name in (*result.files, *result.auto):
+            log.info("migration applied: %s", name)
+    else:
+        await db.run_exclusive(apply_system_migrations)
+        plan = await db.read(lambda conn: plan_migrations(conn, schema, folder))
+        if not plan.up_to_date:
+            log.warning(
+                "schema.yaml differs from the database and dev.auto_migrate is off: serving "
+                "the database's schema; run `alyx migrate apply` to apply schema.yaml"
+            )
+            rt.set_schema(latest_snapshot(list(plan.history)))
+    rt.phase = "ready"
+
+
+async def _start_serve_migrations(
+    rt: Runtime, db: Database, schema: Schema
+) -> asyncio.Task[None] | None:
+    """`alyx serve`: refuse now what must be refused, apply the rest in the background."""
+    folder = _migrations_dir(rt.settings)
+    plan = await db.read(lambda conn: plan_migrations(conn, schema, folder))
+    if plan.edited:
+        raise MigrationError("\n".join(plan.edited))
+    if plan.blocked:
+        raise MigrationError(plan.blocked)
+    rt.phase = "migrating"
+
+    async def apply() -> None:
+        try:
+            result = await db.run_exclusive(lambda conn: apply_migrations(conn, schema, folder))
+        except Exception as e:
+            rt.phase = "failed"
+            rt.failure = str(e)
+            log.error("migrations failed, stopping: %s", e)
+            rt.fatal.set()
+            return
+        for name in (*result.files, *result.auto):
+            log.info("migration applied: %s", name)
+        rt.phase = "ready"
+        log.info("migrations done; ready")
+
+    return asyncio.get_running_loop().create_task(apply(), name="alyx-startup-migrations")
+
+
+def banner(settings: Settings, url: str) -> str:
+    """The one line printed at start."""
+    return f"Alyx {__version__} serving {settings.project_dir} at {url} ({settings.mode})"
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    on_started: Callable[[str], None] | None = None,
+) -> int:
+    """Run `app` until SIGINT/SIGTERM (exit status 0) or a fatal startup failure (1).
+
+    `on_started(url)` is called once the socket listens. Shutdown closes the listener,
+    lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then closes the
+    database, which commits every queued write.
+    """
+    rt = app[RUNTIME]
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        if on_started is not None:
+            on_started(_url(runner, host, port))
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(rt.fatal.wait())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (stopping, failing):
+            waiter.cancel()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    return 1 if rt.fatal.is_set() else 0
+
+
+def _url(runner: web.AppRunner, host: str, port: int) -> str:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound_host, bound_port = address[0], address[1]
+            shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+            return f"http://{shown}:{bound_port}"
+    return f"http://{host}:{port}"
+
+
+def run_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    on_started: Callable[[str], None] | None = None,
+) -> int:
+    """`serve` on a fresh event loop (uvloop when installed); returns the exit status."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(app, host, port, on_started=on_started))
