@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from alyx_cli.commands import db, init, migrate
+from alyx_cli.commands import db, init, migrate, serve
 from alyx_server import __version__
 
 __all__ = ["cli"]
@@ -29,6 +29,8 @@ def cli() -> None:
 
 
 cli.add_command(init.command)
+cli.add_command(serve.serve)
+cli.add_command(serve.dev)
 cli.add_command(migrate.command)
 cli.add_command(db.command)
 
