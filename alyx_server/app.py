@@ -28,7 +28,8 @@ from pathlib import Path
 from aiohttp import web
 
 from alyx_server import __version__
-from alyx_server.api import batch, collections, meta
+from alyx_server.api import admin_users, batch, collections, meta
+from alyx_server.api import auth as auth_api
 from alyx_server.api.pipeline import HttpPolicy, make_pipeline
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
 from alyx_server.config import Settings
@@ -82,13 +83,15 @@ def create_app(
         clock=clock,
     )
     app = web.Application(
-        middlewares=[make_pipeline(http, metrics.observe_request)],
+        middlewares=[make_pipeline(http, metrics.observe_request, auth_api.authenticate_request)],
         client_max_size=server.max_body_size,
     )
     app[RUNTIME] = runtime
     collections.add_routes(app)
     batch.add_routes(app)
     meta.add_routes(app)
+    auth_api.add_routes(app)
+    admin_users.add_routes(app)
     app.cleanup_ctx.append(_database_context(schema))
     return app
 

@@ -28,6 +28,7 @@ from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 __all__ = [
     "CLIENT_IP",
     "REQUEST_ID",
+    "AuthHook",
     "HttpPolicy",
     "error_body",
     "json_response",
@@ -43,6 +44,8 @@ CLIENT_IP = web.RequestKey("alyx.client_ip", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MetricsHook = Callable[[str, str, int, float], None]
+AuthHook = Callable[[web.Request, str], None]
+"""Called with the request and its `Authorization` header, before the handler; raises to refuse."""
 
 _SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|refresh_token|api_key)=)[^&]*", re.I)
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -183,8 +186,10 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-def make_pipeline(policy: HttpPolicy, metrics: MetricsHook | None = None) -> Any:
-    """Build the middleware for one application from its HTTP policy."""
+def make_pipeline(
+    policy: HttpPolicy, metrics: MetricsHook | None = None, authenticate: AuthHook | None = None
+) -> Any:
+    """Build the middleware for one application from its HTTP policy (and auth hook)."""
     trusted = policy.trusted_networks()
     origins = policy.cors_origins
     max_body = policy.max_body_size
@@ -207,6 +212,10 @@ def make_pipeline(policy: HttpPolicy, metrics: MetricsHook | None = None) -> Any
                 length = request.content_length
                 if length is not None and length > max_body:
                     raise web.HTTPRequestEntityTooLarge(max_body, length)
+                if authenticate is not None:
+                    header = request.headers.get("Authorization")
+                    if header is not None:
+                        authenticate(request, header)
                 response = await handler(request)
         except AlyxError as exc:
             response = _error_response(exc, request_id, clock)
