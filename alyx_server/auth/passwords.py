@@ -24,7 +24,13 @@ import bcrypt
 from alyx_server.config import PasswordPolicy
 from alyx_server.errors import FieldIssue, ValidationError
 
-__all__ = ["MAX_PASSWORD_BYTES", "PasswordHasher", "check_password_policy", "password_error"]
+__all__ = [
+    "MAX_PASSWORD_BYTES",
+    "PasswordHasher",
+    "check_password_policy",
+    "hash_password_now",
+    "password_error",
+]
 
 MAX_PASSWORD_BYTES = 72
 """bcrypt's limit: it ignores every byte past the 72nd."""
@@ -120,6 +126,11 @@ class PasswordHasher:
     def close(self) -> None:
         """Stop the thread pool once the hashes in progress finish."""
         self._executor.shutdown(wait=True)
+
+
+def hash_password_now(password: bytes, cost: int) -> str:
+    """Hash on the calling thread: for the command line, which has no event loop to protect."""
+    return _hash(password, cost).decode("ascii")
 
 
 def _hash(password: bytes, cost: int) -> bytes:

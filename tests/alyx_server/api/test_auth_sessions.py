@@ -1,0 +1,157 @@
+"""Sessions from the attacker's side: rotation, stolen refresh tokens, logout, the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from typing import Any
+
+from alyx_server.api.auth import AUTH_SERVICE
+from alyx_server.tools.timestamps import ManualClock
+from tests.alyx_server.auth.support import PASSWORD, AppFactory, auth_app, bearer, clock, register, smtp
+
+__all__ = ["auth_app", "clock", "smtp"]
+
+
+async def call(client: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    response = await client.request(method, path, **kwargs)
+    body = await response.json() if response.status != 204 else None
+    return response.status, body
+
+
+async def refresh(client: Any, token: str) -> tuple[int, Any]:
+    return await call(client, "POST", "/api/auth/refresh", json={"refresh_token": token})
+
+
+async def login(client: Any, email: str = "ada@example.com") -> dict[str, Any]:
+    status, body = await call(client, "POST", "/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert status == 200, body
+    tokens: dict[str, Any] = body["tokens"]
+    return tokens
+
+
+async def me(client: Any, access: str) -> tuple[int, Any]:
+    return await call(client, "GET", "/api/auth/me", headers=bearer(access))
+
+
+async def test_refresh_rotates_and_retires_the_old_token(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    status, body = await refresh(client, ada.refresh)
+    assert status == 200, body
+    tokens = body["tokens"]
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["refresh_token"] != ada.refresh and tokens["access_token"] != ada.access
+    assert body["user"]["id"] == ada.id
+    # The new pair works; the old access token too (same session) until it expires.
+    assert (await me(client, tokens["access_token"]))[0] == 200
+    assert (await me(client, ada.access))[0] == 200
+    # Chained refreshes keep working.
+    status, body = await refresh(client, tokens["refresh_token"])
+    assert status == 200
+
+
+async def test_stolen_refresh_token_used_after_the_owner_revokes_the_family(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    stolen = ada.refresh
+    status, owner = await refresh(client, ada.refresh)  # the owner rotates first
+    assert status == 200
+    status, body = await refresh(client, stolen)  # the thief presents the retired token
+    assert (status, body["code"]) == (401, "TOKEN_REUSED")
+    assert "already used" in body["error"] and "log in again" in body["error"]
+    # Both holders are logged out: the owner's fresh tokens are dead too.
+    status, body = await refresh(client, owner["tokens"]["refresh_token"])
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
+    for access in (ada.access, owner["tokens"]["access_token"]):
+        status, body = await me(client, access)
+        assert (status, body["code"]) == (401, "SESSION_REVOKED")
+
+
+async def test_thief_refreshing_first_is_logged_out_when_the_owner_comes_back(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    status, thief = await refresh(client, ada.refresh)
+    assert status == 200
+    status, body = await refresh(client, ada.refresh)  # the owner's copy is now retired
+    assert (status, body["code"]) == (401, "TOKEN_REUSED")
+    status, body = await refresh(client, thief["tokens"]["refresh_token"])
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
+    status, body = await me(client, thief["tokens"]["access_token"])
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
+
+
+async def test_reuse_revokes_only_that_family(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    laptop = await login(client)
+    await refresh(client, ada.refresh)
+    assert (await refresh(client, ada.refresh))[1]["code"] == "TOKEN_REUSED"
+    assert (await me(client, laptop["access_token"]))[0] == 200
+    assert (await refresh(client, laptop["refresh_token"]))[0] == 200
+
+
+async def test_logout_kills_access_and_refresh_tokens_at_once(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    other = await login(client)
+    assert (await me(client, ada.access))[0] == 200  # cached as live
+    status, _ = await call(client, "POST", "/api/auth/logout", json={"refresh_token": ada.refresh})
+    assert status == 204
+    status, body = await me(client, ada.access)
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
+    status, body = await refresh(client, ada.refresh)
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
+    assert "logged out or revoked" in body["error"]
+    # Another sign-in of the same account is untouched.
+    assert (await me(client, other["access_token"]))[0] == 200
+
+
+async def test_unknown_and_malformed_refresh_tokens(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    for token in ("nope", "x" * 10_000, 42, None, ""):
+        status, body = await refresh(client, token)  # type: ignore[arg-type]
+        assert (status, body["code"]) == (401, "INVALID_TOKEN"), token
+    status, body = await call(client, "POST", "/api/auth/logout", json={"refresh_token": "nope"})
+    assert (status, body["code"]) == (401, "INVALID_TOKEN")
+
+
+async def test_refresh_token_expires(auth_app: AppFactory, clock: ManualClock) -> None:
+    client = await auth_app(**{"auth.jwt.refresh_ttl": "7d"})
+    ada = await register(client)
+    clock.advance(7 * 86400 + 1)
+    status, body = await refresh(client, ada.refresh)
+    assert (status, body["code"]) == (401, "TOKEN_EXPIRED")
+    assert "log in again" in body["error"]
+
+
+async def test_requests_with_a_token_run_no_query_once_cached(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    cache = client.app[AUTH_SERVICE].cache
+    assert (await me(client, ada.access))[0] == 200
+    loads = cache.loads
+    for _ in range(20):
+        assert (await me(client, ada.access))[0] == 200
+        assert (await call(client, "GET", "/api/collections/notes", headers=bearer(ada.access)))[0] == 200
+    assert cache.loads == loads
+    # A change to the account drops it: the next request reads it again, once.
+    await call(client, "PATCH", "/api/auth/me", headers=bearer(ada.access), json={"metadata": {"n": 1}})
+    assert (await me(client, ada.access))[1]["user"]["metadata"] == {"n": 1}
+    assert cache.loads == loads + 1
+
+
+async def test_revocation_by_another_process_reaches_the_cache(auth_app: AppFactory) -> None:
+    client = await auth_app()
+    ada = await register(client)
+    assert (await me(client, ada.access))[0] == 200
+    path = client.app[AUTH_SERVICE].db.path
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE _alyx_sessions SET revoked_at = '2000-01-01T00:00:00.000Z'")
+    for _ in range(500):  # the change poller runs every 50 ms here
+        status, body = await me(client, ada.access)
+        if status != 200:
+            break
+        await asyncio.sleep(0.01)
+    assert (status, body["code"]) == (401, "SESSION_REVOKED")
