@@ -1,0 +1,452 @@
+"""CEL syntax trees to Python closures: the fast evaluator.
+
+Each node becomes a function `fn(activation) -> value` that raises `CelEvalError` for an
+error value; evaluating a typical rule costs about a microsecond (bench/bench_rules.py).
+A node outside the compiled subset raises `Unsupported` at compile time and the caller
+falls back to the wrapped cel-python interpreter (`cel.py`); a name that cannot exist
+(unknown variable, unknown `doc` field, unknown function) is a `CelCompileError`.
+
+When the environment knows the collection (`doc_fields`), `doc` holds a decoded document
+as the database layer returns it (timestamps as ISO text, blobs as base64, json parsed),
+and `doc.<field>` converts that one field to its CEL value on access.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alyx_server.rules import functions as fns
+from alyx_server.rules.syntax import (
+    And,
+    Call,
+    CelCompileError,
+    Comprehension,
+    Cond,
+    Ident,
+    Index,
+    ListLit,
+    Lit,
+    MapLit,
+    Message,
+    Node,
+    Not,
+    Op,
+    Or,
+    Select,
+)
+from alyx_server.rules.values import (
+    CelEvalError,
+    CelType,
+    cel_add,
+    cel_compare,
+    cel_div,
+    cel_eq,
+    cel_in,
+    cel_index,
+    cel_mod,
+    cel_mul,
+    cel_neg,
+    cel_select,
+    cel_sub,
+    from_json,
+    no_overload,
+)
+from alyx_server.schema.model import FieldType
+
+__all__ = ["Activation", "CompileEnv", "Fn", "Unsupported", "compile_node", "doc_value"]
+
+Activation = Mapping[str, Any]
+Fn = Callable[[Activation], Any]
+
+TYPE_IDENTS = {
+    n: CelType(n)
+    for n in (
+        "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
+        "google.protobuf.Timestamp", "google.protobuf.Duration",
+    )
+}  # fmt: skip
+
+
+class Unsupported(Exception):
+    """A construct the closure compiler does not handle (the fallback evaluator may)."""
+
+    def __init__(self, message: str, node: Node) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+@dataclass(frozen=True, slots=True)
+class CompileEnv:
+    """What names an expression may use.
+
+    `variables` None admits any variable (looked up at evaluation time); `doc_fields` maps
+    the collection's field names to their types when `doc` is a stored document.
+    """
+
+    variables: frozenset[str] | None = None
+    doc_fields: Mapping[str, FieldType] | None = None
+    collection: str = ""
+    # False: an unknown function is an error at evaluation time, not at compile time.
+    strict_functions: bool = True
+
+
+def _parse_ts(text: Any) -> Any:
+    if text is None or isinstance(text, datetime):
+        return text
+    return datetime.fromisoformat(text)
+
+
+def _blob(text: Any) -> Any:
+    if text is None or isinstance(text, bytes):
+        return text
+    return base64.b64decode(text)
+
+
+_FIELD_CONVERTERS: Mapping[FieldType, Callable[[Any], Any]] = {
+    FieldType.TIMESTAMP: _parse_ts,
+    FieldType.BLOB: _blob,
+    FieldType.JSON: from_json,
+}
+
+
+def doc_value(doc: Mapping[str, Any], fields: Mapping[str, FieldType]) -> dict[str, Any]:
+    """A whole decoded document as a CEL map (every field converted)."""
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        t = fields.get(name)
+        conv = _FIELD_CONVERTERS.get(t) if t is not None else None
+        out[name] = conv(value) if conv is not None and value is not None else value
+    return out
+
+
+def compile_node(node: Node, env: CompileEnv) -> Fn:
+    """The closure computing `node`; Unsupported or CelCompileError when it cannot be built."""
+    return _Compiler(env).compile(node, frozenset())
+
+
+class _Compiler:
+    def __init__(self, env: CompileEnv) -> None:
+        self.env = env
+
+    def compile(self, node: Node, scope: frozenset[str]) -> Fn:
+        method = getattr(self, "_" + type(node).__name__.lower())
+        fn: Fn = method(node, scope)
+        return fn
+
+    # -- leaves --------------------------------------------------------------------------
+    def _lit(self, node: Lit, scope: frozenset[str]) -> Fn:
+        value = node.value
+        return lambda a: value
+
+    def _ident(self, node: Ident, scope: frozenset[str]) -> Fn:
+        name = node.name.lstrip(".")
+        if name in scope:
+            return lambda a: a[name]
+        env = self.env
+        if env.variables is not None and name not in env.variables:
+            if name in TYPE_IDENTS:
+                t = TYPE_IDENTS[name]
+                return lambda a: t
+            known = ", ".join(sorted(env.variables))
+            raise CelCompileError(
+                f"undeclared reference to {name!r} (known: {known})", node.line, node.column
+            )
+        if name == "doc" and env.doc_fields is not None:
+            fields = env.doc_fields
+            return lambda a: doc_value(a["doc"], fields)
+        fallback = TYPE_IDENTS.get(name)
+
+        def lookup(a: Activation) -> Any:
+            try:
+                return a[name]
+            except KeyError:
+                if fallback is not None:
+                    return fallback
+                raise CelEvalError(f"undeclared reference to {name!r}") from None
+
+        return lookup
+
+    def _select(self, node: Select, scope: frozenset[str]) -> Fn:
+        op = node.operand
+        if isinstance(op, Ident) and op.name == "doc" and "doc" not in scope and self.env.doc_fields:
+            return self._doc_field(node)
+        parts = _dotted(node)
+        if parts is not None and self.env.variables is None and parts[0] not in scope:
+            return _qualified(parts)
+        operand = self.compile(op, scope)
+        name = node.field
+        if node.test_only:
+
+            def has(a: Activation) -> Any:
+                v = operand(a)
+                if isinstance(v, Mapping):
+                    return name in v
+                raise no_overload("has", v)
+
+            return has
+
+        def select(a: Activation) -> Any:
+            v = operand(a)
+            if type(v) is dict:
+                try:
+                    return v[name]
+                except KeyError:
+                    raise CelEvalError(f"no such key: {name!r}") from None
+            return cel_select(v, name)
+
+        return select
+
+    def _doc_field(self, node: Select) -> Fn:
+        fields = self.env.doc_fields
+        assert fields is not None
+        name = node.field
+        if name not in fields:
+            known = ", ".join(fields)
+            raise CelCompileError(
+                f"unknown field {name!r} in doc.{name}; fields of {self.env.collection} are: {known}",
+                node.line,
+                node.column,
+            )
+        if node.test_only:
+            return lambda a: name in a["doc"]
+        conv = _FIELD_CONVERTERS.get(fields[name])
+        if conv is None:
+
+            def plain(a: Activation) -> Any:
+                try:
+                    return a["doc"][name]
+                except KeyError:
+                    raise CelEvalError(f"no such key: {name!r}") from None
+
+            return plain
+
+        def converted(a: Activation) -> Any:
+            try:
+                v = a["doc"][name]
+            except KeyError:
+                raise CelEvalError(f"no such key: {name!r}") from None
+            return None if v is None else conv(v)
+
+        return converted
+
+    def _index(self, node: Index, scope: frozenset[str]) -> Fn:
+        operand, index = self.compile(node.operand, scope), self.compile(node.index, scope)
+        return lambda a: cel_index(operand(a), index(a))
+
+    def _listlit(self, node: ListLit, scope: frozenset[str]) -> Fn:
+        items = [self.compile(i, scope) for i in node.items]
+        if all(isinstance(i, Lit) for i in node.items):
+            values = [i.value for i in node.items]  # type: ignore[attr-defined]
+            return lambda a: values
+        return lambda a: [f(a) for f in items]
+
+    def _maplit(self, node: MapLit, scope: frozenset[str]) -> Fn:
+        entries = [(self.compile(k, scope), self.compile(v, scope)) for k, v in node.entries]
+
+        def build(a: Activation) -> Any:
+            out: dict[Any, Any] = {}
+            for kf, vf in entries:
+                k = kf(a)
+                if type(k) not in (str, int, bool) and not isinstance(k, int):
+                    raise CelEvalError(f"unsupported map key type: {type(k).__name__}")
+                if any(cel_eq(k, other) and type(k) is type(other) for other in out) or k in out:
+                    raise CelEvalError(f"Failed with repeated key: {k!r}")
+                out[k] = vf(a)
+            return out
+
+        return build
+
+    # -- logic ---------------------------------------------------------------------------
+    def _and(self, node: And, scope: frozenset[str]) -> Fn:
+        left, right = self.compile(node.left, scope), self.compile(node.right, scope)
+        return _logical(left, right, False)
+
+    def _or(self, node: Or, scope: frozenset[str]) -> Fn:
+        left, right = self.compile(node.left, scope), self.compile(node.right, scope)
+        return _logical(left, right, True)
+
+    def _not(self, node: Not, scope: frozenset[str]) -> Fn:
+        operand = self.compile(node.operand, scope)
+
+        def negate(a: Activation) -> Any:
+            v = operand(a)
+            if v is True:
+                return False
+            if v is False:
+                return True
+            raise no_overload("!_", v)
+
+        return negate
+
+    def _cond(self, node: Cond, scope: frozenset[str]) -> Fn:
+        cond = self.compile(node.cond, scope)
+        then, orelse = self.compile(node.then, scope), self.compile(node.orelse, scope)
+
+        def choose(a: Activation) -> Any:
+            c = cond(a)
+            if c is True:
+                return then(a)
+            if c is False:
+                return orelse(a)
+            raise no_overload("_?_:_", c)
+
+        return choose
+
+    # -- operators -----------------------------------------------------------------------
+    def _op(self, node: Op, scope: frozenset[str]) -> Fn:
+        left = self.compile(node.left, scope)
+        if node.op == "neg":
+            return lambda a: cel_neg(left(a))
+        assert node.right is not None
+        right = self.compile(node.right, scope)
+        special = _specialised(node, left)
+        if special is not None:
+            return special
+        op = node.op
+        if op == "==":
+            return lambda a: cel_eq(left(a), right(a))
+        if op == "!=":
+            return lambda a: not cel_eq(left(a), right(a))
+        if op in ("<", "<=", ">", ">="):
+            return lambda a: cel_compare(op, left(a), right(a))
+        if op == "in":
+            return lambda a: cel_in(left(a), right(a))
+        arith = _ARITHMETIC[op]
+        return lambda a: arith(left(a), right(a))
+
+    def _call(self, node: Call, scope: frozenset[str]) -> Fn:
+        args = [self.compile(x, scope) for x in node.args]
+        target = None if node.target is None else self.compile(node.target, scope)
+        impl = fns.lookup(node.function, target is not None, len(args))
+        if impl is None:
+            message = f"unknown function {node.function!r}"
+            if self.env.strict_functions:
+                raise CelCompileError(message, node.line, node.column)
+
+            def unknown(a: Activation) -> Any:
+                raise CelEvalError(message)
+
+            return unknown
+        regex = _literal_regex(node)
+        if regex is not None and target is not None:
+            t = target
+            return lambda a: fns.search(t(a), regex)
+        all_args = [target, *args] if target is not None else args
+        if len(all_args) == 1:
+            (x,) = all_args
+            return lambda a: impl(x(a))
+        if len(all_args) == 2:
+            x, y = all_args
+            return lambda a: impl(x(a), y(a))
+        return lambda a: impl(*(f(a) for f in all_args))
+
+    def _message(self, node: Message, scope: frozenset[str]) -> Fn:
+        raise Unsupported("protobuf message construction", node)
+
+    def _comprehension(self, node: Comprehension, scope: frozenset[str]) -> Fn:
+        inner = scope | {node.var}
+        rng = self.compile(node.range, scope)
+        body = self.compile(node.body, inner)
+        flt = None if node.filter is None else self.compile(node.filter, inner)
+        return fns.comprehension(node.kind, node.var, rng, body, flt)
+
+
+_ARITHMETIC: Mapping[str, Callable[[Any, Any], Any]] = {
+    "+": cel_add, "-": cel_sub, "*": cel_mul, "/": cel_div, "%": cel_mod,
+}  # fmt: skip
+
+
+def _logical(left: Fn, right: Fn, short: bool) -> Fn:
+    """`&&` (short=False) or `||` (short=True): commutative error absorption."""
+
+    def logical(a: Activation) -> Any:
+        try:
+            x = left(a)
+        except CelEvalError as e:
+            x = e
+        if x is short:
+            return short
+        try:
+            y = right(a)
+        except CelEvalError as e:
+            y = e
+        if y is short:
+            return short
+        if x is (not short) and y is (not short):
+            return not short
+        if isinstance(x, CelEvalError):
+            raise x
+        if isinstance(y, CelEvalError):
+            raise y
+        raise no_overload("_||_" if short else "_&&_", x if type(x) is not bool else y)
+
+    return logical
+
+
+def _specialised(node: Op, left: Fn) -> Fn | None:
+    """Fast forms of `x == "lit"`, `x != null`, `x in ["a", "b"]`."""
+    right = node.right
+    if not isinstance(right, Lit | ListLit):
+        return None
+    op = node.op
+    if isinstance(right, Lit) and op in ("==", "!="):
+        value = right.value
+        if value is None:
+            return (lambda a: left(a) is None) if op == "==" else (lambda a: left(a) is not None)
+        if type(value) is str:
+            if op == "==":
+                return lambda a: (v := left(a)) == value and type(v) is str
+            return lambda a: not ((v := left(a)) == value and type(v) is str)
+    if isinstance(right, ListLit) and op == "in":
+        items = [i.value for i in right.items if isinstance(i, Lit)]
+        if len(items) == len(right.items) and all(type(i) is str for i in items):
+            options = frozenset(items)
+            return lambda a: type(v := left(a)) is str and v in options
+    return None
+
+
+def _dotted(node: Node) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"] when the node is a plain chain of selections on a name."""
+    if isinstance(node, Ident):
+        return [node.name.lstrip(".")]
+    if isinstance(node, Select) and not node.test_only:
+        head = _dotted(node.operand)
+        return None if head is None else [*head, node.field]
+    return None
+
+
+def _qualified(parts: list[str]) -> Fn:
+    """Resolve `a.b.c` against the longest variable name that prefixes it (CEL name resolution)."""
+    candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts), 0, -1)]
+
+    def resolve(a: Activation) -> Any:
+        for name, rest in candidates:
+            if name in a:
+                v = a[name]
+            elif name in TYPE_IDENTS:
+                v = TYPE_IDENTS[name]
+            else:
+                continue
+            for field in rest:
+                v = cel_select(v, field)
+            return v
+        raise CelEvalError(f"undeclared reference to {parts[0]!r}")
+
+    return resolve
+
+
+def _literal_regex(node: Call) -> re.Pattern[str] | None:
+    if node.function != "matches" or len(node.args) != 1 or not isinstance(node.args[0], Lit):
+        return None
+    pattern = node.args[0].value
+    if not isinstance(pattern, str):
+        return None
+    try:
+        return fns.compile_regex(pattern)
+    except CelEvalError as e:
+        raise CelCompileError(e.message, node.args[0].line, node.args[0].column) from e

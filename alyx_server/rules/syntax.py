@@ -1,0 +1,425 @@
+"""CEL source text to a small syntax tree, with cel-python's grammar.
+
+cel-python keeps one process-wide Lark parser, built for the tree class of the first
+`Environment` created; a second environment with another runner class then gets trees
+it cannot run. Alyx builds its own parser from the same grammar file instead, so the
+rules engine never touches that singleton (see `cel.celpy_environment` for the one place
+that does). The Lark tree is turned at once into the frozen nodes below, which both
+compilers (Python closures and SQL) read.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import celpy
+import lark
+from celpy.celparser import CELParser
+
+from alyx_server.rules.values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
+
+__all__ = [
+    "MACROS",
+    "And",
+    "Call",
+    "CelCompileError",
+    "CelSyntaxError",
+    "Comprehension",
+    "Cond",
+    "Ident",
+    "Index",
+    "ListLit",
+    "Lit",
+    "MapLit",
+    "Message",
+    "Node",
+    "Not",
+    "Op",
+    "Or",
+    "Select",
+    "lark_parser",
+    "parse",
+]
+
+MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+class CelCompileError(Exception):
+    """A CEL expression that does not compile (syntax, unknown name); 1-based line and column."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+class CelSyntaxError(CelCompileError):
+    """CEL text that does not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lit(Node):
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ident(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Select(Node):
+    operand: Node
+    field: str
+    test_only: bool = False  # has(operand.field)
+
+
+@dataclass(frozen=True, slots=True)
+class Index(Node):
+    operand: Node
+    index: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    function: str
+    target: Node | None
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MapLit(Node):
+    entries: tuple[tuple[Node, Node], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Comprehension(Node):
+    """A macro over a list or map: all, exists, exists_one, map (with optional filter), filter."""
+
+    kind: str
+    range: Node
+    var: str
+    body: Node
+    filter: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Node):
+    """`Type{field: value}`: protobuf message construction, parsed but never compiled."""
+
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cond(Node):
+    cond: Node
+    then: Node
+    orelse: Node
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node):
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node):
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node):
+    operand: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Op(Node):
+    """A binary operator (== != < <= > >= in + - * / %) or unary minus (`neg`, right unused)."""
+
+    op: str
+    left: Node
+    right: Node | None
+
+
+# -- parser ------------------------------------------------------------------------------
+_PARSER: lark.Lark | None = None
+_PARSER_LOCK = threading.Lock()
+
+
+def lark_parser() -> lark.Lark:
+    """The Lark parser of cel-python's grammar, private to Alyx (built once, thread-safe)."""
+    global _PARSER
+    with _PARSER_LOCK:
+        if _PARSER is None:
+            grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+            _PARSER = lark.Lark(
+                grammar,
+                parser="lalr",
+                start="expr",
+                g_regex_flags=re.M,
+                lexer_callbacks={"IDENT": CELParser.ambiguous_literals},
+                propagate_positions=True,
+                maybe_placeholders=False,
+                priority="invert",
+            )
+        return _PARSER
+
+
+def parse(text: str) -> Node:
+    """Parse CEL text; CelSyntaxError with line and column when it is not valid CEL."""
+    try:
+        tree = lark_parser().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        found = text[e.pos_in_stream : e.pos_in_stream + 1] if e.pos_in_stream is not None else ""
+        what = f"unexpected {found!r}" if found else "unexpected end of expression"
+        raise CelSyntaxError(f"syntax error: {what}", e.line or 1, e.column or 1) from e
+    except lark.exceptions.LarkError as e:
+        raise CelSyntaxError(f"syntax error: {e}") from e
+    return _Builder().build(tree)
+
+
+def _pos(t: lark.Tree[Any] | lark.Token) -> tuple[int, int]:
+    if isinstance(t, lark.Token):
+        return t.line or 1, t.column or 1
+    meta = t.meta
+    return getattr(meta, "line", 1), getattr(meta, "column", 1)
+
+
+class _Builder:
+    """Lark tree -> Node, following cel.lark's rule names."""
+
+    def build(self, t: lark.Tree[Any]) -> Node:
+        method = getattr(self, "_" + str(t.data), None)
+        if method is None:
+            line, col = _pos(t)
+            raise CelSyntaxError(f"unsupported syntax: {t.data}", line, col)
+        node: Node = method(t)
+        return node
+
+    def _only(self, t: lark.Tree[Any]) -> Node:
+        return self.build(t.children[0])
+
+    _primary = _member = _paren_expr = _only
+
+    def _expr(self, t: lark.Tree[Any]) -> Node:
+        if len(t.children) == 1:
+            return self.build(t.children[0])
+        c, a, b = (self.build(x) for x in t.children)
+        return Cond(*_pos(t), c, a, b)
+
+    def _conditionalor(self, t: lark.Tree[Any]) -> Node:
+        if len(t.children) == 1:
+            return self.build(t.children[0])
+        left, right = (self.build(x) for x in t.children)
+        return Or(*_pos(t), left, right)
+
+    def _conditionaland(self, t: lark.Tree[Any]) -> Node:
+        if len(t.children) == 1:
+            return self.build(t.children[0])
+        left, right = (self.build(x) for x in t.children)
+        return And(*_pos(t), left, right)
+
+    def _binary(self, t: lark.Tree[Any]) -> Node:
+        if len(t.children) == 1:
+            return self.build(t.children[0])
+        op_tree, right_tree = t.children
+        op = _BINARY[str(op_tree.data)]
+        left = self.build(op_tree.children[0])
+        return Op(*_pos(op_tree), op, left, self.build(right_tree))
+
+    _relation = _addition = _multiplication = _binary
+
+    def _unary(self, t: lark.Tree[Any]) -> Node:
+        if len(t.children) == 1:
+            return self.build(t.children[0])
+        op_tree, operand_tree = t.children
+        operand = self.build(operand_tree)
+        if op_tree.data == "unary_not":
+            return Not(*_pos(t), operand)
+        return Op(*_pos(t), "neg", operand, None)
+
+    def _member_dot(self, t: lark.Tree[Any]) -> Node:
+        operand, name = t.children
+        return Select(*_pos(name), self.build(operand), str(name))
+
+    def _member_dot_arg(self, t: lark.Tree[Any]) -> Node:
+        operand, name, *rest = t.children
+        args = self._args(rest)
+        line, col = _pos(name)
+        target = self.build(operand)
+        if str(name) in MACROS:
+            return _macro(line, col, str(name), target, args)
+        return Call(line, col, str(name), target, args)
+
+    def _member_index(self, t: lark.Tree[Any]) -> Node:
+        operand, index = t.children
+        return Index(*_pos(t), self.build(operand), self.build(index))
+
+    def _member_object(self, t: lark.Tree[Any]) -> Node:
+        return Message(*_pos(t), "message")
+
+    def _args(self, rest: list[Any]) -> tuple[Node, ...]:
+        if not rest:
+            return ()
+        return tuple(self.build(x) for x in rest[0].children)
+
+    def _ident_arg(self, t: lark.Tree[Any]) -> Node:
+        name, *rest = t.children
+        args = self._args(rest)
+        line, col = _pos(name)
+        if str(name) == "has":
+            if len(args) != 1 or not isinstance(args[0], Select):
+                raise CelSyntaxError("has() takes one field selection, such as has(doc.title)", line, col)
+            sel = args[0]
+            return Select(sel.line, sel.column, sel.operand, sel.field, test_only=True)
+        return Call(line, col, str(name), None, args)
+
+    def _dot_ident_arg(self, t: lark.Tree[Any]) -> Node:
+        return self._ident_arg(t)
+
+    def _ident(self, t: lark.Tree[Any]) -> Node:
+        return Ident(*_pos(t), str(t.children[0]))
+
+    _dot_ident = _ident
+
+    def _list_lit(self, t: lark.Tree[Any]) -> Node:
+        return ListLit(*_pos(t), self._args(t.children))
+
+    def _map_lit(self, t: lark.Tree[Any]) -> Node:
+        if not t.children:
+            return MapLit(*_pos(t), ())
+        parts = [self.build(x) for x in t.children[0].children]
+        entries = tuple((parts[i], parts[i + 1]) for i in range(0, len(parts), 2))
+        return MapLit(*_pos(t), entries)
+
+    def _literal(self, t: lark.Tree[Any]) -> Node:
+        token = t.children[0]
+        assert isinstance(token, lark.Token)
+        line, col = _pos(token)
+        try:
+            return Lit(line, col, _literal_value(token))
+        except ValueError as e:
+            raise CelSyntaxError(str(e), line, col) from e
+
+
+_BINARY = {
+    "relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
+    "relation_eq": "==", "relation_ne": "!=", "relation_in": "in",
+    "addition_add": "+", "addition_sub": "-",
+    "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%",
+}  # fmt: skip
+
+
+def _macro(line: int, col: int, name: str, target: Node, args: tuple[Node, ...]) -> Node:
+    arity = {"all": (2,), "exists": (2,), "exists_one": (2,), "filter": (2,), "map": (2, 3)}[name]
+    if len(args) not in arity or not isinstance(args[0], Ident):
+        raise CelSyntaxError(f"{name}() takes a variable name and an expression", line, col)
+    var = args[0].name
+    if name == "map" and len(args) == 3:
+        return Comprehension(line, col, "map", target, var, args[2], filter=args[1])
+    return Comprehension(line, col, name, target, var, args[1])
+
+
+# -- literals ----------------------------------------------------------------------------
+def _literal_value(token: lark.Token) -> Any:
+    kind, text = token.type, str(token)
+    if kind == "INT_LIT":
+        value = _int_text(text)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"integer literal out of range: {text}")
+        return value
+    if kind == "UINT_LIT":
+        value = _int_text(text[:-1])
+        if not 0 <= value <= UINT64_MAX:
+            raise ValueError(f"unsigned integer literal out of range: {text}")
+        return UInt(value)
+    if kind == "FLOAT_LIT":
+        return float(text)
+    if kind == "BOOL_LIT":
+        return text == "true"
+    if kind == "NULL_LIT":
+        return None
+    if kind in ("STRING_LIT", "MLSTRING_LIT"):
+        return _string_text(text, as_bytes=False)
+    if kind == "BYTES_LIT":
+        return _string_text(text[1:], as_bytes=True)
+    raise ValueError(f"unknown literal {text!r}")
+
+
+def _int_text(text: str) -> int:
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("-")
+    return sign * (int(body[2:], 16) if body[:2].lower() == "0x" else int(body))
+
+
+_SIMPLE_ESCAPES = {
+    "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+    '"': '"', "'": "'", "\\": "\\", "`": "`", "?": "?",
+}  # fmt: skip
+
+
+def _string_text(text: str, *, as_bytes: bool) -> Any:
+    raw = text[0] in "rR"
+    if raw:
+        text = text[1:]
+    quote = text[:3] if text[:3] in ('"""', "'''") else text[0]
+    body = text[len(quote) : -len(quote)]
+    if raw:
+        return body.encode() if as_bytes else body
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out += c.encode("utf-8", "surrogatepass")
+            i += 1
+            continue
+        i = _escape(body, i + 1, out, as_bytes)
+    if as_bytes:
+        return bytes(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError("invalid UTF-8 in string literal") from e
+
+
+def _escape(body: str, i: int, out: bytearray, as_bytes: bool) -> int:
+    if i >= len(body):
+        raise ValueError("string literal ends with a backslash")
+    c = body[i]
+    if c in _SIMPLE_ESCAPES:
+        out += _SIMPLE_ESCAPES[c].encode()
+        return i + 1
+    if c in "xX":
+        code, end = int(body[i + 1 : i + 3], 16), i + 3
+    elif c in "uU":
+        width = 4 if c == "u" else 8
+        if as_bytes:
+            raise ValueError("\\u escapes are not allowed in bytes literals")
+        code, end = int(body[i + 1 : i + 1 + width], 16), i + 1 + width
+        if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            raise ValueError("invalid unicode escape")
+    elif c in "0123":
+        code, end = int(body[i : i + 3], 8), i + 3
+    else:
+        raise ValueError(f"invalid escape sequence \\{c}")
+    out += bytes([code]) if as_bytes else chr(code).encode()
+    return end
