@@ -1,0 +1,217 @@
+"""`CompiledRule`: one CEL expression compiled for a collection, in every form Alyx needs.
+
+    evaluate(activation)            the value (closures; cel-python outside the subset)
+    allows(auth, request, doc)      True only for a `true` result; an error denies
+    to_predicate(auth, request)     the rule as a database `Predicate` for lists: the
+                                    top-level `&&` parts that have an SQL form go into
+                                    the WHERE clause, the rest is checked per row
+    can_read(auth, doc)             the same predicate in memory, for realtime fan-out
+    equality_constraints(auth)      {field: value} every admitted doc must have (from
+                                    `doc.f == <no doc>` parts), for routing realtime events
+
+`auth` is the caller as a mapping (`{id, email, role, verified, metadata, app_metadata}`)
+or None; `doc` is a document as the database layer decodes it (internal fields included).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from alyx_server.db.query import Predicate
+from alyx_server.rules.cel import FallbackProgram
+from alyx_server.rules.compile_py import Activation, CompileEnv, Fn, Unsupported, compile_node
+from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, uses_doc
+from alyx_server.rules.policy import RequestInfo
+from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
+from alyx_server.rules.values import CelEvalError, from_json
+from alyx_server.schema.model import Collection, FieldType
+from alyx_server.tools.timestamps import format_timestamp
+
+__all__ = ["CompiledRule", "auth_value", "request_value"]
+
+log = logging.getLogger("alyx.rules")
+
+
+def auth_value(auth: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The caller as the CEL `auth` map (None when anonymous); json metadata as CEL values."""
+    if auth is None:
+        return None
+    return {k: from_json(v) for k, v in auth.items()}
+
+
+def request_value(request: RequestInfo | None) -> dict[str, Any]:
+    """RequestInfo as the CEL `request` map; `body` is `{}` when the request has none."""
+    if request is None:
+        return {"method": "", "ip": "", "time": None, "body": {}, "query": {}}
+    return {
+        "method": request.method,
+        "ip": request.ip,
+        "time": request.time,
+        "body": from_json(dict(request.body)) if request.body is not None else {},
+        "query": dict(request.query),
+    }
+
+
+def _conjuncts(node: Node) -> list[Node]:
+    if isinstance(node, And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+class CompiledRule:
+    """A rule or `where=` expression compiled once; see the module docstring."""
+
+    def __init__(self, text: str, node: Node, collection: Collection, env: CompileEnv, label: str) -> None:
+        self.text = text
+        self.node = node
+        self.collection = collection
+        self.label = label
+        self._env = env
+        self._fields: Mapping[str, FieldType] = env.doc_fields or {}
+        self._consts: dict[int, Fn] = {}
+        self.parts = _conjuncts(node)
+        try:
+            self._fn: Fn = compile_node(node, env)
+            self.part_fns: list[Fn] | None = [compile_node(p, env) for p in self.parts]
+            self.fallback = False
+        except Unsupported:
+            self._fn = FallbackProgram(text)
+            self.part_fns = None
+            self.fallback = True
+
+    def __repr__(self) -> str:
+        return f"CompiledRule({self.label}: {self.text!r})"
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self, activation: Activation) -> Any:
+        """The CEL value of the expression; CelEvalError for an error value."""
+        return self._fn(activation)
+
+    def allows(
+        self, auth: Mapping[str, Any] | None, request: RequestInfo | None, doc: Mapping[str, Any]
+    ) -> bool:
+        """Whether the rule gives `true`; an evaluation error denies and is logged."""
+        act = {"auth": auth_value(auth), "request": request_value(request), "doc": doc}
+        return self._allows(act)
+
+    def _allows(self, act: Activation) -> bool:
+        try:
+            return self._fn(act) is True
+        except CelEvalError as e:
+            self._log_error(act, e)
+            return False
+
+    def _log_error(self, act: Activation, error: CelEvalError) -> None:
+        doc = act.get("doc")
+        pk = self.collection.primary.name
+        doc_id = doc.get(pk) if isinstance(doc, Mapping) else None
+        log.warning("rule %s denied doc %r: evaluation error: %s", self.label, doc_id, error.message)
+
+    def can_read(
+        self, auth: Mapping[str, Any] | None, doc: Mapping[str, Any], request: RequestInfo | None = None
+    ) -> bool:
+        """The read decision for one document in memory (realtime fan-out)."""
+        return self.allows(auth, request, doc)
+
+    # -- SQL -----------------------------------------------------------------------------
+    def _constant(self, act: Activation) -> Callable[[Node], Any]:
+        def constant(node: Node) -> Any:
+            if isinstance(node, Lit):
+                return node.value
+            fn = self._consts.get(id(node))
+            if fn is None:
+                try:
+                    fn = compile_node(node, self._env)
+                except Unsupported as e:
+                    raise NotSQL(str(e)) from e
+                self._consts[id(node)] = fn
+            return fn(act)
+
+        return constant
+
+    def to_predicate(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> Predicate:
+        """The rule with `auth` and `request` bound, as SQL plus (when needed) a per-row check."""
+        act: dict[str, Any] = {"auth": auth_value(auth), "request": request_value(request)}
+        env = SqlEnv(self._fields, self._constant(act))
+        sqls: list[str] = []
+        params: list[Any] = []
+        rest: list[int] = []
+        for i, part in enumerate(self.parts):
+            try:
+                expr = compile_bool(part, env)
+            except NotSQL:
+                rest.append(i)
+                continue
+            sqls.append(expr.sql)
+            params.extend(expr.params)
+        sql = " AND ".join(sqls) if sqls else None
+        if not rest:
+            return Predicate(sql, tuple(params))
+        return Predicate(sql, tuple(params), self._row_check(act, rest))
+
+    def _row_check(self, act: dict[str, Any], rest: list[int]) -> Callable[[dict[str, Any]], bool]:
+        fns = [self.part_fns[i] for i in rest] if self.part_fns is not None else [self._fn]
+
+        def check(doc: dict[str, Any]) -> bool:
+            row = {**act, "doc": doc}
+            try:
+                return all(fn(row) is True for fn in fns)
+            except CelEvalError as e:
+                self._log_error(row, e)
+                return False
+
+        return check
+
+    # -- realtime routing ----------------------------------------------------------------
+    def equality_constraints(
+        self, auth: Mapping[str, Any] | None, request: RequestInfo | None = None
+    ) -> dict[str, Any]:
+        """{field: value} that every doc the rule admits has (JSON-level values)."""
+        act = {"auth": auth_value(auth), "request": request_value(request)}
+        constant = self._constant(act)
+        out: dict[str, Any] = {}
+        for part in self.parts:
+            found = self._equality(part, constant)
+            if found is not None:
+                out[found[0]] = found[1]
+        return out
+
+    def _equality(self, part: Node, constant: Callable[[Node], Any]) -> tuple[str, Any] | None:
+        field = _doc_field(part)
+        if field is not None and self._fields.get(field) is FieldType.BOOL:
+            return field, True
+        if not isinstance(part, Op) or part.op != "==" or part.right is None:
+            return None
+        for side, other in ((part.left, part.right), (part.right, part.left)):
+            name = _doc_field(side)
+            if name is None or uses_doc(other) or self._fields.get(name) is FieldType.JSON:
+                continue
+            try:
+                value = constant(other)
+            except (CelEvalError, NotSQL):
+                return None
+            return _stored_form(name, value, self._fields)
+        return None
+
+
+def _doc_field(node: Node) -> str | None:
+    if isinstance(node, Select) and not node.test_only and isinstance(node.operand, Ident):
+        return node.field if node.operand.name == "doc" else None
+    return None
+
+
+def _stored_form(name: str, value: Any, fields: Mapping[str, FieldType]) -> tuple[str, Any] | None:
+    """The JSON-level value a decoded doc holds when `doc.name == value`, if it is one value."""
+    t = fields.get(name)
+    if value is None or isinstance(value, bool):
+        return (name, value) if value is None or t is FieldType.BOOL else None
+    if isinstance(value, datetime) and t is FieldType.TIMESTAMP and value.microsecond % 1000 == 0:
+        return name, format_timestamp(value)
+    if isinstance(value, str) and t in (FieldType.UUID, FieldType.STRING, FieldType.TEXT):
+        return name, value
+    if isinstance(value, int) and t is FieldType.INT:
+        return name, int(value)
+    return None
