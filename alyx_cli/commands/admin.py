@@ -19,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from alyx_cli.output import CommandError, console, reports_errors
@@ -179,13 +178,15 @@ def list_tokens(as_json: bool, project_dir: Path) -> None:
         console().print("no tokens; create one with `alyx admin create-token --name NAME`")
         return
     now = now_timestamp()
-    table = Table(show_edge=False, pad_edge=False)
-    for header in ("id", "name", "kind", "permissions", "expires", "state"):
-        table.add_column(header, no_wrap=True)
+    lines = [("id", "name", "kind", "permissions", "expires", "state")]
     for t in tokens:
         state = "revoked" if t.revoked_at else "expired" if t.expires_at and t.expires_at <= now else "live"
-        table.add_row(t.id, t.name, t.kind, ",".join(t.permissions), _day(t.expires_at), state)
-    console().print(table)
+        lines.append((t.id, t.name, t.kind, ",".join(t.permissions), _day(t.expires_at), state))
+    # Plain aligned columns, never truncated: ids are copied from here into revoke-token.
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for index, line in enumerate(lines):
+        text = "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        console().print(Text(text, style="bold" if index == 0 else ""))
 
 
 def _day(stamp: str | None) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from alyx_cli.main import cli
@@ -151,3 +153,17 @@ async def test_promotion_takes_effect_on_the_live_token(auth_app: AppFactory, tm
     alyx(tmp_path / "project", "admin", "create", ada.email, "--promote")
     await client.app[AUTH_SERVICE].db.poll_changes()  # another process wrote: the poller's job
     assert (await call(client, "GET", "/api/admin/users", ada.access))[0] == 200
+
+
+async def test_start_says_how_to_create_the_first_admin(
+    auth_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hint = "no admin account exists yet; create one with: alyx admin create <email>"
+    with caplog.at_level(logging.WARNING, logger="alyx.auth"):
+        await auth_app()
+    assert hint in [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    alyx(tmp_path / "project", "admin", "create", ADMIN_EMAIL, "--password-stdin", stdin=PASSWORD)
+    with caplog.at_level(logging.WARNING, logger="alyx.auth"):
+        await auth_app()
+    assert hint not in [r.getMessage() for r in caplog.records]
