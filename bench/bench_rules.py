@@ -44,7 +44,10 @@ RULES = {
     "(!has(request.body.author_id) || request.body.author_id == auth.id)",
     "strings and numbers": "doc.title.startsWith('How') && doc.views > 10 && size(doc.title) < 200",
 }
-AUTH = {"id": "u1", "email": "a@example.com", "role": "user", "verified": True, "metadata": {}, "app_metadata": {}}
+AUTH = {
+    "id": "u1", "email": "a@example.com", "role": "user", "verified": True,
+    "metadata": {}, "app_metadata": {},
+}  # fmt: skip
 DOC = {
     "id": "d1", "title": "How to bench", "author_id": "u1", "published": False, "views": 42,
     "tags": ["a"], "created_at": "2026-01-31T12:00:00.000Z",
@@ -93,7 +96,7 @@ def table(rows: list[tuple[str, float, float]]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, fast, slow in rows:
-        lines.append(f"| {name} | {fast:,.0f} | {1e6 / fast:.2f} | {slow:,.0f} | {fast / slow:.0f}× |")
+        lines.append(f"| {name} | {fast:,.0f} | {1e6 / fast:.2f} | {slow:,.0f} | {fast / slow:.0f}x |")
     return "\n".join(lines)
 
 
@@ -110,7 +113,7 @@ def main() -> None:
             f"`bench/bench_rules.py`, one process, Python {platform.python_version()}, cel-python 0.5.0. "
             "Evaluations per second of five typical rules (each gives `true` on the sample "
             "document) with Alyx's compiled closures and with cel-python's interpreter, in "
-            "the same run. Target: at least 50× cel-python.\n\n" + result + "\n"
+            "the same run. Target: at least 50x cel-python.\n\n" + result + "\n"
         )
         with docs.open("a") as f:
             f.write(section)
