@@ -1,0 +1,229 @@
+"""`GET /api/realtime`: the WebSocket of live queries (SPEC §10).
+
+The handler authenticates, upgrades, and then reads frames one at a time, handing each
+to the `RealtimeHub` (alyx_server.realtime), which knows nothing of aiohttp. It is one
+of the three places that turn Alyx errors into something the outside sees: an `error`
+frame `{code, message}` echoing the message's id.
+
+Authentication, any of:
+    `Authorization: Bearer <token>`   checked by the pipeline before the upgrade (401)
+    `?token=<token>`                  redacted from the access log by the pipeline
+    `{"type": "auth", "payload": {"token"}}`  at any time, also to swap in a refreshed
+                                      token: every subscription then gets a fresh snapshot
+A bad `?token=` or `auth` token answers an `error` (UNAUTHORIZED or TOKEN_EXPIRED) and
+leaves the connection as it was. When the token expires, deliveries stop with one
+TOKEN_EXPIRED error until an `auth` message brings a valid token.
+
+Ping frames go out every `realtime.ping_interval` (aiohttp's heartbeat closes a peer
+that stops answering). Over `realtime.max_connections` the upgrade answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from alyx_server.api.auth import AUTH_SERVICE, caller
+from alyx_server.api.expand import expand_docs
+from alyx_server.api.pipeline import CLIENT_IP
+from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.auth import AuthContext, AuthService
+from alyx_server.auth.admin_tokens import TOKEN_PREFIX
+from alyx_server.errors import AlyxError
+from alyx_server.realtime import (
+    Access,
+    Client,
+    ClientMessage,
+    Expander,
+    HubFull,
+    RealtimeError,
+    RealtimeHub,
+    Subscription,
+    error_message,
+    parse_message,
+    parse_token,
+)
+from alyx_server.rules import Auth, RequestInfo
+from alyx_server.rules.load import compile_where
+from alyx_server.schema.model import Collection
+
+__all__ = ["REALTIME", "RealtimeState", "add_routes"]
+
+log = logging.getLogger("alyx.realtime")
+
+CLOSE_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class RealtimeState:
+    """The application's hub, built on the first connection (the database is open then)."""
+
+    hub: RealtimeHub | None = None
+
+
+REALTIME = web.AppKey("alyx.realtime", RealtimeState)
+
+
+class _Socket:
+    """The hub's Transport over an aiohttp WebSocketResponse."""
+
+    __slots__ = ("_request", "_ws")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self._ws = ws
+        self._request = request
+
+    async def send(self, data: bytes) -> None:
+        await self._ws.send_frame(data, WSMsgType.TEXT)
+
+    async def close(self, code: int, message: str) -> None:
+        try:
+            await asyncio.wait_for(self._ws.close(code=code, message=message.encode()), CLOSE_TIMEOUT)
+        except (TimeoutError, ConnectionError, RuntimeError) as e:
+            log.info("realtime connection did not close cleanly (%s); dropping it", e)
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+
+
+def _hub(app: web.Application, rt: Runtime) -> RealtimeHub:
+    state = app[REALTIME]
+    if state.hub is None:
+        state.hub = RealtimeHub(
+            rt.ready_db(), rt.settings.realtime, rt.clock,
+            metrics=rt.metrics, compile_where=compile_where, expander=_expander(rt),
+        )  # fmt: skip
+    return state.hub
+
+
+def _expander(rt: Runtime) -> Expander:
+    def expand(conn: Any, sub: Subscription, docs: list[dict[str, Any]]) -> None:
+        view = rt.catalog.get(sub.query.collection.name)
+        a = sub.access
+        expand_docs(conn, rt.catalog, view, docs, sub.query.expand, (a.policy, a.auth, a.request))
+
+    return expand
+
+
+def _read_routes(policy: object) -> Any:
+    """The read rule's equalities bound to the caller, when the policy has CEL rules."""
+    rule_of = getattr(policy, "rule", None)
+    if not callable(rule_of):
+        return None
+
+    def routes(collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
+        rule = rule_of(collection, "read")
+        constraints = getattr(rule, "equality_constraints", None)
+        return constraints(auth) if callable(constraints) else {}
+
+    return routes
+
+
+def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
+    query = {k: v for k, v in request.query.items() if k != "token"}
+    info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query)
+    return Access(rt.policy, auth, info, _read_routes(rt.policy))
+
+
+def _authenticate(service: AuthService, token: str) -> tuple[AuthContext, float | None]:
+    """The caller of `token` and when its access ends (None: admin and deploy tokens)."""
+    ctx = service.authenticate(token)
+    if token.startswith(TOKEN_PREFIX):
+        return ctx, None
+    return ctx, float(service.signer.check(token).expires)
+
+
+def _header_expiry(service: AuthService, request: web.Request) -> float | None:
+    header = request.headers.get("Authorization", "")
+    _scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if not token or token.startswith(TOKEN_PREFIX):
+        return None
+    return float(service.signer.check(token).expires)
+
+
+async def realtime(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    hub = _hub(request.app, rt)
+    settings = rt.settings.realtime
+    if hub.full:
+        raise HubFull(f"the server holds its maximum of {settings.max_connections} realtime connections")
+    service = request.app[AUTH_SERVICE]
+    auth: Auth | None = caller(request)
+    expires = _header_expiry(service, request) if auth is not None else None
+    token_error: AlyxError | None = None
+    token = request.query.get("token")
+    if auth is None and token:
+        try:
+            auth, expires = _authenticate(service, token)
+        except AlyxError as e:
+            token_error = e
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ping_interval, compress=False, max_msg_size=4 * settings.max_message_size + 1024
+    )
+    await ws.prepare(request)
+    client = hub.connect(_Socket(ws, request), _access(rt, request, auth), expires_at=expires)
+    try:
+        if token_error is not None:
+            client.send("error", error_message(token_error))
+            client.expired = token_error.code == "TOKEN_EXPIRED"
+        async for frame in ws:
+            if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await _dispatch(rt, service, hub, client, request, frame.data)
+            elif frame.type == WSMsgType.ERROR:
+                log.info("realtime connection %s failed: %s", client.id, ws.exception())
+                break
+    finally:
+        await hub.disconnect(client)
+    return ws
+
+
+async def _dispatch(
+    rt: Runtime, service: AuthService, hub: RealtimeHub, client: Client, request: web.Request, data: Any
+) -> None:
+    message: ClientMessage | None = None
+    try:
+        message = parse_message(data, rt.settings.realtime.max_message_size)
+        if message.type == "auth":
+            await _reauth(rt, service, hub, client, request, message)
+        else:
+            await hub.handle(client, message)
+    except RealtimeError as e:
+        client.send("error", error_message(e, e.message_id if message is None else message.id))
+    except AlyxError as e:
+        client.send("error", error_message(e, None if message is None else message.id))
+    except Exception:
+        log.exception("realtime message failed on connection %s", client.id)
+        failure = AlyxError("internal error")
+        client.send("error", error_message(failure, None if message is None else message.id))
+
+
+async def _reauth(
+    rt: Runtime,
+    service: AuthService,
+    hub: RealtimeHub,
+    client: Client,
+    request: web.Request,
+    message: ClientMessage,
+) -> None:
+    token = parse_token(message)
+    auth, expires = _authenticate(service, token)
+    await hub.reauth(client, _access(rt, request, auth), expires_at=expires)
+
+
+async def _close_hub(app: web.Application) -> None:
+    hub = app[REALTIME].hub
+    if hub is not None:
+        app[REALTIME].hub = None
+        await hub.close()
+
+
+def add_routes(app: web.Application) -> None:
+    app[REALTIME] = RealtimeState()
+    app.router.add_get("/api/realtime", realtime)
+    app.on_shutdown.append(_close_hub)

@@ -1,0 +1,311 @@
+"""The change pipeline: change feed -> index -> matcher -> live views -> coalesced deltas.
+
+Events arrive from the database's `ChangeFeed` on the event loop, in commit order,
+whether this process wrote them or the poller found them. They pile up while a tick
+runs; each tick takes them all and:
+
+1. groups them by document (an insert then an update is one change; the doc is read
+   once, in its current state, however many subscriptions it concerns);
+2. asks the index for candidate subscriptions, checks each one's compiled predicate
+   (filter, `where`, read rule) on the doc in memory, and updates its live view;
+3. re-runs the query of the views that cannot decide alone (a full window that lost a
+   doc and must take the next one from the database), all in one reader call;
+4. renders one `delta` per touched subscription and queues it on its client.
+
+Reading the doc's current state rather than replaying history makes every step
+idempotent: a view converges on the database whatever the interleaving of snapshots,
+re-runs and events. A subscription still waiting for its snapshot keeps the ids that
+changed meanwhile and takes them in right after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from alyx_server.db import Database, ListQuery, get_doc, list_docs
+from alyx_server.db.changes import ChangeEvent
+from alyx_server.db.codec import codec_for
+from alyx_server.realtime.index import CollectionRoutes, SubscriptionIndex
+from alyx_server.realtime.subscriptions import Subscription
+from alyx_server.schema.model import Collection
+from alyx_server.tools.timestamps import Clock
+
+__all__ = ["ChangeFanout", "Expander", "PublicDoc", "window_query"]
+
+log = logging.getLogger("alyx.realtime")
+
+Expander = Callable[[sqlite3.Connection, Subscription, list[dict[str, Any]]], None]
+"""Adds `expand` to docs (in place) as the subscription's caller may see them."""
+Change = tuple[bool, tuple[str, ...] | None]
+"""(existed before the tick, changed fields or None when unknown)."""
+
+
+class PublicDoc:
+    """A changed doc without its internal fields, JSON-encoded once for every subscriber."""
+
+    __slots__ = ("_fragment", "doc")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._fragment: orjson.Fragment | None = None
+
+    @property
+    def fragment(self) -> orjson.Fragment:
+        if self._fragment is None:
+            self._fragment = orjson.Fragment(orjson.dumps(self.doc))
+        return self._fragment
+
+
+def _public(collection: Collection, doc: dict[str, Any]) -> PublicDoc:
+    codec = codec_for(collection)
+    if len(codec.public_names) == len(doc):
+        return PublicDoc(doc)
+    return PublicDoc({n: doc[n] for n in codec.public_names})
+
+
+def _fetch(collection: Collection, doc_id: Any) -> Callable[[sqlite3.Connection], dict[str, Any] | None]:
+    """Read one doc by key, internal fields included (the read rule may use them)."""
+    return lambda conn: get_doc(conn, collection, doc_id, internal=True)
+
+
+def _merge(changes: dict[tuple[str, Any], Change], event: ChangeEvent) -> None:
+    key = (event.collection, event.doc_id)
+    known = changes.get(key)
+    fields = event.changed_fields if event.op == "UPDATE" else None
+    if known is None:
+        changes[key] = (event.op != "INSERT", fields)
+    elif known[1] is not None and fields is not None:
+        changes[key] = (known[0], tuple(sorted({*known[1], *fields})))
+    else:
+        changes[key] = (known[0], None)
+
+
+class ChangeFanout:
+    """Turns committed changes into deltas; see the module docstring."""
+
+    def __init__(
+        self, db: Database, index: SubscriptionIndex, clock: Clock, expander: Expander | None
+    ) -> None:
+        self._db = db
+        self._index = index
+        self._clock = clock
+        self._expander = expander
+        self._pending: list[ChangeEvent] = []
+        self._backlogged: list[Subscription] = []
+        self._task: asyncio.Task[None] | None = None
+        self._received = 0
+        self._processed = 0
+        self._barriers: list[tuple[int, asyncio.Future[None]]] = []
+        self.changes_seen = 0
+
+    # -- input ---------------------------------------------------------------------------
+    def on_change(self, event: ChangeEvent) -> None:
+        """The feed's subscriber (loop thread): queue the event for the next tick."""
+        self._pending.append(event)
+        self._received += 1
+        self._kick()
+
+    def take_backlog(self, sub: Subscription) -> None:
+        """After its snapshot, let `sub` take in the docs that changed while it loaded."""
+        if sub.backlog:
+            self._backlogged.append(sub)
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="alyx-realtime-fanout")
+
+    async def barrier(self) -> None:
+        """Wait until every change received so far has been turned into queued deltas."""
+        target = self._received
+        if self._processed >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._barriers.append((target, future))
+        await future
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _target, future in self._barriers:
+            future.cancel()
+        self._barriers.clear()
+
+    # -- ticks ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            while self._pending or self._backlogged:
+                events, self._pending = self._pending, []
+                backlogged, self._backlogged = self._backlogged, []
+                try:
+                    await self._tick(events, backlogged)
+                except Exception:
+                    log.exception("realtime: a tick of %d changes failed", len(events))
+                self._processed += len(events)
+                self._release_barriers()
+        finally:
+            self._task = None
+            self._release_barriers(everything=True)
+
+    def _release_barriers(self, everything: bool = False) -> None:
+        keep = []
+        for target, future in self._barriers:
+            if everything or target <= self._processed:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((target, future))
+        self._barriers = keep
+
+    async def _tick(self, events: list[ChangeEvent], backlogged: list[Subscription]) -> None:
+        changes: dict[tuple[str, Any], Change] = {}
+        for event in events:
+            _merge(changes, event)
+        self.changes_seen += len(changes)
+        touched: list[Subscription] = []
+        resync: list[Subscription] = []
+        db = self._db
+        for (name, doc_id), (existed, fields) in changes.items():
+            routes = self._index.find(name)
+            collection = db.schema.get(name) if routes is not None else None
+            if routes is None or collection is None:
+                continue
+            doc = db.read_now(_fetch(collection, doc_id))
+            cands = routes.candidates(doc_id, doc, existed, fields)
+            public = _public(collection, doc) if doc is not None and cands else None
+            for sub in cands:
+                self._apply(routes, sub, doc_id, doc, public, existed, fields, touched, resync)
+        for sub in backlogged:
+            self._take_backlog(sub, touched, resync)
+        if resync:
+            await self._resync(resync, touched)
+        await self._emit(touched)
+
+    def _apply(
+        self,
+        routes: CollectionRoutes,
+        sub: Subscription,
+        doc_id: Any,
+        doc: dict[str, Any] | None,
+        public: PublicDoc | None,
+        existed: bool,
+        fields: tuple[str, ...] | None,
+        touched: list[Subscription],
+        resync: list[Subscription],
+    ) -> None:
+        if not sub.active or sub.client.expired:
+            return
+        if not sub.ready:
+            sub.backlog.add(doc_id)
+            return
+        matches = doc is not None and sub.matches(doc)
+        if sub.pending is None:
+            touched.append(sub)
+        pending = sub.pending_delta()
+        pending.touch(sub.view, doc_id, public if matches else None)
+        if sub.stale:
+            return
+        if sub.view.apply(doc_id, doc if matches else None, existed, sub.unchanged_by(fields)):
+            sub.stale = True
+            resync.append(sub)
+        if sub.view.evicted:
+            pending.evicted(sub.view)
+        routes.refresh(sub)
+
+    def _take_backlog(
+        self, sub: Subscription, touched: list[Subscription], resync: list[Subscription]
+    ) -> None:
+        ids, sub.backlog = sub.backlog, set()
+        collection = sub.query.collection
+        routes = self._index.routes(collection.name)
+        for doc_id in ids:
+            doc = self._db.read_now(_fetch(collection, doc_id))
+            public = _public(collection, doc) if doc is not None else None
+            self._apply(routes, sub, doc_id, doc, public, True, None, touched, resync)
+
+    # -- re-running queries --------------------------------------------------------------
+    async def _resync(self, subs: list[Subscription], touched: list[Subscription]) -> None:
+        epochs = [sub.epoch for sub in subs]
+
+        def run(conn: sqlite3.Connection) -> list[tuple[list[dict[str, Any]], int]]:
+            return [window_query(conn, sub, count_only=sub.view.limit is None) for sub in subs]
+
+        results = await self._db.read(run)
+        for sub, epoch, (docs, total) in zip(subs, epochs, results, strict=True):
+            if not sub.active or sub.epoch != epoch:
+                continue
+            sub.stale = False
+            view = sub.view
+            if view.limit is None:
+                view.total = max(total, len(view.held))
+            else:
+                pending = sub.pending_delta()
+                pk = sub.query.collection.primary.name
+                fresh = {doc[pk]: doc for doc in docs}
+                for doc_id in list(view.held):
+                    if doc_id not in fresh:
+                        pending.touch(view, doc_id, None)
+                for doc_id, doc in fresh.items():
+                    if doc_id in pending.start or doc_id not in view.held:
+                        pending.touch(view, doc_id, PublicDoc(doc))
+                view.load(docs, total, pk)
+            self._index.routes(sub.query.collection.name).refresh(sub)
+            if sub.pending is not None and sub not in touched:
+                touched.append(sub)
+
+    # -- output --------------------------------------------------------------------------
+    async def _emit(self, touched: list[Subscription]) -> None:
+        now = self._clock.now().timestamp()
+        expanding = [s for s in touched if s.query.expand and s.pending is not None and s.pending.docs]
+        expanded: dict[int, dict[Any, dict[str, Any]]] = {}
+        if expanding and self._expander is not None:
+            expanded = await self._db.read(lambda conn: self._expand(conn, expanding))
+        for sub in touched:
+            pending, sub.pending = sub.pending, None
+            client = sub.client
+            if pending is None or not sub.active or client.closing or client.check_expiry(now):
+                continue
+            payload = pending.render(sub.view)
+            if payload is None:
+                continue
+            mine = expanded.get(id(sub))
+            changes = payload["changes"]
+            for kind in ("inserts", "updates"):
+                if kind in changes:
+                    docs: list[PublicDoc] = changes[kind]
+                    changes[kind] = [mine[id(d)] if mine is not None else d.fragment for d in docs]
+            payload["subscription_id"] = sub.id
+            client.message("delta", payload)
+
+    def _expand(
+        self, conn: sqlite3.Connection, subs: list[Subscription]
+    ) -> dict[int, dict[Any, dict[str, Any]]]:
+        assert self._expander is not None
+        out: dict[int, dict[Any, dict[str, Any]]] = {}
+        for sub in subs:
+            assert sub.pending is not None
+            copies = {id(d): dict(d.doc) for d in sub.pending.docs.values()}
+            self._expander(conn, sub, list(copies.values()))
+            out[id(sub)] = copies
+        return out
+
+
+def window_query(
+    conn: sqlite3.Connection, sub: Subscription, *, count_only: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The subscription's query now: its first page of docs (none if `count_only`) and the total."""
+    q = sub.query
+    limit = 0 if count_only else q.page_size
+    query = ListQuery(q.collection, predicates=sub.predicates, sort=q.sort, limit=limit, with_total=True)
+    result = list_docs(conn, query)
+    return result.docs, result.total or 0
