@@ -47,7 +47,6 @@ from alyx_server.auth.users import (
     insert_user,
     normalize_email,
     user_by_email,
-    user_by_id,
 )
 from alyx_server.config import AuthSettings
 from alyx_server.db import Database
@@ -298,29 +297,27 @@ class AuthService:
         return user, await self._open_session(user, client)
 
     async def refresh(self, refresh_token: object, client: Client) -> tuple[UserRecord, Tokens]:
-        """Rotate a refresh token; a retired one revokes its whole family (TOKEN_REUSED)."""
+        """Rotate a refresh token; a retired one revokes its whole family (TOKEN_REUSED).
+
+        The write touches only the session rows; the account comes from the cache, so a
+        refresh costs one small transaction and, usually, no read of the account.
+        """
         presented = opaque_token(refresh_token, "refresh_token")
         secret = new_secret()
         old_hash, new_hash = hash_secret(presented), hash_secret(secret)
         now, expires = self.stamp(), self.stamp(self.settings.jwt.refresh_ttl)
-
-        def rotate(conn: Any) -> tuple[Refresh, SessionRow | None, UserRecord | None]:
-            found = family_of_token(conn, old_hash)
-            user = user_by_id(conn, found[1]) if found else None
-            if user is not None and user.disabled:
-                return Refresh.REVOKED, None, user
-            outcome = rotate_session(
+        outcome = await self.db.write(
+            lambda conn: rotate_session(
                 conn, token_hash=old_hash, new_hash=new_hash, now=now, expires_at=expires,
                 user_agent=client.user_agent, ip=client.ip,
-            )  # fmt: skip
-            return outcome.kind, outcome.session, user
-
-        kind, session, user = await self.db.write(rotate)
+            )
+        )  # fmt: skip
+        user = self.cache.user(outcome.user_id) if outcome.user_id is not None else None
         if user is not None and user.disabled:
             raise account_disabled()
-        if kind is Refresh.ROTATED and session is not None and user is not None:
-            return user, self.issue(user, session, secret)
-        raise _refresh_error(kind)
+        if outcome.kind is Refresh.ROTATED and outcome.session is not None and user is not None:
+            return user, self.issue(user, outcome.session, secret)
+        raise _refresh_error(outcome.kind)
 
     async def logout(self, refresh_token: object) -> None:
         """Revoke the session family of a refresh token (live or already rotated)."""
