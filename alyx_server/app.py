@@ -30,6 +30,7 @@ from aiohttp import web
 from alyx_server import __version__
 from alyx_server.api import admin_users, batch, collections, meta
 from alyx_server.api import auth as auth_api
+from alyx_server.api import functions as functions_api
 from alyx_server.api import realtime as realtime_api
 from alyx_server.api.pipeline import HttpPolicy, make_pipeline
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
@@ -94,6 +95,7 @@ def create_app(
     auth_api.add_routes(app)
     admin_users.add_routes(app)
     realtime_api.add_routes(app)
+    functions_api.add_routes(app)
     app.cleanup_ctx.append(_database_context(schema))
     return app
 

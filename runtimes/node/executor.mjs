@@ -17,8 +17,16 @@ import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
-const sdk = require(path.join(here, "packages", "@alyx", "functions", "index.cjs"));
+
+// The SDK instance the function itself resolves, so that its AlyxError class is ours.
+function loadSdk(file) {
+  try {
+    return createRequire(file)("@alyx/functions");
+  } catch (error) {
+    return createRequire(import.meta.url)(path.join(here, "packages", "@alyx", "functions", "index.cjs"));
+  }
+}
+const sdk = loadSdk(process.argv[3] || import.meta.url);
 
 const protocolWrite = (message) => fs.writeSync(1, JSON.stringify(message) + "\n");
 

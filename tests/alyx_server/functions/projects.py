@@ -1,0 +1,148 @@
+"""A project with functions, the real application around it, and signed-in callers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from alyx_server.api.functions import FUNCTIONS
+from alyx_server.api.runtime import RUNTIME
+from alyx_server.app import create_app
+from alyx_server.config import default_settings
+from alyx_server.db.query import Predicate
+from alyx_server.errors import Forbidden
+from alyx_server.functions.manifest import FunctionSpec
+from alyx_server.functions.service import FunctionService, RuleCheck
+from alyx_server.rules import Auth, RequestInfo
+from alyx_server.schema.model import Collection
+
+__all__ = ["OwnerPolicy", "User", "make_app", "service_of", "sign_up", "table_rows", "write_functions"]
+
+SCHEMA = """\
+version: 1
+collections:
+  notes:
+    fields:
+      id:    { type: uuid, primary: true, default: auto }
+      owner: { type: string }
+      title: { type: string, minLength: 1, maxLength: 50 }
+    rules: { create: "true", read: "true", update: "true", delete: "true" }
+"""
+
+# Function rules as the tests write them; compiled by the injected table below.
+RULES: Mapping[str, RuleCheck] = {
+    "auth != null": lambda auth, _request, _input: auth is not None,
+    "true": lambda _auth, _request, _input: True,
+}
+
+
+def compile_rule(spec: FunctionSpec) -> RuleCheck:
+    assert spec.rule is not None
+    return RULES[spec.rule]
+
+
+class OwnerPolicy:
+    """Notes belong to their `owner`: each user sees and writes only their own; admins all."""
+
+    @staticmethod
+    def _mine(auth: Auth | None, doc: Mapping[str, Any]) -> bool:
+        if auth is None:
+            return False
+        return bool(auth.get("role") == "admin" or doc.get("owner") == auth.get("id"))
+
+    def read_predicate(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo
+    ) -> Predicate | None:
+        if auth is not None and auth.get("role") == "admin":
+            return None
+        return Predicate('"owner" = ?', (auth.get("id") if auth else "",))
+
+    def can_read(self, collection: Collection, auth: Auth | None, request: RequestInfo, doc: Any) -> bool:
+        return self._mine(auth, doc)
+
+    def check_create(self, collection: Collection, auth: Auth | None, request: RequestInfo, doc: Any) -> None:
+        if not self._mine(auth, doc):
+            raise Forbidden("notes are created by their owner")
+
+    def check_update(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, stored: Any, changes: Any
+    ) -> None:
+        if not self._mine(auth, stored):
+            raise Forbidden("only the owner may change a note")
+
+    def check_delete(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, stored: Any
+    ) -> None:
+        if not self._mine(auth, stored):
+            raise Forbidden("only the owner may delete a note")
+
+    def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]:
+        return ("id",)
+
+
+def write_functions(root: Path, files: Mapping[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "schema.yaml").write_text(SCHEMA)
+    for name, text in files.items():
+        path = root / "functions" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def make_app(root: Path, **overrides: object) -> web.Application:
+    values: dict[str, object] = {
+        "realtime.poll_interval": "20ms",
+        "auth.bcrypt_cost": 4,
+        "auth.rate_limit.register": "off",
+        "auth.rate_limit.login": "off",
+        "functions.pool.min_warm": 0,
+        **overrides,
+    }
+    app = create_app(default_settings(root, "dev", overrides=values), policy=OwnerPolicy())
+    app[FUNCTIONS].compile_rule = compile_rule
+    return app
+
+
+def service_of(client: TestClient[Any, Any]) -> FunctionService:
+    service = client.app[FUNCTIONS].service
+    assert service is not None
+    return service
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def sign_up(client: TestClient[Any, Any], email: str, *, admin: bool = False) -> User:
+    password = "correct horse battery"
+    response = await client.post("/api/auth/register", json={"email": email, "password": password})
+    assert response.status == 201, await response.text()
+    user_id = (await response.json())["user"]["id"]
+    if admin:
+        db_file = client.app[RUNTIME].settings.database.path
+        with sqlite3.connect(db_file) as conn:
+            conn.execute("UPDATE _alyx_users SET role = 'admin' WHERE id = ?", (user_id,))
+        await asyncio.sleep(0.1)  # the change poller drops the cached user row
+    response = await client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return User(user_id, (await response.json())["tokens"]["access_token"])
+
+
+def table_rows(client: TestClient[Any, Any], sql: str) -> list[tuple[Any, ...]]:
+    db_file = client.app[RUNTIME].settings.database.path
+    with sqlite3.connect(db_file) as conn:
+        return conn.execute(sql).fetchall()
