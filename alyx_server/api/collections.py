@@ -28,6 +28,7 @@ from alyx_server.api.runtime import RUNTIME, CollectionView, Runtime
 from alyx_server.db import ListQuery, list_docs
 from alyx_server.errors import InvalidQuery
 from alyx_server.rules import Auth, RequestInfo
+from alyx_server.rules.access import where_predicate
 
 __all__ = ["AUTH", "access_for", "add_routes", "caller"]
 
@@ -78,7 +79,12 @@ async def list_documents(request: web.Request) -> web.StreamResponse:
     view = rt.catalog.get(request.match_info["collection"])
     access = access_for(rt, request)
     policy, auth, info = access
-    query, shape = parse_list(view, request.query, policy.read_predicate(view.collection, auth, info))
+    query, shape = parse_list(
+        view,
+        request.query,
+        policy.read_predicate(view.collection, auth, info),
+        lambda text: where_predicate(view.collection, text, auth, info),
+    )
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         return _run_list(conn, rt, view, query, shape, access)

@@ -1,7 +1,7 @@
 """Query parameters of document routes, checked against the schema before any SQL.
 
     filter=field:op:value   repeatable, all must hold (db.query.parse_filter)
-    where=<CEL>             accepted by name, refused until CEL rules exist
+    where=<CEL>             a CEL expression over doc (rules.access.where_predicate)
     sort=-created_at,title  ties broken by the primary key
     limit=0..1000 (100)     offset=0..   total=true|false
     fields=a,b              the primary key is always returned as well
@@ -12,7 +12,7 @@ Every problem is a 400 INVALID_QUERY naming the parameter and what would be acce
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from multidict import MultiMapping
@@ -121,16 +121,19 @@ def _flag(query: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def parse_list(
-    view: CollectionView, query: MultiMapping[str], read: Predicate | None
+    view: CollectionView,
+    query: MultiMapping[str],
+    read: Predicate | None,
+    where: Callable[[str], Predicate] | None = None,
 ) -> tuple[ListQuery, Shape]:
-    """The ListQuery and Shape of a list request; `read` is the policy's read predicate."""
-    if "where" in query:
-        raise InvalidQuery(
-            "where= needs CEL rules, which this server does not have yet; "
-            "use filter=field:op:value (repeatable) instead"
-        )
+    """The ListQuery and Shape of a list request; `read` is the policy's read predicate,
+    `where` compiles a `where=` expression (None: where= is refused)."""
     collection = view.collection
     predicates: list[Predicate] = [parse_filter(collection, f) for f in query.getall("filter", ())]
+    for text in query.getall("where", ()):
+        if where is None:
+            raise InvalidQuery("where= is not available here; use filter=field:op:value instead")
+        predicates.append(where(text))
     if read is not None:
         predicates.append(read)
     sort: Sequence[tuple[str, bool]] = ()

@@ -167,7 +167,8 @@ async def test_expand_user_reference_shows_only_the_profile(
         ("fields=title,nope", "unknown field 'nope' in fields"),
         ("expand=title", "cannot expand 'title': it is not a reference field"),
         ("expand=nope", "unknown field 'nope' in expand"),
-        ("where=true", "where= needs CEL rules"),
+        ("where=doc.nope", "unknown field 'nope' in doc.nope"),
+        ("where=doc.title%20%3D%3D", "invalid where: syntax error"),
     ],
 )
 async def test_bad_parameters_are_invalid_query(
