@@ -37,6 +37,7 @@ from alyx_server.errors import ConfigError, Forbidden, FunctionError, Unauthoriz
 from alyx_server.functions.backend import Backend, ProcessBackend
 from alyx_server.functions.manifest import Defaults, discover_functions
 from alyx_server.functions.pool import PoolLimits
+from alyx_server.functions.rules import compile_function_rule
 from alyx_server.functions.sandbox import Runtimes
 from alyx_server.functions.service import FunctionService, RuleCompiler
 from alyx_server.functions.tokens import TokenRegistry
@@ -62,7 +63,7 @@ class Functions:
     """The application's functions: how to build them (set before start) and the service."""
 
     backend_factory: BackendFactory = default_backend
-    compile_rule: RuleCompiler | None = None
+    compile_rule: RuleCompiler | None = compile_function_rule
     service: FunctionService | None = None
 
 

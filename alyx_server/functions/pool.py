@@ -132,7 +132,8 @@ class FunctionPool:
             worker = await self._factory()
         except BaseException:
             self._starting -= 1
-            self._offer_slot()
+            # Hand the slot on, but do not refill: the next start would likely fail too.
+            self._offer_slot(refill=False)
             raise
         self._starting -= 1
         self.started += 1
@@ -159,13 +160,13 @@ class FunctionPool:
         worker.idle_since = time.monotonic()
         self._idle.append(worker)
 
-    def _offer_slot(self) -> None:
+    def _offer_slot(self, *, refill: bool = True) -> None:
         """A slot is free: the oldest waiter starts a worker in it, or the pool refills."""
         waiter = self._next_waiter()
         if waiter is not None:
             self._starting += 1
             waiter.set_result(None)
-        else:
+        elif refill:
             self._refill()
 
     def _forget(self, worker: Worker) -> None:

@@ -18,8 +18,7 @@ from alyx_server.app import create_app
 from alyx_server.config import default_settings
 from alyx_server.db.query import Predicate
 from alyx_server.errors import Forbidden
-from alyx_server.functions.manifest import FunctionSpec
-from alyx_server.functions.service import FunctionService, RuleCheck
+from alyx_server.functions.service import FunctionService
 from alyx_server.rules import Auth, RequestInfo
 from alyx_server.schema.model import Collection
 
@@ -35,17 +34,6 @@ collections:
       title: { type: string, minLength: 1, maxLength: 50 }
     rules: { create: "true", read: "true", update: "true", delete: "true" }
 """
-
-# Function rules as the tests write them; compiled by the injected table below.
-RULES: Mapping[str, RuleCheck] = {
-    "auth != null": lambda auth, _request, _input: auth is not None,
-    "true": lambda _auth, _request, _input: True,
-}
-
-
-def compile_rule(spec: FunctionSpec) -> RuleCheck:
-    assert spec.rule is not None
-    return RULES[spec.rule]
 
 
 class OwnerPolicy:
@@ -107,7 +95,6 @@ def make_app(root: Path, **overrides: object) -> web.Application:
         **overrides,
     }
     app = create_app(default_settings(root, "dev", overrides=values), policy=OwnerPolicy())
-    app[FUNCTIONS].compile_rule = compile_rule
     return app
 
 

@@ -187,6 +187,7 @@ from alyx_functions import define_function
 
 f = define_function(handler=lambda input, ctx: {"who": ctx.auth["email"]})
 """
+BIG_ONLY_YAML = "input: { n: { type: int } }\nrule: auth != null && input.n > 2 && request.method == 'POST'\n"
 BROKEN_NODE = (
     'import { defineFunction } from "@alyx/functions";\n\nexport default defineFunction({ handler( });\n'
 )
@@ -211,6 +212,8 @@ FILES = {
     "leak.py": LEAK_PY,
     "leak.yaml": "rule: 'true'\n",
     "admin_only.py": ADMIN_ONLY_PY,
+    "big_only.py": ADMIN_ONLY_PY,
+    "big_only.yaml": BIG_ONLY_YAML,
     "broken.mjs": BROKEN_NODE,
     "broken.yaml": "rule: 'true'\n",
 }

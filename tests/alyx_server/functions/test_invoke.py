@@ -88,6 +88,10 @@ async def test_who_may_call(client: Client) -> None:
     assert (status, body["output"]) == (200, {"who": "root@example.com"})
     status, body = await call(client, "notes", {"title": "x"})
     assert (status, body["error"]) == (403, "the rule of function notes does not allow this call")
+    status, body = await call(client, "big_only", {"n": 3}, ada)
+    assert (status, body["output"]) == (200, {"who": "ada@example.com"})
+    status, body = await call(client, "big_only", {"n": 2}, ada)
+    assert (status, body["error"]) == (403, "the rule of function big_only does not allow this call")
     status, body = await call(client, "nothing", {})
     assert (status, body["code"], body["error"]) == (404, "FUNCTION_NOT_FOUND", "no function named 'nothing'")
 

@@ -64,12 +64,18 @@ async def test_a_function_that_cannot_load_is_reported_and_the_others_work(
     files = {name: FILES[name] for name in ("broken.mjs", "broken.yaml", "leak.py", "leak.yaml")}
     files["bad.yaml"] = "rule: [\n"
     files["bad.py"] = ""
+    files["badrule.yaml"] = "timeout: 1s\nrule: auth != null && doc.x\n"
+    files["badrule.py"] = ""
     root = write_functions(tmp_path / "p", files)
     with caplog.at_level(logging.ERROR, "alyx.functions"):
         client = await aiohttp_client(make_app(root, **{"functions.pool.min_warm": 1}))
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "functions/broken.mjs:3: SyntaxError: Unexpected token" in logged
     assert "functions/bad.yaml:2:1: invalid YAML" in logged
+    assert (
+        "functions/badrule.yaml:2:23: rule: the rule of function badrule does not compile: "
+        "undeclared reference to 'doc' (known: auth, input, request) (CEL column 17)"
+    ) in logged
     status, body = await call(client, "broken", {})
     assert (status, body["code"]) == (500, "INVOCATION_ERROR")
     assert (
@@ -80,7 +86,7 @@ async def test_a_function_that_cannot_load_is_reported_and_the_others_work(
     admin = await sign_up(client, "root@example.com", admin=True)
     listing = await (await client.get("/api/admin/functions", headers=admin.headers)).json()
     by_name = {f["name"]: f for f in listing["functions"]}
-    assert by_name["broken"]["state"] == "failed" and by_name["bad"]["state"] == "failed"
+    assert {by_name[n]["state"] for n in ("broken", "bad", "badrule")} == {"failed"}
     assert by_name["leak"]["runtime"] == "python" and by_name["leak"]["state"] == "ready"
     assert by_name["leak"]["stats"]["invocations"] == 1
     assert listing["backend"]["backend"] == "process"
