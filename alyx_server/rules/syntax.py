@@ -188,9 +188,15 @@ def parse(text: str) -> Node:
     try:
         tree = lark_parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
-        found = text[e.pos_in_stream : e.pos_in_stream + 1] if e.pos_in_stream is not None else ""
-        what = f"unexpected {found!r}" if found else "unexpected end of expression"
-        raise CelSyntaxError(f"syntax error: {what}", e.line or 1, e.column or 1) from e
+        token = getattr(e, "token", None)
+        if isinstance(e, lark.exceptions.UnexpectedEOF) or (token is not None and token.type == "$END"):
+            lines = text.splitlines() or [""]
+            raise CelSyntaxError(
+                "syntax error: unexpected end of expression", len(lines), len(lines[-1]) + 1
+            ) from e
+        pos = e.pos_in_stream or 0
+        found = str(token) if token is not None else text[pos : pos + 1]
+        raise CelSyntaxError(f"syntax error: unexpected {found!r}", e.line or 1, e.column or 1) from e
     except lark.exceptions.LarkError as e:
         raise CelSyntaxError(f"syntax error: {e}") from e
     return _Builder().build(tree)
