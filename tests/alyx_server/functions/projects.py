@@ -19,7 +19,7 @@ from alyx_server.config import default_settings
 from alyx_server.db.query import Predicate
 from alyx_server.errors import Forbidden
 from alyx_server.functions.service import FunctionService
-from alyx_server.rules import Auth, RequestInfo
+from alyx_server.rules import AccessPolicy, Auth, RequestInfo
 from alyx_server.schema.model import Collection
 
 __all__ = ["OwnerPolicy", "User", "make_app", "service_of", "sign_up", "table_rows", "write_functions"]
@@ -85,7 +85,7 @@ def write_functions(root: Path, files: Mapping[str, str]) -> Path:
     return root
 
 
-def make_app(root: Path, **overrides: object) -> web.Application:
+def make_app(root: Path, policy: AccessPolicy | None = None, **overrides: object) -> web.Application:
     values: dict[str, object] = {
         "realtime.poll_interval": "20ms",
         "auth.bcrypt_cost": 4,
@@ -94,7 +94,7 @@ def make_app(root: Path, **overrides: object) -> web.Application:
         "functions.pool.min_warm": 0,
         **overrides,
     }
-    app = create_app(default_settings(root, "dev", overrides=values), policy=OwnerPolicy())
+    app = create_app(default_settings(root, "dev", overrides=values), policy=policy or OwnerPolicy())
     return app
 
 
