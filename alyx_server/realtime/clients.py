@@ -41,8 +41,8 @@ class Client:
     """One connection; see the module docstring."""
 
     __slots__ = (
-        "_closer", "_counted", "_next_sub", "_queue", "_wake", "_writer", "access", "closing", "expired",
-        "expires_at", "id", "limit", "subs", "transport",
+        "_closed", "_closer", "_counted", "_next_sub", "_queue", "_wake", "_writer", "access",
+        "closing", "expired", "expires_at", "id", "limit", "subs", "transport",
     )  # fmt: skip
 
     def __init__(
@@ -54,6 +54,7 @@ class Client:
         expires_at: float | None,
         limit: int,
         counted: Callable[[str], None],
+        closed: Callable[[Client], None],
     ) -> None:
         self.id = client_id
         self.transport = transport
@@ -67,6 +68,7 @@ class Client:
         self._queue: deque[tuple[str, bytes]] = deque()
         self._wake = asyncio.Event()
         self._counted = counted
+        self._closed = closed
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -133,6 +135,7 @@ class Client:
         writer = self._writer
         if writer is not None:
             writer.cancel()
+        self._closed(self)
         self._closer = asyncio.get_running_loop().create_task(self.transport.close(code, message))
 
     async def stop(self) -> None:

@@ -109,7 +109,7 @@ class RealtimeHub:
         client_id = f"{self._prefix}-{next(self._serial)}"
         client = Client(
             client_id, transport, access, expires_at=expires_at,
-            limit=self.settings.send_queue, counted=self._counted,
+            limit=self.settings.send_queue, counted=self._counted, closed=self._forget,
         )  # fmt: skip
         self.clients[client_id] = client
         client.start()
@@ -119,10 +119,14 @@ class RealtimeHub:
 
     async def disconnect(self, client: Client) -> None:
         """Forget the client: its subscriptions leave the index, its writer stops."""
+        self._forget(client)
+        await client.stop()
+
+    def _forget(self, client: Client) -> None:
+        """Drop the client's subscriptions and the client (closing or gone)."""
         for sub in list(client.subs.values()):
             self._drop(sub)
         self.clients.pop(client.id, None)
-        await client.stop()
         self._gauges()
 
     async def close(self) -> None:
