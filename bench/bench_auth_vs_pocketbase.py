@@ -119,7 +119,8 @@ def start_pocketbase(exe: Path, users: int) -> tuple[AuthTarget, int]:
 
     target = AuthTarget(
         "PocketBase", server, emails, "/api/collections/users/auth-with-password",
-        lambda email: {"identity": email, "password": USER_PASSWORD}, refresh, lambda body: str(body["token"]),
+        lambda email: {"identity": email, "password": USER_PASSWORD}, refresh,
+        lambda body: str(body["token"]),
     )  # fmt: skip
     return target, cost
 
