@@ -40,7 +40,9 @@ from alyx_server.errors import MigrationError
 from alyx_server.metrics import Metrics
 from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
 from alyx_server.migrations.history import latest_snapshot
-from alyx_server.rules import AccessPolicy, OpenAccess
+from alyx_server.rules import AccessPolicy
+from alyx_server.rules.access import CelAccess
+from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import load_schema
 from alyx_server.schema.model import Schema
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
@@ -63,15 +65,16 @@ def create_app(
     """The Alyx application for `settings`.
 
     `schema` defaults to the project's schema.yaml (read now, so a bad file fails here);
-    `policy` to `OpenAccess`; `sql_trace`, when given, is called with every SQL statement
-    that document reads run (tests use it to count queries).
+    `policy` to the schema's CEL rules, compiled now (a bad rule fails here); `sql_trace`,
+    when given, is called with every SQL statement that document reads run (tests use it
+    to count queries).
     """
     if schema is None:
         schema = load_schema(settings.project_dir / "schema.yaml")
     metrics = Metrics()
     runtime = Runtime(
         settings=settings,
-        policy=policy if policy is not None else OpenAccess(),
+        policy=policy if policy is not None else CelAccess(compile_schema_rules(schema)),
         metrics=metrics,
         clock=clock,
         catalog=Catalog(schema),
