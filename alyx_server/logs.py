@@ -8,8 +8,11 @@ request path pays for no extra dictionary when the console format is in use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import threading
+import time
 from typing import IO, Any
 
 import orjson
@@ -20,6 +23,7 @@ __all__ = [
     "ACCESS_FIELDS",
     "ACCESS_FORMAT",
     "ACCESS_LOGGER",
+    "BufferedStreamHandler",
     "ConsoleFormatter",
     "JsonFormatter",
     "configure_logging",
@@ -38,14 +42,76 @@ class ConsoleFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # strftime once per second, not once per line: the access log writes thousands.
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, super().formatTime(record, datefmt)[:19]
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes lines in batches: at most `delay` seconds late.
+
+    One write per request would cost a system call per request. Lines are kept in order;
+    a record at WARNING or above, a full buffer, `flush()` and `close()` (the logging
+    module's exit hook calls both) write everything held at once.
+    """
+
+    def __init__(self, stream: IO[str], *, delay: float = 0.2, capacity: int = 512) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._capacity = capacity
+        self._delay = delay
+        self._wake = threading.Event()
+        self._closed = False
+        self._flusher = threading.Thread(target=self._flush_often, name="alyx-log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            full = len(self._lines) >= self._capacity
+        if full or record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            if lines:
+                # A stream already gone (a closed pipe at exit) has nobody left to tell.
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write("\n".join(lines) + "\n")
+            super().flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self.flush()
+        super().close()
+
+    def _flush_often(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._delay)
+            self.flush()
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, and the access fields."""
+    """One JSON object per line: ts (UTC), level, logger, message, and the access fields."""
+
+    converter = staticmethod(time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -66,10 +132,11 @@ def configure_logging(settings: LoggingSettings, *, stream: IO[str] | None = Non
     """
     logger = logging.getLogger("alyx")
     logger.setLevel(_LEVELS[settings.level])
-    for handler in list(logger.handlers):
-        if getattr(handler, _MARK, False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for old in list(logger.handlers):
+        if getattr(old, _MARK, False):
+            logger.removeHandler(old)
+            old.close()
+    handler = BufferedStreamHandler(stream or sys.stderr)
     setattr(handler, _MARK, True)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else ConsoleFormatter())
     logger.addHandler(handler)

@@ -137,6 +137,7 @@ async def test_json_log_format(client: TestClient[Any, Any]) -> None:
         logger = logging.getLogger("alyx")
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
+            handler.close()  # writes what it holds
         logger.setLevel(logging.NOTSET)
     records = [orjson.loads(line) for line in stream.getvalue().splitlines()]
     access = [r for r in records if r["logger"] == "alyx.access"][-1]
@@ -147,6 +148,7 @@ async def test_json_log_format(client: TestClient[Any, Any]) -> None:
     assert access["ip"] == "127.0.0.1"
     assert isinstance(access["ms"], float)
     assert access["level"] == "info"
+    assert access["ts"].endswith("Z")
 
 
 async def test_unexpected_errors_are_500_without_internals(
