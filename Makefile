@@ -17,9 +17,8 @@ INSTALLED := $(VENV)/.alyx-installed
 
 DEMO := demo
 DEMO_TEMPLATE := blog
-# What `make run` ends with, inside demo/. The development server arrives with the HTTP
-# API; from then on this is: RUN_CMD = $(ALYX) dev
-RUN_CMD ?= echo "$(DEMO)/ is migrated. The development server (alyx dev) arrives with the HTTP API."
+# What `make run` ends with, inside demo/: the development server at http://127.0.0.1:8090.
+RUN_CMD ?= $(ALYX) dev
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint
