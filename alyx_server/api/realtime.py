@@ -44,11 +44,12 @@ from alyx_server.realtime import (
     RealtimeError,
     RealtimeHub,
     Subscription,
+    doc_fields_in,
     error_message,
     parse_message,
     parse_token,
 )
-from alyx_server.rules import Auth, RequestInfo
+from alyx_server.rules import Auth, OpenAccess, RequestInfo
 from alyx_server.rules.load import compile_where
 from alyx_server.schema.model import Collection
 
@@ -124,10 +125,28 @@ def _read_routes(policy: object) -> Any:
     return routes
 
 
+def _read_fields(policy: object) -> Any:
+    """Which doc fields the read decision reads: known for OpenAccess and CEL rules only."""
+    if type(policy) is OpenAccess:
+        return lambda collection: frozenset()
+    rule_of = getattr(policy, "rule", None)
+    if not callable(rule_of):
+        return None
+
+    def fields(collection: Collection) -> frozenset[str] | None:
+        rule = rule_of(collection, "read")
+        if rule is None:
+            return frozenset()
+        text = getattr(rule, "text", None)
+        return doc_fields_in(text) if isinstance(text, str) else None
+
+    return fields
+
+
 def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
     query = {k: v for k, v in request.query.items() if k != "token"}
     info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query)
-    return Access(rt.policy, auth, info, _read_routes(rt.policy))
+    return Access(rt.policy, auth, info, _read_routes(rt.policy), _read_fields(rt.policy))
 
 
 def _authenticate(service: AuthService, token: str) -> tuple[AuthContext, float | None]:

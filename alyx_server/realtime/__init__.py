@@ -21,7 +21,15 @@ from alyx_server.realtime.protocol import (
     parse_message,
     parse_token,
 )
-from alyx_server.realtime.subscriptions import Access, LiveExpression, ReadRoutes, Subscription, WhereCompiler
+from alyx_server.realtime.subscriptions import (
+    Access,
+    LiveExpression,
+    ReadFields,
+    ReadRoutes,
+    Subscription,
+    WhereCompiler,
+    doc_fields_in,
+)
 
 __all__ = [
     "CLOSE_OVERLOADED",
@@ -31,12 +39,14 @@ __all__ = [
     "Expander",
     "HubFull",
     "LiveExpression",
+    "ReadFields",
     "ReadRoutes",
     "RealtimeError",
     "RealtimeHub",
     "Subscription",
     "Transport",
     "WhereCompiler",
+    "doc_fields_in",
     "error_message",
     "parse_message",
     "parse_token",

@@ -39,6 +39,7 @@ __all__ = [
     "Access",
     "LiveExpression",
     "LiveQuery",
+    "ReadFields",
     "ReadRoutes",
     "Subscription",
     "WhereCompiler",
@@ -76,6 +77,8 @@ WhereCompiler = Callable[[Collection, str], LiveExpression]
 """Compiles a subscribe `where` (InvalidQuery when it is bad)."""
 ReadRoutes = Callable[[Collection, Auth | None], Mapping[str, Any]]
 """{field: value} every doc the caller may read in the collection has (read rule equalities)."""
+ReadFields = Callable[[Collection], frozenset[str] | None]
+"""The doc fields the collection's read decision depends on (None: unknown, any field)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class Access:
     auth: Auth | None
     request: RequestInfo
     read_routes: ReadRoutes | None = None
+    read_fields: ReadFields | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -332,7 +336,7 @@ class Subscription:
             if read is not None:
                 predicates.append(read)
             checks.append(_read_check(access, c))
-            fields = _union(fields, doc_fields_in(c.rules.get("read")))
+            fields = _union(fields, access.read_fields(c) if access.read_fields is not None else None)
         self.access = access
         self.predicates = predicates
         self.matches = _all(checks)

@@ -161,6 +161,17 @@ async def test_read_rule_hides_docs_and_a_doc_becoming_private_is_deleted(client
         assert [m["payload"]["changes"] for m in await live.sync()] == [{"deletes": [public["id"]]}]
 
 
+async def test_a_doc_beyond_a_full_window_becoming_private_changes_total(client: Client) -> None:
+    docs = [await create(client, title=f"n{n}", n=n) for n in range(4)]
+    live = await LiveClient.connect(client)
+    snap = await live.subscribe({"collection": "posts", "sort": ["n"], "limit": 2})
+    assert snap["payload"]["total"] == 4
+    await update(client, docs[3]["id"], private=True)
+    got = changes_of(await live.sync())
+    assert got["total"] == 3 and got["changes"] == {}
+    assert got["order"] == [docs[0]["id"], docs[1]["id"]]
+
+
 async def test_writes_of_another_process_arrive(client: Client, project: Path) -> None:
     live = await LiveClient.connect(client)
     await live.subscribe({"collection": "posts", "filter": {"owner": "ext"}})
