@@ -7,6 +7,12 @@ feed, and one trigger per `onUpdate: now` field for writes that do not set it.
 Unique fields become separate unique indexes (`uq_<collection>_<field>`) rather than
 column constraints: SQLite cannot `ADD COLUMN ... UNIQUE`, and one representation for
 new tables and altered ones keeps the differ simple.
+
+Non-unique indexes end with the primary key when it is not the rowid (a uuid or string
+key). Lists break ties by the primary key, ascending; an index on `author_id` alone
+holds rowids, not ids, so `WHERE author_id = ? ORDER BY id` would read every matching
+row and sort them in a temporary B-tree, while `(author_id, id)` returns the first page
+in index order. An `INTEGER PRIMARY KEY` is the rowid, which every index already ends with.
 """
 
 from __future__ import annotations
@@ -116,11 +122,22 @@ def field_index_name(collection: str, field: str) -> str:
     return f"idx_{collection}_{field}"
 
 
+def _tie_break(collection: Collection, fields: tuple[str, ...]) -> list[str]:
+    """The primary key column to append to a non-unique index on `fields` (see the module
+    docstring): none for a rowid key or when the index already holds it."""
+    pk = next((f for f in collection.fields if f.primary), None)
+    if pk is None or pk.type is FieldType.INT or pk.name in fields:
+        return []
+    return [quote(pk.name)]
+
+
 def _explicit_index_sql(collection: Collection, index: Index) -> str:
     direction = " DESC" if index.order == "desc" else ""
-    cols = ", ".join(quote(f) + direction for f in index.fields)
+    cols = [quote(f) + direction for f in index.fields]
+    if not index.unique:
+        cols += _tie_break(collection, index.fields)
     unique = "UNIQUE " if index.unique else ""
-    return f"CREATE {unique}INDEX {quote(index.name)} ON {quote(collection.name)} ({cols})"
+    return f"CREATE {unique}INDEX {quote(index.name)} ON {quote(collection.name)} ({', '.join(cols)})"
 
 
 def index_sql(collection: Collection) -> list[str]:
@@ -133,7 +150,8 @@ def index_sql(collection: Collection) -> list[str]:
             out.append(f"CREATE UNIQUE INDEX {name} ON {table} ({quote(f.name)})")
         if f.index and not f.primary and not f.unique:
             name = quote(field_index_name(collection.name, f.name))
-            out.append(f"CREATE INDEX {name} ON {table} ({quote(f.name)})")
+            cols = ", ".join([quote(f.name), *_tie_break(collection, (f.name,))])
+            out.append(f"CREATE INDEX {name} ON {table} ({cols})")
     out.extend(_explicit_index_sql(collection, i) for i in collection.indexes)
     return out
 
