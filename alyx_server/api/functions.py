@@ -33,7 +33,7 @@ from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import REQUEST_ID, error_body, json_response
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.config import Settings
-from alyx_server.errors import ConfigError, Forbidden, FunctionError, Unauthorized, ValidationError
+from alyx_server.errors import Forbidden, FunctionError, Unauthorized, ValidationError
 from alyx_server.functions.backend import Backend, ProcessBackend
 from alyx_server.functions.manifest import Defaults, discover_functions
 from alyx_server.functions.pool import PoolLimits
@@ -54,7 +54,10 @@ def default_backend(settings: Settings, socket_path: Path) -> Backend:
     """The backend `functions.backend` names."""
     runtimes = Runtimes.detect(data_dir("runtimes"))
     if settings.functions.backend == "docker":
-        raise ConfigError("functions.backend: docker is not available in this build; use process")
+        # Imported here: the docker SDK (and requests) load only for servers that use it.
+        from alyx_server.functions.docker_backend import DockerBackend
+
+        return DockerBackend(runtimes, socket_path)
     return ProcessBackend(runtimes, socket_path)
 
 
