@@ -270,6 +270,7 @@ class ChangeFanout:
         expanded: dict[int, dict[Any, dict[str, Any]]] = {}
         if expanding and self._expander is not None:
             expanded = await self._db.read(lambda conn: self._expand(conn, expanding))
+        shared: dict[tuple[Any, ...], bytes] = {}
         for sub in touched:
             pending, sub.pending = sub.pending, None
             client = sub.client
@@ -279,6 +280,9 @@ class ChangeFanout:
             if payload is None:
                 continue
             mine = expanded.get(id(sub))
+            if mine is None and "order" not in payload:
+                client.send("delta", _shared_delta(shared, sub.id, payload))
+                continue
             changes = payload["changes"]
             for kind in ("inserts", "updates"):
                 if kind in changes:
@@ -298,6 +302,24 @@ class ChangeFanout:
             self._expander(conn, sub, list(copies.values()))
             out[id(sub)] = copies
         return out
+
+
+def _shared_delta(shared: dict[tuple[Any, ...], bytes], sub_id: str, payload: dict[str, Any]) -> bytes:
+    """The delta frame, its body encoded once per tick for every live set with the same changes."""
+    changes = payload["changes"]
+    key = (
+        tuple(id(d) for d in changes.get("inserts", ())),
+        tuple(id(d) for d in changes.get("updates", ())),
+        tuple(changes.get("deletes", ())),
+        payload.get("total"),
+    )
+    body = shared.get(key)
+    if body is None:
+        for kind in ("inserts", "updates"):
+            if kind in changes:
+                changes[kind] = [d.fragment for d in changes[kind]]
+        body = shared[key] = orjson.dumps(payload)
+    return b'{"type":"delta","payload":{"subscription_id":' + orjson.dumps(sub_id) + b"," + body[1:] + b"}"
 
 
 def window_query(
