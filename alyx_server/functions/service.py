@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,39 @@ class FunctionService:
                 await self._reaper
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
         await self.backend.close()
+
+    async def reload(self, discovery: Discovery, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Take `names` (None: every function) from a fresh discovery, for `alyx dev`.
+
+        Each gets a new pool on its new code (the old workers are stopped) or, when it
+        cannot load, its problem; a name no longer discovered is gone. Returns
+        {name: None when served, else the problem}.
+        """
+        found = {p.name: p.message for p in discovery.problems}
+        every = {*discovery.functions, *found, *self.specs, *self.problems}
+        wanted = set(names) if names is not None else every
+        old = [pool for name in wanted if (pool := self.pools.pop(name, None)) is not None]
+        fresh: dict[str, FunctionPool] = {}
+        for name in wanted:
+            self.specs.pop(name, None)
+            self.problems.pop(name, None)
+            self._rules.pop(name, None)
+            spec = discovery.functions.get(name)
+            if spec is None:
+                if name in found:
+                    self.problems[name] = found[name]
+                continue
+            self.specs[name] = spec
+            self.stats.setdefault(name, FunctionStats())
+            fresh[name] = self.pools[name] = self._pool(spec)
+        self._compile_rules()
+        await asyncio.gather(*(pool.close() for pool in old), return_exceptions=True)
+        results = await asyncio.gather(*(p.warm() for p in fresh.values()), return_exceptions=True)
+        for name, result in zip(list(fresh), results, strict=True):
+            if isinstance(result, FunctionLoadFailed):
+                self._fail(name, str(result))
+        known = {*self.specs, *self.problems}
+        return {name: self.problems.get(name) for name in sorted(wanted) if name in known}
 
     # -- invocation --------------------------------------------------------------------------
     def authorize(self, name: str, data: Any, auth: Auth | None, request: RequestInfo) -> dict[str, Any]:
