@@ -7,6 +7,8 @@ The hub knows nothing of HTTP. The WebSocket handler authenticates, turns frames
     handle(client, message)      subscribe, unsubscribe, ping; errors are raised
     reauth(client, access)       a new caller: every subscription is re-bound and gets
                                  a fresh snapshot
+    revalidate(collections)      after a schema change: subscriptions on those collections
+                                 are checked again and re-snapshotted, or get an error
     disconnect(client)           subscriptions and tasks freed
 
 It subscribes to the database's change feed once, at creation; `ChangeFanout` turns the
@@ -20,6 +22,7 @@ import itertools
 import logging
 import sqlite3
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from alyx_server.config.settings import RealtimeSettings
@@ -32,11 +35,19 @@ from alyx_server.realtime.index import SubscriptionIndex
 from alyx_server.realtime.protocol import (
     ClientMessage,
     RealtimeError,
+    SubscribeRequest,
     error_message,
     parse_subscribe,
     parse_unsubscribe,
 )
-from alyx_server.realtime.subscriptions import Access, Subscription, WhereCompiler, live_query
+from alyx_server.realtime.subscriptions import (
+    FILTER_OPERATORS,
+    Access,
+    LiveQuery,
+    Subscription,
+    WhereCompiler,
+    live_query,
+)
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["CLOSE_GOING_AWAY", "HubFull", "RealtimeHub"]
@@ -203,6 +214,34 @@ class RealtimeHub:
                 client.send("error", error_message(e, sub.message_id))
         self._gauges()
 
+    async def revalidate(self, collections: Iterable[str]) -> int:
+        """After a schema change: check each subscription on `collections` again against
+        the live schema and send it a fresh snapshot; one no longer valid (its collection
+        or a field it names is gone) gets an `error` and is dropped. Returns how many were."""
+        names = set(collections)
+        dropped = 0
+        for client in list(self.clients.values()):
+            for sub in [s for s in client.subs.values() if s.query.collection.name in names]:
+                self.index.remove(sub)
+                try:
+                    collection = self._db.collection(sub.query.collection.name)
+                    sub.query = live_query(collection, _request_of(sub.query), self._compile_where)
+                    sub.bind(sub.access)
+                    self.index.add(sub)
+                except AlyxError as e:
+                    self._drop(sub, indexed=False)
+                    client.send("error", error_message(e, sub.message_id))
+                    dropped += 1
+                    continue
+                try:
+                    await self._snapshot(sub)
+                except AlyxError as e:
+                    self._drop(sub)
+                    client.send("error", error_message(e, sub.message_id))
+                    dropped += 1
+        self._gauges()
+        return dropped
+
     def _drop(self, sub: Subscription, *, indexed: bool = True) -> None:
         sub.active = False
         sub.client.subs.pop(sub.id, None)
@@ -252,3 +291,19 @@ class RealtimeHub:
             payload["order"] = list(sub.view.ids)
         sub.client.message("snapshot", payload, sub.message_id)
         self.fanout.take_backlog(sub)
+
+
+_OPERATORS = {db_op: op for op, db_op in FILTER_OPERATORS.items()}
+
+
+def _request_of(query: LiveQuery) -> SubscribeRequest:
+    """The subscribe request a live query was built from (to check it against a new schema)."""
+    filters: dict[str, dict[str, Any]] = {}
+    for cond in query.conditions:
+        if cond.op in ("is_null", "not_null"):
+            filters.setdefault(cond.field, {})["$exists"] = cond.op == "not_null"
+        else:
+            filters.setdefault(cond.field, {})[_OPERATORS[cond.op]] = cond.value
+    sort = tuple(f"-{name}" if desc else name for name, desc in query.sort)
+    where = query.where.text if query.where is not None else None
+    return SubscribeRequest(query.collection.name, filters, where, sort, query.limit, query.expand)
