@@ -28,11 +28,11 @@ from pathlib import Path
 from aiohttp import web
 
 from alyx_server import __version__
-from alyx_server.api import admin_users, batch, collections, meta
+from alyx_server.api import admin, admin_users, batch, collections, meta
 from alyx_server.api import auth as auth_api
 from alyx_server.api import functions as functions_api
 from alyx_server.api import realtime as realtime_api
-from alyx_server.api.pipeline import HttpPolicy, make_pipeline
+from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
 from alyx_server.config import Settings
 from alyx_server.db import Database
@@ -81,17 +81,21 @@ def create_app(
         sql_trace=sql_trace,
     )
     server = settings.server
-    http = HttpPolicy(
-        cors_origins=server.cors.allowed_origins,
-        trusted_proxies=server.trusted_proxies,
-        max_body_size=server.max_body_size,
-        clock=clock,
+    http = LiveHttpPolicy(
+        HttpPolicy(
+            cors_origins=server.cors.allowed_origins,
+            trusted_proxies=server.trusted_proxies,
+            max_body_size=server.max_body_size,
+            clock=clock,
+        )
     )
-    app = web.Application(
-        middlewares=[make_pipeline(http, metrics.observe_request, auth_api.authenticate_request)],
-        client_max_size=server.max_body_size,
+    events = admin.AdminEvents(clock)
+    pipeline = make_pipeline(
+        http, metrics.observe_request, auth_api.authenticate_request, events.observe_request
     )
+    app = web.Application(middlewares=[pipeline], client_max_size=server.max_body_size)
     app[RUNTIME] = runtime
+    app[HTTP_POLICY] = http
     collections.add_routes(app)
     batch.add_routes(app)
     meta.add_routes(app)
@@ -99,6 +103,7 @@ def create_app(
     admin_users.add_routes(app)
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
+    admin.add_routes(app, events)
     app.cleanup_ctx.append(_database_context(schema))
     return app
 

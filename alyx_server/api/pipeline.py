@@ -28,9 +28,12 @@ from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
     "CLIENT_IP",
+    "HTTP_POLICY",
     "REQUEST_ID",
     "AuthHook",
     "HttpPolicy",
+    "LiveHttpPolicy",
+    "RequestHook",
     "error_body",
     "json_response",
     "make_pipeline",
@@ -47,6 +50,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MetricsHook = Callable[[str, str, int, float], None]
 AuthHook = Callable[[web.Request, str], None]
 """Called with the request and its `Authorization` header, before the handler; raises to refuse."""
+RequestHook = Callable[[web.Request, web.StreamResponse, float], None]
+"""Called after each request with its response and duration in seconds (the admin event stream)."""
 
 _SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|refresh_token|api_key)=)[^&]*", re.I)
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -76,6 +81,26 @@ class HttpPolicy:
 
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+
+
+class LiveHttpPolicy:
+    """The part of the policy the pipeline reads per request; `update` swaps it while the
+    server runs (the keys are "live" in alyx.yaml)."""
+
+    __slots__ = ("clock", "max_body", "origins", "trusted")
+
+    def __init__(self, policy: HttpPolicy) -> None:
+        self.update(policy)
+
+    def update(self, policy: HttpPolicy) -> None:
+        self.trusted = policy.trusted_networks()
+        self.origins = policy.cors_origins
+        self.max_body = policy.max_body_size
+        self.clock = policy.clock
+
+
+HTTP_POLICY = web.AppKey("alyx.http_policy", LiveHttpPolicy)
+"""The application's live HTTP policy (set by the app factory)."""
 
 
 def redact_query(path_qs: str) -> str:
@@ -188,13 +213,17 @@ def _route_name(request: web.Request) -> str:
 
 
 def make_pipeline(
-    policy: HttpPolicy, metrics: MetricsHook | None = None, authenticate: AuthHook | None = None
+    policy: HttpPolicy | LiveHttpPolicy,
+    metrics: MetricsHook | None = None,
+    authenticate: AuthHook | None = None,
+    on_request: RequestHook | None = None,
 ) -> Any:
-    """Build the middleware for one application from its HTTP policy (and auth hook)."""
-    trusted = policy.trusted_networks()
-    origins = policy.cors_origins
-    max_body = policy.max_body_size
-    clock = policy.clock
+    """Build the middleware for one application from its HTTP policy (and hooks).
+
+    Given a `LiveHttpPolicy`, the pipeline follows its updates.
+    """
+    live = policy if isinstance(policy, LiveHttpPolicy) else LiveHttpPolicy(policy)
+    clock = live.clock
     # Request ids: a random per-application prefix and a counter, 32 hex characters; as
     # unique as uuid4 for tracing, without a random draw per request.
     prefix = uuid.uuid4().hex[:16]
@@ -206,7 +235,8 @@ def make_pipeline(
         sent_id = request.headers.get("X-Request-ID")
         request_id = sent_id if sent_id and _REQUEST_ID_OK.match(sent_id) else f"{prefix}{next(counter):016x}"
         request[REQUEST_ID] = request_id
-        ip = request[CLIENT_IP] = _client_ip(request, trusted)
+        ip = request[CLIENT_IP] = _client_ip(request, live.trusted)
+        origins = live.origins
         response: web.StreamResponse
         try:
             preflight = _preflight(request, origins) if request.method == "OPTIONS" else None
@@ -214,8 +244,8 @@ def make_pipeline(
                 response = preflight
             else:
                 length = request.content_length
-                if length is not None and length > max_body:
-                    raise web.HTTPRequestEntityTooLarge(max_body, length)
+                if length is not None and length > live.max_body:
+                    raise web.HTTPRequestEntityTooLarge(live.max_body, length)
                 if authenticate is not None:
                     header = request.headers.get("Authorization")
                     if header is not None:
@@ -246,6 +276,8 @@ def make_pipeline(
             log.info(ACCESS_FORMAT, ip, request.method, path, response.status, elapsed * 1000, request_id)
         if metrics is not None:
             metrics(_route_name(request), request.method, response.status, elapsed)
+        if on_request is not None:
+            on_request(request, response, elapsed)
         return response
 
     return pipeline
