@@ -5,6 +5,9 @@
 #   alyx-python-base:local   Debian bookworm (minbase) with python3
 #   alyx-node-base:local     Debian bookworm (minbase) with nodejs (Node 18)
 #
+# both with ca-certificates (TLS for functions with `network: true`; Debian's Node also
+# warns at every start without them).
+#
 # The root filesystems come from debootstrap, using the machine's own Debian mirror, and
 # are cached as tarballs in $ALYX_CI_CACHE, so a second run on the same machine only
 # imports them. The engine listens on its own socket under $ALYX_DOCKER_DIR, with no
@@ -20,6 +23,8 @@ set -euo pipefail
 DOCKER_DIR=${ALYX_DOCKER_DIR:-/tmp/alyx-docker}
 CACHE=${ALYX_CI_CACHE:-/var/cache/alyx-ci}
 SUITE=bookworm
+PYTHON_PACKAGES=python3,ca-certificates
+NODE_PACKAGES=nodejs,ca-certificates
 SOCKET=$DOCKER_DIR/docker.sock
 PIDFILE=$DOCKER_DIR/docker.pid
 LOG=$DOCKER_DIR/dockerd.log
@@ -101,10 +106,15 @@ debian_mirror() {
   echo "$uri"
 }
 
+# The cached tarball of a root filesystem: named after its suite and packages, so that a
+# changed package list builds a new one.
+tarball_of() { echo "$CACHE/$1-$SUITE-${2//,/-}.tar"; }
+
 # A cached root filesystem tarball with the given packages (built once per machine).
 rootfs_tarball() {
   local name=$1 include=$2
-  local tarball=$CACHE/$name-$SUITE.tar
+  local tarball
+  tarball=$(tarball_of "$name" "$include")
   if [[ -s $tarball ]]; then
     say "using cached $tarball"
     return
@@ -126,17 +136,22 @@ rootfs_tarball() {
   tar -C "$dir" -cf "$tarball.part" .
   mv "$tarball.part" "$tarball"
   rm -rf "$dir" "$dir.log"
+  # Tarballs of an older package list are of no further use.
+  find "$CACHE" -maxdepth 1 -name "$name-*.tar" ! -path "$tarball" -delete
 }
 
+# Imports a tarball as NAME:local unless the image there came from that same tarball.
 import_image() {
-  local name=$1
-  local image=$name:local tarball=$CACHE/$name-$SUITE.tar
-  if "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
+  local name=$1 include=$2
+  local image=$name:local tarball
+  tarball=$(tarball_of "$name" "$include")
+  local message="debootstrap $SUITE minbase: $include"
+  if [[ $("$DOCKER" image inspect --format '{{.Comment}}' "$image" 2>/dev/null) == "$message" ]]; then
     say "$image is already imported"
     return
   fi
   say "docker import $tarball as $image"
-  "$DOCKER" import --message "debootstrap $SUITE minbase" - "$image" <"$tarball" >/dev/null
+  "$DOCKER" import --message "$message" - "$image" <"$tarball" >/dev/null
 }
 
 main() {
@@ -147,12 +162,12 @@ main() {
   ensure_daemon
   # The two root filesystems download in parallel.
   local python_job node_job
-  rootfs_tarball alyx-python-base python3 & python_job=$!
-  rootfs_tarball alyx-node-base nodejs & node_job=$!
+  rootfs_tarball alyx-python-base "$PYTHON_PACKAGES" & python_job=$!
+  rootfs_tarball alyx-node-base "$NODE_PACKAGES" & node_job=$!
   wait "$python_job" || die "the python root filesystem could not be built"
   wait "$node_job" || die "the node root filesystem could not be built"
-  import_image alyx-python-base
-  import_image alyx-node-base
+  import_image alyx-python-base "$PYTHON_PACKAGES"
+  import_image alyx-node-base "$NODE_PACKAGES"
   say "ready in $((SECONDS - started))s"
   echo "export DOCKER_HOST=$DOCKER_HOST"
 }

@@ -15,8 +15,9 @@ timeouts and the crash handling are the same. The container gets
 
 no capabilities, no new privileges, the manifest's `memory` (no swap), a CPU share and a
 pids limit, the server's user id (to reach the socket), an environment of only the
-manifest's `env`, and no network (`network_mode=none`) unless the manifest says
-`network: true`. No data directory, no project, no secret is mounted.
+manifest's `env`, and no network (a private network namespace with nothing but its own
+loopback) unless the manifest says `network: true`. No data directory, no project, no
+secret is mounted.
 
 With `network: true` the container joins the engine's `bridge` network, or, on an engine
 started without one (`--bridge=none`), the host's network, which also reaches services
@@ -40,7 +41,7 @@ import socket
 import ssl
 import uuid
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -168,6 +169,21 @@ class ContainerWorker(Worker):
         self.attached = attached
         self.container = container
         self.backend = backend
+        self._reaper: asyncio.Task[None] | None = None
+        attached.pump.add_done_callback(self._output_ended)
+
+    def _output_ended(self, _pump: object) -> None:
+        """An executor that exited while idle leaves a stopped container: remove it soon.
+
+        Not at once: a crash during an invocation first reads the container's exit state.
+        """
+        if not self._dead:
+            self._reaper = asyncio.get_running_loop().create_task(self._remove_later())
+
+    async def _remove_later(self) -> None:
+        await asyncio.sleep(self.backend.exited_grace)
+        self._reaper = None
+        await self.kill()
 
     @property
     def alive(self) -> bool:
@@ -189,6 +205,8 @@ class ContainerWorker(Worker):
         if self._dead:
             return
         self._dead = True
+        if self._reaper is not None:
+            self._reaper.cancel()
         await asyncio.to_thread(self.backend.remove, self.container)
         await self.attached.close()
         if self._stderr_task is not None:
@@ -215,14 +233,20 @@ class DockerBackend:
         cpus: float = 1.0,
         pids_limit: int = DEFAULT_PIDS_LIMIT,
         tmp_size: str = "64m",
+        exited_grace: float = 10.0,
     ) -> None:
-        """Connects to the engine (ConfigError when it does not answer)."""
+        """Connects to the engine (ConfigError when it does not answer).
+
+        `exited_grace`: how long the stopped container of an executor that exited is kept
+        (a crash during an invocation reads its exit state) before it is removed.
+        """
         self.client = client if client is not None else connect_engine()
         self.socket_path = socket_path
         self.images = RuntimeImages(self.client, runtimes.folder, base_images or DEFAULT_BASE_IMAGES)
         self.cpus = cpus
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
+        self.exited_grace = exited_grace
         self.user = f"{os.getuid()}:{os.getgid()}"
         self.engine_version = str(self.client.version().get("Version", "?"))
         self.network_for_network = "bridge" if self.client.networks.list(names=["bridge"]) else "host"
@@ -316,13 +340,24 @@ class DockerBackend:
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            network_mode=self.network_for_network if spec.network else "none",
+            **self._network(spec),
             mem_limit=spec.memory,
             memswap_limit=spec.memory,
             nano_cpus=int(self.cpus * 1e9),
             pids_limit=self.pids_limit,
             log_config=LogConfig(type="none"),
         )
+
+    def _network(self, spec: FunctionSpec) -> dict[str, Any]:
+        """No network at all (a private namespace with only loopback) unless the manifest asks.
+
+        `network_disabled` rather than `network_mode="none"`: the same empty namespace, made
+        by the runtime instead of the engine's network manager, which starts containers
+        two to three times faster.
+        """
+        if spec.network:
+            return {"network_mode": self.network_for_network}
+        return {"network_disabled": True}
 
     async def _attach(self, container: Container) -> socket.socket:
         """Attach before start, so that no line of the executor is missed."""

@@ -5,14 +5,16 @@
 
 The digest covers the build context (the runtime folder, less `__pycache__`) and the id
 of the base image, so an upgraded Alyx or a re-imported base builds a new image, and an
-unchanged one is built only once per engine. Nothing is ever pulled: a missing base
-image is an error that says how to make one, checked before the build (whose `FROM`
-would otherwise try a registry).
+unchanged one is built only once per engine; older images of a runtime are removed when
+a new one is built (unless a container still uses them). Nothing is ever pulled: a
+missing base image is an error that says how to make one, checked before the build
+(whose `FROM` would otherwise try a registry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,4 +106,15 @@ class RuntimeImages:
             )
         except (docker.errors.BuildError, docker.errors.APIError) as e:
             raise ImageError(f"building the {runtime} runtime image from {dockerfile} failed: {e}") from e
+        self._remove_older(runtime, tag)
         return tag
+
+    def _remove_older(self, runtime: str, tag: str) -> None:
+        """Older images of the runtime (another Alyx, another base) unless a container uses them."""
+        for image in self.client.images.list(filters={"label": f"alyx.runtime={runtime}"}):
+            if tag in image.tags:
+                continue
+            for old in image.tags or [str(image.id)]:
+                # An image still in use by a container (another server) stays: APIError 409.
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.images.remove(old, noprune=False)

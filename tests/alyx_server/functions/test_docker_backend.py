@@ -17,8 +17,11 @@ import docker
 import pytest
 from aiohttp.test_utils import TestClient
 
+from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.runtime import RUNTIME
+from alyx_server.config import Settings
 from alyx_server.errors import ConfigError
+from alyx_server.functions.backend import Backend
 from alyx_server.functions.docker_backend import DockerBackend, connect_engine
 from alyx_server.functions.manifest import FunctionSpec
 from alyx_server.functions.sandbox import Runtimes
@@ -218,6 +221,43 @@ async def test_no_container_outlives_the_server(
     assert len(containers_of(engine, "where")) == 1
     await client.close()
     assert containers_of(engine, "where") == []
+
+
+EXIT_LATER_PY = """
+import os
+import threading
+
+from alyx_functions import define_function
+
+
+def handler(input, ctx):
+    threading.Timer(0.2, os._exit, (0,)).start()
+    return {"bye": True}
+
+
+exit_later = define_function(handler=handler)
+"""
+
+
+async def test_an_executor_that_exits_while_idle_leaves_no_container(
+    engine: docker.DockerClient, tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    def quick(settings: Settings, socket: Path) -> Backend:
+        return DockerBackend(Runtimes.detect(data_dir("runtimes")), socket, exited_grace=0.1)
+
+    files = {"exit_later.py": EXIT_LATER_PY, "exit_later.yaml": "rule: 'true'\n"}
+    app = make_app(write_functions(tmp_path / "project", files))
+    app[FUNCTIONS].backend_factory = quick
+    client = await aiohttp_client(app)
+    assert (await call(client, "exit_later", {}))[0] == 200
+    for _ in range(100):
+        if not containers_of(engine, "exit_later"):
+            break
+        await asyncio.sleep(0.05)
+    assert containers_of(engine, "exit_later") == []
+    # The pool noticed: the next call starts a fresh container.
+    assert (await call(client, "exit_later", {}))[0] == 200
+    assert service_of(client).pools["exit_later"].started == 2
 
 
 async def test_a_missing_base_image_is_named(engine: docker.DockerClient, tmp_path: Path) -> None:
