@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
@@ -312,3 +314,19 @@ async def test_max_connections_refuses_the_upgrade(project, clock, aiohttp_clien
     msg = await second.receive()
     assert msg.type == WSMsgType.TEXT and msg.json()["type"] == "connected"
     await second.close()
+
+
+async def test_a_clean_disconnect_frees_subscriptions(client: Client) -> None:
+    live = await LiveClient.connect(client)
+    await live.subscribe({"collection": "posts"})
+    await live.subscribe({"collection": "posts", "sort": ["n"], "limit": 5})
+    metrics = await (await client.get("/metrics")).text()
+    assert "alyx_realtime_connections 1.0" in metrics and "alyx_realtime_subscriptions 2.0" in metrics
+    await live.close()
+    for _ in range(200):
+        metrics = await (await client.get("/metrics")).text()
+        if "alyx_realtime_connections 0.0" in metrics:
+            break
+        await asyncio.sleep(0.01)
+    assert "alyx_realtime_connections 0.0" in metrics and "alyx_realtime_subscriptions 0.0" in metrics
+    assert 'alyx_realtime_messages_sent_total{type="snapshot"} 2.0' in metrics
