@@ -3,16 +3,21 @@
     python bench/bench_functions.py [--calls 1000]
 
 For each runtime (Python, Node) on the process backend as this machine allows it
-(bubblewrap and cgroup limits when present), a trivial function `(input) -> {n: input.n}`:
+(bubblewrap and cgroup limits when present), and on the docker backend when DOCKER_HOST
+is set (an engine with the base images of .ci/docker-up.sh), a trivial function
+`(input) -> {n: input.n}`:
 
-    bare start   `python -I -c pass` / `node -e 0`: the floor under any cold start
+    bare start   `python -I -c pass` / `node -e 0`: the floor under any cold start (docker:
+                 the same in a new container of the runtime image, created, started,
+                 waited for and removed)
     cold start   first invocation with no warm worker: sandbox, interpreter, SDK and the
                  function's module loaded, then one request answered (median of 10)
     warm p50/p99 sequential invocations through FunctionService.invoke (input check,
                  token, pool, stdio round trip), no HTTP
     inv/s        invocations per second from 8 concurrent callers, max_instances 2
-    fresh/call   the same request answered by a new executor process per call, what a
-                 subprocess-per-call runtime does (sequential p50, and calls per second)
+    fresh/call   the same request answered by a new executor process (or container) per
+                 call, what a subprocess-per-call runtime does (sequential p50, and calls
+                 per second)
 
 Prints one Markdown table.
 """
@@ -21,17 +26,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alyx_server.functions.backend import ProcessBackend
+from alyx_server.functions.backend import Backend, ProcessBackend
 from alyx_server.functions.manifest import Defaults, discover_functions
 from alyx_server.functions.pool import PoolLimits
 from alyx_server.functions.rules import compile_function_rule
@@ -48,6 +56,7 @@ SOURCES = {
 }  # fmt: skip
 MANIFEST = "input: { n: { type: int } }\nrule: 'true'\n"
 REQUEST = RequestInfo("POST", "127.0.0.1", datetime.now(UTC), {})
+BackendFactory = Callable[[Path], Backend]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -55,18 +64,28 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def service(folder: Path, sock: Path, limits: PoolLimits) -> FunctionService:
+def process_backend(sock: Path) -> Backend:
+    return ProcessBackend(Runtimes.detect(data_dir("runtimes")), sock)
+
+
+def docker_backend(sock: Path) -> Backend:
+    from alyx_server.functions.docker_backend import DockerBackend
+
+    return DockerBackend(Runtimes.detect(data_dir("runtimes")), sock)
+
+
+async def service(folder: Path, sock: Path, limits: PoolLimits, make: BackendFactory) -> FunctionService:
     found = discover_functions(folder, Defaults())
-    backend = ProcessBackend(Runtimes.detect(data_dir("runtimes")), sock)
+    backend = make(sock)
     svc = FunctionService(found, backend, limits, compile_rule=compile_function_rule)
     await svc.start()
     return svc
 
 
-async def cold(folder: Path, sock: Path, name: str, times: int = 10) -> float:
+async def cold(folder: Path, sock: Path, name: str, make: BackendFactory, times: int = 10) -> float:
     samples = []
     for _ in range(times):
-        svc = await service(folder, sock, PoolLimits(min_warm=0, max_instances=1))
+        svc = await service(folder, sock, PoolLimits(min_warm=0, max_instances=1), make)
         start = time.perf_counter()
         await svc.invoke(name, {"n": 1}, None, REQUEST)
         samples.append((time.perf_counter() - start) * 1000)
@@ -74,8 +93,10 @@ async def cold(folder: Path, sock: Path, name: str, times: int = 10) -> float:
     return statistics.median(samples)
 
 
-async def warm(folder: Path, sock: Path, name: str, calls: int) -> tuple[float, float, float]:
-    svc = await service(folder, sock, PoolLimits(min_warm=2, max_instances=2, max_queue=1000))
+async def warm(
+    folder: Path, sock: Path, name: str, calls: int, make: BackendFactory
+) -> tuple[float, float, float]:
+    svc = await service(folder, sock, PoolLimits(min_warm=2, max_instances=2, max_queue=1000), make)
     for i in range(50):
         await svc.invoke(name, {"n": i}, None, REQUEST)
     samples = []
@@ -95,9 +116,9 @@ async def warm(folder: Path, sock: Path, name: str, calls: int) -> tuple[float, 
     return pct(samples, 0.5), pct(samples, 0.99), rate
 
 
-async def fresh(folder: Path, sock: Path, name: str, calls: int) -> tuple[float, float]:
+async def fresh(folder: Path, sock: Path, name: str, calls: int, make: BackendFactory) -> tuple[float, float]:
     """A new (sandboxed, limited) executor per call: start, answer once, stop."""
-    svc = await service(folder, sock, PoolLimits(min_warm=0, max_instances=1))
+    svc = await service(folder, sock, PoolLimits(min_warm=0, max_instances=1), make)
     spec = svc.specs[name]
     samples = []
     for i in range(calls):
@@ -122,7 +143,51 @@ async def bare_start(argv: list[str], times: int = 10) -> float:
     return statistics.median(samples)
 
 
-async def main(calls: int) -> None:
+async def bare_container(runtime: str, times: int = 10) -> float:
+    """A container of the runtime image running the bare interpreter, created to removed."""
+    from alyx_server.functions.docker_backend import connect_engine
+    from alyx_server.functions.docker_images import RuntimeImages
+
+    client = connect_engine()
+    image = await RuntimeImages(client, data_dir("runtimes")).tag(runtime)
+    argv = ["python3", "-I", "-c", "pass"] if runtime == "python" else ["node", "-e", "0"]
+
+    def once() -> float:
+        start = time.perf_counter()
+        container = client.containers.create(image, argv, network_disabled=True, read_only=True)
+        container.start()
+        container.wait()
+        container.remove(force=True)
+        return (time.perf_counter() - start) * 1000
+
+    samples = [await asyncio.to_thread(once) for _ in range(times)]
+    client.close()
+    return statistics.median(samples)
+
+
+async def row(folder: Path, sock: Path, backend: str, runtime: str, calls: int) -> str:
+    name = Path(SOURCES[runtime][0]).stem
+    make = docker_backend if backend == "docker" else process_backend
+    # Containers start slower: fewer cold and fresh samples keep the run short.
+    times, fresh_calls = (5, 10) if backend == "docker" else (10, 30)
+    if backend == "docker":
+        bare_ms = await bare_container(runtime, times)
+    else:
+        runtimes = Runtimes.detect(data_dir("runtimes"))
+        bare = [runtimes.python, "-I", "-c", "pass"]
+        if runtime == "node":
+            bare = [str(runtimes.node), "-e", "0"]
+        bare_ms = await bare_start(bare)
+    cold_ms = await cold(folder, sock, name, make, times)
+    p50, p99, rate = await warm(folder, sock, name, calls, make)
+    fresh_p50, fresh_rate = await fresh(folder, sock, name, fresh_calls, make)
+    return (
+        f"| {backend} | {runtime} | {bare_ms:.1f} ms | {cold_ms:.1f} ms | {p50:.2f} ms | {p99:.2f} ms "
+        f"| {rate:,.0f} | {fresh_p50:.1f} ms | {fresh_rate:,.0f} |"
+    )
+
+
+async def main(calls: int, backends: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "functions"
         folder.mkdir()
@@ -132,33 +197,37 @@ async def main(calls: int) -> None:
         sock = Path(tmp) / "api.sock"
         listener = socket.socket(socket.AF_UNIX)
         listener.bind(str(sock))
-        backend = ProcessBackend(Runtimes.detect(data_dir("runtimes")), sock)
-        print(f"process backend: {backend.describe()}\n")
+        for backend in backends:
+            made = (docker_backend if backend == "docker" else process_backend)(sock)
+            print(f"{backend} backend: {made.describe()}")
+            for warning in made.isolation_warnings():
+                print(f"  warning: {warning}")
+            await made.close()
         print(
-            "| runtime | bare interpreter start | cold start | warm p50 | warm p99 | warm inv/s "
+            "\n| backend | runtime | bare start | cold start | warm p50 | warm p99 | warm inv/s "
             "| fresh/call p50 | fresh inv/s |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for runtime, (filename, _) in SOURCES.items():
-            name = Path(filename).stem
-            if runtime == "node" and backend.runtimes.node is None:
-                continue
-            runtimes = backend.runtimes
-            bare = [runtimes.python, "-I", "-c", "pass"]
-            if runtime == "node":
-                bare = [str(runtimes.node), "-e", "0"]
-            bare_ms = await bare_start(bare)
-            cold_ms = await cold(folder, sock, name)
-            p50, p99, rate = await warm(folder, sock, name, calls)
-            fresh_p50, fresh_rate = await fresh(folder, sock, name, 30)
-            print(
-                f"| {runtime} | {bare_ms:.1f} ms | {cold_ms:.1f} ms | {p50:.2f} ms | {p99:.2f} ms "
-                f"| {rate:,.0f} | {fresh_p50:.1f} ms | {fresh_rate:,.0f} |"
-            )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        node = Runtimes.detect(data_dir("runtimes")).node
+        for backend in backends:
+            for runtime in SOURCES:
+                if backend == "process" and runtime == "node" and node is None:
+                    continue
+                print(await row(folder, sock, backend, runtime, calls), flush=True)
         listener.close()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().calls))
+    parser.add_argument(
+        "--backend",
+        choices=["process", "docker"],
+        action="append",
+        help="backends to measure (default: process, and docker when DOCKER_HOST is set)",
+    )
+    args = parser.parse_args()
+    # Each service start repeats the backend's isolation warnings; the header shows them once.
+    logging.getLogger("alyx.functions").setLevel(logging.ERROR)
+    chosen = args.backend or ["process", *(["docker"] if os.environ.get("DOCKER_HOST") else [])]
+    asyncio.run(main(args.calls, chosen))
