@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 from rich.text import Text
@@ -23,7 +24,15 @@ from alyx_server.logs import configure_logging
 __all__ = ["dev", "serve"]
 
 
-def _start(mode: Mode, project_dir: Path, port: int | None, host: str | None) -> int:
+def _start(
+    mode: Mode,
+    project_dir: Path,
+    port: int | None,
+    host: str | None,
+    *,
+    watch: bool = False,
+    tui: bool = False,
+) -> int:
     root = project_dir.resolve()
     if not (root / SCHEMA_FILE).is_file():
         raise CommandError(f"no {SCHEMA_FILE} in {root}; run `alyx init` first")
@@ -33,8 +42,22 @@ def _start(mode: Mode, project_dir: Path, port: int | None, host: str | None) ->
     if host is not None:
         overrides["server.host"] = host
     settings = load_settings(root, mode=mode, overrides=overrides)
-    configure_logging(settings.logging)
+    log_file: IO[str] | None = None
+    if tui:
+        from alyx_cli.tui.embedded import dashboard_log, serve_with_dashboard
+
+        log_file = dashboard_log(settings)
+        configure_logging(settings.logging, stream=log_file)
+    else:
+        configure_logging(settings.logging)
     app = create_app(settings)
+    if watch:
+        from alyx_cli.dev.console import DevConsole
+        from alyx_cli.dev.reload import dev_loop_context
+
+        app.cleanup_ctx.append(dev_loop_context(overrides, DevConsole(file=log_file)))
+    if tui:
+        return serve_with_dashboard(app, settings)
 
     def announce(url: str) -> None:
         print(banner(settings, url), flush=True)
@@ -69,19 +92,24 @@ def serve(project_dir: Path, port: int | None, host: str | None) -> None:
 @project_option
 @_PORT
 @_HOST
-@click.option("--no-watch", is_flag=True, help="Do not watch schema.yaml, alyx.yaml and functions.")
-@click.option("--tui", is_flag=True, help="Show the terminal dashboard.")
+@click.option(
+    "--no-watch", is_flag=True, help="Do not watch schema.yaml, alyx.yaml, functions/ and migrations/."
+)
+@click.option("--tui", is_flag=True, help="Show the terminal dashboard (logs go to data/dev.log).")
 @reports_errors
 def dev(project_dir: Path, port: int | None, host: str | None, no_watch: bool, tui: bool) -> None:
     """Run the development server: CORS open, a generated JWT secret, safe schema changes
-    applied at start.
+    applied at start, and hot reload: schema.yaml, alyx.yaml, functions/ and migrations/
+    are watched and applied without a restart; clients regenerate on schema changes.
 
     \b
     Example:
       alyx dev -p 8091
+      alyx dev --tui
     """
-    if tui:
+    if tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
         line = Text("Note: ", style="yellow")
-        line.append("the terminal dashboard (--tui) is not available yet; running without it")
+        line.append("the terminal dashboard (--tui) needs a terminal; running without it")
         console(stderr=True).print(line)
-    sys.exit(_start("dev", project_dir, port, host))
+        tui = False
+    sys.exit(_start("dev", project_dir, port, host, watch=not no_watch, tui=tui))
