@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from alyx_cli.commands import admin, db, generate, init, migrate, serve
+from alyx_cli.commands import admin, db, generate, init, migrate, serve, tui
 from alyx_server import __version__
 
 __all__ = ["cli"]
@@ -35,6 +35,7 @@ cli.add_command(migrate.command)
 cli.add_command(db.command)
 cli.add_command(generate.command)
 cli.add_command(admin.command)
+cli.add_command(tui.command)
 
 
 if __name__ == "__main__":

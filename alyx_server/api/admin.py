@@ -3,10 +3,10 @@
     GET /api/admin/events   WebSocket; every message is {"type", "payload"}:
         hello        {version, mode, recent: [reload events so far]}    first, once
         request      {id, time, method, path, status, duration_ms, ip, user}
-        change       {change_id, collection, op, doc_id, changed_fields}
+        change       {time, change_id, collection, op, doc_id, changed_fields}
         realtime     {connections, subscriptions, clients: [{id, user, ip, subscriptions}]}
                      at once, then whenever it differs (checked every second)
-        invocation   {function, status, success, duration_ms, logs, error}
+        invocation   {time, function, status, success, duration_ms, logs, error}
         reload       {what, ok, summary, time}   schema, functions or alyx.yaml reloaded
         dropped      {count}   events this listener missed because it read too slowly
     GET /api/admin/schema   {schema, checksum, collections: [{name, fields, indexes, rules}]}
@@ -85,7 +85,9 @@ def _user_of(auth: object) -> str | None:
     if not isinstance(auth, AuthContext):
         return None
     email = auth.get("email")
-    return str(email) if email else f"{auth.kind}:{auth.get('id') or ''}".rstrip(":")
+    if email:
+        return str(email)
+    return str(auth.get("id")) if auth.kind == "user" else auth.kind.replace("_", " ")
 
 
 class AdminEvents:
@@ -157,6 +159,7 @@ class AdminEvents:
         self.publish(
             "invocation",
             {
+                "time": now_timestamp(self.clock),
                 "function": name,
                 "status": response.status,
                 "success": answer.get("success") is True,
@@ -173,6 +176,7 @@ class AdminEvents:
         self.publish(
             "change",
             {
+                "time": now_timestamp(self.clock),
                 "change_id": event.change_id,
                 "collection": event.collection,
                 "op": event.op,

@@ -1,0 +1,268 @@
+"""`DashboardScreen`: five tabs fed by the admin event stream, and a status line.
+
+    Requests   the live request log (newest last), filtered by the box above it
+    Realtime   connections and their subscriptions
+    Functions  invocations; the highlighted one's logs below
+    Changes    reloads of the dev loop and committed data changes
+    Schema     collections, fields and rules as a tree
+
+The screen only renders: `DashboardApp` reads the stream and calls `handle(kind, payload)`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Log, Static, TabbedContent, TabPane, Tree
+
+from alyx_cli.tui.filters import RequestFilter
+
+__all__ = ["KEEP_ROWS", "TABS", "DashboardScreen"]
+
+KEEP_ROWS = 2000
+TABS = ("requests", "realtime", "functions", "changes", "schema")
+
+
+def _clock(stamp: object) -> str:
+    """`2026-01-31T12:00:01.123Z` -> `12:00:01`."""
+    text = str(stamp or "")
+    return text[11:19] if len(text) >= 19 else text
+
+
+def _status_cell(status: object) -> Text:
+    code = int(status) if isinstance(status, int) else 0
+    style = "red" if code >= 500 else "yellow" if code >= 400 else "green"
+    return Text(str(status), style=style)
+
+
+def _log_line(entry: object) -> str:
+    if isinstance(entry, dict):
+        level = entry.get("level", "info")
+        message = entry.get("message", entry.get("msg", ""))
+        return f"{level:<5} {message}"
+    return str(entry)
+
+
+class DashboardScreen(Screen[None]):
+    """See the module docstring."""
+
+    BINDINGS = [
+        *(Binding(str(i), f"show_tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS, 1)),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "leave_filter", "Back", show=False),
+        Binding("c", "clear_requests", "Clear"),
+        Binding("p", "pause", "Pause"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: deque[dict[str, Any]] = deque(maxlen=KEEP_ROWS)
+        self.invocations: list[dict[str, Any]] = []
+        self.filter = RequestFilter()
+        self.paused = False
+        self.status_text = "connecting…"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self.status_text, id="status")
+        with TabbedContent(initial="requests", id="tabs"):
+            with TabPane("1 Requests", id="requests"):
+                yield Input(placeholder="filter: GET 4xx user:ada /api/collections …", id="request-filter")
+                yield DataTable(id="request-log", cursor_type="row", zebra_stripes=True)
+            with TabPane("2 Realtime", id="realtime"):
+                yield DataTable(id="connections", cursor_type="row")
+            with TabPane("3 Functions", id="functions"):
+                yield DataTable(id="invocations", cursor_type="row")
+                yield Log(id="invocation-logs", max_lines=500)
+            with TabPane("4 Changes", id="changes"):
+                yield DataTable(id="change-log", cursor_type="row")
+            with TabPane("5 Schema", id="schema"):
+                yield Tree("schema", id="schema-tree")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#request-log", DataTable).add_columns(
+            "time", "method", "path", "status", "ms", "user"
+        )
+        self.query_one("#connections", DataTable).add_columns(
+            "connection", "user", "ip", "subscription", "query"
+        )
+        self.query_one("#invocations", DataTable).add_columns("time", "function", "status", "result", "ms")
+        self.query_one("#change-log", DataTable).add_columns("time", "kind", "what")
+
+    # -- actions ---------------------------------------------------------------------------
+    def action_show_tab(self, name: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = name
+        focus = {"requests": "#request-log", "realtime": "#connections", "functions": "#invocations"}
+        target = focus.get(name, "#change-log" if name == "changes" else "#schema-tree")
+        self.query_one(target).focus()
+
+    def action_filter(self) -> None:
+        self.action_show_tab("requests")
+        self.query_one("#request-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one("#request-log", DataTable).focus()
+
+    def action_clear_requests(self) -> None:
+        self.requests.clear()
+        self._render_requests()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._render_requests()
+        self.set_status(self.status_text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "request-filter":
+            self.filter = RequestFilter(event.value)
+            self._render_requests()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "request-filter":
+            self.action_leave_filter()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "invocations" or event.row_key.value is None:
+            return
+        index = int(event.row_key.value)
+        if 0 <= index < len(self.invocations):
+            self._show_logs(self.invocations[index])
+
+    # -- status ----------------------------------------------------------------------------
+    def set_status(self, text: str, *, failed: bool = False) -> None:
+        self.status_text = text
+        shown = f"{text} · paused" if self.paused else text
+        status = self.query_one("#status", Static)
+        status.update(shown)
+        status.set_class(failed, "failed")
+
+    # -- events ----------------------------------------------------------------------------
+    def handle(self, kind: str, payload: dict[str, Any]) -> None:
+        """Render one event of the stream."""
+        if kind == "request":
+            self._add_request(payload)
+        elif kind == "realtime":
+            self._render_realtime(payload)
+        elif kind == "invocation":
+            self._add_invocation(payload)
+        elif kind == "change":
+            what = f"{payload.get('op')} {payload.get('collection')} {payload.get('doc_id')}"
+            self._add_change(payload.get("time"), "data", what)
+        elif kind == "reload":
+            style = "" if payload.get("ok") else "red"
+            self._add_change(
+                payload.get("time"),
+                f"reload {payload.get('what')}",
+                Text(str(payload.get("summary")), style=style),
+            )
+        elif kind == "hello":
+            for reload in payload.get("recent", []):
+                self.handle("reload", reload)
+        elif kind == "dropped":
+            self._add_change(
+                None, "dashboard", f"{payload.get('count')} events missed (the dashboard fell behind)"
+            )
+
+    def _request_row(self, r: dict[str, Any]) -> tuple[object, ...]:
+        return (_clock(r.get("time")), r.get("method"), r.get("path"), _status_cell(r.get("status")),
+                f"{float(r.get('duration_ms') or 0):.1f}", r.get("user") or "")  # fmt: skip
+
+    def _add_request(self, request: dict[str, Any]) -> None:
+        self.requests.append(request)
+        if self.paused or not self.filter.matches(request):
+            return
+        table = self.query_one("#request-log", DataTable)
+        if table.row_count >= KEEP_ROWS:
+            self._render_requests()
+            return
+        table.add_row(*self._request_row(request))
+        if table.cursor_row >= table.row_count - 2:
+            table.move_cursor(row=table.row_count - 1)
+
+    def _render_requests(self) -> None:
+        table = self.query_one("#request-log", DataTable)
+        table.clear()
+        for request in self.requests:
+            if self.filter.matches(request):
+                table.add_row(*self._request_row(request))
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1)
+
+    def _render_realtime(self, summary: dict[str, Any]) -> None:
+        table = self.query_one("#connections", DataTable)
+        table.clear()
+        for client in summary.get("clients", []):
+            subs = client.get("subscriptions") or [None]
+            for sub in subs:
+                query = ""
+                if sub is not None:
+                    parts = [*sub.get("filter", [])]
+                    if sub.get("where"):
+                        parts.append(f"where {sub['where']}")
+                    if sub.get("limit") is not None:
+                        parts.append(f"limit {sub['limit']}")
+                    query = " ".join(parts)
+                table.add_row(
+                    client.get("id"), client.get("user") or "anonymous", client.get("ip") or "",
+                    f"{sub['id']} {sub['collection']}" if sub else "(none)", query,
+                )  # fmt: skip
+        label = f"2 Realtime ({summary.get('connections', 0)}/{summary.get('subscriptions', 0)})"
+        self.query_one("#tabs", TabbedContent).get_tab("realtime").label = label
+
+    def _add_invocation(self, invocation: dict[str, Any]) -> None:
+        self.invocations.append(invocation)
+        error = invocation.get("error") or {}
+        result = (
+            Text("ok", style="green")
+            if invocation.get("success")
+            else Text(str(error.get("code") or error.get("message") or "failed"), style="red")
+        )
+        table = self.query_one("#invocations", DataTable)
+        table.add_row(
+            _clock(invocation.get("time")), invocation.get("function"),
+            _status_cell(invocation.get("status")), result,
+            f"{float(invocation.get('duration_ms') or 0):.1f}", key=str(len(self.invocations) - 1),
+        )  # fmt: skip
+        table.move_cursor(row=table.row_count - 1)
+        self._show_logs(invocation)
+
+    def _show_logs(self, invocation: dict[str, Any]) -> None:
+        log = self.query_one("#invocation-logs", Log)
+        log.clear()
+        log.write_line(f"— {invocation.get('function')} —")
+        for entry in invocation.get("logs") or []:
+            log.write_line(_log_line(entry))
+        error = invocation.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            log.write_line(f"error {error['message']}")
+
+    def _add_change(self, stamp: object, kind: str, what: str | Text) -> None:
+        table = self.query_one("#change-log", DataTable)
+        table.add_row(_clock(stamp) if stamp else "", kind, what)
+        table.move_cursor(row=table.row_count - 1)
+
+    def show_schema(self, body: dict[str, Any]) -> None:
+        """Render `/api/admin/schema` as a tree: collections, fields, indexes, rules."""
+        tree = self.query_one("#schema-tree", Tree)
+        tree.clear()
+        collections = body.get("collections", [])
+        tree.root.set_label(
+            f"schema ({len(collections)} collections, checksum {str(body.get('checksum'))[:12]})"
+        )
+        for c in collections:
+            node = tree.root.add(f"{c['name']} ({len(c['fields'])} fields)", expand=True)
+            for f in c["fields"]:
+                flags = f" [{', '.join(f['flags'])}]" if f.get("flags") else ""
+                node.add_leaf(f"{f['name']}: {f['type']}{flags}")
+            if c.get("indexes"):
+                node.add_leaf(f"indexes: {', '.join(c['indexes'])}")
+            for action, rule in c.get("rules", {}).items():
+                node.add_leaf(f"{action}: {rule if rule is not None else '(admins only)'}")
+        tree.root.expand()
