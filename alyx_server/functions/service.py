@@ -190,8 +190,10 @@ class FunctionService:
             self.stats.setdefault(name, FunctionStats())
             fresh[name] = self.pools[name] = self._pool(spec)
         self._compile_rules()
-        await asyncio.gather(*(pool.close() for pool in old), return_exceptions=True)
+        # The old workers stop while the new ones start: neither waits for the other.
+        closing = asyncio.gather(*(pool.close() for pool in old), return_exceptions=True)
         results = await asyncio.gather(*(p.warm() for p in fresh.values()), return_exceptions=True)
+        await closing
         for name, result in zip(list(fresh), results, strict=True):
             if isinstance(result, FunctionLoadFailed):
                 self._fail(name, str(result))

@@ -22,9 +22,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Log, Static, Tabbe
 
 from alyx_cli.tui.filters import RequestFilter
 
-__all__ = ["KEEP_ROWS", "TABS", "DashboardScreen"]
+__all__ = ["KEEP_ROWS", "OWN_PATHS", "TABS", "DashboardScreen"]
 
 KEEP_ROWS = 2000
+# The dashboards' own reads of the admin API, kept out of the request log.
+OWN_PATHS = ("/api/admin/events", "/api/admin/schema", "/api/admin/stats")
 TABS = ("requests", "realtime", "functions", "changes", "schema")
 
 
@@ -175,6 +177,8 @@ class DashboardScreen(Screen[None]):
                 f"{float(r.get('duration_ms') or 0):.1f}", r.get("user") or "")  # fmt: skip
 
     def _add_request(self, request: dict[str, Any]) -> None:
+        if str(request.get("path", "")).startswith(OWN_PATHS):
+            return
         self.requests.append(request)
         if self.paused or not self.filter.matches(request):
             return
