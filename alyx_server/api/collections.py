@@ -26,7 +26,6 @@ from alyx_server.api.operations import (
 from alyx_server.api.pipeline import CLIENT_IP, json_response
 from alyx_server.api.runtime import RUNTIME, CollectionView, Runtime
 from alyx_server.db import ListQuery, list_docs
-from alyx_server.errors import InvalidQuery
 from alyx_server.rules import Auth, RequestInfo
 from alyx_server.rules.access import where_predicate
 
@@ -104,10 +103,7 @@ def _run_list(
     if own:
         conn.execute("BEGIN")  # the page, its count and the expansions read one snapshot
     try:
-        try:
-            result = list_docs(conn, query)
-        except OverflowError as e:
-            raise InvalidQuery("invalid filter: a number is outside the 64-bit integer range") from e
+        result = list_docs(conn, query)
         docs = result.docs
         if shape.expand:
             expand_docs(conn, rt.catalog, view, docs, shape.expand, access)

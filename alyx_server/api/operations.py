@@ -47,10 +47,7 @@ def stored_doc(
     conn: sqlite3.Connection, view: CollectionView, doc_id: Any, access: Access
 ) -> dict[str, Any]:
     """The stored doc (internal fields included) if the caller may read it, else 404."""
-    try:
-        doc = get_doc(conn, view.collection, doc_id, internal=True)
-    except OverflowError:  # an integer id beyond 64 bits names no document
-        doc = None
+    doc = get_doc(conn, view.collection, doc_id, internal=True)
     policy, auth, request = access
     if doc is None or not policy.can_read(view.collection, auth, request, doc):
         raise not_found(view, doc_id)

@@ -34,18 +34,24 @@ from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, format_timestamp, 
 from alyx_server.tools.timestamps import parse_timestamp as _parse_ts
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "CollectionCodec",
     "FieldCodec",
     "codec_for",
     "decode_row",
     "encode_doc",
+    "int64",
     "with_defaults",
 ]
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# The largest magnitude up to which every whole number is exactly a float.
+FLOAT_EXACT_MAX = 2**53
 _EXAMPLE_UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 _TIMESTAMP_KIND = "an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z"
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _STORED_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 Converter = Callable[[Any], Any]
@@ -79,17 +85,38 @@ def _uuid(name: str) -> Converter:
     return convert
 
 
+def int64(v: Any) -> int | None:
+    """`v` as a 64-bit integer (SQLite's INTEGER), or None if it is not exactly one.
+
+    A float counts when it is whole and within ±2**53: beyond that a JSON parser may
+    already have rounded the number the client wrote (orjson reads -9223372036854775809
+    as the float -2**63), so taking it would store another number than the one sent.
+    """
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float):
+        if not v.is_integer() or abs(v) > FLOAT_EXACT_MAX:
+            return None
+        v = int(v)
+    if not isinstance(v, int) or not INT64_MIN <= v <= INT64_MAX:
+        return None
+    return v
+
+
 def _int(name: str) -> Converter:
     def convert(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InvalidValue("invalid_type", f"{name} must be an integer")
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise InvalidValue("invalid_type", f"{name} must be an integer, not {v!r}")
-            v = int(v)
-        if not INT64_MIN <= v <= INT64_MAX:
-            raise InvalidValue("invalid_type", f"{name} is outside the 64-bit integer range")
-        return v
+        out = int64(v)
+        if out is not None:
+            return out
+        if isinstance(v, float) and not v.is_integer():
+            raise InvalidValue("invalid_type", f"{name} must be an integer, not {v!r}")
+        if isinstance(v, float) and INT64_MIN <= v <= INT64_MAX:
+            raise InvalidValue(
+                "invalid_type", f"{name} must be written as an integer: {v!r} is a rounded number"
+            )
+        raise InvalidValue("invalid_type", f"{name} is outside the 64-bit integer range")
 
     return convert
 
@@ -331,14 +358,13 @@ class CollectionCodec:
     def key(self, doc_id: Any) -> Any:
         """A document id as the primary key column holds it, or None if it cannot be one."""
         if self.pk.type is FieldType.INT:
-            if isinstance(doc_id, bool):
-                return None
-            if isinstance(doc_id, int):
-                return doc_id
-            try:
-                return int(str(doc_id))
-            except ValueError:
-                return None
+            # An id beyond SQLite's 64-bit range names no document (never an overflow).
+            if isinstance(doc_id, str):
+                text = doc_id.strip()
+                if not _INT_TEXT.fullmatch(text) or len(text) > 20:
+                    return None
+                doc_id = int(text)
+            return int64(doc_id) if isinstance(doc_id, int) else None
         return doc_id if isinstance(doc_id, str) else str(doc_id)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from alyx_server.db.codec import INT64_MAX, INT64_MIN, int64
 from alyx_server.errors import InvalidQuery
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection, Field, FieldType
@@ -134,7 +135,11 @@ _KIND = {
 
 
 def _value(f: Field, raw: Any, where: str) -> tuple[Any, Any]:
-    """(JSON value, stored value) of one operand; InvalidQuery if it does not fit the field."""
+    """(JSON value, stored value) of one operand; InvalidQuery if it does not fit the field.
+
+    Numbers are decided here, never by SQLite: an integer outside the 64-bit range is
+    refused (binding it would overflow), and a float operand is bound as a float.
+    """
     t = f.type
     try:
         v = _from_text(f, raw) if isinstance(raw, str) else raw
@@ -146,13 +151,18 @@ def _value(f: Field, raw: Any, where: str) -> tuple[Any, Any]:
         if t is FieldType.BOOL and isinstance(v, bool):
             return v, int(v)
         if t is FieldType.INT and isinstance(v, int | float) and not isinstance(v, bool):
-            if isinstance(v, float) and not v.is_integer():
-                raise ValueError(v)
-            return int(v), int(v)
+            n = int64(v)
+            if n is not None:
+                return n, n
+            if isinstance(v, int) or (v.is_integer() and not INT64_MIN <= v <= INT64_MAX):
+                raise InvalidQuery(
+                    f"invalid {where}: {f.name} is an int field and {raw!r} is outside the "
+                    f"64-bit integer range ({INT64_MIN} to {INT64_MAX})"
+                )
         if t is FieldType.FLOAT and isinstance(v, int | float) and not isinstance(v, bool):
-            if not math.isfinite(v):
-                raise ValueError(v)
-            return v, v
+            x = float(v)
+            if math.isfinite(x):
+                return v, x
     except (ValueError, OverflowError):
         pass
     kind = _KIND.get(t, "a string")
@@ -338,8 +348,11 @@ def _page(query: ListQuery) -> tuple[int, int]:
     limit = DEFAULT_LIMIT if query.limit is None else query.limit
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidQuery(f"invalid limit {query.limit!r}: expected an integer from 0 to {MAX_LIMIT}")
-    if isinstance(query.offset, bool) or not isinstance(query.offset, int) or query.offset < 0:
-        raise InvalidQuery(f"invalid offset {query.offset!r}: expected an integer of 0 or more")
+    offset = query.offset
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= INT64_MAX:
+        raise InvalidQuery(
+            f"invalid offset {offset!r}: expected an integer of 0 or more (at most {INT64_MAX})"
+        )
     return min(limit, MAX_LIMIT), query.offset
 
 
