@@ -10,15 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from alyx_server import __version__
+from alyx_server.api.openapi_accounts import account_components, account_paths, errors, json_body, ref
 from alyx_server.schema.model import Collection, Field, FieldType, Schema
 
 __all__ = ["openapi_document"]
 
+# Every code an HTTP route answers with (SPEC §7, §8, §11).
 _ERROR_CODES = [
     "VALIDATION_ERROR", "INVALID_JSON", "INVALID_QUERY", "UNAUTHORIZED", "INVALID_TOKEN",
-    "TOKEN_EXPIRED", "FORBIDDEN", "COLLECTION_NOT_FOUND", "DOCUMENT_NOT_FOUND",
-    "UNIQUE_VIOLATION", "FOREIGN_KEY_VIOLATION", "PAYLOAD_TOO_LARGE", "RATE_LIMITED",
-    "INTERNAL_ERROR", "NOT_FOUND", "METHOD_NOT_ALLOWED", "UNAVAILABLE",
+    "TOKEN_EXPIRED", "TOKEN_REUSED", "SESSION_REVOKED", "INVALID_CREDENTIALS", "FORBIDDEN",
+    "EMAIL_NOT_VERIFIED", "ACCOUNT_DISABLED", "REGISTRATION_CLOSED", "COLLECTION_NOT_FOUND",
+    "DOCUMENT_NOT_FOUND", "USER_NOT_FOUND", "FUNCTION_NOT_FOUND", "NOT_FOUND", "METHOD_NOT_ALLOWED",
+    "UNIQUE_VIOLATION", "FOREIGN_KEY_VIOLATION", "USER_EXISTS", "PAYLOAD_TOO_LARGE",
+    "PASSWORD_TOO_SHORT", "PASSWORD_TOO_WEAK", "PASSWORD_TOO_LONG", "RATE_LIMITED",
+    "INTERNAL_ERROR", "INVOCATION_ERROR", "UNAVAILABLE", "FUNCTIONS_BUSY", "FUNCTION_TIMEOUT",
 ]  # fmt: skip
 
 
@@ -102,7 +107,7 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
         f"{title}List": {
             "type": "object",
             "properties": {
-                "docs": {"type": "array", "items": _ref(f"{title}Selection")},
+                "docs": {"type": "array", "items": ref(f"{title}Selection")},
                 "total": {"type": "integer", "minimum": 0},
                 "limit": {"type": "integer"},
                 "offset": {"type": "integer"},
@@ -115,18 +120,6 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
 
 def _title(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) or name
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): {"description": "Error", **_json(_ref("Error"))} for s in statuses}
 
 
 _LIST_PARAMS: list[dict[str, Any]] = [
@@ -154,14 +147,14 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
         base: {
             "get": {
                 "operationId": f"list_{c.name}", "tags": tag, "parameters": _LIST_PARAMS,
-                "responses": {"200": {"description": "A page of docs", **_json(_ref(f"{t}List"))},
-                              **_errors(400, 401, 403, 503)},
+                "responses": {"200": {"description": "A page of docs", **json_body(ref(f"{t}List"))},
+                              **errors(400, 401, 403, 503)},
             },
             "post": {
                 "operationId": f"create_{c.name}", "tags": tag,
-                "requestBody": {"required": True, **_json(_ref(f"{t}Create"))},
-                "responses": {"201": {"description": "Created", **_json(_ref(t))},
-                              **_errors(400, 401, 403, 409, 413, 503)},
+                "requestBody": {"required": True, **json_body(ref(f"{t}Create"))},
+                "responses": {"201": {"description": "Created", **json_body(ref(t))},
+                              **errors(400, 401, 403, 409, 413, 503)},
             },
         },
         base + "/{id}": {
@@ -170,18 +163,18 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
                 "operationId": f"get_{c.name}", "tags": tag,
                 "parameters": [{"name": "expand", "in": "query", "schema": {"type": "string"}},
                                {"name": "fields", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The doc", **_json(_ref(f"{t}Selection"))},
-                              **_errors(400, 401, 404, 503)},
+                "responses": {"200": {"description": "The doc", **json_body(ref(f"{t}Selection"))},
+                              **errors(400, 401, 404, 503)},
             },
             "patch": {
                 "operationId": f"update_{c.name}", "tags": tag,
-                "requestBody": {"required": True, **_json(_ref(f"{t}Update"))},
-                "responses": {"200": {"description": "Updated", **_json(_ref(t))},
-                              **_errors(400, 401, 403, 404, 409, 413, 503)},
+                "requestBody": {"required": True, **json_body(ref(f"{t}Update"))},
+                "responses": {"200": {"description": "Updated", **json_body(ref(t))},
+                              **errors(400, 401, 403, 404, 409, 413, 503)},
             },
             "delete": {
                 "operationId": f"delete_{c.name}", "tags": tag,
-                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 409, 503)},
+                "responses": {"204": {"description": "Deleted"}, **errors(401, 403, 404, 409, 503)},
             },
         },
     }  # fmt: skip
@@ -233,31 +226,64 @@ def _common_components() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _health_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(/health, /health/live and /health/ready) bodies."""
+    component = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+    health = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "starting", "error"]},
+            "version": {"type": "string"},
+            "uptime": {"type": "number", "minimum": 0},
+            "components": {
+                "type": "object",
+                "properties": {k: component for k in ("database", "realtime", "functions")},
+                "required": ["database", "realtime", "functions"],
+            },
+        },
+        "required": ["status", "version", "uptime", "components"],
+    }
+    return health, {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+
+
 def _system_paths() -> dict[str, Any]:
-    health = {"type": "object", "properties": {"status": {"type": "string"}}}
+    health, probe = _health_schemas()
     return {
         "/api/batch": {"post": {
             "operationId": "batch", "tags": ["batch"],
-            "requestBody": {"required": True, **_json(_ref("BatchRequest"))},
-            "responses": {"200": {"description": "Every operation applied", **_json(_ref("BatchResponse"))},
-                          **_errors(400, 401, 403, 404, 409, 413, 503)},
+            "requestBody": {"required": True, **json_body(ref("BatchRequest"))},
+            "responses": {
+                "200": {"description": "Every operation applied", **json_body(ref("BatchResponse"))},
+                **errors(400, 404, 409, 413, 503)},
         }},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "tags": ["meta"],
-            "responses": {"200": {"description": "This document", **_json({"type": "object"})}},
+            "responses": {"200": {"description": "This document", **json_body({"type": "object"})},
+                          **errors()},
         }},
         "/health": {"get": {"operationId": "health", "tags": ["meta"], "responses": {
-            "200": {"description": "Status", **_json(health)},
-            "503": {"description": "Starting or failing", **_json(health)}}}},
-        "/health/live": {"get": {"operationId": "health_live", "tags": ["meta"],
-                                 "responses": {"200": {"description": "Alive", **_json(health)}}}},
+            **errors(),
+            "200": {"description": "Status", **json_body(health)},
+            "503": {"description": "Starting or failing", **json_body(health)}}}},
+        "/health/live": {"get": {"operationId": "health_live", "tags": ["meta"], "responses": {
+            "200": {"description": "Alive", **json_body(probe)}, **errors()}}},
         "/health/ready": {"get": {"operationId": "health_ready", "tags": ["meta"], "responses": {
-            "200": {"description": "Ready", **_json(health)},
-            "503": {"description": "Not ready", **_json(health)}}}},
+            **errors(),
+            "200": {"description": "Ready", **json_body(probe)},
+            "503": {"description": "Not ready", **json_body(probe)}}}},
         "/metrics": {"get": {"operationId": "metrics", "tags": ["meta"], "responses": {
             "200": {"description": "Prometheus text",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}, **errors()}}},
     }  # fmt: skip
+
+
+_SECURITY = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An access token from /api/auth/login, or an admin token (alyx admin create-token)",
+    }
+}
 
 
 def openapi_document(schema: Schema, *, server_url: str | None = None) -> dict[str, Any]:
@@ -268,11 +294,15 @@ def openapi_document(schema: Schema, *, server_url: str | None = None) -> dict[s
         components.update(_collection_schemas(c))
         paths.update(_collection_paths(c))
     paths.update(_system_paths())
+    paths.update(account_paths())
+    components.update(account_components())
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Alyx API", "version": __version__},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY},
+        # Every route takes a caller's token, and most also serve anonymous callers.
+        "security": [{}, {"bearer": []}],
     }
     if server_url:
         doc["servers"] = [{"url": server_url}]

@@ -1,0 +1,55 @@
+"""The OpenAPI document describes every route the application has, and only those."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate
+
+from alyx_server.api.runtime import RUNTIME
+
+
+def _routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path) of every route, `{collection}` spelled out for each collection."""
+    names = [c.name for c in app[RUNTIME].catalog.schema.collections]
+    out: set[tuple[str, str]] = set()
+    for route in app.router.routes():
+        if route.method in ("HEAD", "OPTIONS"):
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        paths = [path.replace("{collection}", n) for n in names] if "{collection}" in path else [path]
+        out.update((route.method.lower(), p) for p in paths)
+    return out
+
+
+async def test_every_route_is_in_the_document(client: TestClient[Any, Any], app: web.Application) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    validate(doc)
+    described = {(m, p) for p, item in doc["paths"].items() for m in item if m != "parameters"}
+    assert described == _routes(app)
+    for route in ["/api/auth/register", "/api/auth/me", "/api/admin/users/{id}", "/api/functions/{name}"]:
+        assert route in doc["paths"]
+
+
+async def test_every_operation_lists_the_token_errors(client: TestClient[Any, Any]) -> None:
+    """Any route answers 401 for a bad token and 403 for a disabled account's token."""
+    doc = await (await client.get("/api/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+async def test_a_bad_token_on_an_open_route_answers_the_documented_401(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/health", headers={"Authorization": "Bearer not-a-token"})
+    body = await response.json()
+    assert response.status == 401
+    assert body["code"] == "INVALID_TOKEN"
+    doc = await (await client.get("/api/openapi.json")).json()
+    assert doc["paths"]["/health"]["get"]["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert "INVALID_TOKEN" in doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
