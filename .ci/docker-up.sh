@@ -40,15 +40,15 @@ command -v dockerd >/dev/null || die "no dockerd: install Debian's docker.io"
 
 engine_ready() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-daemon_alive() { [[ -s $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+started_pid=''
 
 # Starts dockerd with one storage driver and waits (bounded) until it answers.
 start_daemon() {
   local driver=$1
   mkdir -p "$DOCKER_DIR/data" "$DOCKER_DIR/exec"
   say "starting dockerd ($driver storage) on $SOCKET"
-  # setsid: the engine outlives this script; docker-down.sh stops it by its pid file.
-  setsid dockerd \
+  # The engine outlives this script; docker-down.sh stops it by its pid file.
+  dockerd \
     -H "unix://$SOCKET" \
     --data-root "$DOCKER_DIR/data" \
     --exec-root "$DOCKER_DIR/exec" \
@@ -56,13 +56,14 @@ start_daemon() {
     --iptables=false --ip6tables=false --bridge=none \
     --storage-driver="$driver" \
     </dev/null >"$LOG" 2>&1 &
+  started_pid=$!
   local i
   for ((i = 0; i < 300; i++)); do
     if engine_ready; then
       say "dockerd is ready ($driver)"
       return 0
     fi
-    if ((i > 5)) && ! daemon_alive; then
+    if ! kill -0 "$started_pid" 2>/dev/null; then
       return 1
     fi
     sleep 0.1
@@ -70,10 +71,15 @@ start_daemon() {
   return 1
 }
 
+# The dockerd this script started, if it is still there (it did not become ready).
 stop_failed_daemon() {
-  if daemon_alive; then
-    kill "$(cat "$PIDFILE")" 2>/dev/null || true
-    sleep 1
+  if kill -0 "$started_pid" 2>/dev/null; then
+    kill "$started_pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$started_pid" 2>/dev/null || break
+      sleep 0.1
+    done
   fi
   rm -f "$PIDFILE"
 }
@@ -83,6 +89,11 @@ ensure_daemon() {
     say "dockerd already answers on $SOCKET"
     return
   fi
+  # A pid file left by an engine that was killed: dockerd refuses to start while its pid
+  # belongs to another process.
+  if [[ -s $PIDFILE ]] && [[ $(cat "/proc/$(cat "$PIDFILE")/comm" 2>/dev/null) != dockerd ]]; then
+    rm -f "$PIDFILE"
+  fi
   if start_daemon overlay2; then
     return
   fi
@@ -91,6 +102,7 @@ ensure_daemon() {
   stop_failed_daemon
   start_daemon vfs || {
     tail -n 20 "$LOG" >&2 || true
+    stop_failed_daemon
     die "dockerd did not start (log: $LOG)"
   }
 }
