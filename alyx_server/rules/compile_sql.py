@@ -96,8 +96,32 @@ _JSON_TYPES = {"string": "('text')", "int": "('integer','real')", "double": "('i
 ERROR = SqlExpr("NULL", (), "error", "error", const=True)
 
 
-def uses_doc(node: Node, scope: frozenset[str] = frozenset()) -> bool:
-    """Whether the expression reads the `doc` variable (outside a macro that shadows it)."""
+_NO_SCOPE: frozenset[str] = frozenset()
+_USES_DOC_MAX = 4096
+# id(node) -> (node, answer). The entry holds the node, so its id cannot be reused by
+# another object while the entry lives; cleared when full (where= trees come and go).
+_uses_doc_memo: dict[int, tuple[Node, bool]] = {}
+
+
+def uses_doc(node: Node, scope: frozenset[str] = _NO_SCOPE) -> bool:
+    """Whether the expression reads the `doc` variable (outside a macro that shadows it).
+
+    Rules are turned into SQL on every request, asking this of each subtree: answers
+    for the outermost scope are remembered per node (a rule's nodes live as long as it).
+    """
+    if scope:
+        return _uses_doc(node, scope)
+    hit = _uses_doc_memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    answer = _uses_doc(node, scope)
+    if len(_uses_doc_memo) >= _USES_DOC_MAX:
+        _uses_doc_memo.clear()
+    _uses_doc_memo[id(node)] = (node, answer)
+    return answer
+
+
+def _uses_doc(node: Node, scope: frozenset[str]) -> bool:
     if isinstance(node, Ident):
         return node.name == "doc" and "doc" not in scope
     if isinstance(node, Comprehension):
