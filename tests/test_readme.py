@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -126,7 +125,6 @@ def test_the_section_has_the_tour() -> None:
         assert f"http://{ADDRESS}{route}" in joined
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl")
 def test_the_readme_tour_runs_as_written(demo_server: str, tmp_path: Path) -> None:
     health, register, create, listing, lifecycle = run_blocks(tour_blocks(), demo_server, tmp_path)
 

@@ -83,12 +83,9 @@ def request(request_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"request_id": request_id, "function": "f", "input": data, "context": context}
 
 
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
-
-
 @pytest.mark.parametrize(
     ("runtime", "name", "source"),
-    [("python", "f.py", PY_OK), pytest.param("node", "f.mjs", NODE_OK, marks=needs_node)],
+    [("python", "f.py", PY_OK), ("node", "f.mjs", NODE_OK)],
 )
 def test_answers_each_request_with_output_and_logs(
     tmp_path: Path, runtime: str, name: str, source: str
@@ -117,7 +114,6 @@ def test_python_plain_handler_and_raised_errors(tmp_path: Path) -> None:
     assert 'raise ValueError("no thanks")' in failed["error"]["stack"]
 
 
-@needs_node
 def test_node_raised_errors_and_commonjs(tmp_path: Path) -> None:
     file = tmp_path / "f.mjs"
     file.write_text(NODE_OK)
@@ -143,7 +139,7 @@ def test_python_output_that_is_not_json_fails_the_invocation(tmp_path: Path) -> 
     [
         ("python", "f.py", PY_BROKEN, 3, "RuntimeError: broken at import"),
         ("python", "f.py", PY_NONE, None, "defines no functions"),
-        pytest.param("node", "f.mjs", NODE_BROKEN, 3, "SyntaxError: Unexpected token", marks=needs_node),
+        ("node", "f.mjs", NODE_BROKEN, 3, "SyntaxError: Unexpected token"),
     ],
 )
 def test_a_module_that_cannot_load_says_where(

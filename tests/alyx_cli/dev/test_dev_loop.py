@@ -6,17 +6,13 @@ the API (bounded) for the new behaviour and reads the console line that reported
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.alyx_cli.dev.support import DevServer, dev_server, scaffold, wait_for
 
 __all__ = ["dev_server"]
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 Start = Callable[..., DevServer]
 PINNED = "      pinned:     { type: bool, default: false }\n"
@@ -88,7 +84,6 @@ def test_a_bad_rule_is_shown_without_stopping_the_server(tmp_path: Path, dev_ser
     assert server.call("GET", "/health")[0] == 200
 
 
-@needs_bwrap
 def test_a_function_edit_runs_the_new_code(tmp_path: Path, dev_server: Start) -> None:
     project = scaffold(tmp_path)
     server = dev_server(project)
