@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 from rich.text import Text
 
 from alyx_cli.output import CommandError, console, reports_errors
 from alyx_cli.project import SCHEMA_FILE, project_option
-from alyx_server.app import banner, create_app, run_server
-from alyx_server.config import Mode, load_settings
-from alyx_server.logs import configure_logging
+
+if TYPE_CHECKING:
+    from alyx_server.config import Mode
 
 __all__ = ["dev", "serve"]
 
@@ -33,6 +33,12 @@ def _start(
     watch: bool = False,
     tui: bool = False,
 ) -> int:
+    # The web stack loads only when a server starts, so other commands (`alyx generate`)
+    # stay fast.
+    from alyx_server.app import banner, create_app, run_server
+    from alyx_server.config import load_settings
+    from alyx_server.logs import configure_logging
+
     root = project_dir.resolve()
     if not (root / SCHEMA_FILE).is_file():
         raise CommandError(f"no {SCHEMA_FILE} in {root}; run `alyx init` first")

@@ -108,11 +108,11 @@ def test_stale_generated_files_are_removed_and_hand_written_ones_kept(project: P
 
 
 def test_generate_imports_no_web_stack(project: Path) -> None:
-    """The command module and the generator load neither aiohttp nor the server's API."""
+    """`alyx generate`, through the whole command line, loads neither aiohttp nor the server's API."""
     code = (
         "import sys\n"
-        "from alyx_cli.commands.generate import command\n"
-        f"try:\n    command.main(['-C', {str(project)!r}, '-l', 'typescript,go,python'])\n"
+        "from alyx_cli.main import cli\n"
+        f"try:\n    cli.main(['generate', '-C', {str(project)!r}, '-l', 'typescript,go,python'])\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "web = ('alyx_server.api', 'alyx_server.app', 'alyx_server.realtime', 'alyx_server.auth',"
         " 'alyx_server.rules')\n"
