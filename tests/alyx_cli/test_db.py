@@ -501,7 +501,8 @@ def test_db_help_shows_an_example() -> None:
 
 def run_on_a_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
     """Run the real program with a pseudo-terminal as stdin/stdout/stderr; answer its prompt."""
-    pty = pytest.importorskip("pty")
+    import pty
+
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "alyx_cli", *args],

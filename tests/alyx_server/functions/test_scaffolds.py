@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from alyx_server.resources import data_dir
@@ -50,7 +49,6 @@ async def test_todo_clear_completed(tmp_path: Path, aiohttp_client: ClientFactor
     assert [t["title"] for t in left["docs"]] == ["b"]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 async def test_blog_publish(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
     client = await aiohttp_client(make_app(scaffold("blog", tmp_path / "blog"), OpenAccess()))
     ada = await sign_up(client, "ada@example.com")
