@@ -75,6 +75,9 @@ class AccessClaims:
     expires: int
 
 
+_VERIFIED_CACHE_SIZE = 10_000
+
+
 class TokenSigner:
     """Issues and checks access tokens with one secret, issuer and lifetime."""
 
@@ -83,6 +86,10 @@ class TokenSigner:
         self.issuer = issuer
         self.access_ttl = access_ttl
         self._clock = clock
+        # Verified tokens -> (claims, nbf). Checking an HS256 signature with PyJWT is the
+        # largest cost of a signed-in request; a token's signature and claims never change,
+        # so only its time window is checked again. Revocation is the session cache's job.
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
 
     def issue(
         self, *, user_id: str, session_id: str, email: str, role: str, verified: bool
@@ -108,6 +115,25 @@ class TokenSigner:
     def check(self, token: str) -> AccessClaims:
         """The claims of `token`, or 401 INVALID_TOKEN (forged, malformed, wrong issuer,
         not valid yet) or TOKEN_EXPIRED."""
+        known = self._verified.get(token)
+        if known is not None:
+            claims, nbf = known
+            self._check_window(claims.expires, nbf)
+            return claims
+        checked, nbf = self._verify(token)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (checked, nbf)
+        return checked
+
+    def _check_window(self, exp: float, nbf: float) -> None:
+        now = self._clock.now().timestamp()
+        if now < nbf:
+            raise invalid_token("the access token is not valid yet (nbf is in the future)")
+        if now >= exp:
+            raise token_expired("the access token has expired; refresh it or log in again")
+
+    def _verify(self, token: str) -> tuple[AccessClaims, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -127,12 +153,8 @@ class TokenSigner:
             raise invalid_token("the access token's sub and sid claims must be strings")
         if not (_is_number(exp) and _is_number(nbf)):
             raise invalid_token("the access token's exp and nbf claims must be numbers")
-        now = self._clock.now().timestamp()
-        if now < nbf:
-            raise invalid_token("the access token is not valid yet (nbf is in the future)")
-        if now >= exp:
-            raise token_expired("the access token has expired; refresh it or log in again")
-        return AccessClaims(sub, sid, int(exp))
+        self._check_window(exp, nbf)
+        return AccessClaims(sub, sid, int(exp)), float(nbf)
 
 
 def _is_number(value: object) -> bool:
