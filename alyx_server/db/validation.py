@@ -11,15 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from alyx_server.schema.model import Field, FieldType
-from alyx_server.tools.ids import is_uuid
+from alyx_server.schema.validate import FORMAT_CHECKS
 
 __all__ = ["Check", "InvalidValue", "field_checks"]
 
 Check = Callable[[Any, Any], None]
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# The checks themselves are the schema loader's, so a default and a stored value agree.
+_FORMAT_ERRORS = {
+    "email": ("format_email", "must be an email address"),
+    "url": ("format_url", "must be an http(s) URL"),
+    "uuid": ("format_uuid", "must be a UUID"),
+}
 
 
 class InvalidValue(Exception):
@@ -113,27 +117,13 @@ def _text_checks(f: Field) -> list[Check]:
                 raise InvalidValue("pattern", f"{name} must match the pattern {source}")
 
         out.append(pattern)
-    if v.format == "email":
+    if v.format is not None:
+        is_valid = FORMAT_CHECKS[v.format]
+        code, message = _FORMAT_ERRORS[v.format]
 
-        def email(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and _EMAIL_RE.fullmatch(s) is None:
-                raise InvalidValue("format_email", f"{name} must be an email address")
+        def format_check(_j: Any, s: Any) -> None:
+            if isinstance(s, str) and not is_valid(s):
+                raise InvalidValue(code, f"{name} {message}")
 
-        out.append(email)
-    elif v.format == "url":
-
-        def url(_j: Any, s: Any) -> None:
-            if isinstance(s, str):
-                parts = urlsplit(s)
-                if parts.scheme not in ("http", "https") or not parts.netloc:
-                    raise InvalidValue("format_url", f"{name} must be an http(s) URL")
-
-        out.append(url)
-    elif v.format == "uuid":
-
-        def uuid_format(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and not is_uuid(s):
-                raise InvalidValue("format_uuid", f"{name} must be a UUID")
-
-        out.append(uuid_format)
+        out.append(format_check)
     return out

@@ -74,6 +74,7 @@ def _issues(data: dict[str, Any], *, partial: bool = False) -> list[dict[str, st
         (post("A b"), "slug", "pattern", "slug must match the pattern ^[a-z0-9-]+$"),
         (post("a", status="gone"), "status", "enum", "status must be one of: draft, live"),
         (post("a", site="ftp://x"), "site", "format_url", "site must be an http(s) URL"),
+        (post("a", site="http://[::1"), "site", "format_url", "site must be an http(s) URL"),
         (post("a", ref="123"), "ref", "format_uuid", "ref must be a UUID"),
         (post("a", colour="red"), "colour", "unknown_field",
          "unknown field 'colour'; fields of posts are: id, title, slug, author_id, published, "
