@@ -28,7 +28,6 @@ import os
 import platform
 import re
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +52,7 @@ from http_vs_pocketbase import (
     ensure_pocketbase,
     free_port,
     fresh_dir,
+    launch_pocketbase,
     spawn,
     wait_ready,
 )
@@ -90,19 +90,8 @@ class AuthTarget:
 
 def start_pocketbase(exe: Path, users: int) -> tuple[AuthTarget, int]:
     """PocketBase with `users` accounts in its default `users` collection; and its bcrypt cost."""
-    home = fresh_dir(WORK / "pocketbase-auth")
-    data = home / "pb_data"
-    subprocess.run(
-        [str(exe), "superuser", "upsert", PB_EMAIL, PB_PASSWORD, "--dir", str(data)],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    base = f"http://{LOOPBACK}:{port}"
-    server = spawn("PocketBase", [str(exe), "serve", f"--http={LOOPBACK}:{port}", "--dir", str(data)], home,
-                   home / "serve.log", base)  # fmt: skip
+    server, base, data = launch_pocketbase(exe, "pocketbase-auth")
     try:
-        asyncio.run(wait_ready(server, "/api/health"))
         emails = asyncio.run(_pocketbase_users(base, users))
     except BaseException:
         server.stop()

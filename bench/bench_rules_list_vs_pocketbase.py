@@ -60,6 +60,7 @@ from http_vs_pocketbase import (
     free_port,
     fresh_dir,
     insert_all,
+    launch_pocketbase,
     run_wrk,
     spawn,
     wait_ready,
@@ -188,16 +189,8 @@ async def _pocketbase_load(base: str, args: argparse.Namespace) -> tuple[str, st
 
 def start_pocketbase(exe: Path, args: argparse.Namespace) -> tuple[RuleTarget, str]:
     """A fresh PocketBase with the ruled collection, the owner and the posts; and the owner's id."""
-    home = fresh_dir(WORK / "pocketbase-rules")
-    data = home / "pb_data"
-    upsert = [str(exe), "superuser", "upsert", PB_EMAIL, PB_PASSWORD, "--dir", str(data)]
-    subprocess.run(upsert, check=True, capture_output=True)
-    port = free_port()
-    base = f"http://{LOOPBACK}:{port}"
-    argv = [str(exe), "serve", f"--http={LOOPBACK}:{port}", "--dir", str(data)]
-    server = spawn("PocketBase", argv, home, home / "serve.log", base)
+    server, base, _data = launch_pocketbase(exe, "pocketbase-rules")
     try:
-        asyncio.run(wait_ready(server, "/api/health"))
         owner_id, token = asyncio.run(_pocketbase_load(base, args))
     except BaseException:
         server.stop()

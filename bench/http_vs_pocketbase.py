@@ -311,9 +311,10 @@ class Target:
     rss_after_run: float = 0.0
 
 
-def start_pocketbase(exe: Path, docs: list[dict[str, Any]]) -> Target:
-    """A fresh PocketBase with a superuser, the `posts` collection and `docs`."""
-    home = fresh_dir(WORK / "pocketbase")
+def launch_pocketbase(exe: Path, folder: str) -> tuple[Server, str, Path]:
+    """A fresh, empty PocketBase under WORK/<folder> with the bench superuser, answering
+    health checks: the server, its base URL and its data folder."""
+    home = fresh_dir(WORK / folder)
     data = home / "pb_data"
     upsert = [str(exe), "superuser", "upsert", PB_EMAIL, PB_PASSWORD, "--dir", str(data)]
     subprocess.run(upsert, check=True, capture_output=True)
@@ -323,6 +324,16 @@ def start_pocketbase(exe: Path, docs: list[dict[str, Any]]) -> Target:
     server = spawn("PocketBase", argv, home, home / "serve.log", base)
     try:
         asyncio.run(wait_ready(server, "/api/health"))
+    except BaseException:
+        server.stop()
+        raise
+    return server, base, data
+
+
+def start_pocketbase(exe: Path, docs: list[dict[str, Any]]) -> Target:
+    """A fresh PocketBase with a superuser, the `posts` collection and `docs`."""
+    server, base, data = launch_pocketbase(exe, "pocketbase")
+    try:
         ids = asyncio.run(load_pocketbase(base, docs))
         total = asyncio.run(count_posts(f"{base}/api/collections/posts/records?perPage=1", "totalItems"))
     except BaseException:
@@ -330,7 +341,7 @@ def start_pocketbase(exe: Path, docs: list[dict[str, Any]]) -> Target:
         raise
     routes = "/api/collections/posts/records"
     list_path = f"{routes}?filter=(author='u7')&sort=-n&perPage=20"
-    target = Target("PocketBase", server, routes + "/", list_path, routes, home / "ids.txt")
+    target = Target("PocketBase", server, routes + "/", list_path, routes, data.parent / "ids.txt")
     return finish_load(target, ids, total)
 
 
