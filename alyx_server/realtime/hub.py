@@ -276,10 +276,7 @@ class RealtimeHub:
                 if own:
                     conn.execute("COMMIT")
 
-        try:
-            docs, total, shown = await self._db.read(run)
-        except OverflowError as e:
-            raise RealtimeError("INVALID_FILTER", "a number in the filter is outside the 64-bit range") from e
+        docs, total, shown = await self._db.read(run)
         if not sub.active or sub.epoch != epoch:
             return
         primary = sub.query.collection.primary.name

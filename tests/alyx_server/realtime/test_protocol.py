@@ -152,6 +152,7 @@ async def test_invalid_payload(client: Client, message: dict[str, object], expec
         ({"filter": {"n": {}}}, "filter on 'n': expected a value or an object of operators"),
         ({"filter": {"private": {"$like": "x"}}}, "filter on 'private': invalid condition private like"),
         ({"filter": [1]}, "filter must be an object"),
+        ({"filter": {"n": {"$gt": 2**70}}}, "filter on 'n'"),
         ({"where": "doc.n >"}, "invalid where:"),
         ({"where": "doc.nope == 1"}, "nope"),
     ],
