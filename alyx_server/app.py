@@ -169,9 +169,7 @@ async def _migrate_dev(rt: Runtime, db: Database, schema: Schema) -> None:
     rt.phase = "ready"
 
 
-async def _start_serve_migrations(
-    rt: Runtime, db: Database, schema: Schema
-) -> asyncio.Task[None] | None:
+async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> asyncio.Task[None] | None:
     """`alyx serve`: refuse now what must be refused, apply the rest in the background."""
     folder = _migrations_dir(rt.settings)
     plan = await db.read(lambda conn: plan_migrations(conn, schema, folder))
@@ -217,9 +215,7 @@ async def serve(
     database, which commits every queued write.
     """
     rt = app[RUNTIME]
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
-    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     try:
         await runner.setup()
     except BaseException:

@@ -151,9 +151,7 @@ class Conflict(AlyxError):
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
         details = (
-            [{"field": field, "code": (code or self.code).lower(), "message": message}]
-            if field
-            else None
+            [{"field": field, "code": (code or self.code).lower(), "message": message}] if field else None
         )
         super().__init__(message, code=code, details=details)
         self.field = field
@@ -176,9 +174,7 @@ class RateLimited(AlyxError):
 class _LocatedError(AlyxError):
     """An error in a user's file: the message is prefixed with where it is."""
 
-    def __init__(
-        self, message: str, location: Location | None = None, *, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, location: Location | None = None, *, hint: str | None = None) -> None:
         self.location = location
         self.bare_message = message
         self.hint = hint

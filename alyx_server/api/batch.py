@@ -102,9 +102,7 @@ async def run_batch(request: web.Request) -> web.StreamResponse:
     if not isinstance(ops, list):
         raise ValidationError("operations must be an array")
     if len(ops) > MAX_OPERATIONS:
-        raise ValidationError(
-            f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}"
-        )
+        raise ValidationError(f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}")
     steps = [_prepare(rt, request, i, op) for i, op in enumerate(ops)]
 
     def run_all(conn: sqlite3.Connection) -> list[dict[str, Any]]:

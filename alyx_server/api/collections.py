@@ -40,9 +40,7 @@ def caller(request: web.Request) -> Auth | None:
 
 
 def access_for(rt: Runtime, request: web.Request, body: Any = None) -> Access:
-    info = RequestInfo(
-        request.method, request[CLIENT_IP], rt.clock.now(), request.query, body
-    )
+    info = RequestInfo(request.method, request[CLIENT_IP], rt.clock.now(), request.query, body)
     return rt.policy, caller(request), info
 
 
@@ -88,7 +86,7 @@ async def list_documents(request: web.Request) -> web.StreamResponse:
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         return _run_list(conn, rt, view, query, shape, access)
 
-    return json_response(await db.read(_traced(rt, read)))
+    return json_response(await db.read_small(_traced(rt, read)))
 
 
 def _run_list(

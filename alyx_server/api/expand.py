@@ -23,9 +23,7 @@ from alyx_server.schema.model import USERS_TABLE, Reference
 __all__ = ["expand_docs"]
 
 _USER_COLUMNS = ("id", "metadata", "email")
-_USERS_SQL = (
-    f"SELECT id, metadata, email FROM {USERS_TABLE} WHERE id IN (SELECT value FROM json_each(?))"
-)
+_USERS_SQL = f"SELECT id, metadata, email FROM {USERS_TABLE} WHERE id IN (SELECT value FROM json_each(?))"
 
 
 def expand_docs(

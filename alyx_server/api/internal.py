@@ -187,7 +187,7 @@ async def db_query(request: web.Request) -> web.StreamResponse:
         offset=_bounded(data, "offset", 0, 2**63 - 1),
         fields=view.codec.public_names if view.has_internal else None,
     )
-    result = await db.read(lambda conn: list_docs(conn, query))
+    result = await db.read_small(lambda conn: list_docs(conn, query))
     return json_response(result.to_dict())
 
 

@@ -93,9 +93,7 @@ def _not_expandable(view: CollectionView, name: str) -> InvalidQuery:
             f"cannot expand {name!r}: it is not a reference field; reference fields of "
             f"{view.name} are: {refs}"
         )
-    return InvalidQuery(
-        f"unknown field {name!r} in expand; reference fields of {view.name} are: {refs}"
-    )
+    return InvalidQuery(f"unknown field {name!r} in expand; reference fields of {view.name} are: {refs}")
 
 
 def _integer(query: Mapping[str, str], name: str, default: int, high: int) -> int:

@@ -43,9 +43,7 @@ def public(view: CollectionView, doc: dict[str, Any]) -> dict[str, Any]:
     return view.codec.project(doc, None) if view.has_internal else doc
 
 
-def stored_doc(
-    conn: sqlite3.Connection, view: CollectionView, doc_id: Any, access: Access
-) -> dict[str, Any]:
+def stored_doc(conn: sqlite3.Connection, view: CollectionView, doc_id: Any, access: Access) -> dict[str, Any]:
     """The stored doc (internal fields included) if the caller may read it, else 404."""
     doc = get_doc(conn, view.collection, doc_id, internal=True)
     policy, auth, request = access
@@ -68,9 +66,7 @@ def check_input_keys(view: CollectionView, body: Mapping[str, Any]) -> None:
         raise ValidationError(f"invalid {view.name} document: {listed}", issues)
 
 
-def prepare_create(
-    view: CollectionView, body: Mapping[str, Any], access: Access, clock: Clock
-) -> Step:
+def prepare_create(view: CollectionView, body: Mapping[str, Any], access: Access, clock: Clock) -> Step:
     check_input_keys(view, body)
     doc = view.codec.with_defaults(body, clock)
     policy, auth, request = access

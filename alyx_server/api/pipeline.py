@@ -108,9 +108,7 @@ def redact_query(path_qs: str) -> str:
     return _SECRET_QUERY.sub(r"\1[REDACTED]", path_qs)
 
 
-def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )

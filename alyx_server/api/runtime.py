@@ -55,9 +55,7 @@ def _view(collection: Collection) -> CollectionView:
         public_names=frozenset(codec.public_names),
         has_internal=len(codec.public_names) != len(collection.fields),
         references={
-            f.name: f.references
-            for f in collection.fields
-            if f.references is not None and not f.internal
+            f.name: f.references for f in collection.fields if f.references is not None and not f.internal
         },
     )
 

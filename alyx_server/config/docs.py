@@ -82,8 +82,7 @@ _TYPE_NOTES = {
 def render_configuration_docs() -> str:
     """The full text of docs/configuration.md: an introduction, then every key."""
     clients = "\n".join(f"- `{name}`: {text}" for name, text in CLIENT_VARIABLES.items())
-    parts = [_INTRO.replace("{client_variables}", clients).replace("${{", "${").replace(
-        "}}`", "}`")]
+    parts = [_INTRO.replace("{client_variables}", clients).replace("${{", "${").replace("}}`", "}`")]
     for section, keys in groupby(KEYS, key=lambda key: key.path.split(".")[0]):
         parts.append(f"## `{section}`\n")
         parts.append("| key | type | default | environment variable | applies | description |")
@@ -142,4 +141,3 @@ def _inline(value: object) -> str:
             plain_ok = False
         return value if plain_ok else json.dumps(value)
     return str(value)
-

@@ -83,9 +83,7 @@ def _default_value(key: Key, mode: Mode, project_dir: Path) -> object:
     return None if default is None else convert(key, from_python(default), project_dir)
 
 
-def _check_together(
-    values: Mapping[str, object], origins: Mapping[str, Location], display: str
-) -> None:
+def _check_together(values: Mapping[str, object], origins: Mapping[str, Location], display: str) -> None:
     """Constraints between two keys; the error points at whichever one the user set."""
     pairs = (
         ("functions.pool.min_warm", "functions.pool.max_instances", "must not exceed", False),
@@ -128,9 +126,7 @@ def _dev_secret(path: Path) -> str:
             _publish_secret(path, secrets.token_urlsafe(48))
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise ConfigError(
-            f"cannot create the development JWT secret: {e}", Location(str(path))
-        ) from e
+        raise ConfigError(f"cannot create the development JWT secret: {e}", Location(str(path))) from e
     if len(secret) < _MIN_SECRET:
         raise ConfigError(
             f"holds {len(secret)} characters; a JWT secret needs at least {_MIN_SECRET}",

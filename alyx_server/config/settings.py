@@ -43,6 +43,7 @@ __all__ = [
     "split_changes",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class CorsSettings:
     allowed_origins: tuple[str, ...]

@@ -98,8 +98,7 @@ def read_overrides(overrides: Mapping[str, object], origin: str) -> list[Given]:
         if key is None:
             hint = did_you_mean(path, KEYS_BY_PATH)
             raise ConfigError("unknown key", Location(origin, path=path), hint=hint)
-        found.append(Given(key, None if value is None else from_python(value), Location(
-            origin, path=path)))
+        found.append(Given(key, None if value is None else from_python(value), Location(origin, path=path)))
     return found
 
 
@@ -152,8 +151,7 @@ class _FileReader:
             self.seen[path] = key_node.start_mark.line + 1
             key = KEYS_BY_PATH.get(path)
             if key is not None:
-                yield Given(key, self._raw(key, value_node, path), _at(
-                    self.display, value_node, path))
+                yield Given(key, self._raw(key, value_node, path), _at(self.display, value_node, path))
             elif path in SECTIONS:
                 yield from self._section(value_node, path)
             else:
@@ -185,12 +183,8 @@ class _FileReader:
                         f"list items must be single values, got {_kind(item)}",
                         _at(self.display, item, path),
                     )
-            return tuple(
-                Scalar(self._text(item, path), plain=item.style is None) for item in node.value
-            )
-        raise ConfigError(
-            f"expected {describe(key)}, got {_kind(node)}", _at(self.display, node, path)
-        )
+            return tuple(Scalar(self._text(item, path), plain=item.style is None) for item in node.value)
+        raise ConfigError(f"expected {describe(key)}, got {_kind(node)}", _at(self.display, node, path))
 
     def _text(self, node: ScalarNode, path: str) -> str:
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "parse_condition",
     "parse_filter",
     "parse_sort",
+    "tie_break_descending",
 ]
 
 DEFAULT_LIMIT = 100
@@ -356,6 +357,15 @@ def _page(query: ListQuery) -> tuple[int, int]:
     return min(limit, MAX_LIMIT), query.offset
 
 
+def tie_break_descending(sort: Sequence[tuple[str, bool]]) -> bool:
+    """Ties are broken by the primary key in the direction of the last sort key.
+
+    `ORDER BY n DESC, id DESC` is served backwards by an index ending `(…, n, id)`; with
+    `id ASC` SQLite sorts every tie group in a temporary B-tree instead. No sort: ascending.
+    """
+    return bool(sort) and sort[-1][1]
+
+
 def build_list_sql(query: ListQuery) -> ListSQL:
     """Compile a ListQuery: checked identifiers, bound values, ties broken by the primary key.
 
@@ -367,7 +377,7 @@ def build_list_sql(query: ListQuery) -> ListSQL:
     order = [f"{quote(_field(c, n, 'sort').name)} {'DESC' if desc else 'ASC'}" for n, desc in query.sort]
     pk = c.primary.name
     if all(n != pk for n, _d in query.sort):
-        order.append(f"{quote(pk)} ASC")
+        order.append(f"{quote(pk)} {'DESC' if tie_break_descending(query.sort) else 'ASC'}")
     wanted = None if query.fields is None else tuple(_field(c, n, "fields").name for n in query.fields)
     sqls = [p.sql for p in query.predicates if p.sql]
     params = tuple(v for p in query.predicates if p.sql for v in p.params)

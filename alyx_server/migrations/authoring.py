@@ -118,14 +118,10 @@ def _render(version: int, name: str, description: str, prefill: Prefill) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_migration(
-    conn: sqlite3.Connection, schema: Schema, migrations_dir: Path, name: str
-) -> Path:
+def create_migration(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path, name: str) -> Path:
     """Write `migrations/NNN_<name>.yaml` for the destructive changes of `schema`; its path."""
     if not MIGRATION_NAME.match(name):
-        raise MigrationError(
-            f"migration name {name!r} must use only a-z, 0-9 and _ (e.g. drop_slug)"
-        )
+        raise MigrationError(f"migration name {name!r} must use only a-z, 0-9 and _ (e.g. drop_slug)")
     plan = plan_migrations(conn, schema, migrations_dir)
     prefill = prefilled_operations(plan.auto)
     if plan.auto.destructive:

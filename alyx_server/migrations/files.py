@@ -287,9 +287,7 @@ def _header(r: _Reader, top: YamlMapping, version: int, name: str) -> str:
     if named is not None and r.string(named.value, "name") != name:
         raise r.error(named.value, "name", f"must be {name!r}, as in the file name")
     described = top.get("description")
-    if described is None or (
-        isinstance(described.value, YamlScalar) and described.value.value is None
-    ):
+    if described is None or (isinstance(described.value, YamlScalar) and described.value.value is None):
         return ""
     return r.string(described.value, "description")
 
@@ -299,9 +297,7 @@ def parse_migration(data: bytes, *, path: Path, label: str | None = None) -> Mig
     label = label or path.name
     match = FILENAME_PATTERN.match(path.name)
     if match is None:
-        raise MigrationError(
-            f"{label}: a migration file is named NNN_<name>.yaml (e.g. 003_drop_slug.yaml)"
-        )
+        raise MigrationError(f"{label}: a migration file is named NNN_<name>.yaml (e.g. 003_drop_slug.yaml)")
     version, name = int(match.group(1)), match.group(2)
     r = _Reader(label)
     top = _top(r, data)

@@ -71,8 +71,7 @@ def _table_exists(conn: sqlite3.Connection) -> bool:
 def _down(text: str) -> tuple[dict[str, Any] | Irreversible, ...]:
     items: list[dict[str, Any]] = json.loads(text)
     return tuple(
-        Irreversible(str(item["irreversible"])) if "irreversible" in item else item
-        for item in items
+        Irreversible(str(item["irreversible"])) if "irreversible" in item else item for item in items
     )
 
 
@@ -81,8 +80,7 @@ def read_history(conn: sqlite3.Connection) -> list[HistoryRow]:
     if not _table_exists(conn):
         return []
     rows = conn.execute(
-        f"SELECT id, version, name, kind, checksum, applied_at, schema, down "
-        f"FROM {HISTORY_TABLE} ORDER BY id"
+        f"SELECT id, version, name, kind, checksum, applied_at, schema, down FROM {HISTORY_TABLE} ORDER BY id"
     ).fetchall()
     return [
         HistoryRow(
@@ -110,8 +108,7 @@ def expect_head(conn: sqlite3.Connection, expected: int) -> None:
     """Refuse to go on when another process wrote history since this one read it."""
     if head_id(conn) != expected:
         raise MigrationError(
-            "another process changed the migration history while this one was working; "
-            "run the command again"
+            "another process changed the migration history while this one was working; run the command again"
         )
 
 

@@ -233,9 +233,11 @@ def _referrers(schema: Schema, collection: str, field: str | None = None) -> lis
 
 
 def _replace(schema: Schema, old_name: str, new: Collection | None) -> Schema:
-    out = [c for c in schema if c.name != old_name] if new is None else [
-        new if c.name == old_name else c for c in schema
-    ]
+    out = (
+        [c for c in schema if c.name != old_name]
+        if new is None
+        else [new if c.name == old_name else c for c in schema]
+    )
     return dataclasses.replace(schema, collections=tuple(out))
 
 
@@ -339,9 +341,7 @@ def _drop_collection(schema: Schema, op: DropCollection) -> Schema:
     c = _collection(schema, op.collection)
     users = _referrers(schema, c.name)
     if users:
-        raise OperationRefused(
-            f"{', '.join(users)} references {c.name}: drop or change that field first"
-        )
+        raise OperationRefused(f"{', '.join(users)} references {c.name}: drop or change that field first")
     return _replace(schema, c.name, None)
 
 

@@ -166,9 +166,7 @@ def _planned(before: Schema, migration: MigrationFile) -> PlannedFile:
     return PlannedFile(migration, before, snapshot)
 
 
-def plan_migrations(
-    conn: sqlite3.Connection, schema: Schema, migrations_dir: Path
-) -> MigrationPlan:
+def plan_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> MigrationPlan:
     """What `apply` would do: pending files, the automatic rest, and what blocks it."""
     history = read_history(conn)
     files = load_migrations(migrations_dir)
@@ -190,9 +188,7 @@ def plan_migrations(
     blocked = None
     if rest.destructive:
         blocked = blocked_message(rest.destructive, version, migrations_dir.name)
-    return MigrationPlan(
-        tuple(history), tuple(planned), rest, blocked, edited, schema, version, tuple(files)
-    )
+    return MigrationPlan(tuple(history), tuple(planned), rest, blocked, edited, schema, version, tuple(files))
 
 
 def _down_side(planned: PlannedFile) -> list[dict[str, Any] | Irreversible]:
@@ -242,9 +238,7 @@ def _apply_auto(
             transition_to(conn, diff.old, diff.new)
         except (MigrationError, sqlite3.Error) as e:
             raise MigrationError(f"applying schema.yaml failed: {e}; nothing was changed") from e
-        record(
-            conn, kind="auto", name=AUTO_NAME, checksum=diff.new.checksum(), snapshot=diff.new
-        )
+        record(conn, kind="auto", name=AUTO_NAME, checksum=diff.new.checksum(), snapshot=diff.new)
         for migration in baseline:
             record(
                 conn,
@@ -276,9 +270,7 @@ def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: P
     if plan.auto or plan.baseline:
         _apply_auto(conn, plan.auto, head, plan.baseline)
         auto = tuple(c.summary for c in plan.auto.changes)
-    files = tuple(p.migration.stem for p in plan.files) + tuple(
-        f"{m.stem} (baseline)" for m in plan.baseline
-    )
+    files = tuple(p.migration.stem for p in plan.files) + tuple(f"{m.stem} (baseline)" for m in plan.baseline)
     return ApplyResult(tuple(system), files, auto)
 
 
@@ -296,9 +288,7 @@ def _history_rows(plan: MigrationPlan, files: dict[int, MigrationFile]) -> list[
     return out
 
 
-def migration_status(
-    conn: sqlite3.Connection, schema: Schema, migrations_dir: Path
-) -> list[StatusRow]:
+def migration_status(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> list[StatusRow]:
     """Applied rows (edited or missing files marked), pending files, automatic changes to
     come, and the destructive changes that block them."""
     plan = plan_migrations(conn, schema, migrations_dir)

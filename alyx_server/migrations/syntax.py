@@ -100,9 +100,7 @@ def from_yaml(item: dict[str, Any]) -> Operation:
     if kind == "rename_collection":
         return RenameCollection(body["from"], body["to"])
     if kind == "add_index":
-        index = Index(
-            body["name"], tuple(body["fields"]), bool(body.get("unique")), body.get("order", "asc")
-        )
+        index = Index(body["name"], tuple(body["fields"]), bool(body.get("unique")), body.get("order", "asc"))
         return AddIndex(body["collection"], index)
     if kind == "drop_index":
         return DropIndex(body["collection"], body["name"])

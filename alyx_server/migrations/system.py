@@ -101,12 +101,9 @@ def _trigger_model(table: str, columns: str, *, on_update: str | None = None) ->
     return Collection(table, tuple(fields))
 
 
-_USER_COLUMNS = (
-    "id email password_hash role verified disabled metadata app_metadata created_at updated_at"
-)
+_USER_COLUMNS = "id email password_hash role verified disabled metadata app_metadata created_at updated_at"
 _SESSION_COLUMNS = (
-    "id user_id family_id refresh_token_hash expires_at revoked_at replaced_by user_agent ip "
-    "created_at"
+    "id user_id family_id refresh_token_hash expires_at revoked_at replaced_by user_agent ip created_at"
 )
 
 
@@ -159,8 +156,7 @@ def _accounts() -> tuple[str, ...]:
         f"CREATE INDEX idx_{SESSIONS_TABLE}_user_id ON {SESSIONS_TABLE} (user_id)",
         f"CREATE INDEX idx_{SESSIONS_TABLE}_family_id ON {SESSIONS_TABLE} (family_id)",
         auth_tokens,
-        f"CREATE UNIQUE INDEX uq_{AUTH_TOKENS_TABLE}_token_hash "
-        f"ON {AUTH_TOKENS_TABLE} (token_hash)",
+        f"CREATE UNIQUE INDEX uq_{AUTH_TOKENS_TABLE}_token_hash ON {AUTH_TOKENS_TABLE} (token_hash)",
         f"CREATE INDEX idx_{AUTH_TOKENS_TABLE}_user_id ON {AUTH_TOKENS_TABLE} (user_id)",
         *trigger_sql(_trigger_model(USERS_TABLE, _USER_COLUMNS, on_update="updated_at")),
         *trigger_sql(_trigger_model(SESSIONS_TABLE, _SESSION_COLUMNS)),

@@ -20,6 +20,7 @@ from alyx_server.schema.transition import foreign_key_problems
 
 __all__ = ["write_transaction"]
 
+
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """Run the block in `BEGIN IMMEDIATE` ... `COMMIT`, foreign keys off, checked at the end.

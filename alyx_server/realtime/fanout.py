@@ -240,7 +240,7 @@ class ChangeFanout:
         def run(conn: sqlite3.Connection) -> list[tuple[list[dict[str, Any]], int]]:
             return [window_query(conn, sub, count_only=sub.view.limit is None) for sub in subs]
 
-        results = await self._db.read(run)
+        results = await self._db.read_small(run)
         for sub, epoch, (docs, total) in zip(subs, epochs, results, strict=True):
             if not sub.active or sub.epoch != epoch:
                 continue

@@ -276,7 +276,7 @@ class RealtimeHub:
                 if own:
                     conn.execute("COMMIT")
 
-        docs, total, shown = await self._db.read(run)
+        docs, total, shown = await self._db.read_small(run)
         if not sub.active or sub.epoch != epoch:
             return
         primary = sub.query.collection.primary.name

@@ -27,6 +27,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from alyx_server.db.query import tie_break_descending
+
 __all__ = ["Holders", "LiveView", "PendingDelta", "SortKey", "sort_key"]
 
 SortKey = Callable[[Mapping[str, Any]], tuple[Any, ...]]
@@ -67,10 +69,10 @@ def _sqlite_value(v: Any) -> tuple[int, Any]:
 
 
 def sort_key(sort: Sequence[tuple[str, bool]], primary: str) -> SortKey:
-    """The key that orders docs as `ORDER BY <sort>, <primary> ASC` does in SQLite."""
+    """The key that orders docs as the REST list's `ORDER BY <sort>, <primary>` does in SQLite."""
     parts = list(sort)
     if all(name != primary for name, _desc in parts):
-        parts.append((primary, False))
+        parts.append((primary, tie_break_descending(parts)))
     names = tuple(n for n, _d in parts)
     descending = tuple(d for _n, d in parts)
     if not any(descending):

@@ -229,9 +229,7 @@ def trigger_sql(collection: Collection) -> list[str]:
 def drop_triggers_sql(collection: Collection) -> list[str]:
     """DROP statements for every trigger `trigger_sql` creates (used before a rebuild)."""
     names = list(change_trigger_names(collection.name)) + [
-        _on_update_trigger_name(collection.name, f.name)
-        for f in collection.fields
-        if f.on_update_now
+        _on_update_trigger_name(collection.name, f.name) for f in collection.fields if f.on_update_now
     ]
     return [f"DROP TRIGGER IF EXISTS {quote(n)}" for n in names]
 

@@ -271,9 +271,7 @@ def _indexes(
             "write indexes: [{ fields: [a, b] }]",
         )  # fmt: skip
     names = tuple(f.name for f in fields)
-    return tuple(
-        _index(src, collection, names, item, f"{path}[{i}]") for i, item in enumerate(entry.value)
-    )
+    return tuple(_index(src, collection, names, item, f"{path}[{i}]") for i, item in enumerate(entry.value))
 
 
 def _index(
@@ -391,9 +389,7 @@ def _all_indexes(collections: tuple[Collection, ...]) -> Iterator[Index]:
         yield from collection.indexes
 
 
-def _rules(
-    src: SchemaSource, entry: YamlEntry | None, path: str
-) -> tuple[Rules, dict[str, Location]]:
+def _rules(src: SchemaSource, entry: YamlEntry | None, path: str) -> tuple[Rules, dict[str, Location]]:
     if entry is None or _is_null(entry.value):
         return Rules(), {}
     body = expect_mapping(src, entry.value, path, "rules", 'rules: { read: "true" }')
@@ -417,9 +413,7 @@ def _rules(
                 "to allow only admins",
             )  # fmt: skip
         sources[item.name] = node.value
-        locations[item.name] = Location(
-            src.filename, node.content_line, node.content_column, rule_path
-        )
+        locations[item.name] = Location(src.filename, node.content_line, node.content_column, rule_path)
     return Rules(**sources), locations
 
 

@@ -216,8 +216,7 @@ class Schema:
         return cls(
             version=int(data.get("version", 1)),
             collections=tuple(
-                _collection_from_dict(name, body)
-                for name, body in (data.get("collections") or {}).items()
+                _collection_from_dict(name, body) for name, body in (data.get("collections") or {}).items()
             ),
         )
 

@@ -74,9 +74,7 @@ class SchemaSource:
             return Location(self.filename, path=path)
         return Location(self.filename, node.line, node.column, path)
 
-    def error(
-        self, message: str, node: YamlNode | None, path: str | None, hint: str
-    ) -> SchemaError:
+    def error(self, message: str, node: YamlNode | None, path: str | None, hint: str) -> SchemaError:
         return SchemaError(message, self.location(node, path), hint=hint)
 
 
@@ -184,9 +182,7 @@ def check_name(src: SchemaSource, key: YamlScalar, path: str, what: str) -> str:
     return name
 
 
-def expect_mapping(
-    src: SchemaSource, node: YamlNode, path: str, what: str, example: str
-) -> YamlMapping:
+def expect_mapping(src: SchemaSource, node: YamlNode, path: str, what: str, example: str) -> YamlMapping:
     """`node` if it is a mapping, else an error showing `example`."""
     if not isinstance(node, YamlMapping):
         message = f"{what} must be a mapping, not {kind_name(node)}"
@@ -266,9 +262,7 @@ def _collect_options(src: SchemaSource, body: YamlMapping, path: str) -> dict[st
     return options
 
 
-def _field_type(
-    src: SchemaSource, option: _Option | None, body: YamlMapping, path: str
-) -> FieldType:
+def _field_type(src: SchemaSource, option: _Option | None, body: YamlMapping, path: str) -> FieldType:
     if option is None:
         raise src.error("field has no type", body, path, f"add type: one of {_TYPE_LIST}")
     raw = option.node.value if isinstance(option.node, YamlScalar) else None
@@ -296,9 +290,7 @@ def _flag(src: SchemaSource, option: _Option) -> bool:
     return value
 
 
-def _only_on(
-    src: SchemaSource, option: _Option, ftype: FieldType, allowed: tuple[FieldType, ...]
-) -> None:
+def _only_on(src: SchemaSource, option: _Option, ftype: FieldType, allowed: tuple[FieldType, ...]) -> None:
     if ftype not in allowed:
         names = " and ".join(t.value for t in allowed)
         raise src.error(
@@ -308,9 +300,7 @@ def _only_on(
 
 
 def _validation(src: SchemaSource, ftype: FieldType, options: Mapping[str, _Option]) -> Validation:
-    lengths = {
-        k: _length(src, ftype, options[k]) for k in ("minLength", "maxLength") if k in options
-    }
+    lengths = {k: _length(src, ftype, options[k]) for k in ("minLength", "maxLength") if k in options}
     bounds = {k: _bound(src, ftype, options[k]) for k in ("min", "max") if k in options}
     _check_order(src, options, "minLength", "maxLength", lengths)
     _check_order(src, options, "min", "max", bounds)
@@ -409,9 +399,7 @@ def _enum(src: SchemaSource, ftype: FieldType, option: _Option) -> tuple[Any, ..
     return tuple(items)
 
 
-def _format(
-    src: SchemaSource, ftype: FieldType, option: _Option
-) -> Literal["email", "url", "uuid"]:
+def _format(src: SchemaSource, ftype: FieldType, option: _Option) -> Literal["email", "url", "uuid"]:
     _only_on(src, option, ftype, _TEXT_TYPES)
     value = _scalar(option)
     if value not in FORMAT_CHECKS:
@@ -470,14 +458,10 @@ def _literal(src: SchemaSource, ftype: FieldType, option: _Option, value: Any) -
         FieldType.BLOB: "a base64 string",
         FieldType.BOOL: "true or false",
     }.get(ftype, f"a value of type {ftype.value}")
-    raise src.error(
-        f"default {value!r} {problem}", option.node, option.path, f"write {example}"
-    )
+    raise src.error(f"default {value!r} {problem}", option.node, option.path, f"write {example}")
 
 
-def _reference(
-    src: SchemaSource, options: Mapping[str, _Option], nullable: bool
-) -> Reference | None:
+def _reference(src: SchemaSource, options: Mapping[str, _Option], nullable: bool) -> Reference | None:
     on_delete = options.get("onDelete")
     option = options.get("references")
     if option is None:

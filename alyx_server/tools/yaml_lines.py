@@ -32,9 +32,7 @@ __all__ = [
     "parse_yaml",
 ]
 
-ScalarValue: TypeAlias = (
-    str | int | float | bool | datetime.date | datetime.datetime | bytes | None
-)
+ScalarValue: TypeAlias = str | int | float | bool | datetime.date | datetime.datetime | bytes | None
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"

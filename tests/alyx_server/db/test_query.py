@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,13 +14,18 @@ from alyx_server.db import (
     Database,
     ListQuery,
     Predicate,
+    build_list_sql,
     condition_check,
+    condition_predicate,
     insert_doc,
     list_docs,
+    parse_condition,
     parse_filter,
     parse_sort,
 )
 from alyx_server.errors import InvalidQuery
+from alyx_server.schema.ddl import collection_sql
+from alyx_server.schema.model import Collection, Default, Field, FieldType, Index
 from tests.alyx_server.db.conftest import COUNTERS, POSTS, post
 
 ROWS = [
@@ -160,9 +167,38 @@ def test_unknown_sort_field_message() -> None:
 async def test_sort_ties_broken_by_primary_key(db: Database) -> None:
     for n in (2, 1, 2, 1, 2):
         await db.write(lambda c, n=n: insert_doc(c, COUNTERS, {"n": n}))
+    # Ties follow the direction of the last sort key, so an index ending with the primary
+    # key serves the whole order.
     query = ListQuery(COUNTERS, sort=[("n", True)])
     result = await db.read(lambda c: list_docs(c, query))
-    assert [(d["n"], d["id"]) for d in result.docs] == [(2, 1), (2, 3), (2, 5), (1, 2), (1, 4)]
+    assert [(d["n"], d["id"]) for d in result.docs] == [(2, 5), (2, 3), (2, 1), (1, 4), (1, 2)]
+    query = ListQuery(COUNTERS, sort=[("n", False)])
+    result = await db.read(lambda c: list_docs(c, query))
+    assert [(d["n"], d["id"]) for d in result.docs] == [(1, 2), (1, 4), (2, 1), (2, 3), (2, 5)]
+    result = await db.read(lambda c: list_docs(c, ListQuery(COUNTERS)))
+    assert [d["id"] for d in result.docs] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("sort", ["-n", "n", "-author,-n"])
+def test_sorted_page_is_read_from_the_index_without_a_sort_step(tmp_path: Path, sort: str) -> None:
+    entries = Collection(
+        "entries",
+        (
+            Field("id", FieldType.UUID, primary=True, default=Default("auto")),
+            Field("author", FieldType.STRING),
+            Field("n", FieldType.INT),
+        ),
+        indexes=(Index("idx_entries_author_n", ("author", "n")),),
+    )
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    for statement in collection_sql(entries):
+        conn.execute(statement)
+    query = ListQuery(entries, [condition_predicate(entries, parse_condition(entries, "author:eq:u7"))],
+                      sort=parse_sort(entries, sort), limit=20)  # fmt: skip
+    plan = build_list_sql(query)
+    details = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + plan.select, plan.params)]
+    assert any("idx_entries_author_n" in d for d in details), details
+    assert not any("TEMP B-TREE" in d for d in details), details
 
 
 async def test_paging_total_and_fields(seeded: Database) -> None:

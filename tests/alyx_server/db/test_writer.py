@@ -171,6 +171,55 @@ async def test_read_now_only_on_the_loop_thread(db: Database) -> None:
         await asyncio.to_thread(db.read_now, lambda c: 1)
 
 
+async def test_read_small_stays_on_the_loop_within_its_budget(db: Database) -> None:
+    await db.write(lambda c: insert_doc(c, POSTS, post("small")))
+    loop_thread = threading.get_ident()
+
+    def count(conn: sqlite3.Connection) -> tuple[int, int]:
+        return threading.get_ident(), conn.execute("SELECT count(*) FROM posts").fetchone()[0]
+
+    assert await db.read_small(count) == (loop_thread, 1)
+    assert db.loop_reads_moved == 0
+
+
+async def test_read_small_moves_a_long_read_to_a_reader_thread(db: Database) -> None:
+    loop_thread = threading.get_ident()
+    calls: list[int] = []
+    # A recursive CTE of 5,000 rows takes far more than 1,000 VM steps.
+    long_sql = (
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 5000) SELECT sum(i) FROM r"
+    )
+
+    def scan(conn: sqlite3.Connection) -> int:
+        calls.append(threading.get_ident())
+        conn.execute("BEGIN")
+        value: int = conn.execute(long_sql).fetchone()[0]
+        conn.execute("COMMIT")
+        return value
+
+    assert await db.read_small(scan, steps=1_000) == 5000 * 5001 // 2
+    assert calls[0] == loop_thread and calls[1] != loop_thread and len(calls) == 2
+    assert db.loop_reads_moved == 1
+    # The interrupted attempt left neither a transaction nor the budget on the loop's
+    # connection: the same scan now finishes there.
+    assert db.read_now(lambda c: (c.in_transaction, c.execute(long_sql).fetchone()[0])) == (
+        False,
+        5000 * 5001 // 2,
+    )
+
+
+async def test_read_small_raises_real_errors_without_retrying(db: Database) -> None:
+    calls: list[int] = []
+
+    def broken(conn: sqlite3.Connection) -> None:
+        calls.append(1)
+        conn.execute("SELECT nope FROM posts")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        await db.read_small(broken)
+    assert calls == [1] and db.loop_reads_moved == 0
+
+
 async def test_group_listener_sees_group_sizes(db: Database) -> None:
     sizes: list[int] = []
     db.add_group_listener(lambda size, seconds: sizes.append(size))
