@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from alyx_server.errors import AlyxError, RateLimited
-from alyx_server.logs import ACCESS_FORMAT, ACCESS_LOGGER
+from alyx_server.logs import AccessLog
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "redact_query",
 ]
 
-log = logging.getLogger(ACCESS_LOGGER)
 errors_log = logging.getLogger("alyx.errors")
 
 REQUEST_ID = web.RequestKey("alyx.request_id", str)
@@ -226,6 +225,7 @@ def make_pipeline(
     # unique as uuid4 for tracing, without a random draw per request.
     prefix = uuid.uuid4().hex[:16]
     counter = itertools.count(1)
+    access_log = AccessLog()
 
     @web.middleware
     async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -269,9 +269,9 @@ def make_pipeline(
                 for key, value in _cors_headers(request.headers.get("Origin"), origins).items():
                     headers[key] = value
         elapsed = time.perf_counter() - start
-        if log.isEnabledFor(logging.INFO):
+        if access_log.enabled():
             path = redact_query(request.path_qs) if request.query_string else request.path
-            log.info(ACCESS_FORMAT, ip, request.method, path, response.status, elapsed * 1000, request_id)
+            access_log(ip, request.method, path, response.status, elapsed * 1000, request_id)
         if metrics is not None:
             metrics(_route_name(request), request.method, response.status, elapsed)
         if on_request is not None:
