@@ -50,7 +50,15 @@ from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import FieldType
 from alyx_server.tools.timestamps import format_timestamp
 
-__all__ = ["NotSQL", "SqlEnv", "SqlExpr", "compile_bool", "sql_for_constant_activation", "uses_doc"]
+__all__ = [
+    "NotSQL",
+    "SqlEnv",
+    "SqlExpr",
+    "compile_bool",
+    "free_names",
+    "sql_for_constant_activation",
+    "uses_doc",
+]
 
 
 class NotSQL(Exception):
@@ -131,6 +139,19 @@ def _uses_doc(node: Node, scope: frozenset[str]) -> bool:
             parts.append(uses_doc(node.filter, inner))
         return any(parts)
     return any(uses_doc(child, scope) for child in _children(node))
+
+
+def free_names(node: Node, scope: frozenset[str] = _NO_SCOPE) -> frozenset[str]:
+    """The variables an expression reads (`auth`, `request`, `doc`), outside macro scopes."""
+    if isinstance(node, Ident):
+        return frozenset() if node.name in scope else frozenset((node.name,))
+    if isinstance(node, Comprehension):
+        inner = scope | {node.var}
+        names = free_names(node.range, scope) | free_names(node.body, inner)
+        if node.filter is not None:
+            names |= free_names(node.filter, inner)
+        return names
+    return frozenset().union(*(free_names(child, scope) for child in _children(node)))
 
 
 def _children(node: Node) -> list[Node]:

@@ -16,14 +16,14 @@ or None; `doc` is a document as the database layer decodes it (internal fields i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
 from alyx_server.db.query import Predicate
 from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import Activation, CompileEnv, Fn, Unsupported, compile_node
-from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, uses_doc
+from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json
@@ -61,6 +61,11 @@ def _conjuncts(node: Node) -> list[Node]:
     return [node]
 
 
+_ALL_NAMES = frozenset(("auth", "request", "doc"))
+_UNREAD: dict[str, Any] = {}
+_MAX_PREDICATES = 4096
+
+
 class CompiledRule:
     """A rule or `where=` expression compiled once; see the module docstring."""
 
@@ -81,6 +86,15 @@ class CompiledRule:
             self._fn = FallbackProgram(text)
             self.part_fns = None
             self.fallback = True
+        # What the expression reads: values it never reads are not built per request, and
+        # a rule that does not read `request` has one SQL predicate per caller, kept in
+        # `_predicates` by the caller's immutable auth mapping (AuthContexts are cached per
+        # account and session and replaced when the account changes, so identity means
+        # same values; a mutable dict is never cached).
+        names = _ALL_NAMES if self.fallback else free_names(node)
+        self.uses_auth = "auth" in names
+        self.uses_request = "request" in names
+        self._predicates: dict[int, tuple[object, Predicate]] = {}
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.label}: {self.text!r})"
@@ -94,7 +108,11 @@ class CompiledRule:
         self, auth: Mapping[str, Any] | None, request: RequestInfo | None, doc: Mapping[str, Any]
     ) -> bool:
         """Whether the rule gives `true`; an evaluation error denies and is logged."""
-        act = {"auth": auth_value(auth), "request": request_value(request), "doc": doc}
+        act = {
+            "auth": auth_value(auth) if self.uses_auth else None,
+            "request": request_value(request) if self.uses_request else _UNREAD,
+            "doc": doc,
+        }
         return self._allows(act)
 
     def _allows(self, act: Activation) -> bool:
@@ -134,6 +152,19 @@ class CompiledRule:
 
     def to_predicate(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> Predicate:
         """The rule with `auth` and `request` bound, as SQL plus (when needed) a per-row check."""
+        if self.uses_request or isinstance(auth, MutableMapping):
+            return self._predicate(auth, request)
+        key = id(auth) if self.uses_auth else 0
+        found = self._predicates.get(key)
+        if found is not None and (found[0] is auth or not self.uses_auth):
+            return found[1]
+        predicate = self._predicate(auth, None)
+        if len(self._predicates) >= _MAX_PREDICATES:
+            self._predicates.clear()
+        self._predicates[key] = (auth, predicate)
+        return predicate
+
+    def _predicate(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> Predicate:
         act: dict[str, Any] = {"auth": auth_value(auth), "request": request_value(request)}
         env = SqlEnv(self._fields, self._constant(act))
         sqls: list[str] = []

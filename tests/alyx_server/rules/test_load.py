@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 import celpy
 import pytest
@@ -100,6 +102,42 @@ def test_rules_compare_timestamps_with_request_time() -> None:
     doc = {"id": "d1", "author_id": "u1", "published": False, "created_at": "2026-01-30T00:00:00.000Z"}
     assert read.allows(None, REQUEST, doc) is True
     assert read.to_predicate(None, REQUEST).params == ("2026-01-31T00:00:00.000Z",)
+
+
+def test_predicate_is_built_once_per_immutable_caller() -> None:
+    rules = compile_schema_rules(_schema("auth != null && doc.author_id == auth.id"))  # type: ignore[arg-type]
+    read = rules.get("posts", "read")
+    assert read is not None and read.uses_auth and not read.uses_request
+    frozen = MappingProxyType(AUTH)
+    first = read.to_predicate(frozen, REQUEST)
+    assert read.to_predicate(frozen, REQUEST) is first
+    assert first.params == ("u1",)
+    # Another caller with another id gets its own predicate, not the cached one.
+    other = MappingProxyType({**AUTH, "id": "u2"})
+    assert read.to_predicate(other, REQUEST).params == ("u2",)
+    # A mutable dict is never cached: a changed value is always seen.
+    mutable = dict(AUTH)
+    assert read.to_predicate(mutable, REQUEST).params == ("u1",)
+    mutable["id"] = "u3"
+    assert read.to_predicate(mutable, REQUEST).params == ("u3",)
+    # A rule reading `request` is bound per request (its time changes).
+    timed = rules_for("doc.created_at < request.time")
+    later = RequestInfo("GET", "127.0.0.1", datetime(2026, 2, 1, tzinfo=UTC), {})
+    assert timed.to_predicate(frozen, REQUEST).params != timed.to_predicate(frozen, later).params
+
+
+def test_free_names_see_through_macro_scopes() -> None:
+    assert not rules_for("true").uses_auth and not rules_for("true").uses_request
+    shadowed = rules_for("[1, 2].exists(auth, auth > 1)")
+    assert not shadowed.uses_auth
+    reads = rules_for("[1].exists(x, x == size(request.query)) && auth != null")
+    assert reads.uses_auth and reads.uses_request
+
+
+def rules_for(rule: str) -> Any:
+    read = compile_schema_rules(_schema(rule)).get("posts", "read")  # type: ignore[arg-type]
+    assert read is not None
+    return read
 
 
 def test_celpy_environments_of_both_runner_classes_live_in_one_process() -> None:
