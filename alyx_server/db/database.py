@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alyx_server.db.changes import ChangeFeed, ChangePoller, latest_change_id, prune_changes
+from alyx_server.db.checkpoint import Checkpointer
 from alyx_server.db.connection import Synchronous, open_connection
 from alyx_server.db.writer import GroupListener, WriteQueue, WriteStats
 from alyx_server.errors import NotFound
@@ -99,6 +100,7 @@ class Database:
         feed: ChangeFeed,
         readers: _ReaderPool,
         loop_reader: sqlite3.Connection,
+        checkpointer: Checkpointer | None = None,
         clock: Clock,
         changes_retention: float,
         poll_interval: float | None,
@@ -111,6 +113,7 @@ class Database:
         self.feed = feed
         self._readers = readers
         self._loop_reader = loop_reader
+        self.checkpointer = checkpointer
         self.clock = clock
         self.changes_retention = changes_retention
         self.poller = ChangePoller(
@@ -139,13 +142,16 @@ class Database:
         group_commit: bool = True,
         max_group: int = 256,
         poll_interval: float | None = 0.1,
+        background_checkpoints: bool = True,
     ) -> Database:
         """Open (creating if needed) the file at `path`.
 
         `changes_retention` is in seconds; `poll_interval` (seconds) drives the poller that
         publishes other processes' writes and prunes old changes (None: no background
         task, call `poll_changes` / `prune_changes` yourself). `group_commit=False` runs
-        one transaction per write (for comparison in benchmarks).
+        one transaction per write (for comparison in benchmarks). `background_checkpoints`
+        moves WAL checkpoints off the writer thread (see checkpoint.py); False leaves
+        them to SQLite's automatic checkpoint on commit.
         """
         loop = asyncio.get_running_loop()
         file = Path(path)
@@ -156,7 +162,12 @@ class Database:
             conn.close()
             raise
         feed = ChangeFeed(loop, high_water=latest_change_id(conn))
-        writer = WriteQueue(conn, feed, loop, group_commit=group_commit, max_group=max_group)
+        checkpointer = Checkpointer(file, synchronous=synchronous) if background_checkpoints else None
+        writer = WriteQueue(
+            conn, feed, loop, group_commit=group_commit, max_group=max_group, checkpointer=checkpointer
+        )
+        if checkpointer is not None:
+            checkpointer.start()
         writer.start()
         return cls(
             file,
@@ -166,6 +177,7 @@ class Database:
             feed=feed,
             readers=_ReaderPool(file, readers),
             loop_reader=loop_reader,
+            checkpointer=checkpointer,
             clock=clock,
             changes_retention=changes_retention,
             poll_interval=poll_interval,
@@ -308,6 +320,8 @@ class Database:
         await self.poller.stop()
         self._writer.close()
         await asyncio.to_thread(self._writer.join)
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
         await asyncio.to_thread(self._readers.close)
         self._loop_reader.close()
         # Let the acknowledgements and events the writer scheduled last run.

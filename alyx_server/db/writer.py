@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from alyx_server.db.changes import ChangeFeed
+from alyx_server.db.checkpoint import Checkpointer
 
 __all__ = ["GroupListener", "WriteQueue", "WriteStats"]
 
@@ -87,8 +88,16 @@ class WriteQueue:
         *,
         group_commit: bool = True,
         max_group: int = 256,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._conn = conn
+        self._checkpointer = checkpointer
+        if checkpointer is not None:
+            # Checkpoints run on the checkpointer's thread (see checkpoint.py).
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # Savepoint journals in memory: with the default (a temporary file) every write's
+        # savepoint wrote its pages to a file that was created and deleted per group.
+        conn.execute("PRAGMA temp_store = MEMORY")
         self._feed = feed
         self._loop = loop
         self._group_commit = group_commit
@@ -181,6 +190,16 @@ class WriteQueue:
             return
         self._count(outcomes, time.perf_counter() - started)
         self._publish(outcomes)
+        self._committed()
+
+    def _committed(self) -> None:
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            return
+        if checkpointer.behind:
+            # The background thread fell behind: bound the log here, as SQLite would.
+            checkpointer.checkpoint(self._conn)
+        checkpointer.nudge()
 
     def _run_one(self, job: _Job) -> Outcome:
         conn = self._conn
@@ -212,6 +231,7 @@ class WriteQueue:
                 )
         self._stats.exclusive += 1
         self._publish([outcome])
+        self._committed()
 
     def _failed_group(self, group: list[_Job], error: Exception) -> None:
         log.error("a group of %d writes failed to commit: %s", len(group), error)

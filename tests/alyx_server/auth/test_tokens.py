@@ -56,3 +56,20 @@ def test_a_forged_token_is_never_remembered() -> None:
         with pytest.raises(Unauthorized) as caught:
             tokens.check(token)
         assert caught.value.code == "INVALID_TOKEN"
+
+
+def test_issued_tokens_are_standard_hs256_jwts() -> None:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    issued = signer(clock).issue(user_id="u1", session_id="s1", email="a@b.c", role="user", verified=True)
+    token, expires = issued
+    # PyJWT alone, with nothing of ours, reads the header and verifies the signature.
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    unchecked_times = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options=unchecked_times)
+    now = int(clock.now().timestamp())
+    assert claims["sub"] == "u1" and claims["sid"] == "s1" and claims["iss"] == "alyx"
+    assert claims["iat"] == claims["nbf"] == now and claims["exp"] == now + 900
+    assert expires == datetime(2026, 1, 1, 0, 15, tzinfo=UTC)
+    # Another key does not verify it.
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, "o" * 40, algorithms=["HS256"], options={"verify_exp": False})
