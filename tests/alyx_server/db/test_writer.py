@@ -225,3 +225,35 @@ async def test_group_listener_sees_group_sizes(db: Database) -> None:
     db.add_group_listener(lambda size, seconds: sizes.append(size))
     await asyncio.gather(*(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"g{i}"))) for i in range(10)))
     assert sum(sizes) == 10
+
+
+async def test_checkpoints_run_off_the_writer_thread(db: Database, db_path: Path) -> None:
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    # Readers keep the default.
+    assert db.read_now(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
+    for i in range(40):
+        await db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"cp-{i}")))
+    # The thread is nudged by each commit and copies the log into the database file: a
+    # connection that ignores the log (immutable) ends up seeing all 40 rows. Up to 10 s.
+    in_file = 0
+    for _ in range(1000):
+        immutable = sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
+        try:
+            in_file = immutable.execute("SELECT count(*) FROM posts").fetchone()[0]
+        finally:
+            immutable.close()
+        if in_file == 40:
+            break
+        await asyncio.sleep(0.01)
+    assert in_file == 40
+    assert checkpointer.runs >= 1
+    # The writer itself never checkpointed.
+    assert await db.write(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+
+
+async def test_a_writer_without_background_checkpoints_keeps_sqlites_own(open_db: OpenDb) -> None:
+    db = await open_db(background_checkpoints=False)
+    assert db.checkpointer is None
+    await db.write(lambda c: insert_doc(c, POSTS, post("plain")))
+    assert await db.write(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
