@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["BUSY_TIMEOUT_MS", "Synchronous", "open_connection"]
+__all__ = ["BUSY_TIMEOUT_MS", "Connection", "Synchronous", "open_connection"]
 
 Synchronous = Literal["normal", "full"]
 
 BUSY_TIMEOUT_MS = 5000
+
+
+class Connection(sqlite3.Connection):
+    """A sqlite3 connection that also keeps the list totals it counted (documents.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (count SQL, parameters) -> (change-log high-water mark, total)
+        self.totals: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
 
 
 def open_connection(
@@ -37,6 +46,7 @@ def open_connection(
         raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
     conn = sqlite3.connect(
         str(path),
+        factory=Connection,
         timeout=BUSY_TIMEOUT_MS / 1000,
         isolation_level=None,
         check_same_thread=False,

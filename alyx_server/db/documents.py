@@ -178,11 +178,47 @@ def list_docs(conn: sqlite3.Connection, query: ListQuery) -> ListResult:
             docs.append(doc)
         total = None
         if plan.count is not None:
-            total = conn.execute(plan.count, plan.count_params).fetchone()[0]
+            total = _count(conn, plan.count, plan.count_params, remember=own_txn)
         return ListResult(docs, total, plan.limit, plan.offset)
     finally:
         if own_txn and conn.in_transaction:
             conn.execute("COMMIT")
+
+
+# Every committed insert, update and delete of a collection row adds a row to the change
+# log (triggers, in every process), and its AUTOINCREMENT counter never goes back.
+_HIGH_WATER = "SELECT seq FROM sqlite_sequence WHERE name = '_alyx_changes'"
+_MAX_TOTALS = 1024
+
+
+def _count(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], *, remember: bool) -> int:
+    """`SELECT count(*) ...`, remembered per connection until the change log moves on.
+
+    The total is the most expensive part of a list (a count of 1,000 index entries costs
+    more than the page of 20). Read in the same transaction as the page, the change log's
+    high-water mark names the committed state of every collection: the same mark means
+    the same rows, so the same count. Only in a read transaction this function opened
+    (`remember`): inside a caller's write transaction the mark can be rolled back.
+    """
+    totals: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] | None = getattr(conn, "totals", None)
+    if not remember or totals is None:
+        return int(conn.execute(sql, params).fetchone()[0])
+    try:
+        row = conn.execute(_HIGH_WATER).fetchone()
+    except sqlite3.OperationalError:  # a file without the change log
+        row = None
+    if row is None:
+        return int(conn.execute(sql, params).fetchone()[0])
+    mark = row[0]
+    key = (sql, params)
+    hit = totals.get(key)
+    if hit is not None and hit[0] == mark:
+        return hit[1]
+    total = int(conn.execute(sql, params).fetchone()[0])
+    if len(totals) >= _MAX_TOTALS:
+        totals.clear()
+    totals[key] = (mark, total)
+    return total
 
 
 def _list_checked(conn: sqlite3.Connection, query: ListQuery, plan: ListSQL) -> ListResult:

@@ -284,3 +284,30 @@ def test_condition_check_matches_the_sql_meaning(
 def test_structured_condition_rejects_wrong_types() -> None:
     with pytest.raises(InvalidQuery, match="views is an int field and True is not an integer"):
         condition_check(POSTS, Condition("views", "eq", True))
+
+
+async def test_totals_are_remembered_until_any_write_commits(seeded: Database, db_path: Path) -> None:
+    counts: list[str] = []
+
+    def listed(conn: sqlite3.Connection) -> int | None:
+        conn.set_trace_callback(lambda sql: counts.append(sql) if sql.startswith("SELECT count") else None)
+        try:
+            return list_docs(conn, ListQuery(POSTS, limit=1)).total
+        finally:
+            conn.set_trace_callback(None)
+
+    first = seeded.read_now(listed)
+    assert first == len(ROWS) and len(counts) == 1
+    assert seeded.read_now(listed) == first and len(counts) == 1  # remembered
+    # A write through the server moves the change log on: counted again.
+    await seeded.write(lambda c: insert_doc(c, POSTS, post("count-a")))
+    assert seeded.read_now(listed) == first + 1 and len(counts) == 2
+    # So does a write by another process that knows nothing of the cache.
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("DELETE FROM posts WHERE slug = 'count-a'")
+    finally:
+        other.close()
+    assert seeded.read_now(listed) == first and len(counts) == 3
+    # Inside a caller's own transaction nothing is remembered (it may be rolled back).
+    assert await seeded.write(lambda c: list_docs(c, ListQuery(POSTS, limit=1)).total) == first
