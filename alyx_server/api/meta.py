@@ -1,11 +1,11 @@
 """Health, metrics and the OpenAPI document (SPEC §12, §7).
 
-GET /health          {status, version, uptime, components{database, realtime, functions}}
-                     200 when the database answers and migrations are done, else 503
-GET /health/live     200 while the process serves requests
-GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
-GET /metrics         Prometheus text
-GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
+    GET /health          {status, version, uptime, components{database, realtime, functions}}
+                         200 when the database answers and migrations are done, else 503
+    GET /health/live     200 while the process serves requests
+    GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
+    GET /metrics         Prometheus text
+    GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
 """
 
 from __future__ import annotations
