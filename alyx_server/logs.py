@@ -47,20 +47,19 @@ class ConsoleFormatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        # strftime once per second, not once per line: the access log writes thousands.
-        second = int(record.created)
-        if second != self._second:
-            self._second, self._stamp = second, super().formatTime(record, datefmt)[:19]
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return self._time(record.created)
 
-    def access_line(self, created: float, args: tuple[Any, ...]) -> str:
-        """The line `format` gives an INFO access record made at `created` with `args`."""
+    def _time(self, created: float) -> str:
+        # strftime once per second, not once per line: the access log writes thousands.
         second = int(created)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
-        msecs = int((created - second) * 1000)
-        return f"{self._stamp},{msecs:03d} INFO {ACCESS_LOGGER} {ACCESS_FORMAT % args}"
+            self._stamp = time.strftime(self.default_time_format, self.converter(created))
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+    def access_line(self, created: float, args: tuple[Any, ...]) -> str:
+        """The line `format` gives an INFO access record made at `created` with `args`."""
+        return f"{self._time(created)} INFO {ACCESS_LOGGER} {ACCESS_FORMAT % args}"
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -133,33 +132,33 @@ class JsonFormatter(logging.Formatter):
     converter = staticmethod(time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         args = record.args
-        if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == len(ACCESS_FIELDS):
-            out.update(zip(ACCESS_FIELDS, args, strict=True))
-            out["ms"] = round(float(out["ms"]), 2)
+        access = record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == len(ACCESS_FIELDS)
+        out = self._fields(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                           args if access else None)  # type: ignore[arg-type]  # fmt: skip
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
 
     def access_line(self, created: float, args: tuple[Any, ...]) -> str:
         """The line `format` gives an INFO access record made at `created` with `args`."""
-        second = int(created)
+        out = self._fields(created, "info", ACCESS_LOGGER, ACCESS_FORMAT % args, args)
+        return orjson.dumps(out, default=str).decode()
+
+    def _fields(
+        self, created: float, level: str, name: str, message: str, access: tuple[Any, ...] | None
+    ) -> dict[str, Any]:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created))
         out: dict[str, Any] = {
-            "ts": f"{stamp}.{int((created - second) * 1000):03d}Z",
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "message": ACCESS_FORMAT % args,
+            "ts": f"{stamp}.{int((created - int(created)) * 1000):03d}Z",
+            "level": level,
+            "logger": name,
+            "message": message,
         }
-        out.update(zip(ACCESS_FIELDS, args, strict=True))
-        out["ms"] = round(float(out["ms"]), 2)
-        return orjson.dumps(out, default=str).decode()
+        if access is not None:
+            out.update(zip(ACCESS_FIELDS, access, strict=True))
+            out["ms"] = round(float(out["ms"]), 2)
+        return out
 
 
 class AccessLog:

@@ -13,14 +13,20 @@ one wrote. The first failure rolls back all of them: the answer is that operatio
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from aiohttp import web
 
 from alyx_server.api.bodies import read_object
 from alyx_server.api.collections import access_for
-from alyx_server.api.operations import Step, prepare_create, prepare_delete, prepare_get, prepare_update
+from alyx_server.api.operations import (
+    Step,
+    all_or_nothing,
+    prepare_create,
+    prepare_delete,
+    prepare_get,
+    prepare_update,
+)
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME, Runtime
 from alyx_server.errors import AlyxError, ValidationError
@@ -105,17 +111,7 @@ async def run_batch(request: web.Request) -> web.StreamResponse:
         raise ValidationError(f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}")
     steps = [_prepare(rt, request, i, op) for i, op in enumerate(ops)]
 
-    def run_all(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        results = []
-        for index, step in enumerate(steps):
-            try:
-                status, body = step(conn)
-            except AlyxError as e:
-                raise _failed(index, e) from e
-            results.append({"status": status, "body": body})
-        return results
-
-    results = await db.write(run_all) if steps else []
+    results = await db.write(all_or_nothing(steps, _failed)) if steps else []
     return json_response({"results": results})
 
 

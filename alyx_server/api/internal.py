@@ -17,7 +17,6 @@ The socket lives in a private temporary folder, never in the data directory.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -28,6 +27,7 @@ from alyx_server.api.bodies import read_object
 from alyx_server.api.operations import (
     Access,
     Step,
+    all_or_nothing,
     prepare_create,
     prepare_delete,
     prepare_get,
@@ -138,17 +138,7 @@ async def db_tx(request: web.Request) -> web.StreamResponse:
         except AlyxError as e:
             raise _failed(index, e) from e
 
-    def run_all(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        results = []
-        for index, step in enumerate(steps):
-            try:
-                status, body = step(conn)
-            except AlyxError as e:
-                raise _failed(index, e) from e
-            results.append({"status": status, "body": body})
-        return results
-
-    return json_response({"results": await db.write(run_all) if steps else []})
+    return json_response({"results": await db.write(all_or_nothing(steps, _failed)) if steps else []})
 
 
 def _failed(index: int, error: AlyxError) -> AlyxError:

@@ -14,13 +14,14 @@ from typing import Any
 
 from alyx_server.api.runtime import CollectionView
 from alyx_server.db import delete_doc, get_doc, insert_doc, update_doc
-from alyx_server.errors import FieldIssue, NotFound, ValidationError
+from alyx_server.errors import AlyxError, FieldIssue, NotFound, ValidationError
 from alyx_server.rules import AccessPolicy, Auth, RequestInfo
 from alyx_server.tools.timestamps import Clock
 
 __all__ = [
     "Access",
     "Step",
+    "all_or_nothing",
     "not_found",
     "prepare_create",
     "prepare_delete",
@@ -32,6 +33,25 @@ __all__ = [
 
 Step = Callable[[sqlite3.Connection], tuple[int, Any]]
 Access = tuple[AccessPolicy, Auth | None, RequestInfo]
+
+
+def all_or_nothing(
+    steps: list[Step], failed: Callable[[int, AlyxError], AlyxError]
+) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+    """One write running `steps` in order: their statuses and bodies, or `failed(index, error)`
+    raised for the first that fails (the write's savepoint then undoes them all)."""
+
+    def run_all(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        results = []
+        for index, step in enumerate(steps):
+            try:
+                status, body = step(conn)
+            except AlyxError as e:
+                raise failed(index, e) from e
+            results.append({"status": status, "body": body})
+        return results
+
+    return run_all
 
 
 def not_found(view: CollectionView, doc_id: Any) -> NotFound:

@@ -52,10 +52,6 @@ ConnFn = Callable[[sqlite3.Connection], T]
 LOOP_READ_STEPS = 10_000
 
 
-class _Overrun(Exception):
-    """A read went past its step budget on the loop thread."""
-
-
 class _ReaderPool:
     """Reader threads, each with its own connection (opened lazily in that thread)."""
 
@@ -211,10 +207,13 @@ class Database:
 
     def read_now(self, fn: ConnFn[T]) -> T:
         """Run `fn(conn)` on the loop thread itself: for point reads by key only."""
+        self._check_on_loop("read_now")
+        return fn(self._loop_reader)
+
+    def _check_on_loop(self, method: str) -> None:
         self._check_open()
         if threading.get_ident() != self._loop_thread:
-            raise RuntimeError("read_now must be called on the event loop thread")
-        return fn(self._loop_reader)
+            raise RuntimeError(f"{method} must be called on the event loop thread")
 
     async def read_small(self, fn: ConnFn[T], *, steps: int = LOOP_READ_STEPS) -> T:
         """Run `fn(conn)` on the loop if it finishes within `steps` VM steps, else on a thread.
@@ -222,9 +221,7 @@ class Database:
         `fn` must only read: when it runs over its budget it is interrupted (its statement
         and read transaction end) and run again from the start on a reader thread.
         """
-        self._check_open()
-        if threading.get_ident() != self._loop_thread:
-            raise RuntimeError("read_small must be called on the event loop thread")
+        self._check_on_loop("read_small")
         conn = self._loop_reader
         overran = False
 

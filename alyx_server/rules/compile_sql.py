@@ -118,27 +118,15 @@ def uses_doc(node: Node, scope: frozenset[str] = _NO_SCOPE) -> bool:
     for the outermost scope are remembered per node (a rule's nodes live as long as it).
     """
     if scope:
-        return _uses_doc(node, scope)
+        return "doc" in free_names(node, scope)
     hit = _uses_doc_memo.get(id(node))
     if hit is not None and hit[0] is node:
         return hit[1]
-    answer = _uses_doc(node, scope)
+    answer = "doc" in free_names(node)
     if len(_uses_doc_memo) >= _USES_DOC_MAX:
         _uses_doc_memo.clear()
     _uses_doc_memo[id(node)] = (node, answer)
     return answer
-
-
-def _uses_doc(node: Node, scope: frozenset[str]) -> bool:
-    if isinstance(node, Ident):
-        return node.name == "doc" and "doc" not in scope
-    if isinstance(node, Comprehension):
-        inner = scope | {node.var}
-        parts = [uses_doc(node.range, scope), uses_doc(node.body, inner)]
-        if node.filter is not None:
-            parts.append(uses_doc(node.filter, inner))
-        return any(parts)
-    return any(uses_doc(child, scope) for child in _children(node))
 
 
 def free_names(node: Node, scope: frozenset[str] = _NO_SCOPE) -> frozenset[str]:
