@@ -22,7 +22,17 @@ from alyx_server.functions.service import FunctionService
 from alyx_server.rules import AccessPolicy, Auth, RequestInfo
 from alyx_server.schema.model import Collection
 
-__all__ = ["OwnerPolicy", "User", "make_app", "service_of", "sign_up", "table_rows", "write_functions"]
+__all__ = [
+    "OwnerPolicy",
+    "User",
+    "call",
+    "make_app",
+    "run_probe",
+    "service_of",
+    "sign_up",
+    "table_rows",
+    "write_functions",
+]
 
 SCHEMA = """\
 version: 1
@@ -133,3 +143,29 @@ def table_rows(client: TestClient[Any, Any], sql: str) -> list[tuple[Any, ...]]:
     db_file = client.app[RUNTIME].settings.database.path
     with sqlite3.connect(db_file) as conn:
         return conn.execute(sql).fetchall()
+
+
+async def call(
+    client: TestClient[Any, Any], name: str, data: Any, user: User | None = None
+) -> tuple[int, Any]:
+    """Invoke function `name` with `data` as its input; (status, JSON body)."""
+    headers = user.headers if user else {}
+    response = await client.post(f"/api/functions/{name}", json={"input": data}, headers=headers)
+    return response.status, await response.json()
+
+
+async def run_probe(client: TestClient[Any, Any], name: str) -> dict[str, Any]:
+    """Run a probe function against the project's database file, a secret file next to it
+    and a TCP server on the host's loopback; its report of what it could reach."""
+    db_file = client.app[RUNTIME].settings.database.path
+    secret_file = db_file.parent / ".jwt_secret"
+    secret_file.write_text("t" * 40)
+    assert db_file.is_file()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        data = {"db": str(db_file), "secret_file": str(secret_file), "port": port}
+        status, body = await call(client, name, data)
+    assert status == 200, body
+    out: dict[str, Any] = body["output"]
+    return out

@@ -18,7 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from alyx_server.api.functions import FUNCTIONS
-from alyx_server.api.runtime import RUNTIME
 from alyx_server.config import Settings
 from alyx_server.errors import ConfigError
 from alyx_server.functions.backend import Backend
@@ -28,8 +27,9 @@ from alyx_server.functions.sandbox import Runtimes
 from alyx_server.functions.worker import WorkerCrashed
 from alyx_server.resources import data_dir
 from tests.alyx_server.functions.projects import (
-    User,
+    call,
     make_app,
+    run_probe,
     service_of,
     sign_up,
     table_rows,
@@ -88,12 +88,6 @@ async def client(engine: docker.DockerClient, tmp_path: Path, aiohttp_client: Cl
     root = write_functions(tmp_path / "project", DOCKER_FILES)
     overrides = {"functions.backend": "docker", "functions.pool.max_instances": 2}
     return await aiohttp_client(make_app(root, **overrides))
-
-
-async def call(client: Client, name: str, data: Any, user: User | None = None) -> tuple[int, Any]:
-    headers = user.headers if user else {}
-    response = await client.post(f"/api/functions/{name}", json={"input": data}, headers=headers)
-    return response.status, await response.json()
 
 
 def containers_of(engine: docker.DockerClient, name: str) -> list[str]:
@@ -184,17 +178,7 @@ async def test_the_container_sees_no_data_no_secret_and_no_network_unless_allowe
     client: Client, name: str, network: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALYX_AUTH_JWT_SECRET", "s" * 40)  # in the server's environment only
-    db_file = client.app[RUNTIME].settings.database.path
-    secret_file = db_file.parent / ".jwt_secret"
-    secret_file.write_text("t" * 40)
-    assert db_file.is_file()
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        data = {"db": str(db_file), "secret_file": str(secret_file), "port": port}
-        status, body = await call(client, name, data)
-    assert status == 200, body
-    out = body["output"]
+    out = await run_probe(client, name)
     missing = "ENOENT" if "node" in name else "FileNotFoundError"
     assert (out["db"], out["secret_file"], out["secret_env"]) == (missing, missing, None)
     assert out["env"] == {"API_KEY": "k1"} and out["ctx_env"] == {"API_KEY": "k1"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,11 +11,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from alyx_server.api.runtime import RUNTIME
 from alyx_server.functions.backend import ProcessBackend
 from tests.alyx_server.functions.projects import (
-    User,
+    call,
     make_app,
+    run_probe,
     service_of,
     sign_up,
     table_rows,
@@ -32,12 +31,6 @@ Client = TestClient[Any, Any]
 async def client(tmp_path: Path, aiohttp_client: ClientFactory) -> Client:
     root = write_functions(tmp_path / "project", FILES)
     return await aiohttp_client(make_app(root, **{"functions.pool.max_instances": 2}))
-
-
-async def call(client: Client, name: str, data: Any, user: User | None = None) -> tuple[int, Any]:
-    headers = user.headers if user else {}
-    response = await client.post(f"/api/functions/{name}", json={"input": data}, headers=headers)
-    return response.status, await response.json()
 
 
 @pytest.mark.parametrize("name", ["notes", "notes_node"])
@@ -170,17 +163,7 @@ async def test_the_sandbox_hides_data_and_secrets(
     client: Client, name: str, network: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALYX_AUTH_JWT_SECRET", "s" * 40)  # in the server's environment only
-    db_file = client.app[RUNTIME].settings.database.path
-    secret_file = db_file.parent / ".jwt_secret"
-    secret_file.write_text("t" * 40)
-    assert db_file.is_file()
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        data = {"db": str(db_file), "secret_file": str(secret_file), "port": port}
-        status, body = await call(client, name, data)
-    assert status == 200, body
-    out = body["output"]
+    out = await run_probe(client, name)
     missing = "FileNotFoundError" if name.startswith("probe_net") or name == "probe" else "ENOENT"
     assert (out["db"], out["secret_file"], out["secret_env"]) == (missing, missing, None)
     assert out["env"] == {"API_KEY": "k1"} and out["ctx_env"] == {"API_KEY": "k1"}
