@@ -6,8 +6,9 @@ writer thread that stalls every queued write behind it (a refresh-token rotation
 259 µs with automatic checkpoints against 168 µs without, measured alone; see
 docs/benchmarks.md). The writer's connection has the automatic checkpoint turned off,
 and after each committed group it nudges this thread, which runs a PASSIVE checkpoint
-(it never blocks writers or readers; what readers still need stays in the log for the
-next round) at most every `pause` seconds, so a page written many times is copied once.
+(it never blocks writers or readers; what readers still need stays in the log and is
+copied on the next round, which comes without a new commit) at most every `pause`
+seconds, so a page written many times is copied once.
 
 If the log still grows past `max_frames` (the thread fell behind, or readers kept it
 from finishing), `behind` turns True and the writer checkpoints itself, as SQLite would.
@@ -77,6 +78,9 @@ class Checkpointer:
                 self.checkpoint(conn)
                 # Let commits gather: a page written by many groups is copied once.
                 self._stopping.wait(self._pause)
+                if self.frames_in_log:
+                    # A reader still needed some frames: go again without waiting for a commit.
+                    self._wake.set()
         finally:
             conn.close()
 
