@@ -30,7 +30,13 @@ from alyx_server.errors import FieldIssue, ValidationError
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection, Field, FieldType
 from alyx_server.tools.ids import is_uuid, new_id
-from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, format_timestamp, now_timestamp
+from alyx_server.tools.timestamps import (
+    SYSTEM_CLOCK,
+    Clock,
+    TimestampOutOfRange,
+    format_timestamp,
+    now_timestamp,
+)
 from alyx_server.tools.timestamps import parse_timestamp as _parse_ts
 
 __all__ = [
@@ -155,6 +161,8 @@ def _timestamp(name: str) -> Converter:
                 datetime.fromisoformat(v[:-1])
                 return v
             return format_timestamp(_parse_ts(v))
+        except TimestampOutOfRange as e:
+            raise InvalidValue("invalid_type", f"{name}: {e}") from e
         except (ValueError, TypeError) as e:
             raise InvalidValue("invalid_type", f"{name} must be {_TIMESTAMP_KIND}") from e
 

@@ -15,11 +15,16 @@ __all__ = [
     "Clock",
     "ManualClock",
     "SystemClock",
+    "TimestampOutOfRange",
     "format_timestamp",
     "normalize_timestamp",
     "now_timestamp",
     "parse_timestamp",
 ]
+
+
+class TimestampOutOfRange(ValueError):
+    """Valid ISO-8601 text whose time, in UTC, falls outside years 1 to 9999."""
 
 
 class Clock(Protocol):
@@ -77,7 +82,14 @@ def parse_timestamp(text: str) -> datetime:
     """
     if not isinstance(text, str):
         raise ValueError(f"not a timestamp: {text!r}")
-    return _as_utc(datetime.fromisoformat(text.strip()))
+    parsed = datetime.fromisoformat(text.strip())
+    try:
+        return _as_utc(parsed)
+    except OverflowError:
+        # 0001-01-01T00:00:00+06:00 is a valid ISO-8601 text whose UTC time is before year 1.
+        raise TimestampOutOfRange(
+            f"timestamp {text!r} is out of range: in UTC it must lie between 0001-01-01 and 9999-12-31"
+        ) from None
 
 
 def normalize_timestamp(text: str) -> str:

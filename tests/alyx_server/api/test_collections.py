@@ -194,3 +194,14 @@ async def test_unique_violation_names_the_field(client: TestClient[Any, Any]) ->
             "message": "authors already has a document with this email",
         }
     ]
+
+
+async def test_a_timestamp_before_year_one_in_utc_is_a_field_error(client: TestClient[Any, Any]) -> None:
+    body = {"title": "t", "created_at": "0001-01-01T00:00:00+06:06"}
+    response = await client.post("/api/collections/posts", json=body)
+    assert response.status == 400
+    (detail,) = (await response.json())["details"]
+    assert detail["field"] == "created_at"
+    assert "out of range" in detail["message"] and "0001-01-01 and 9999-12-31" in detail["message"]
+    listed = await (await client.get("/api/collections/posts?limit=0")).json()
+    assert listed["total"] == 0

@@ -39,6 +39,12 @@ def test_invalid_text_is_refused(text: str) -> None:
         parse_timestamp(text)
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+06:06", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_the_utc_range_is_refused_with_the_range(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range: in UTC it must lie between 0001-01-01 and 9999-12"):
+        normalize_timestamp(text)
+
+
 def test_format_converts_to_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
     assert (
