@@ -207,8 +207,17 @@ def collection_problems(
 
 
 def _converted(source: Field | None, target: Field | None) -> str:
-    if source is None or target is None:
+    """The SQL value each row will hold in `target`: converted from `source`, or, for a new
+    field, its default when every row gets the same one (NULL when they differ or none)."""
+    if target is None:
         return "NULL"
+    if source is None:
+        default = target.default
+        if default is None or default.kind == "auto":
+            return "NULL"
+        if default.kind == "now":
+            return "'now'"
+        return literal_sql(target.type, default.value)
     return conversion_sql(source.type, target.type, quote(source.name))
 
 
