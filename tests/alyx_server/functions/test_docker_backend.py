@@ -91,8 +91,10 @@ async def client(engine: docker.DockerClient, tmp_path: Path, aiohttp_client: Cl
 
 
 def containers_of(engine: docker.DockerClient, name: str) -> list[str]:
-    found = engine.containers.list(all=True, filters={"label": f"alyx.function={name}"})
-    return [c.name or "" for c in found]
+    # sparse: names from the list call itself; inspecting each one races with a container
+    # removing itself between the list and the inspect (404).
+    found = engine.containers.list(all=True, sparse=True, filters={"label": f"alyx.function={name}"})
+    return [n.lstrip("/") for c in found for n in c.attrs.get("Names", [])[:1]]
 
 
 @pytest.mark.parametrize(("name", "runtime"), [("where", "python"), ("where_node", "node")])
