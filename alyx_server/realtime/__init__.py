@@ -23,7 +23,9 @@ from alyx_server.realtime.protocol import (
 )
 from alyx_server.realtime.subscriptions import (
     Access,
+    DocCheck,
     LiveExpression,
+    ReadChecks,
     ReadFields,
     ReadRoutes,
     Subscription,
@@ -36,9 +38,11 @@ __all__ = [
     "Access",
     "Client",
     "ClientMessage",
+    "DocCheck",
     "Expander",
     "HubFull",
     "LiveExpression",
+    "ReadChecks",
     "ReadFields",
     "ReadRoutes",
     "RealtimeError",

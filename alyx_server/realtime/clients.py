@@ -1,7 +1,9 @@
 """`Client`: one realtime connection, its subscriptions and its bounded send queue.
 
-Messages for a client are queued synchronously (`send` never waits) and written by the
-client's own writer task, so a slow consumer only ever slows itself. When its queue
+`send` never waits. When nothing is queued and the connection's socket takes the frame at
+once, `send` writes it there and then (the common case: no task switch per message);
+otherwise the message joins the client's queue, which the client's own writer task
+drains as the socket allows, so a slow consumer only ever slows itself. When its queue
 holds `send_queue` messages and another one comes, the client is closed with code 1013
 (try again later) and its queue dropped; nobody else waits for it.
 
@@ -34,6 +36,10 @@ class Transport(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
+    def write_now(self, data: bytes) -> bool:
+        """Write the frame if the socket takes it without waiting; False: queue it instead."""
+        ...
+
     async def close(self, code: int, message: str) -> None: ...
 
 
@@ -41,7 +47,7 @@ class Client:
     """One connection; see the module docstring."""
 
     __slots__ = (
-        "_closed", "_closer", "_counted", "_next_sub", "_queue", "_wake", "_writer", "access",
+        "_closed", "_closer", "_counted", "_next_sub", "_queue", "_sending", "_wake", "_writer", "access",
         "closing", "expired", "expires_at", "id", "limit", "subs", "transport",
     )  # fmt: skip
 
@@ -66,6 +72,7 @@ class Client:
         self.subs: dict[str, Subscription] = {}
         self._next_sub = 0
         self._queue: deque[tuple[str, bytes]] = deque()
+        self._sending = False
         self._wake = asyncio.Event()
         self._counted = counted
         self._closed = closed
@@ -98,6 +105,9 @@ class Client:
         """Queue one encoded message; overflow closes the client with 1013."""
         if self.closing:
             return
+        if not self._queue and not self._sending and self.transport.write_now(data):
+            self._counted(kind)
+            return
         if len(self._queue) >= self.limit:
             log.warning("realtime client %s cannot keep up (%d queued): closing it", self.id, self.limit)
             self.close(CLOSE_OVERLOADED, "send queue full: the client does not keep up")
@@ -118,7 +128,9 @@ class Client:
             while True:
                 while queue:
                     kind, data = queue.popleft()
+                    self._sending = True
                     await transport.send(data)
+                    self._sending = False
                     self._counted(kind)
                 wake.clear()
                 await wake.wait()

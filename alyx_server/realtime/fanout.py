@@ -34,6 +34,7 @@ from alyx_server.db.changes import ChangeEvent
 from alyx_server.db.codec import codec_for
 from alyx_server.realtime.index import CollectionRoutes, SubscriptionIndex
 from alyx_server.realtime.subscriptions import Subscription
+from alyx_server.realtime.windows import PendingDelta
 from alyx_server.schema.model import Collection
 from alyx_server.tools.timestamps import Clock
 
@@ -203,24 +204,30 @@ class ChangeFanout:
         touched: list[Subscription],
         resync: list[Subscription],
     ) -> None:
+        # Runs once per candidate subscription per changed doc: kept to plain attribute
+        # reads and calls on the common path.
         if not sub.active or sub.client.expired:
             return
         if not sub.ready:
             sub.backlog.add(doc_id)
             return
         matches = doc is not None and sub.matches(doc)
-        if sub.pending is None:
+        view = sub.view
+        pending = sub.pending
+        if pending is None:
+            pending = sub.pending = PendingDelta(view)
             touched.append(sub)
-        pending = sub.pending_delta()
-        pending.touch(sub.view, doc_id, public if matches else None)
+        pending.touch(view, doc_id, public if matches else None)
         if sub.stale:
             return
-        if sub.view.apply(doc_id, doc if matches else None, existed, sub.unchanged_by(fields)):
+        was_incomplete = view.total > len(view.held)
+        if view.apply(doc_id, doc if matches else None, existed, sub.unchanged_by(fields)):
             sub.stale = True
             resync.append(sub)
-        if sub.view.evicted:
-            pending.evicted(sub.view)
-        routes.refresh(sub)
+        if view.evicted:
+            pending.evicted(view)
+        if was_incomplete != (view.total > len(view.held)):
+            routes.refresh(sub)
 
     def _take_backlog(
         self, sub: Subscription, touched: list[Subscription], resync: list[Subscription]
@@ -279,9 +286,9 @@ class ChangeFanout:
             payload = pending.render(sub.view)
             if payload is None:
                 continue
-            mine = expanded.get(id(sub))
+            mine = expanded.get(id(sub)) if expanded else None
             if mine is None and "order" not in payload:
-                client.send("delta", _shared_delta(shared, sub.id, payload))
+                client.send("delta", sub.frame_prefix + _shared_body(shared, payload))
                 continue
             changes = payload["changes"]
             for kind in ("inserts", "updates"):
@@ -304,12 +311,13 @@ class ChangeFanout:
         return out
 
 
-def _shared_delta(shared: dict[tuple[Any, ...], bytes], sub_id: str, payload: dict[str, Any]) -> bytes:
-    """The delta frame, its body encoded once per tick for every live set with the same changes."""
+def _shared_body(shared: dict[tuple[Any, ...], bytes], payload: dict[str, Any]) -> bytes:
+    """The delta frame after its subscription id (`Subscription.frame_prefix`), encoded once
+    per tick for every live set with the same changes."""
     changes = payload["changes"]
     key = (
-        tuple(id(d) for d in changes.get("inserts", ())),
-        tuple(id(d) for d in changes.get("updates", ())),
+        tuple(map(id, changes.get("inserts", ()))),
+        tuple(map(id, changes.get("updates", ()))),
         tuple(changes.get("deletes", ())),
         payload.get("total"),
     )
@@ -318,8 +326,8 @@ def _shared_delta(shared: dict[tuple[Any, ...], bytes], sub_id: str, payload: di
         for kind in ("inserts", "updates"):
             if kind in changes:
                 changes[kind] = [d.fragment for d in changes[kind]]
-        body = shared[key] = orjson.dumps(payload)
-    return b'{"type":"delta","payload":{"subscription_id":' + orjson.dumps(sub_id) + b"," + body[1:] + b"}"
+        body = shared[key] = orjson.dumps(payload)[1:] + b"}"
+    return body
 
 
 def window_query(

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from alyx_server.db.query import (
     Condition,
     Predicate,
@@ -37,8 +39,10 @@ from alyx_server.tools.timestamps import normalize_timestamp
 __all__ = [
     "FILTER_OPERATORS",
     "Access",
+    "DocCheck",
     "LiveExpression",
     "LiveQuery",
+    "ReadChecks",
     "ReadFields",
     "ReadRoutes",
     "Subscription",
@@ -79,6 +83,9 @@ ReadRoutes = Callable[[Collection, Auth | None], Mapping[str, Any]]
 """{field: value} every doc the caller may read in the collection has (read rule equalities)."""
 ReadFields = Callable[[Collection], frozenset[str] | None]
 """The doc fields the collection's read decision depends on (None: unknown, any field)."""
+DocCheck = Callable[[Mapping[str, Any]], bool]
+ReadChecks = Callable[[Collection, Auth | None, RequestInfo], DocCheck | bool]
+"""The read decision bound to one caller: per doc, or a bool when it does not read the doc."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ class Access:
     request: RequestInfo
     read_routes: ReadRoutes | None = None
     read_fields: ReadFields | None = None
+    read_checks: ReadChecks | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -281,8 +289,8 @@ class Subscription:
     """One live query of one client; the hub and the index drive it."""
 
     __slots__ = (
-        "access", "active", "backlog", "client", "epoch", "id", "match_fields", "matches", "message_id",
-        "pending", "predicates", "query", "ready", "route", "stale", "view",
+        "access", "active", "backlog", "client", "epoch", "frame_prefix", "id", "match_fields", "matches",
+        "message_id", "pending", "predicates", "query", "ready", "route", "stale", "view",
     )  # fmt: skip
 
     def __init__(
@@ -295,6 +303,8 @@ class Subscription:
         holders: Holders,
     ) -> None:
         self.id = sub_id
+        # A delta frame up to its first payload key (fanout appends the shared rest).
+        self.frame_prefix = b'{"type":"delta","payload":{"subscription_id":' + orjson.dumps(sub_id) + b","
         self.client = client
         self.message_id = message_id
         self.query = query
@@ -335,7 +345,14 @@ class Subscription:
             read = access.policy.read_predicate(c, access.auth, access.request)
             if read is not None:
                 predicates.append(read)
-            checks.append(_read_check(access, c))
+            if access.read_checks is None:
+                checks.append(_read_check(access, c))
+            else:
+                bound = access.read_checks(c, access.auth, access.request)
+                if bound is False:
+                    checks.append(_never)
+                elif bound is not True:
+                    checks.append(bound)
             fields = _union(fields, access.read_fields(c) if access.read_fields is not None else None)
         self.access = access
         self.predicates = predicates
@@ -362,7 +379,7 @@ def _union(a: set[str] | None, b: frozenset[str] | None) -> set[str] | None:
     return a | b
 
 
-def _never(doc: dict[str, Any]) -> bool:
+def _never(doc: Mapping[str, Any]) -> bool:
     return False
 
 

@@ -94,6 +94,7 @@ class CompiledRule:
         names = _ALL_NAMES if self.fallback else free_names(node)
         self.uses_auth = "auth" in names
         self.uses_request = "request" in names
+        self.uses_doc = "doc" in names
         self._predicates: dict[int, tuple[object, Predicate]] = {}
 
     def __repr__(self) -> str:
@@ -133,6 +134,31 @@ class CompiledRule:
     ) -> bool:
         """The read decision for one document in memory (realtime fan-out)."""
         return self.allows(auth, request, doc)
+
+    def doc_check(
+        self, auth: Mapping[str, Any] | None, request: RequestInfo | None
+    ) -> Callable[[Mapping[str, Any]], bool] | bool:
+        """The decision bound to one caller: a bool when the rule does not read `doc`.
+
+        Realtime asks this once per subscription instead of `allows` per doc and
+        subscriber: `auth` and `request` become CEL values once, and a rule that reads
+        only them (`"true"`, `auth.id != null`) is decided once.
+        """
+        auth_v = auth_value(auth) if self.uses_auth else None
+        request_v = request_value(request) if self.uses_request else _UNREAD
+        if not self.uses_doc:
+            return self._allows({"auth": auth_v, "request": request_v, "doc": {}})
+        fn = self._fn
+
+        def check(doc: Mapping[str, Any]) -> bool:
+            act = {"auth": auth_v, "request": request_v, "doc": doc}
+            try:
+                return fn(act) is True
+            except CelEvalError as e:
+                self._log_error(act, e)
+                return False
+
+        return check
 
     # -- SQL -----------------------------------------------------------------------------
     def _constant(self, act: Activation) -> Callable[[Node], Any]:

@@ -59,6 +59,19 @@ async def test_snapshot_echoes_the_id_and_hides_internal_fields(client: Client) 
     assert all("secret" not in d for d in everything["payload"]["docs"])
 
 
+@pytest.mark.parametrize("size", [10, 70_000], ids=["under-64KiB", "over-64KiB"])
+async def test_frames_of_every_length_arrive_whole(client: Client, size: int) -> None:
+    """A frame's length header has three forms: `connected` is under 126 bytes, these
+    deltas and snapshots under 64 KiB or over it."""
+    live = await LiveClient.connect(client)
+    await live.subscribe({"collection": "posts", "filter": {"n": size}})
+    posted = await create(client, title="t" * size, n=size)
+    [delta] = await live.sync()
+    assert delta["payload"]["changes"] == {"inserts": [posted]}
+    again = await live.subscribe({"collection": "posts", "filter": {"n": size}})
+    assert again["payload"]["docs"] == [posted]
+
+
 async def test_unsubscribe_stops_deltas(client: Client) -> None:
     live = await LiveClient.connect(client)
     snap = await live.subscribe({"collection": "posts"})

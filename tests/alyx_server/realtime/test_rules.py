@@ -37,6 +37,13 @@ collections:
     rules:
       create: "auth != null && doc.owner == auth.id"
       read:   "auth != null && doc.owner == auth.id"
+  board:
+    fields:
+      id:   { type: uuid, primary: true, default: auto }
+      text: { type: string }
+    rules:
+      create: "auth != null"
+      read:   "auth != null && request.query.room == 'red'"
 """
 
 
@@ -109,3 +116,16 @@ async def test_owner_only_collection_routes_by_the_rule_and_where_narrows(client
         client, b_token, "POST", "/api/collections/diaries", {"owner": bob, "text": "dear diary"}
     )
     assert [m["payload"]["changes"] for m in await b.sync()] == [{"inserts": [dear]}]
+
+
+async def test_a_rule_that_reads_no_doc_is_decided_per_subscriber(client: Client) -> None:
+    """`auth` and `request` alone decide: each subscriber gets every doc or none."""
+    _alice, a_token = await register(client, "alice@example.com")
+    red = await LiveClient.connect(client, f"/api/realtime?room=red&token={a_token}")
+    blue = await LiveClient.connect(client, f"/api/realtime?room=blue&token={a_token}")
+    anon_red = await LiveClient.connect(client, "/api/realtime?room=red")
+    for live in (red, blue, anon_red):
+        await live.subscribe({"collection": "board"})
+    posted = await write(client, a_token, "POST", "/api/collections/board", {"text": "hello"})
+    assert [m["payload"]["changes"] for m in await red.sync()] == [{"inserts": [posted]}]
+    assert await blue.sync() == [] and await anon_red.sync() == []
