@@ -129,8 +129,10 @@ class Client:
                 while queue:
                     kind, data = queue.popleft()
                     self._sending = True
-                    await transport.send(data)
-                    self._sending = False
+                    try:
+                        await transport.send(data)
+                    finally:
+                        self._sending = False
                     self._counted(kind)
                 wake.clear()
                 await wake.wait()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
@@ -70,6 +73,40 @@ async def test_frames_of_every_length_arrive_whole(client: Client, size: int) ->
     assert delta["payload"]["changes"] == {"inserts": [posted]}
     again = await live.subscribe({"collection": "posts", "filter": {"n": size}})
     assert again["payload"]["docs"] == [posted]
+
+
+def _small_receive_buffer(addr_info: Any) -> socket.socket:
+    family, kind, proto, _canonname, _address = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    return sock
+
+
+async def test_a_client_that_falls_behind_gets_every_delta_in_order(client: Client) -> None:
+    """While its socket is backed up, deltas wait in the client's queue; none is lost,
+    none overtakes another, and direct writes resume once it has caught up."""
+    connector = aiohttp.TCPConnector(socket_factory=_small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        reader = LiveClient(await session.ws_connect(client.make_url("/api/realtime")))
+        assert (await reader.receive())["type"] == "connected"
+        await reader.subscribe({"collection": "posts", "filter": {"n": 7}})
+        body = "x" * 200_000
+        for i in range(40):  # 8 MB that the client does not read meanwhile
+            await create(client, title=f"t{i}", n=7, body=body)
+
+        async def read_all() -> list[dict[str, Any]]:
+            return [await reader.receive() for _ in range(80)]
+
+        # Then it reads while more deltas come: its socket drains as its queue empties.
+        receiving = asyncio.ensure_future(read_all())
+        for i in range(40, 80):
+            await create(client, title=f"t{i}", n=7, body="y" * (i * 1000))
+        got = await receiving
+        titles = [m["payload"]["changes"]["inserts"][0]["title"] for m in got]
+        assert titles == [f"t{i}" for i in range(80)]
+        after = await create(client, title="after", n=7)
+        [delta] = await reader.sync()
+        assert delta["payload"]["changes"] == {"inserts": [after]}
 
 
 async def test_unsubscribe_stops_deltas(client: Client) -> None:
