@@ -61,6 +61,10 @@ _DOC_FIELD = re.compile(r"\bdoc\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _DOC_ANY = re.compile(r"\bdoc\b")
 
 
+DocCheck = Callable[[Mapping[str, Any]], bool]
+"""A decision on one doc, with the caller already bound."""
+
+
 class LiveExpression(Protocol):
     """A compiled CEL expression over `doc`, `auth` and `request` (rules' CompiledRule)."""
 
@@ -68,9 +72,7 @@ class LiveExpression(Protocol):
 
     def to_predicate(self, auth: Auth | None, request: RequestInfo | None) -> Predicate: ...
 
-    def can_read(
-        self, auth: Auth | None, doc: Mapping[str, Any], request: RequestInfo | None = None
-    ) -> bool: ...
+    def doc_check(self, auth: Auth | None, request: RequestInfo | None) -> DocCheck | bool: ...
 
     def equality_constraints(
         self, auth: Auth | None, request: RequestInfo | None = None
@@ -83,7 +85,6 @@ ReadRoutes = Callable[[Collection, Auth | None], Mapping[str, Any]]
 """{field: value} every doc the caller may read in the collection has (read rule equalities)."""
 ReadFields = Callable[[Collection], frozenset[str] | None]
 """The doc fields the collection's read decision depends on (None: unknown, any field)."""
-DocCheck = Callable[[Mapping[str, Any]], bool]
 ReadChecks = Callable[[Collection, Auth | None, RequestInfo], DocCheck | bool]
 """The read decision bound to one caller: per doc, or a bool when it does not read the doc."""
 
@@ -338,7 +339,7 @@ class Subscription:
         fields: set[str] | None = {cond.field for cond in q.conditions}
         if q.where is not None:
             predicates.append(q.where.to_predicate(access.auth, access.request))
-            checks.append(_where_check(q.where, access))
+            _add_check(checks, q.where.doc_check(access.auth, access.request))
             where_eq = q.where.equality_constraints(access.auth, access.request)
             fields = _union(fields, doc_fields_in(q.where.text))
         if not access.is_admin:
@@ -348,11 +349,7 @@ class Subscription:
             if access.read_checks is None:
                 checks.append(_read_check(access, c))
             else:
-                bound = access.read_checks(c, access.auth, access.request)
-                if bound is False:
-                    checks.append(_never)
-                elif bound is not True:
-                    checks.append(bound)
+                _add_check(checks, access.read_checks(c, access.auth, access.request))
             fields = _union(fields, access.read_fields(c) if access.read_fields is not None else None)
         self.access = access
         self.predicates = predicates
@@ -383,9 +380,12 @@ def _never(doc: Mapping[str, Any]) -> bool:
     return False
 
 
-def _where_check(where: LiveExpression, access: Access) -> Callable[[dict[str, Any]], bool]:
-    auth, request = access.auth, access.request
-    return lambda doc: where.can_read(auth, doc, request)
+def _add_check(checks: list[Callable[[dict[str, Any]], bool]], bound: DocCheck | bool) -> None:
+    """Add a decision bound to the caller: nothing when it admits every doc."""
+    if bound is False:
+        checks.append(_never)
+    elif bound is not True:
+        checks.append(bound)
 
 
 def _read_check(access: Access, collection: Collection) -> Callable[[dict[str, Any]], bool]:

@@ -5,7 +5,9 @@
     to_predicate(auth, request)     the rule as a database `Predicate` for lists: the
                                     top-level `&&` parts that have an SQL form go into
                                     the WHERE clause, the rest is checked per row
-    can_read(auth, doc)             the same predicate in memory, for realtime fan-out
+    can_read(auth, doc)             the same predicate in memory
+    doc_check(auth, request)        the predicate bound to one caller, for realtime
+                                    fan-out: per doc, or a bool when it reads no doc
     equality_constraints(auth)      {field: value} every admitted doc must have (from
                                     `doc.f == <no doc>` parts), for routing realtime events
 
@@ -109,12 +111,15 @@ class CompiledRule:
         self, auth: Mapping[str, Any] | None, request: RequestInfo | None, doc: Mapping[str, Any]
     ) -> bool:
         """Whether the rule gives `true`; an evaluation error denies and is logged."""
-        act = {
-            "auth": auth_value(auth) if self.uses_auth else None,
-            "request": request_value(request) if self.uses_request else _UNREAD,
-            "doc": doc,
-        }
-        return self._allows(act)
+        auth_v, request_v = self._bound(auth, request)
+        return self._allows({"auth": auth_v, "request": request_v, "doc": doc})
+
+    def _bound(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> tuple[Any, Any]:
+        """`auth` and `request` as CEL values, built only when the expression reads them."""
+        return (
+            auth_value(auth) if self.uses_auth else None,
+            request_value(request) if self.uses_request else _UNREAD,
+        )
 
     def _allows(self, act: Activation) -> bool:
         try:
@@ -140,25 +145,16 @@ class CompiledRule:
     ) -> Callable[[Mapping[str, Any]], bool] | bool:
         """The decision bound to one caller: a bool when the rule does not read `doc`.
 
-        Realtime asks this once per subscription instead of `allows` per doc and
-        subscriber: `auth` and `request` become CEL values once, and a rule that reads
-        only them (`"true"`, `auth.id != null`) is decided once.
+        Realtime asks this once per subscription (for the read rule and for `where`)
+        instead of `allows` per doc and subscriber: `auth` and `request` become CEL
+        values once, and an expression that reads only them (`"true"`, `auth.id != null`)
+        is decided once.
         """
-        auth_v = auth_value(auth) if self.uses_auth else None
-        request_v = request_value(request) if self.uses_request else _UNREAD
+        auth_v, request_v = self._bound(auth, request)
         if not self.uses_doc:
             return self._allows({"auth": auth_v, "request": request_v, "doc": {}})
-        fn = self._fn
-
-        def check(doc: Mapping[str, Any]) -> bool:
-            act = {"auth": auth_v, "request": request_v, "doc": doc}
-            try:
-                return fn(act) is True
-            except CelEvalError as e:
-                self._log_error(act, e)
-                return False
-
-        return check
+        allows = self._allows
+        return lambda doc: allows({"auth": auth_v, "request": request_v, "doc": doc})
 
     # -- SQL -----------------------------------------------------------------------------
     def _constant(self, act: Activation) -> Callable[[Node], Any]:
