@@ -48,6 +48,6 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	@status=0; \
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
-	echo "mypy --strict alyx_server alyx_cli"; $(BIN)/mypy --strict alyx_server alyx_cli || status=1; \
+	echo "mypy --strict alyx_server alyx_cli bench"; $(BIN)/mypy --strict alyx_server alyx_cli bench || status=1; \
 	echo "lint-imports"; $(BIN)/lint-imports || status=1; \
 	exit $$status

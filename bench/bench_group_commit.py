@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import sqlite3
@@ -76,7 +77,7 @@ async def measure_writes(
         while time.perf_counter() < deadline:
             i += 1
             doc = {"title": f"t{w}-{i}", "author": f"u{w % 10}", "n": i}
-            await db.write(lambda c, d=doc: insert_doc(c, POSTS, d))
+            await db.write(functools.partial(insert_doc, collection=POSTS, data=doc))
             done += 1
 
     started = time.perf_counter()

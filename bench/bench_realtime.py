@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ async def cpu_per_change(target: Target, subs: int, args: argparse.Namespace) ->
         for ws, reader in opened:
             reader.cancel()
             await ws.close()
-    return spent / args.cpu_writes * 1e6
+    return float(spent / args.cpu_writes * 1e6)
 
 
 # ---------------------------------------------------------------- run 3: idle memory
@@ -222,7 +222,7 @@ async def idle_memory(label: str, target: Target, clients: int) -> float:
     await asyncio.sleep(1.0)
     before = target.server.rss_mib()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        opened = []
+        opened: list[aiohttp.ClientWebSocketResponse | aiohttp.ClientResponse] = []
         for _ in range(clients):
             if label == "Alyx":
                 ws = await session.ws_connect(
@@ -283,7 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(step: Callable[[], Awaitable[Any]]) -> Any:
+def run(step: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(step())
 
 
