@@ -30,8 +30,8 @@ ERROR = object()
 
 
 def conformance_folder() -> Path:
-    """`../shared/cel-conformance` beside the repository (CI copies it there)."""
-    return REPO_ROOT.parent / "shared" / "cel-conformance"
+    """The core-language cases, carried in `cel_conformance/` beside this module."""
+    return Path(__file__).resolve().parent / "cel_conformance"
 
 
 def _value(v: dict[str, Any]) -> Any:
