@@ -84,8 +84,7 @@ class RuntimeImages:
             raise ImageError(
                 f"the base image {base} of the {runtime} runtime is missing from the Docker engine; "
                 f"import a root filesystem with {'python3' if runtime == 'python' else 'nodejs'} "
-                f"under that name (docs/functions.md, 'Docker backend', shows how; "
-                f".ci/docker-up.sh does it with debootstrap)"
+                f"under that name (docs/functions.md, 'Docker backend', shows how with debootstrap)"
             ) from e
         tag = f"alyx-runtime-{runtime}:{context_digest(context, base_id)}"
         try:

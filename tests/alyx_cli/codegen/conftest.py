@@ -2,7 +2,7 @@
 and a real `alyx dev` server for the live round trips.
 
 Node (with the TypeScript compiler pinned in tests/codegen_env) and Go are required, not
-optional: a missing toolchain fails the test with what to install (`.ci/run` installs
+optional: a missing toolchain fails the test with what to install (`make test` installs
 them), so a green run always means the generated clients were compiled.
 """
 
@@ -39,7 +39,7 @@ def require(tool: str, hint: str) -> str:
     """The path of `tool`, or a failure naming what to install."""
     found = shutil.which(tool)
     if found is None:
-        pytest.fail(f"{tool} is not installed: {hint} (.ci/run installs it)", pytrace=False)
+        pytest.fail(f"{tool} is not installed: {hint} (make test installs it)", pytrace=False)
     return found
 
 

@@ -1,7 +1,7 @@
 """The Docker backend end to end: a real engine, real containers, real limits.
 
 These tests need a Docker engine with the base images `alyx-python-base:local` and
-`alyx-node-base:local`; `.ci/run` starts one with `.ci/docker-up.sh`. They fail (never
+`alyx-node-base:local`; `make test` starts one with `tests/env/docker-up.sh`. They fail (never
 skip) when no engine answers, so that a CI without Docker cannot pass unnoticed.
 """
 
@@ -75,8 +75,8 @@ def engine() -> Iterator[docker.DockerClient]:
     except ConfigError as e:
         pytest.fail(
             f"{e}\nThe Docker backend's tests need an engine: start a private one with\n"
-            '  docker_env=$(bash .ci/docker-up.sh) && eval "$docker_env"\n'
-            "(and stop it with .ci/docker-down.sh)",
+            '  docker_env=$(bash tests/env/docker-up.sh) && eval "$docker_env"\n'
+            "(and stop it with tests/env/docker-down.sh)",
             pytrace=False,
         )
     yield client

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the Docker engine that .ci/docker-up.sh started (by its pid file, nothing else).
+# Stops the Docker engine that tests/env/docker-up.sh started (by its pid file, nothing else).
 # Its images stay in $ALYX_DOCKER_DIR for the next start; the root filesystem tarballs
 # stay in the cache. Safe to call when no engine runs.
 set -uo pipefail

@@ -15,9 +15,9 @@
 #
 # Progress goes to stderr; stdout gets one line to eval, `export DOCKER_HOST=unix://...`:
 #
-#   docker_env=$(bash .ci/docker-up.sh) && eval "$docker_env"
+#   docker_env=$(bash tests/env/docker-up.sh) && eval "$docker_env"
 #
-# .ci/docker-down.sh stops the engine again. Needs root (dockerd and debootstrap).
+# tests/env/docker-down.sh stops the engine again. Needs root (dockerd and debootstrap).
 set -euo pipefail
 
 DOCKER_DIR=${ALYX_DOCKER_DIR:-/tmp/alyx-docker}
