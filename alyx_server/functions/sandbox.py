@@ -10,7 +10,8 @@ Inside bubblewrap a worker sees only
     /alyx/api.sock                                the internal API's socket
     /tmp (private tmpfs), /proc, /dev
 
-all read-only except /tmp, with an empty environment plus the manifest's `env`, no
+all read-only except /tmp (the root itself too: nothing can be created beside the
+function, in /alyx or in /), with an empty environment plus the manifest's `env`, no
 network unless the manifest says `network: true`, no capabilities, new namespaces, and
 death with the server. The data directory, the project and the JWT secret are simply
 not there. Without bubblewrap, the worker runs as the server's user with only the
@@ -121,6 +122,10 @@ class ProcessSandbox:
             args += ["--dir", "/alyx/function", "--ro-bind", str(spec.source), inner]
             mounts[str(spec.source)] = inner
         args += ["--bind", str(self.socket_path), SANDBOX_SOCKET]
+        # bwrap builds the root on a writable tmpfs: without this a function could create
+        # files in /alyx/function (beside a one-file function), /alyx or /. Last of the
+        # mounts, so the private /tmp (its own mount) stays writable.
+        args += ["--remount-ro", "/"]
         env = {**_BASE_ENV, **spec.env}
         for key, value in env.items():
             args += ["--setenv", key, value]
