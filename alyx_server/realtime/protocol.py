@@ -101,7 +101,12 @@ def _message_id(data: Mapping[str, Any]) -> MessageId | None:
 
 
 def parse_message(data: str | bytes, max_size: int) -> ClientMessage:
-    """A client frame as a ClientMessage; RealtimeError names what is wrong with it."""
+    """A client frame as a ClientMessage; RealtimeError names what is wrong with it.
+
+    Once the frame is a JSON object with a valid `id`, every refusal echoes that id, so a
+    client can tell which of its messages was refused (a frame over `max_size` is not
+    parsed at all, so its refusal carries no id).
+    """
     size = len(data.encode() if isinstance(data, str) else data)
     if size > max_size:
         raise RealtimeError(
@@ -113,17 +118,17 @@ def parse_message(data: str | bytes, max_size: int) -> ClientMessage:
         raise RealtimeError("INVALID_MESSAGE", f"the message is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise RealtimeError("INVALID_MESSAGE", 'a message must be a JSON object {"type", "payload", "id"?}')
+    message_id = _message_id(value)
     kind = value.get("type")
     if kind not in CLIENT_TYPES:
         shown = "missing" if kind is None else repr(kind)
         raise RealtimeError(
-            "INVALID_MESSAGE", f"message type {shown} is not one of: {', '.join(CLIENT_TYPES)}"
+            "INVALID_MESSAGE", f"message type {shown} is not one of: {', '.join(CLIENT_TYPES)}", message_id
         )
-    message_id = _message_id(value)
     unknown = sorted(set(value) - {"id", "type", "payload"})
     if unknown:
         raise RealtimeError(
-            "INVALID_MESSAGE", f"unknown message key {unknown[0]!r}; keys are id, type, payload"
+            "INVALID_MESSAGE", f"unknown message key {unknown[0]!r}; keys are id, type, payload", message_id
         )
     payload = value.get("payload", {})
     if payload is None:
