@@ -101,13 +101,26 @@ def prefilled_operations(diff: SchemaDiff) -> Prefill:
     return [item for change in diff.destructive for item in _prefill_one(change, diff)]
 
 
-def _flow(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+def _flow(value: dict[str, Any]) -> str:
+    """One operation's arguments as a one-line `{key: value}` mapping."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000, allow_unicode=True)
     return str(text).strip()
 
 
+def _header(version: int, name: str, description: str) -> list[str]:
+    """The `version`, `name` and `description` lines, quoted where YAML needs it.
+
+    Dumped as one mapping: a plain scalar dumped alone ends with YAML's end-of-document
+    marker `...`, which made the rest of the file a second document the loader refuses;
+    a name such as `null` or `123` must also stay a string.
+    """
+    top = {"version": version, "name": name, "description": description}
+    text = yaml.safe_dump(top, sort_keys=False, width=10_000, allow_unicode=True)
+    return str(text).splitlines()
+
+
 def _render(version: int, name: str, description: str, prefill: Prefill) -> str:
-    lines = [f"version: {version}", f"name: {name}", f"description: {_flow(description)}"]
+    lines = _header(version, name, description)
     if not prefill:
         return "\n".join([*lines, "operations: []", _SQL_EXAMPLE])
     lines.append("operations:")
