@@ -1,11 +1,12 @@
 """Health, metrics and the OpenAPI document (SPEC §12, §7).
 
-    GET /health          {status, version, uptime, components{database, realtime, functions}}
-                         200 when the database answers and migrations are done, else 503
-    GET /health/live     200 while the process serves requests
-    GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
-    GET /metrics         Prometheus text
-    GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
+GET /health          {status, version, uptime, components{database, realtime, functions}}
+                     200 when the database answers and migrations are done, else 503;
+                     realtime and functions report the live hub and function service
+GET /health/live     200 while the process serves requests
+GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
+GET /metrics         Prometheus text
+GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import orjson
 from aiohttp import web
 
 from alyx_server import __version__
+from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.openapi import openapi_document
 from alyx_server.api.pipeline import json_response
+from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME, Runtime
 from alyx_server.metrics import CONTENT_TYPE
 from alyx_server.schema.model import Schema
@@ -41,6 +44,33 @@ def _database_status(rt: Runtime) -> dict[str, Any]:
     return {"status": "ok", "migrations": "applied"}
 
 
+def _realtime_status(app: web.Application, ok: bool) -> dict[str, Any]:
+    """The hub's open connections and live subscriptions (0 before the first connection)."""
+    hub = app[REALTIME].hub
+    return {
+        "status": "ok" if ok else "starting",
+        "connections": 0 if hub is None else len(hub.clients),
+        "subscriptions": 0 if hub is None else len(hub.index),
+    }
+
+
+def _functions_status(app: web.Application) -> dict[str, Any]:
+    """The function service: how many functions it serves, how many failed to load, and
+    its workers. `degraded` while a discovered function cannot be served (its name and
+    error are in the admin listing, not in this public answer)."""
+    service = app[FUNCTIONS].service
+    if service is None:
+        return {"status": "starting"}
+    pools = list(service.pools.values())
+    return {
+        "status": "degraded" if service.problems else "ok",
+        "backend": service.backend.name,
+        "functions": len(service.specs),
+        "failed": len(service.problems),
+        "workers": sum(pool.total for pool in pools),
+    }
+
+
 async def health(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     database = _database_status(rt)
@@ -51,8 +81,8 @@ async def health(request: web.Request) -> web.StreamResponse:
         "uptime": round(time.monotonic() - rt.started, 3),
         "components": {
             "database": database,
-            "realtime": {"status": "ok" if ok else "starting", "connections": 0, "subscriptions": 0},
-            "functions": {"status": "disabled"},
+            "realtime": _realtime_status(request.app, ok),
+            "functions": _functions_status(request.app),
         },
     }
     return json_response(body, 200 if ok else 503)
