@@ -9,12 +9,16 @@ falls back to the wrapped cel-python interpreter (`cel.py`); a name that cannot 
 When the environment knows the collection (`doc_fields`), `doc` holds a decoded document
 as the database layer returns it (timestamps as ISO text, blobs as base64, json parsed),
 and `doc.<field>` converts that one field to its CEL value on access.
+
+An expression whose work can grow with its data (a comprehension, `matches`, `+` building
+strings or lists) is wrapped so each evaluation carries an `EvalBudget` of
+`env.eval_budget` steps under `functions.BUDGET`; the nodes that grow charge it, and the
+rest of the closures never look at it.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +97,8 @@ class CompileEnv:
     collection: str = ""
     # False: an unknown function is an error at evaluation time, not at compile time.
     strict_functions: bool = True
+    # Steps one evaluation may take (rules.eval_budget); see functions.EvalBudget.
+    eval_budget: int = fns.DEFAULT_EVAL_BUDGET
 
 
 def _parse_ts(text: Any) -> Any:
@@ -126,12 +132,32 @@ def doc_value(doc: Mapping[str, Any], fields: Mapping[str, FieldType]) -> dict[s
 
 def compile_node(node: Node, env: CompileEnv) -> Fn:
     """The closure computing `node`; Unsupported or CelCompileError when it cannot be built."""
-    return _Compiler(env).compile(node, frozenset())
+    compiler = _Compiler(env)
+    fn = compiler.compile(node, frozenset())
+    if not compiler.uses_budget:
+        return fn
+    limit = env.eval_budget
+    budget_key = fns.BUDGET
+    budget_type = fns.EvalBudget
+
+    def budgeted(a: Activation) -> Any:
+        # A caller evaluating several parts of one expression passes one budget for all.
+        if budget_key in a:
+            return fn(a)
+        return fn({**a, budget_key: budget_type(limit)})
+
+    return budgeted
+
+
+# String functions that scan their receiver: inside a comprehension they charge its length.
+_SCANNING = frozenset({"contains", "startsWith", "endsWith"})
 
 
 class _Compiler:
     def __init__(self, env: CompileEnv) -> None:
         self.env = env
+        # Whether a closure reads the evaluation's budget (compile_node then supplies one).
+        self.uses_budget = False
 
     def compile(self, node: Node, scope: frozenset[str]) -> Fn:
         method = getattr(self, "_" + type(node).__name__.lower())
@@ -315,9 +341,27 @@ class _Compiler:
         if op in ("<", "<=", ">", ">="):
             return lambda a: cel_compare(op, left(a), right(a))
         if op == "in":
+            if scope:
+                return self._charged_in(left, right)
             return lambda a: cel_in(left(a), right(a))
         arith = _ARITHMETIC[op]
+        if op == "+":
+            # `s + s + s ...` copies ever longer values: charge what each `+` builds.
+            self.uses_budget = True
+            charge = fns.charge_size
+            return lambda a: charge(a[fns.BUDGET], arith(left(a), right(a)))
         return lambda a: arith(left(a), right(a))
+
+    def _charged_in(self, left: Fn, right: Fn) -> Fn:
+        """`x in list` inside a loop: a scan per element, charged by the list's length."""
+        self.uses_budget = True
+        charge = fns.charge_size
+
+        def member(a: Activation) -> Any:
+            x = left(a)
+            return cel_in(x, charge(a[fns.BUDGET], right(a)))
+
+        return member
 
     def _call(self, node: Call, scope: frozenset[str]) -> Fn:
         args = [self.compile(x, scope) for x in node.args]
@@ -332,11 +376,13 @@ class _Compiler:
                 raise CelEvalError(message)
 
             return unknown
-        regex = _literal_regex(node)
-        if regex is not None and target is not None:
-            t = target
-            return lambda a: fns.search(t(a), regex)
         all_args = [target, *args] if target is not None else args
+        if node.function == "matches":
+            return self._matches(node, all_args)
+        if node.function in _SCANNING and scope and target is not None and len(args) == 1:
+            self.uses_budget = True
+            charge, recv, (arg,) = fns.charge_size, target, args
+            return lambda a: impl(charge(a[fns.BUDGET], recv(a)), arg(a))
         if len(all_args) == 1:
             (x,) = all_args
             return lambda a: impl(x(a))
@@ -344,6 +390,17 @@ class _Compiler:
             x, y = all_args
             return lambda a: impl(x(a), y(a))
         return lambda a: impl(*(f(a) for f in all_args))
+
+    def _matches(self, node: Call, all_args: list[Fn]) -> Fn:
+        """`s.matches(p)` / `matches(s, p)`: RE2, charged to the budget for its work."""
+        self.uses_budget = True
+        text, pattern = all_args
+        regex = _literal_regex(node)
+        if regex is not None:
+            search = fns.search
+            return lambda a: search(text(a), regex, a[fns.BUDGET])
+        dynamic = fns.matches
+        return lambda a: dynamic(text(a), pattern(a), a[fns.BUDGET])
 
     def _message(self, node: Message, scope: frozenset[str]) -> Fn:
         raise Unsupported("protobuf message construction", node)
@@ -353,6 +410,7 @@ class _Compiler:
         rng = self.compile(node.range, scope)
         body = self.compile(node.body, inner)
         flt = None if node.filter is None else self.compile(node.filter, inner)
+        self.uses_budget = True
         return fns.comprehension(node.kind, node.var, rng, body, flt)
 
 
@@ -440,13 +498,18 @@ def _qualified(parts: list[str]) -> Fn:
     return resolve
 
 
-def _literal_regex(node: Call) -> re.Pattern[str] | None:
-    if node.function != "matches" or len(node.args) != 1 or not isinstance(node.args[0], Lit):
+def _literal_regex(node: Call) -> fns.Regex | None:
+    """The compiled pattern of `s.matches('lit')` or `matches(s, 'lit')`, checked now.
+
+    A literal pattern RE2 refuses is a compile error at the pattern's column, so a rule
+    in schema.yaml stops the load and a `where=` answers 400, before any document is read.
+    """
+    if node.function != "matches" or not node.args:
         return None
-    pattern = node.args[0].value
-    if not isinstance(pattern, str):
+    literal = node.args[-1]
+    if not isinstance(literal, Lit) or not isinstance(literal.value, str):
         return None
     try:
-        return fns.compile_regex(pattern)
+        return fns.compile_regex(literal.value)
     except CelEvalError as e:
-        raise CelCompileError(e.message, node.args[0].line, node.args[0].column) from e
+        raise CelCompileError(e.message, literal.line, literal.column) from e
