@@ -163,7 +163,7 @@ def _auth_paths() -> dict[str, Any]:
             "patch": _post("auth_update_me", _object({"metadata": _METADATA}, []),
                            _ok(200, "Updated", "UserEnvelope"), 400, 413, 503),
             "delete": _post("auth_delete_me", _object({"password": _PASSWORD}, ["password"], closed=False),
-                            _ok(204, "Deleted"), 400, 413, 429, 503),
+                            _ok(204, "Deleted"), 400, 409, 413, 429, 503),
         },
         "/api/auth/password": {"post": _post(
             "auth_change_password",
@@ -226,10 +226,10 @@ def _admin_paths() -> dict[str, Any]:
             "patch": {
                 "operationId": "admin_update_user", "tags": tag,
                 "requestBody": {"required": True, **json_body(update)},
-                "responses": {**_ok(200, "Updated", "AdminUserEnvelope"), **errors(400, 404, 413, 503)},
+                "responses": {**_ok(200, "Updated", "AdminUserEnvelope"), **errors(400, 404, 409, 413, 503)},
             },
             "delete": {"operationId": "admin_delete_user", "tags": tag,
-                       "responses": {**_ok(204, "Deleted"), **errors(404, 503)}},
+                       "responses": {**_ok(204, "Deleted"), **errors(404, 409, 503)}},
         },
     }  # fmt: skip
 

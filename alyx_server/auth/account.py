@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from alyx_server.auth.admin_users import keep_an_admin
 from alyx_server.auth.context import AuthContext
 from alyx_server.auth.onetime import OneTimeKind, check_one_time, redeem_one_time
 from alyx_server.auth.passwords import check_password_policy
@@ -112,10 +113,15 @@ async def change_password(
 async def delete_account(
     svc: AuthService, auth: AuthContext | None, password: object, client: Client
 ) -> None:
-    """Delete the caller's account after checking the password."""
+    """Delete the caller's account after checking the password (never the last admin)."""
     user = account_user(auth)
     await _check_own_password(svc, user, password, client, "password")
-    await svc.db.write(lambda conn: delete_user(conn, user.id))
+
+    def write(conn: sqlite3.Connection) -> None:
+        keep_an_admin(conn, user.id, "delete", {})
+        delete_user(conn, user.id)
+
+    await svc.db.write(write)
 
 
 async def request_verification(

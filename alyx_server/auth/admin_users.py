@@ -5,6 +5,13 @@ An administrator sets what users cannot set themselves: `role`, `app_metadata`,
 `verified` and `disabled`. Disabling an account revokes its sessions, and its live
 access tokens are refused at once (the cached account row is dropped by the change
 feed). Deleting an account removes its sessions and one-time tokens with it.
+
+The last enabled admin account cannot be deleted, demoted or disabled (409 `LAST_ADMIN`),
+by anyone: not by itself, another admin or an admin token, nor through `DELETE
+/api/auth/me`. Admin tokens do not count as "someone who can administer": they are scoped,
+may expire, cannot sign in to the dashboard, and are revoked when a leak is suspected;
+an instance must keep one person who can. The count and the change run in one write
+transaction (the single writer), so two admins demoting each other cannot both succeed.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from alyx_server.auth.service import AuthService
 from alyx_server.auth.sessions import revoke_user_sessions
 from alyx_server.auth.users import (
     UserRecord,
+    admin_count,
     check_metadata,
     check_role,
     delete_user,
@@ -34,6 +42,7 @@ from alyx_server.errors import Conflict, FieldIssue, Forbidden, NotFound, Unauth
 __all__ = [
     "create_account",
     "get_account",
+    "keep_an_admin",
     "list_accounts",
     "remove_account",
     "require_admin",
@@ -70,6 +79,31 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
 
 def _not_found(user_id: str) -> NotFound:
     return NotFound(f"no account with id {user_id!r}", code="USER_NOT_FOUND")
+
+
+def keep_an_admin(conn: sqlite3.Connection, user_id: str, action: str, changes: Mapping[str, Any]) -> None:
+    """409 `LAST_ADMIN` when `action` (delete, or `changes`) would leave no enabled admin.
+
+    Runs inside the write that makes the change, so the count cannot go stale under it.
+    """
+    target = user_by_id(conn, user_id)
+    if target is None or not target.is_admin or target.disabled:
+        return
+    if action == "update":
+        if changes.get("role", "admin") != "admin":
+            action = "demote"
+        elif changes.get("disabled"):
+            action = "disable"
+        else:
+            return
+    if admin_count(conn) > 1:
+        return
+    raise Conflict(
+        f"cannot {action} {target.email}: it is the last enabled admin account, and without one "
+        "no one could administer this server; make another account an admin first (PATCH "
+        '/api/admin/users/{id} with {"role": "admin"}, or alyx admin create <email>)',
+        code="LAST_ADMIN",
+    )
 
 
 async def list_accounts(
@@ -124,6 +158,7 @@ async def update_account(svc: AuthService, user_id: str, body: Mapping[str, Any]
     def write(conn: sqlite3.Connection) -> UserRecord | None:
         if not changes:
             return user_by_id(conn, user_id)
+        keep_an_admin(conn, user_id, "update", changes)
         updated = update_user(conn, user_id, changes, now=now)
         if updated is not None and changes.get("disabled"):
             revoke_user_sessions(conn, user_id, now)
@@ -136,6 +171,11 @@ async def update_account(svc: AuthService, user_id: str, body: Mapping[str, Any]
 
 
 async def remove_account(svc: AuthService, user_id: str) -> None:
-    """Delete an account and everything that hangs off it."""
-    if not await svc.db.write(lambda conn: delete_user(conn, user_id)):
+    """Delete an account and everything that hangs off it (never the last admin)."""
+
+    def write(conn: sqlite3.Connection) -> bool:
+        keep_an_admin(conn, user_id, "delete", {})
+        return delete_user(conn, user_id)
+
+    if not await svc.db.write(write):
         raise _not_found(user_id)
