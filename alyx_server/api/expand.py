@@ -3,7 +3,8 @@
 One query per expanded field, whatever the number of docs: the distinct referenced keys
 travel as one JSON array parameter (`IN (SELECT value FROM json_each(?))`), so the SQL
 text is the same for one doc or a thousand. Expanded docs obey the access policy's read
-predicate; one the caller may not read, or that does not exist, expands to null. A
+predicate; one the caller may not read (or whose collection the caller may not read at
+all), or that does not exist, expands to null. A
 reference to `_alyx_users.id` expands to the profile the policy allows (`{id, metadata}`).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from alyx_server.api.runtime import Catalog, CollectionView
+from alyx_server.errors import Forbidden, Unauthorized
 from alyx_server.rules import AccessPolicy, Auth, RequestInfo
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import USERS_TABLE, Reference
@@ -61,7 +63,10 @@ def _fetch(
         return {}
     policy, auth, request = access
     codec = target.codec
-    predicate = policy.read_predicate(target.collection, auth, request)
+    try:
+        predicate = policy.read_predicate(target.collection, auth, request)
+    except (Forbidden, Unauthorized):
+        return {}  # a collection the caller may not read at all: its references show null
     sql = f"SELECT {codec.columns_sql} FROM {codec.table} WHERE {quote(ref.field)} IN " + (
         "(SELECT value FROM json_each(?))"
     )

@@ -64,10 +64,17 @@ def public(view: CollectionView, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_doc(conn: sqlite3.Connection, view: CollectionView, doc_id: Any, access: Access) -> dict[str, Any]:
-    """The stored doc (internal fields included) if the caller may read it, else 404."""
+    """The stored doc (internal fields included) if the caller may read it, else 404.
+
+    A caller who may read nothing of the collection (no read rule) gets the policy's 403
+    whether or not the doc exists, so the answer does not tell which ids exist.
+    """
     doc = get_doc(conn, view.collection, doc_id, internal=True)
     policy, auth, request = access
-    if doc is None or not policy.can_read(view.collection, auth, request, doc):
+    if doc is None:
+        policy.read_predicate(view.collection, auth, request)
+        raise not_found(view, doc_id)
+    if not policy.can_read(view.collection, auth, request, doc):
         raise not_found(view, doc_id)
     return doc
 

@@ -1,7 +1,8 @@
 """`CelAccess`: the AccessPolicy of schema.yaml's CEL rules (SPEC §9).
 
     admins            bypass every rule
-    no rule           only admins (a list shows nothing, a get answers 404, a write 403)
+    no rule           only admins: anyone else gets 403 naming the missing rule (a list,
+                      a get whether or not the doc exists, a subscribe, a write)
     read              lists: the rule as SQL (and per-row checks) with auth and request
                       bound; get, update, delete: the stored doc must pass (else 404)
     create            `doc` is the document about to be stored, defaults applied
@@ -29,8 +30,6 @@ from alyx_server.rules.policy import USER_PROFILE_FIELDS, Auth, RequestInfo
 from alyx_server.schema.model import Collection
 
 __all__ = ["CelAccess", "is_admin", "where_predicate"]
-
-_NOTHING = Predicate("0")
 
 
 def is_admin(auth: Auth | None) -> bool:
@@ -75,18 +74,25 @@ class CelAccess:
     def read_predicate(
         self, collection: Collection, auth: Auth | None, request: RequestInfo
     ) -> Predicate | None:
+        """The read rule for a list; a collection without one refuses non-admins (403),
+        rather than answering an empty list that looks like "no documents"."""
         if is_admin(auth):
             return None
         rule = self.rule(collection, "read")
-        return _NOTHING if rule is None else rule.to_predicate(auth, request)
+        if rule is None:
+            raise _no_read_rule(collection)
+        return rule.to_predicate(auth, request)
 
     def can_read(
         self, collection: Collection, auth: Auth | None, request: RequestInfo, doc: Mapping[str, Any]
     ) -> bool:
+        """Whether the caller may see `doc`; no read rule refuses non-admins (403)."""
         if is_admin(auth):
             return True
         rule = self.rule(collection, "read")
-        return rule is not None and rule.allows(auth, request, doc)
+        if rule is None:
+            raise _no_read_rule(collection)
+        return rule.allows(auth, request, doc)
 
     # -- writes --------------------------------------------------------------------------
     def _check(
@@ -130,6 +136,13 @@ class CelAccess:
         if auth is not None and (is_admin(auth) or auth.get("id") == user_id):
             return (*USER_PROFILE_FIELDS, "email")
         return USER_PROFILE_FIELDS
+
+
+def _no_read_rule(collection: Collection) -> Forbidden:
+    name = collection.name
+    return Forbidden(
+        f"{name} has no read rule: only admins may read it; add rules.read to {name} in schema.yaml"
+    )
 
 
 _WHERE_CACHE: dict[tuple[int, str], tuple[Collection, CompiledRule]] = {}

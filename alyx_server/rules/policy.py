@@ -17,6 +17,12 @@ types), before it answers:
 Reads of the stored doc and the write checks run inside the write transaction, on the
 writer thread, so a policy must be thread-safe and must not block on I/O. `doc` always
 holds every field, `internal` ones included; the API removes those before answering.
+
+`read_predicate` and `can_read` raise Forbidden (or Unauthorized) when the caller may
+read nothing of the collection, whatever the doc (CelAccess: no read rule). Routes then
+answer 403 rather than an empty list or a 404; a get whose doc does not exist asks
+`read_predicate` for that refusal, so the answer never tells whether the doc exists.
+Expansions show a reference into such a collection as null.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from alyx_server.db.query import Predicate
+from alyx_server.rules.functions import DEFAULT_EVAL_BUDGET
 from alyx_server.schema.model import Collection
 
 __all__ = ["USER_PROFILE_FIELDS", "AccessPolicy", "Auth", "OpenAccess", "RequestInfo"]
@@ -47,6 +54,8 @@ class RequestInfo:
     time: datetime
     query: Mapping[str, str]
     body: Mapping[str, Any] | None = None
+    # Steps one rule or `where` evaluation may take (rules.eval_budget; functions.EvalBudget).
+    eval_budget: int = DEFAULT_EVAL_BUDGET
 
 
 class AccessPolicy(Protocol):
