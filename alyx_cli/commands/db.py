@@ -38,6 +38,7 @@ from alyx_cli.project import (
     project_option,
 )
 from alyx_server.errors import AlyxError, ValidationError
+from alyx_server.tools.yaml_lines import YamlError, parse_yaml
 
 if TYPE_CHECKING:
     from alyx_server.migrations import ApplyResult
@@ -84,18 +85,24 @@ def _parse(path: Path, text: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise CommandError(f"{name}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
+        except RecursionError as e:
+            raise CommandError(f"{name}: invalid JSON: nested too deeply; flatten the documents") from e
+    # The located reader bounds nesting and alias expansion, which yaml.safe_load does not.
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
-        problem = getattr(e, "problem", None) or "not valid YAML"
-        raise CommandError(f"{where}: invalid YAML: {problem}") from e
+        root = parse_yaml(text)
+    except YamlError as e:
+        where = f"{name}:{e.line}:{e.column}" if e.line is not None else name
+        raise CommandError(f"{where}: invalid YAML: {e.message}") from e
+    return None if root is None else root.to_python()
 
 
 def read_seed_file(path: Path) -> SeedData:
     """Read a JSON (`.json`) or YAML seed file: `{collection: [document, ...]}`."""
-    data = _parse(path, path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandError(f"{path.name}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
+    data = _parse(path, text)
     example = '{"posts": [{"title": "Hello"}]}'
     if not isinstance(data, dict):
         raise CommandError(

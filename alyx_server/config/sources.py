@@ -24,6 +24,7 @@ from alyx_server.config.values import RawValue, Scalar, describe, from_python
 from alyx_server.errors import ConfigError, Location
 from alyx_server.tools.envsubst import substitute
 from alyx_server.tools.suggest import did_you_mean
+from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 
 __all__ = ["Given", "read_environment", "read_file", "read_overrides"]
 
@@ -52,7 +53,10 @@ def read_file(path: Path, display: str, environ: Mapping[str, str]) -> list[Give
     except OSError as e:
         raise ConfigError(f"cannot read the file: {e.strerror}", Location(display)) from e
     try:
-        root = yaml.compose(data, Loader=yaml.SafeLoader)
+        root = compose_yaml(data)
+    except YamlError as e:
+        where = Location(display, e.line, e.column) if e.line else Location(display)
+        raise ConfigError(f"invalid YAML: {e.message}", where) from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
@@ -60,6 +64,13 @@ def read_file(path: Path, display: str, environ: Mapping[str, str]) -> list[Give
         if context and e.context_mark and e.context_mark is not mark:
             context += f" started on line {e.context_mark.line + 1}"
         raise ConfigError(f"invalid YAML: {e.problem or e.context}", where, hint=context) from e
+    except yaml.reader.ReaderError as e:
+        if e.encoding != "unicode":
+            problem, hint = "is not UTF-8 text", "save it as UTF-8"
+        else:
+            problem, hint = "holds a control character", "remove it or write it as an escape in quotes"
+        message = f"the file {problem} (character {e.position})"
+        raise ConfigError(message, Location(display), hint=hint) from e
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", Location(display)) from e
     if root is None or (isinstance(root, ScalarNode) and root.tag.endswith(":null")):

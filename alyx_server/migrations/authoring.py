@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from alyx_server.errors import MigrationError
-from alyx_server.migrations.files import MIGRATION_NAME
+from alyx_server.migrations.files import MAX_VERSION, MIGRATION_NAME
 from alyx_server.migrations.operations import (
     AddField,
     AddIndex,
@@ -141,6 +141,11 @@ def create_migration(conn: sqlite3.Connection, schema: Schema, migrations_dir: P
         description = "schema.yaml changes: " + "; ".join(c.reason for c in plan.auto.destructive)
     else:
         description = "Describe what this migration does."
+    if plan.next_version > MAX_VERSION:
+        raise MigrationError(
+            f"the next migration version would be {plan.next_version}, above {MAX_VERSION}: "
+            f"renumber the files in {migrations_dir.name}/ from 1 before creating another"
+        )
     path = migrations_dir / f"{plan.next_version:03d}_{name}.yaml"
     migrations_dir.mkdir(parents=True, exist_ok=True)
     try:

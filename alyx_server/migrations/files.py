@@ -53,6 +53,7 @@ from alyx_server.tools.yaml_lines import (
 
 __all__ = [
     "FILENAME_PATTERN",
+    "MAX_VERSION",
     "MIGRATION_NAME",
     "OPERATION_ARGUMENTS",
     "MigrationFile",
@@ -65,6 +66,9 @@ __all__ = [
 
 FILENAME_PATTERN = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.ya?ml$")
 MIGRATION_NAME = re.compile(r"^[a-z0-9_]+$")
+# Versions are stored as SQLite integers (at most 2^63-1); 15 digits leave room for
+# date-style numbers such as 20260131120000 and for `migrate create`'s next number.
+MAX_VERSION = 999_999_999_999_999
 _TOP_KEYS = ("version", "name", "description", "operations")
 
 # operation -> (required arguments, optional arguments)
@@ -298,7 +302,14 @@ def parse_migration(data: bytes, *, path: Path, label: str | None = None) -> Mig
     match = FILENAME_PATTERN.match(path.name)
     if match is None:
         raise MigrationError(f"{label}: a migration file is named NNN_<name>.yaml (e.g. 003_drop_slug.yaml)")
-    version, name = int(match.group(1)), match.group(2)
+    digits, name = match.group(1), match.group(2)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_VERSION)):
+        raise MigrationError(
+            f"{label}: the version {digits} is too large (at most {MAX_VERSION}): "
+            "rename the file to the number after the last migration, e.g. 003_<name>.yaml"
+        )
+    version = int(significant)
     r = _Reader(label)
     top = _top(r, data)
     description = _header(r, top, version, name)

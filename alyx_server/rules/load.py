@@ -54,6 +54,13 @@ def compile_rule(collection: Collection, action: str, text: str) -> CompiledRule
             f"(CEL column {e.column}: {text!r})"
         )
         raise RuleError(message, where) from e
+    except RecursionError as e:
+        # A parser depth limit refuses this first; this keeps a located line regardless.
+        message = (
+            f"the {action} rule of {collection.name} is nested too deeply to compile: "
+            "use fewer nested parentheses or split it into simpler conditions"
+        )
+        raise RuleError(message, collection.rule_locations.get(action)) from e
 
 
 @dataclass(frozen=True, slots=True)

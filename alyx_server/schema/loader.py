@@ -64,10 +64,23 @@ def load_schema(path: Path) -> Schema:
             Location(str(path)),
             hint="create it (see docs/schema.md) or run `alyx init` to start a project",
         ) from e
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise SchemaError(
+            f"{path} is not UTF-8 text (byte {e.start})",
+            Location(str(path), line),
+            hint="save the file as UTF-8",
+        ) from e
+    except OSError as e:
         message = f"cannot read {path}: {e}"
         raise SchemaError(message, Location(str(path)), hint="check the file's permissions") from e
-    return parse_schema(text, filename=str(path))
+    try:
+        return parse_schema(text, filename=str(path))
+    except RecursionError as e:
+        # The YAML reader bounds nesting, so this is a defect; still one line, not a traceback.
+        raise SchemaError(
+            f"{path} is nested too deeply to read", Location(str(path)), hint="flatten its structure"
+        ) from e
 
 
 def parse_schema(text: str, *, filename: str = "schema.yaml") -> Schema:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
+
+import orjson
 from urllib.parse import urlsplit
 
 from alyx_server.errors import Location, SchemaError
@@ -120,7 +122,8 @@ def _fits(ftype: FieldType, value: Any) -> bool:
     if ftype is FieldType.UUID:
         return isinstance(value, str) and is_uuid(value)
     if ftype is FieldType.INT:
-        return isinstance(value, int) and not isinstance(value, bool)
+        # SQLite's INTEGER is 64-bit: a larger default would be stored as a rounded REAL.
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
     if ftype is FieldType.FLOAT:
         return _is_number(value)
     if ftype is FieldType.BOOL:
@@ -130,6 +133,7 @@ def _fits(ftype: FieldType, value: Any) -> bool:
             canonical_timestamp(value)
         elif ftype is FieldType.JSON:
             json.dumps(value, allow_nan=False)
+            orjson.dumps(value)  # what the database layer writes: no integers past 64 bits
         else:
             base64.b64decode(value, validate=True)
     except (ValueError, TypeError, binascii.Error):
@@ -141,7 +145,7 @@ _NOT_A = {
     FieldType.UUID: "is not a uuid",
     FieldType.STRING: "is not a string",
     FieldType.TEXT: "is not a string",
-    FieldType.INT: "is not a whole number",
+    FieldType.INT: "is not a whole number within the 64-bit range",
     FieldType.FLOAT: "is not a finite number",
     FieldType.BOOL: "is not true or false",
     FieldType.TIMESTAMP: "is not an ISO-8601 timestamp",

@@ -9,6 +9,12 @@ Scalars resolve as `yaml.safe_load` resolves them (YAML 1.1 core schema: `yes` i
 `2026-01-31` is a date), with one difference: mapping keys are always strings, the key as
 written (`on:` is the key "on", not True; `1:` is the key "1").
 Merge keys (`<<: *anchor`) are supported; explicit keys win over merged ones.
+
+Hostile text is refused with a located `YamlError` rather than exhausting the stack or
+memory: nesting deeper than `MAX_DEPTH` levels (PyYAML composes recursively), a document
+whose aliases expand it by more than `MAX_ALIAS_NODES` nodes ("billion laughs"), or more
+than `MAX_NODES` nodes in all, and a scalar whose tag or form cannot be built
+(`2026-13-45` resolves as a date and is not one).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from typing import Any, TypeAlias
 import yaml
 
 __all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "MAX_NODES",
     "ScalarValue",
     "YamlEntry",
     "YamlError",
@@ -28,6 +37,7 @@ __all__ = [
     "YamlNode",
     "YamlScalar",
     "YamlSequence",
+    "compose_yaml",
     "kind_name",
     "parse_yaml",
 ]
@@ -37,8 +47,10 @@ ScalarValue: TypeAlias = str | int | float | bool | datetime.date | datetime.dat
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-# Guards against alias bombs ("billion laughs"): no hand-written file comes close.
-_MAX_NODES = 1_000_000
+# Limits no hand-written file comes close to; each guards the loader against a hostile one.
+MAX_DEPTH = 100  # nested lists/mappings; PyYAML and the converter recurse per level
+MAX_NODES = 1_000_000  # nodes of the document once aliases are expanded
+MAX_ALIAS_NODES = 100_000  # nodes added by expanding aliases ("billion laughs")
 
 
 class YamlError(Exception):
@@ -168,17 +180,42 @@ def parse_yaml(text: str) -> YamlNode | None:
     """Parse one YAML document into located nodes; None when the text holds no document.
 
     Raises `YamlError` (with line and column when known) for malformed YAML, several
-    documents, duplicate keys, unsupported tags and recursive aliases.
+    documents, duplicate keys, unsupported tags, recursive aliases, scalars that cannot be
+    built and documents past the size limits above.
     """
+    root, loader = _compose(text)
+    if root is None:
+        return None
     try:
-        loader = yaml.SafeLoader(text)
+        _check_expansion(root)
+        return _Converter(loader, text).convert(root)
+    except yaml.MarkedYAMLError as e:
+        raise _marked_error(e) from e
+    except yaml.YAMLError as e:
+        raise YamlError(str(e)) from e
+
+
+def compose_yaml(text: str | bytes) -> yaml.Node | None:
+    """PyYAML's node graph of one document, like `yaml.compose`, for readers that walk
+    nodes themselves: PyYAML's own errors pass through unchanged, and the limits above
+    raise a located `YamlError`."""
+    loader = _DepthLimitedLoader(text)
+    try:
+        root: yaml.Node | None = loader.get_single_node()
+    finally:
+        loader.dispose()
+    if root is not None:
+        _check_expansion(root)
+    return root
+
+
+def _compose(text: str | bytes) -> tuple[yaml.Node | None, _DepthLimitedLoader]:
+    try:
+        loader = _DepthLimitedLoader(text)
     except yaml.reader.ReaderError as e:
         raise _reader_error(text, e) from e
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        return _Converter(loader, text).convert(root)
+        return loader.get_single_node(), loader
     except yaml.MarkedYAMLError as e:
         raise _marked_error(e) from e
     except yaml.reader.ReaderError as e:
@@ -189,7 +226,70 @@ def parse_yaml(text: str) -> YamlNode | None:
         loader.dispose()
 
 
-def _reader_error(text: str, e: yaml.reader.ReaderError) -> YamlError:
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses nesting past MAX_DEPTH before Python's stack
+    runs out (composition recurses once per level)."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlError(
+                    f"nested more than {MAX_DEPTH} levels deep: flatten the structure",
+                    mark.line + 1,
+                    mark.column + 1,
+                )
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a graph whose aliases would expand past the limits, before expanding it.
+
+    Sizes are counted once per distinct node (the graph shares aliased nodes), so an alias
+    bomb is measured in a time proportional to its text, not to its expansion.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:
+            raise _error_at(node, "recursive alias: a node that contains itself")
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    expanded = size(root)
+    if expanded > MAX_NODES or expanded - len(sizes) > MAX_ALIAS_NODES:
+        raise _error_at(
+            root,
+            f"the document expands to {expanded} nodes through its aliases (*name); "
+            f"at most {MAX_NODES} in all and {MAX_ALIAS_NODES} added by aliases are read: "
+            "write the values out or use fewer aliases",
+        )
+
+
+def _reader_error(text: str | bytes, e: yaml.reader.ReaderError) -> YamlError:
+    if e.encoding != "unicode":  # bytes that do not decode (PyYAML's own reason says which)
+        return YamlError(f"the file is not UTF-8 text (byte {e.position}): save it as UTF-8")
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     line, column = _position(text, e.position)
     code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
     return YamlError(f"character U+{code:04X} is not allowed in YAML text", line, column)
@@ -223,12 +323,8 @@ class _Converter:
         self._loader = loader
         self._text = text
         self._active: set[int] = set()
-        self._count = 0
 
     def convert(self, node: yaml.Node) -> YamlNode:
-        self._count += 1
-        if self._count > _MAX_NODES:
-            raise _error_at(node, f"document expands to more than {_MAX_NODES} nodes (aliases?)")
         if id(node) in self._active:
             raise _error_at(node, "recursive alias: a node that contains itself")
         self._active.add(id(node))
@@ -242,7 +338,17 @@ class _Converter:
             self._active.discard(id(node))
 
     def _scalar(self, node: yaml.Node) -> YamlScalar:
-        value = self._loader.construct_object(node, deep=True)
+        try:
+            value = self._loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError, AttributeError) as e:
+            # PyYAML resolves `2026-13-45` as a date, then fails to build it.
+            kind = node.tag.rsplit(":", 1)[-1]
+            reason = f" ({e})" if isinstance(e, ValueError | OverflowError) else ""
+            raise _error_at(
+                node,
+                f"{node.value!r} reads as a {kind} but is not a valid one{reason}: "
+                'correct it, or quote it ("...") to keep it as text',
+            ) from e
         return self._located_scalar(node, value)
 
     def _located_scalar(self, node: yaml.Node, value: ScalarValue) -> YamlScalar:
