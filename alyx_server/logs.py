@@ -4,6 +4,12 @@ Everything Alyx logs goes through loggers under `alyx.` (`alyx.access` has one l
 HTTP request). The access line is logged as `ACCESS_FORMAT % (ip, method, path, status,
 ms, request_id)`; the JSON formatter turns those same arguments into named keys, so the
 request path pays for no extra dictionary when the console format is in use.
+
+A log line is one entry, whatever a client sends: the console format escapes control
+characters (C0, DEL, C1, U+2028/2029, bidirectional overrides) in the message, so a
+request path holding `%0A` and a forged entry stays on its request's line as `\\n`; an
+exception's traceback keeps its lines, each indented under its entry. JSON lines escape
+the same characters (orjson escapes C0; the rest are escaped here).
 """
 
 from __future__ import annotations
@@ -28,23 +34,57 @@ __all__ = [
     "ConsoleFormatter",
     "JsonFormatter",
     "configure_logging",
+    "one_line",
 ]
 
 ACCESS_LOGGER = "alyx.access"
 ACCESS_FORMAT = "%s %s %s %d %.2fms %s"
 ACCESS_FIELDS = ("ip", "method", "path", "status", "ms", "request_id")
 
+_LINE_BREAKERS = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F)]
+_LINE_BREAKERS += range(0x2066, 0x206A)
+_CONSOLE_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _LINE_BREAKERS}
+_CONSOLE_ESCAPES.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+# JSON strings: what orjson leaves as is (it escapes C0, quotes and backslashes itself).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _LINE_BREAKERS if c >= 0x7F}
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _MARK = "_alyx_handler"
 
 
+def one_line(text: str) -> str:
+    """`text` with every control and line-breaking character escaped (`\\n`, `\\x1b`, ...)."""
+    return text if text.isprintable() else text.translate(_CONSOLE_ESCAPES)
+
+
+def _json_line(text: str) -> str:
+    return text if text.isascii() else text.translate(_JSON_ESCAPES)
+
+
 class ConsoleFormatter(logging.Formatter):
-    """`2026-01-31 12:00:00,123 INFO alyx.access 127.0.0.1 GET /api/... 200 0.41ms <id>`."""
+    """`2026-01-31 12:00:00,123 INFO alyx.access 127.0.0.1 GET /api/... 200 0.41ms <id>`.
+
+    The message is escaped to one line (`one_line`); a traceback follows it indented by
+    two spaces, so that only an entry's first line starts at the left margin.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
         self._second = -1
         self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Not logging's cached `exc_text`: another handler may have formatted it unindented.
+        record.message = one_line(record.getMessage())
+        record.asctime = self.formatTime(record)
+        line = self.formatMessage(record)
+        if record.exc_info:
+            line += "\n" + _indented(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line += "\n" + _indented(record.exc_text)
+        if record.stack_info:
+            line += "\n" + _indented(self.formatStack(record.stack_info))
+        return line
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return self._time(record.created)
@@ -59,7 +99,12 @@ class ConsoleFormatter(logging.Formatter):
 
     def access_line(self, created: float, args: tuple[Any, ...]) -> str:
         """The line `format` gives an INFO access record made at `created` with `args`."""
-        return f"{self._time(created)} INFO {ACCESS_LOGGER} {ACCESS_FORMAT % args}"
+        return f"{self._time(created)} INFO {ACCESS_LOGGER} {one_line(ACCESS_FORMAT % args)}"
+
+
+def _indented(text: str) -> str:
+    lines = text.split("\n")
+    return "\n".join("  " + one_line(line) for line in lines)
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -138,12 +183,12 @@ class JsonFormatter(logging.Formatter):
                            args if access else None)  # type: ignore[arg-type]  # fmt: skip
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return _json_line(orjson.dumps(out, default=str).decode())
 
     def access_line(self, created: float, args: tuple[Any, ...]) -> str:
         """The line `format` gives an INFO access record made at `created` with `args`."""
         out = self._fields(created, "info", ACCESS_LOGGER, ACCESS_FORMAT % args, args)
-        return orjson.dumps(out, default=str).decode()
+        return _json_line(orjson.dumps(out, default=str).decode())
 
     def _fields(
         self, created: float, level: str, name: str, message: str, access: tuple[Any, ...] | None
