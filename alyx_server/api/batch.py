@@ -77,8 +77,8 @@ def _checked(index: int, op: Any) -> tuple[str, str, Any, Any]:
         raise _refuse(index, f"{method} needs the id of a document (a string or an integer)")
     if method in ("POST", "PATCH") and not isinstance(body, dict):
         raise _refuse(index, f"{method} needs a body object")
-    if method in ("GET", "DELETE") and body is not None:
-        raise _refuse(index, f"{method} takes no body")
+    if method in ("GET", "DELETE") and "body" in op:
+        raise _refuse(index, f"{method} takes no body: remove the body key")
     return method, collection, doc_id, body
 
 

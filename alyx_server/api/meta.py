@@ -19,11 +19,13 @@ import orjson
 from aiohttp import web
 
 from alyx_server import __version__
+from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.openapi import openapi_document
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.config import PasswordPolicy
 from alyx_server.metrics import CONTENT_TYPE
 from alyx_server.schema.model import Schema
 
@@ -107,13 +109,15 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def openapi(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     schema: Schema = rt.catalog.schema
-    cache: dict[int, tuple[Schema, bytes]] = request.app[_OPENAPI]
+    # auth.password.* is live, and the document states the policy: both key the cache.
+    policy = request.app[AUTH_SERVICE].settings.password
+    cache: dict[int, tuple[Schema, PasswordPolicy, bytes]] = request.app[_OPENAPI]
     entry = cache.get(id(schema))
-    if entry is None or entry[0] is not schema:
+    if entry is None or entry[0] is not schema or entry[1] != policy:
         cache.clear()
-        entry = (schema, orjson.dumps(openapi_document(schema)))
+        entry = (schema, policy, orjson.dumps(openapi_document(schema, password=policy)))
         cache[id(schema)] = entry
-    return web.Response(body=entry[1], content_type="application/json")
+    return web.Response(body=entry[2], content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,7 +2,11 @@
 
 Built from the schema model alone, so it always matches what the server accepts: one
 component schema per collection (stored doc, create body, update body), the list
-response, the error envelope, and every route.
+response, the error envelope, and every route. Each value is described by the checks the
+server applies to it: `format:` and timestamps by the same patterns (schema.formats,
+tools.timestamps), integers by the 64-bit range, blobs by the base64 alphabet, query
+parameters by the collection's field names, batch operations one schema per method and
+collection, and each operation by its own `security`.
 """
 
 from __future__ import annotations
@@ -10,8 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 from alyx_server import __version__
-from alyx_server.api.openapi_accounts import account_components, account_paths, errors, json_body, ref
+from alyx_server.api.batch import MAX_OPERATIONS
+from alyx_server.api.openapi_accounts import (
+    OPTIONAL,
+    account_components,
+    account_paths,
+    errors,
+    json_body,
+    ref,
+)
+from alyx_server.config import PasswordPolicy
+from alyx_server.db.codec import INT64_MAX, INT64_MIN
+from alyx_server.db.query import MAX_LIMIT, OPERATORS
+from alyx_server.schema.formats import FORMAT_PATTERNS
 from alyx_server.schema.model import Collection, Field, FieldType, Schema
+from alyx_server.tools.timestamps import RFC3339_PATTERN
 
 __all__ = ["openapi_document"]
 
@@ -27,34 +44,51 @@ _ERROR_CODES = [
 ]  # fmt: skip
 
 
+# What base64.b64decode(validate=True) takes: the standard alphabet, padded.
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# The defaults of auth.password.*, for a document built without the live settings.
+_DEFAULT_PASSWORD_POLICY = PasswordPolicy(8, False, False, False, False)
+
+
+def _string_schema(field: Field) -> dict[str, Any]:
+    v = field.validation
+    out: dict[str, Any] = {"type": "string"}
+    patterns: list[str] = []
+    if field.type is FieldType.UUID or v.format == "uuid":
+        out["format"] = "uuid"
+        patterns.append(FORMAT_PATTERNS["uuid"])
+    elif v.format is not None:
+        # Email and url are the server's own definitions, not JSON Schema's formats.
+        patterns.append(FORMAT_PATTERNS[v.format])
+    if v.min_length is not None:
+        out["minLength"] = v.min_length
+    if v.max_length is not None:
+        out["maxLength"] = v.max_length
+    if v.pattern is not None:
+        patterns.append(v.pattern)
+    if patterns:
+        out["pattern"] = patterns[0]
+    if len(patterns) > 1:
+        out["allOf"] = [{"pattern": p} for p in patterns[1:]]
+    return out
+
+
 def _field_schema(field: Field) -> dict[str, Any]:
     t = field.type
     v = field.validation
     out: dict[str, Any]
     if t in (FieldType.STRING, FieldType.TEXT, FieldType.UUID):
-        out = {"type": "string"}
-        if t is FieldType.UUID or v.format == "uuid":
-            out["format"] = "uuid"
-        elif v.format == "email":
-            out["format"] = "email"
-        elif v.format == "url":
-            out["format"] = "uri"
-        if v.min_length is not None:
-            out["minLength"] = v.min_length
-        if v.max_length is not None:
-            out["maxLength"] = v.max_length
-        if v.pattern is not None:
-            out["pattern"] = v.pattern
+        out = _string_schema(field)
     elif t is FieldType.INT:
-        out = {"type": "integer"}
+        out = {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}
     elif t is FieldType.FLOAT:
         out = {"type": "number"}
     elif t is FieldType.BOOL:
         out = {"type": "boolean"}
     elif t is FieldType.TIMESTAMP:
-        out = {"type": "string", "format": "date-time"}
+        out = {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}
     elif t is FieldType.BLOB:
-        out = {"type": "string", "contentEncoding": "base64"}
+        out = {"type": "string", "contentEncoding": "base64", "pattern": _BASE64}
     else:
         out = {"type": ["object", "array", "string", "number", "boolean"]}
     if t in (FieldType.INT, FieldType.FLOAT):
@@ -109,8 +143,8 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
             "properties": {
                 "docs": {"type": "array", "items": ref(f"{title}Selection")},
                 "total": {"type": "integer", "minimum": 0},
-                "limit": {"type": "integer"},
-                "offset": {"type": "integer"},
+                "limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+                "offset": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
             },
             "required": ["docs", "limit", "offset"],
             "additionalProperties": False,
@@ -122,17 +156,43 @@ def _title(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) or name
 
 
-_LIST_PARAMS: list[dict[str, Any]] = [
-    {"name": "filter", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
-     "style": "form", "explode": True, "description": "field:op:value, repeatable"},
-    {"name": "where", "in": "query", "schema": {"type": "string"}, "description": "CEL over doc"},
-    {"name": "sort", "in": "query", "schema": {"type": "string"}, "description": "-created_at,title"},
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
-    {"name": "expand", "in": "query", "schema": {"type": "string"}},
-    {"name": "fields", "in": "query", "schema": {"type": "string"}},
-    {"name": "total", "in": "query", "schema": {"type": "boolean"}},
-]  # fmt: skip
+def _name_list(names: list[str], *, signed: bool = False) -> dict[str, Any]:
+    """A comma list of these names (blanks and repeats allowed, as the server reads it)."""
+    if not names:
+        return {"type": "string", "pattern": r"^[\s,]*$"}
+    sign = "[+-]*" if signed else ""
+    item = rf"\s*(?:{sign}(?:{'|'.join(names)}))?\s*"
+    return {"type": "string", "pattern": rf"^{item}(?:,{item})*$"}
+
+
+def _shape_params(c: Collection) -> list[dict[str, Any]]:
+    public = [f.name for f in c.fields if not f.internal]
+    refs = [f.name for f in c.fields if f.references is not None and not f.internal]
+    return [
+        {"name": "expand", "in": "query", "schema": _name_list(refs),
+         "description": "Reference fields to inline, comma separated"},
+        {"name": "fields", "in": "query", "schema": _name_list(public),
+         "description": "Fields to return, comma separated (the primary key always is)"},
+    ]  # fmt: skip
+
+
+def _list_params(c: Collection) -> list[dict[str, Any]]:
+    public = [f.name for f in c.fields if not f.internal]
+    condition = rf"^(?:{'|'.join(public)}):(?:{'|'.join(OPERATORS)})(?::|$)"
+    return [
+        {"name": "filter", "in": "query", "style": "form", "explode": True,
+         "schema": {"type": "array", "items": {"type": "string", "pattern": condition}},
+         "description": "field:op:value, repeatable; the value must fit the field's type (docs/api.md)"},
+        {"name": "where", "in": "query", "schema": {"type": "string"},
+         "description": "A CEL expression over doc (docs/rules.md); refused with 400 when it does not "
+                        "compile"},
+        {"name": "sort", "in": "query", "schema": _name_list(public, signed=True),
+         "description": "-created_at,title: - for descending"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}},
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": INT64_MAX}},
+        *_shape_params(c),
+        {"name": "total", "in": "query", "schema": {"type": "boolean"}},
+    ]  # fmt: skip
 
 
 def _collection_paths(c: Collection) -> dict[str, Any]:
@@ -146,12 +206,13 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
     return {
         base: {
             "get": {
-                "operationId": f"list_{c.name}", "tags": tag, "parameters": _LIST_PARAMS,
+                "operationId": f"list_{c.name}", "tags": tag, "security": OPTIONAL,
+                "parameters": _list_params(c),
                 "responses": {"200": {"description": "A page of docs", **json_body(ref(f"{t}List"))},
                               **errors(400, 401, 403, 503)},
             },
             "post": {
-                "operationId": f"create_{c.name}", "tags": tag,
+                "operationId": f"create_{c.name}", "tags": tag, "security": OPTIONAL,
                 "requestBody": {"required": True, **json_body(ref(f"{t}Create"))},
                 "responses": {"201": {"description": "Created", **json_body(ref(t))},
                               **errors(400, 401, 403, 409, 413, 503)},
@@ -160,20 +221,19 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
         base + "/{id}": {
             "parameters": [id_param],
             "get": {
-                "operationId": f"get_{c.name}", "tags": tag,
-                "parameters": [{"name": "expand", "in": "query", "schema": {"type": "string"}},
-                               {"name": "fields", "in": "query", "schema": {"type": "string"}}],
+                "operationId": f"get_{c.name}", "tags": tag, "security": OPTIONAL,
+                "parameters": _shape_params(c),
                 "responses": {"200": {"description": "The doc", **json_body(ref(f"{t}Selection"))},
                               **errors(400, 401, 404, 503)},
             },
             "patch": {
-                "operationId": f"update_{c.name}", "tags": tag,
+                "operationId": f"update_{c.name}", "tags": tag, "security": OPTIONAL,
                 "requestBody": {"required": True, **json_body(ref(f"{t}Update"))},
                 "responses": {"200": {"description": "Updated", **json_body(ref(t))},
                               **errors(400, 401, 403, 404, 409, 413, 503)},
             },
             "delete": {
-                "operationId": f"delete_{c.name}", "tags": tag,
+                "operationId": f"delete_{c.name}", "tags": tag, "security": OPTIONAL,
                 "responses": {"204": {"description": "Deleted"}, **errors(401, 403, 404, 409, 503)},
             },
         },
@@ -193,27 +253,6 @@ def _common_components() -> dict[str, Any]:
             },
             "required": ["error", "code", "details", "request_id", "timestamp"],
         },
-        "BatchRequest": {
-            "type": "object",
-            "properties": {
-                "operations": {
-                    "type": "array", "maxItems": 100,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "method": {"type": "string", "enum": ["GET", "POST", "PATCH", "DELETE"]},
-                            "collection": {"type": "string"},
-                            "id": {"type": ["string", "integer"]},
-                            "body": {"type": "object"},
-                        },
-                        "required": ["method", "collection"],
-                        "additionalProperties": False,
-                    },
-                },
-            },
-            "required": ["operations"],
-            "additionalProperties": False,
-        },
         "BatchResponse": {
             "type": "object",
             "properties": {"results": {"type": "array", "items": {
@@ -224,6 +263,44 @@ def _common_components() -> dict[str, Any]:
             "required": ["results"],
         },
     }  # fmt: skip
+
+
+def _method(name: str) -> dict[str, Any]:
+    """The method name in any case, as api.batch reads it (`delete` is DELETE)."""
+    return {"type": "string", "pattern": "^" + "".join(f"[{c}{c.lower()}]" for c in name) + "$"}
+
+
+def _batch_operations(schema: Schema) -> list[dict[str, Any]]:
+    """One schema per (method, collection): exactly the keys api.batch accepts for it."""
+    out: list[dict[str, Any]] = []
+    for c in schema.collections:
+        t = _title(c.name)
+        doc_id = _field_schema(c.primary)
+        doc_id.pop("enum", None)
+        shapes = {
+            "POST": ({"body": ref(f"{t}Create")}, ["body"]),
+            "PATCH": ({"id": doc_id, "body": ref(f"{t}Update")}, ["id", "body"]),
+            "GET": ({"id": doc_id}, ["id"]),
+            "DELETE": ({"id": doc_id}, ["id"]),
+        }
+        for method, (extra, required) in shapes.items():
+            out.append({
+                "type": "object",
+                "properties": {"method": _method(method), "collection": {"const": c.name}, **extra},
+                "required": ["method", "collection", *required],
+                "additionalProperties": False,
+            })  # fmt: skip
+    return out
+
+
+def _batch_request(schema: Schema) -> dict[str, Any]:
+    operation: dict[str, Any] = {"oneOf": _batch_operations(schema)} if schema.collections else {"not": {}}
+    return {
+        "type": "object",
+        "properties": {"operations": {"type": "array", "maxItems": MAX_OPERATIONS, "items": operation}},
+        "required": ["operations"],
+        "additionalProperties": False,
+    }
 
 
 def _health_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -250,28 +327,30 @@ def _system_paths() -> dict[str, Any]:
     health, probe = _health_schemas()
     return {
         "/api/batch": {"post": {
-            "operationId": "batch", "tags": ["batch"],
+            "operationId": "batch", "tags": ["batch"], "security": OPTIONAL,
             "requestBody": {"required": True, **json_body(ref("BatchRequest"))},
             "responses": {
                 "200": {"description": "Every operation applied", **json_body(ref("BatchResponse"))},
                 **errors(400, 404, 409, 413, 503)},
         }},
         "/api/openapi.json": {"get": {
-            "operationId": "openapi", "tags": ["meta"],
+            "operationId": "openapi", "tags": ["meta"], "security": OPTIONAL,
             "responses": {"200": {"description": "This document", **json_body({"type": "object"})},
                           **errors()},
         }},
-        "/health": {"get": {"operationId": "health", "tags": ["meta"], "responses": {
+        "/health": {"get": {"operationId": "health", "tags": ["meta"], "security": OPTIONAL, "responses": {
             **errors(),
             "200": {"description": "Status", **json_body(health)},
             "503": {"description": "Starting or failing", **json_body(health)}}}},
-        "/health/live": {"get": {"operationId": "health_live", "tags": ["meta"], "responses": {
+        "/health/live": {"get": {"operationId": "health_live", "tags": ["meta"], "security": OPTIONAL,
+                                 "responses": {
             "200": {"description": "Alive", **json_body(probe)}, **errors()}}},
-        "/health/ready": {"get": {"operationId": "health_ready", "tags": ["meta"], "responses": {
+        "/health/ready": {"get": {"operationId": "health_ready", "tags": ["meta"], "security": OPTIONAL,
+                                  "responses": {
             **errors(),
             "200": {"description": "Ready", **json_body(probe)},
             "503": {"description": "Not ready", **json_body(probe)}}}},
-        "/metrics": {"get": {"operationId": "metrics", "tags": ["meta"], "responses": {
+        "/metrics": {"get": {"operationId": "metrics", "tags": ["meta"], "security": OPTIONAL, "responses": {
             "200": {"description": "Prometheus text",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}, **errors()}}},
     }  # fmt: skip
@@ -282,27 +361,37 @@ _SECURITY = {
         "type": "http",
         "scheme": "bearer",
         "description": "An access token from /api/auth/login, or an admin token (alyx admin create-token)",
-    }
+    },
+    "query_token": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The same token as a query parameter, for browsers' WebSockets (/api/admin/events)",
+    },
 }
 
 
-def openapi_document(schema: Schema, *, server_url: str | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for `schema`: every collection route plus the fixed ones."""
-    components = _common_components()
+def openapi_document(
+    schema: Schema, *, server_url: str | None = None, password: PasswordPolicy = _DEFAULT_PASSWORD_POLICY
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `schema`: every collection route plus the fixed ones.
+
+    `password` is the live auth.password.* policy, stated on the routes that set one.
+    """
+    components = {**_common_components(), "BatchRequest": _batch_request(schema)}
     paths: dict[str, Any] = {}
     for c in schema.collections:
         components.update(_collection_schemas(c))
         paths.update(_collection_paths(c))
     paths.update(_system_paths())
-    paths.update(account_paths())
+    paths.update(account_paths(password))
     components.update(account_components())
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Alyx API", "version": __version__},
         "paths": paths,
+        # No document-wide `security`: each operation states whether it serves anonymous callers.
         "components": {"schemas": components, "securitySchemes": _SECURITY},
-        # Every route takes a caller's token, and most also serve anonymous callers.
-        "security": [{}, {"bearer": []}],
     }
     if server_url:
         doc["servers"] = [{"url": server_url}]

@@ -8,23 +8,43 @@ describes every route the server has. The small builders at the top (`ref`,
 `json_body`, `errors`) are shared with `openapi.py`.
 
 Every route reads the `Authorization` header first: a bad token answers 401 and a
-disabled account's token 403 on any route, so those two are listed everywhere.
+disabled account's token 403 on any route, so those two are listed everywhere. Each
+operation states its own `security`: `OPTIONAL` (anonymous or a token) where anonymous
+callers are served, `BEARER` where a token is required (the caller's account, the admin
+routes).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["account_components", "account_paths", "errors", "json_body", "ref"]
+from alyx_server.auth.passwords import MAX_PASSWORD_BYTES
+from alyx_server.config import PasswordPolicy
 
-# What an email, a password and a role look like on the way in; the server checks more.
+__all__ = ["BEARER", "OPTIONAL", "account_components", "account_paths", "errors", "json_body", "ref"]
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+"""A token is required: 401 without one."""
+OPTIONAL: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+"""Anonymous callers are served; a token, when sent, must be valid."""
+# `offset` of /api/admin/users: the largest SQLite takes without overflow checks.
+_ADMIN_OFFSET_MAX = 2**62
+
+# What an email, a password and a role look like on the way in (auth.users.normalize_email
+# trims the text first, so surrounding whitespace is allowed).
 _EMAIL = {
     "type": "string",
-    "format": "email",
+    "pattern": r"^\s*[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+\s*$",
     "maxLength": 254,
-    "description": "An email address; trimmed and lower-cased",
+    "description": "An email address (local@domain.tld); trimmed and lower-cased",
 }
-_PASSWORD = {"type": "string", "description": "At most 72 UTF-8 bytes; auth.password.* sets the policy"}
+# A password being checked (sign-in, current password): only bcrypt's limit applies. JSON
+# Schema counts characters, not UTF-8 bytes, so maxLength is the bound for ASCII text.
+_PASSWORD = {
+    "type": "string",
+    "maxLength": MAX_PASSWORD_BYTES,
+    "description": f"At most {MAX_PASSWORD_BYTES} bytes in UTF-8",
+}
 _ROLE = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$", "description": "user, admin, editor, ..."}
 _METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB"}
 _OPAQUE = {"type": "string", "description": "A token the server issued"}
@@ -130,8 +150,31 @@ def account_components() -> dict[str, Any]:
     }
 
 
-def _post(op_id: str, body: dict[str, Any] | None, ok: dict[str, Any], *fail: int) -> dict[str, Any]:
-    operation: dict[str, Any] = {"operationId": op_id, "tags": ["auth"]}
+def _new_password(policy: PasswordPolicy) -> dict[str, Any]:
+    """A password being set: the length policy, and the character rules in words."""
+    rules = [
+        what
+        for wanted, what in (
+            (policy.require_upper, "an upper-case letter"),
+            (policy.require_lower, "a lower-case letter"),
+            (policy.require_number, "a digit"),
+            (policy.require_special, "a character that is neither a letter nor a digit"),
+        )
+        if wanted
+    ]
+    needs = f"; must contain {', '.join(rules)}" if rules else ""
+    return {
+        **_PASSWORD,
+        "minLength": policy.min_length,
+        "description": f"{policy.min_length} characters or more, at most {MAX_PASSWORD_BYTES} bytes "
+        f"in UTF-8{needs} (auth.password.*)",
+    }
+
+
+def _post(
+    op_id: str, body: dict[str, Any] | None, ok: dict[str, Any], *fail: int, security: list[Any] = OPTIONAL
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": op_id, "tags": ["auth"], "security": security}
     if body is not None:
         operation["requestBody"] = {"required": True, **json_body(body)}
     operation["responses"] = {**ok, **errors(*fail)}
@@ -144,34 +187,39 @@ def _ok(status: int, description: str, schema: str | None = None) -> dict[str, A
     return {str(status): {"description": description, **json_body(ref(schema))}}
 
 
-def _auth_paths() -> dict[str, Any]:
+def _auth_paths(policy: PasswordPolicy) -> dict[str, Any]:
     session = _ok(200, "Signed in", "Session")
+    new_password = _new_password(policy)
     credentials = _object({"email": _EMAIL, "password": _PASSWORD}, ["email", "password"], closed=False)
     refresh = _object({"refresh_token": _OPAQUE}, ["refresh_token"], closed=False)
     return {
         "/api/auth/register": {"post": _post(
             "auth_register",
-            _object({"email": _EMAIL, "password": _PASSWORD, "metadata": _METADATA}, ["email", "password"],
+            _object({"email": _EMAIL, "password": new_password, "metadata": _METADATA}, ["email", "password"],
                     closed=False),
             _ok(201, "Registered", "Session"), 400, 409, 413, 429, 503)},
         "/api/auth/login": {"post": _post("auth_login", credentials, session, 400, 413, 429, 503)},
         "/api/auth/refresh": {"post": _post("auth_refresh", refresh, session, 400, 413, 503)},
         "/api/auth/logout": {"post": _post("auth_logout", refresh, _ok(204, "Logged out"), 400, 413, 503)},
         "/api/auth/me": {
-            "get": {"operationId": "auth_me", "tags": ["auth"],
+            "get": {"operationId": "auth_me", "tags": ["auth"], "security": BEARER,
                     "responses": {**_ok(200, "The caller's account", "UserEnvelope"), **errors(503)}},
             "patch": _post("auth_update_me", _object({"metadata": _METADATA}, []),
-                           _ok(200, "Updated", "UserEnvelope"), 400, 413, 503),
+                           _ok(200, "Updated", "UserEnvelope"), 400, 413, 503, security=BEARER),
             "delete": _post("auth_delete_me", _object({"password": _PASSWORD}, ["password"], closed=False),
-                            _ok(204, "Deleted"), 400, 409, 413, 429, 503),
+                            _ok(204, "Deleted"), 400, 409, 413, 429, 503, security=BEARER),
         },
         "/api/auth/password": {"post": _post(
             "auth_change_password",
-            _object({"current_password": _PASSWORD, "new_password": _PASSWORD},
+            _object({"current_password": _PASSWORD, "new_password": new_password},
                     ["current_password", "new_password"], closed=False),
-            _ok(204, "Changed; the caller's other sessions are revoked"), 400, 413, 429, 503)},
+            _ok(204, "Changed; the caller's other sessions are revoked"), 400, 413, 429, 503,
+            security=BEARER)},
         "/api/auth/verify/request": {"post": {
-            "operationId": "auth_verify_request", "tags": ["auth"],
+            "operationId": "auth_verify_request", "tags": ["auth"], "security": OPTIONAL,
+            "description": "Signed in: no body needed, the code goes to the caller. Anonymous: the "
+                           "body names the address, and without one the answer is 401 (sign in, or "
+                           "send {email}).",
             "requestBody": {"required": False, **json_body(_object({"email": _EMAIL}, [], closed=False))},
             "responses": {**_ok(202, "Accepted", "Accepted"), **errors(400, 413, 429, 503)}}},
         "/api/auth/verify": {"post": _post(
@@ -181,17 +229,17 @@ def _auth_paths() -> dict[str, Any]:
             "auth_reset_request", _object({"email": _EMAIL}, ["email"], closed=False),
             _ok(202, "Accepted, whether or not the address has an account", "Accepted"), 400, 413, 429, 503)},
         "/api/auth/reset": {"post": _post(
-            "auth_reset", _object({"token": _OPAQUE, "new_password": _PASSWORD}, ["token", "new_password"],
+            "auth_reset", _object({"token": _OPAQUE, "new_password": new_password}, ["token", "new_password"],
                                   closed=False),
             _ok(204, "Reset; every session of the account is revoked"), 400, 413, 503)},
     }  # fmt: skip
 
 
-def _admin_paths() -> dict[str, Any]:
+def _admin_paths(policy: PasswordPolicy) -> dict[str, Any]:
     tag = ["admin"]
     user_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     create = _object(
-        {"email": _EMAIL, "password": _PASSWORD, "role": _ROLE, "verified": {"type": "boolean"},
+        {"email": _EMAIL, "password": _new_password(policy), "role": _ROLE, "verified": {"type": "boolean"},
          "metadata": _METADATA, "app_metadata": _METADATA},
         ["email", "password"],
     )  # fmt: skip
@@ -203,32 +251,33 @@ def _admin_paths() -> dict[str, Any]:
     return {
         "/api/admin/users": {
             "get": {
-                "operationId": "admin_list_users", "tags": tag,
+                "operationId": "admin_list_users", "tags": tag, "security": BEARER,
                 "parameters": [
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "offset", "in": "query",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": _ADMIN_OFFSET_MAX}},
                     {"name": "email", "in": "query", "schema": {"type": "string"},
                      "description": "Substring of the email"},
                 ],
                 "responses": {**_ok(200, "A page of accounts", "AdminUserList"), **errors(400, 503)},
             },
             "post": {
-                "operationId": "admin_create_user", "tags": tag,
+                "operationId": "admin_create_user", "tags": tag, "security": BEARER,
                 "requestBody": {"required": True, **json_body(create)},
                 "responses": {**_ok(201, "Created", "AdminUserEnvelope"), **errors(400, 409, 413, 503)},
             },
         },
         "/api/admin/users/{id}": {
             "parameters": [user_id],
-            "get": {"operationId": "admin_get_user", "tags": tag,
+            "get": {"operationId": "admin_get_user", "tags": tag, "security": BEARER,
                     "responses": {**_ok(200, "The account", "AdminUserEnvelope"), **errors(404, 503)}},
             "patch": {
-                "operationId": "admin_update_user", "tags": tag,
+                "operationId": "admin_update_user", "tags": tag, "security": BEARER,
                 "requestBody": {"required": True, **json_body(update)},
                 "responses": {**_ok(200, "Updated", "AdminUserEnvelope"), **errors(400, 404, 409, 413, 503)},
             },
-            "delete": {"operationId": "admin_delete_user", "tags": tag,
+            "delete": {"operationId": "admin_delete_user", "tags": tag, "security": BEARER,
                        "responses": {**_ok(204, "Deleted"), **errors(404, 409, 503)}},
         },
     }  # fmt: skip
@@ -240,7 +289,7 @@ def _function_paths() -> dict[str, Any]:
     body = _object({"input": {"description": "Checked against the function's manifest"}}, [])
     return {
         "/api/functions/{name}": {"post": {
-            "operationId": "invoke_function", "tags": tag, "parameters": [name],
+            "operationId": "invoke_function", "tags": tag, "parameters": [name], "security": OPTIONAL,
             "requestBody": {"required": True, **json_body(body)},
             "responses": {
                 **_ok(200, "The function ran (success false when it raised)", "FunctionResult"),
@@ -248,33 +297,31 @@ def _function_paths() -> dict[str, Any]:
             },
         }},
         "/api/admin/functions": {"get": {
-            "operationId": "admin_list_functions", "tags": ["admin"],
+            "operationId": "admin_list_functions", "tags": ["admin"], "security": BEARER,
             "responses": {**_ok(200, "Every function and its pool", "FunctionList"), **errors(503)},
         }},
         "/api/admin/schema": {"get": {
-            "operationId": "admin_schema", "tags": ["admin"],
+            "operationId": "admin_schema", "tags": ["admin"], "security": BEARER,
             "responses": {**_ok(200, "The schema in use", "AdminSchema"), **errors(503)},
         }},
         "/api/admin/stats": {"get": {
-            "operationId": "admin_stats", "tags": ["admin"],
+            "operationId": "admin_stats", "tags": ["admin"], "security": BEARER,
             "responses": {**_ok(200, "Counters for dashboards", "AdminStats"), **errors(503)},
         }},
         "/api/admin/events": {"get": {
-            "operationId": "admin_events", "tags": ["admin"],
+            "operationId": "admin_events", "tags": ["admin"], "security": [*BEARER, {"query_token": []}],
             "description": "WebSocket: requests, changes, realtime and invocations as they happen; "
                            "a plain GET is refused",
-            "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"},
-                            "description": "An admin's access token or an admin token, for browsers"}],
             "responses": {"101": {"description": "Switching to the WebSocket protocol"}, **errors(400, 503)},
         }},
         "/api/realtime": {"get": {
-            "operationId": "realtime", "tags": ["realtime"],
+            "operationId": "realtime", "tags": ["realtime"], "security": OPTIONAL,
             "description": "WebSocket: live queries (see docs/realtime.md); a plain GET is refused",
             "responses": {"101": {"description": "Switching to the WebSocket protocol"}, **errors(400, 503)},
         }},
     }  # fmt: skip
 
 
-def account_paths() -> dict[str, Any]:
-    """Paths of the account, admin, function and realtime routes."""
-    return {**_auth_paths(), **_admin_paths(), **_function_paths()}
+def account_paths(policy: PasswordPolicy) -> dict[str, Any]:
+    """Paths of the account, admin, function and realtime routes; `policy` bounds new passwords."""
+    return {**_auth_paths(policy), **_admin_paths(policy), **_function_paths()}

@@ -36,8 +36,8 @@ from alyx_server.tools.timestamps import (
     TimestampOutOfRange,
     format_timestamp,
     now_timestamp,
+    parse_rfc3339,
 )
-from alyx_server.tools.timestamps import parse_timestamp as _parse_ts
 
 __all__ = [
     "INT64_MAX",
@@ -56,7 +56,7 @@ INT64_MAX = 2**63 - 1
 # The largest magnitude up to which every whole number is exactly a float.
 FLOAT_EXACT_MAX = 2**53
 _EXAMPLE_UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
-_TIMESTAMP_KIND = "an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z"
+_TIMESTAMP_KIND = "an RFC 3339 timestamp with a zone, such as 2026-01-31T12:00:00.000Z"
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _STORED_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -160,7 +160,7 @@ def _timestamp(name: str) -> Converter:
                 # Already in the storage format (the common case): only check the date exists.
                 datetime.fromisoformat(v[:-1])
                 return v
-            return format_timestamp(_parse_ts(v))
+            return format_timestamp(parse_rfc3339(v))
         except TimestampOutOfRange as e:
             raise InvalidValue("invalid_type", f"{name}: {e}") from e
         except (ValueError, TypeError) as e:

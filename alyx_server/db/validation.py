@@ -8,12 +8,12 @@ names the field.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
+from alyx_server.schema.formats import FORMAT_CHECKS
 from alyx_server.schema.model import Field, FieldType
-from alyx_server.schema.validate import FORMAT_CHECKS
+from alyx_server.schema.patterns import compile_pattern
 
 __all__ = ["Check", "InvalidValue", "field_checks"]
 
@@ -110,10 +110,10 @@ def _text_checks(f: Field) -> list[Check]:
     v, name = f.validation, f.name
     out: list[Check] = []
     if v.pattern is not None:
-        regex, source = re.compile(v.pattern), v.pattern
+        regex, source = compile_pattern(v.pattern), v.pattern
 
         def pattern(_j: Any, s: Any) -> None:
-            if isinstance(s, str) and regex.search(s) is None:
+            if isinstance(s, str) and not regex.matches(s):
                 raise InvalidValue("pattern", f"{name} must match the pattern {source}")
 
         out.append(pattern)

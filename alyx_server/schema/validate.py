@@ -16,14 +16,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Literal, cast
 
 import orjson
-from urllib.parse import urlsplit
 
 from alyx_server.errors import Location, SchemaError
+from alyx_server.schema.formats import FORMAT_CHECKS
 from alyx_server.schema.model import Default, Field, FieldType, Reference, Validation
+from alyx_server.schema.patterns import PatternError, compile_pattern
 from alyx_server.tools.ids import is_uuid
 from alyx_server.tools.suggest import closest
 from alyx_server.tools.timestamps import format_timestamp, normalize_timestamp
@@ -78,24 +78,6 @@ class SchemaSource:
 
     def error(self, message: str, node: YamlNode | None, path: str | None, hint: str) -> SchemaError:
         return SchemaError(message, self.location(node, path), hint=hint)
-
-
-def _is_email(text: str) -> bool:
-    return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text) is not None
-
-
-def _is_url(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-# The `format:` checks, the same definitions the write path applies (db.validation).
-FORMAT_CHECKS: Mapping[str, Callable[[str], bool]] = MappingProxyType(
-    {"email": _is_email, "url": _is_url, "uuid": is_uuid}
-)
 
 
 def canonical_timestamp(value: object) -> str:
@@ -368,12 +350,13 @@ def _pattern(src: SchemaSource, ftype: FieldType, option: _Option) -> str:
             option.node, option.path, "quote the regular expression",
         )  # fmt: skip
     try:
-        re.compile(value)
-    except re.error as e:
+        compile_pattern(value)
+    except PatternError as e:
         raise src.error(
-            f"pattern is not a valid regular expression: {e}",
+            f"pattern is not a valid RE2 regular expression: {e}",
             option.node, option.path,
-            "write a Python regular expression; in YAML, single quotes keep backslashes as is",
+            "write an RE2 pattern (no backreferences or lookaround); "
+            "in YAML, single quotes keep backslashes as is",
         ) from e  # fmt: skip
     return value
 
@@ -517,7 +500,7 @@ def _on_update(src: SchemaSource, ftype: FieldType, option: _Option | None) -> b
 def validation_problem(v: Validation, value: Any) -> str | None:
     """Why a value of the right type fails the field's validation, or None if it passes.
 
-    `pattern` matches anywhere in the text (re.search), as in JSON Schema.
+    `pattern` is RE2 and matches anywhere in the text unless anchored, as in JSON Schema.
     """
     lo_len, hi_len, pattern = v.min_length, v.max_length, v.pattern
     checks = (
@@ -525,7 +508,7 @@ def validation_problem(v: Validation, value: Any) -> str | None:
         (hi_len is not None and len(value) > hi_len, f"is longer than maxLength {hi_len}"),
         (v.min is not None and value < v.min, f"is below min {v.min}"),
         (v.max is not None and value > v.max, f"is above max {v.max}"),
-        (pattern is not None and not re.search(pattern, value), f"does not match {pattern!r}"),
+        (pattern is not None and not compile_pattern(pattern).matches(value), f"does not match {pattern!r}"),
         (v.enum is not None and value not in v.enum, f"is not one of {list(v.enum or ())}"),
         (v.format is not None and not FORMAT_CHECKS[v.format](value), f"is not a valid {v.format}"),
     )

@@ -3,14 +3,22 @@
 That text sorts in time order, so SQLite compares stored timestamps as plain strings. A
 `Clock` is injected wherever the current time matters (defaults, pruning, expiry) so
 that tests move time forward instead of sleeping.
+
+Two grammars are read. A document's timestamp field takes an RFC 3339 date-time
+(`RFC3339_PATTERN`, the JSON Schema `date-time` the OpenAPI document declares): `T` or
+`t`, a zone (`Z`, `z` or `±hh:mm`) required, seconds 00-59. Text without a zone is refused
+there, as a client cannot mean UTC by leaving the zone out. Filter values and schema
+defaults, written by the developer, take any ISO-8601 date or date-time (no zone is UTC).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = [
+    "RFC3339_PATTERN",
     "SYSTEM_CLOCK",
     "Clock",
     "ManualClock",
@@ -19,8 +27,17 @@ __all__ = [
     "format_timestamp",
     "normalize_timestamp",
     "now_timestamp",
+    "parse_rfc3339",
     "parse_timestamp",
 ]
+
+RFC3339_PATTERN = (
+    r"^(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""An RFC 3339 date-time as a JSON Schema (ECMA) pattern; days past a month's end are
+refused by the date check that follows it."""
+_RFC3339 = re.compile(RFC3339_PATTERN)
 
 
 class TimestampOutOfRange(ValueError):
@@ -90,6 +107,17 @@ def parse_timestamp(text: str) -> datetime:
         raise TimestampOutOfRange(
             f"timestamp {text!r} is out of range: in UTC it must lie between 0001-01-01 and 9999-12-31"
         ) from None
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 date-time into an aware UTC datetime (the grammar of document fields).
+
+    Raises ValueError for anything else: no zone, a space for `T`, a date alone, February
+    30th; TimestampOutOfRange when the time, in UTC, falls outside years 1 to 9999.
+    """
+    if not isinstance(text, str) or _RFC3339.fullmatch(text) is None:
+        raise ValueError(f"not an RFC 3339 date-time: {text!r}")
+    return parse_timestamp(text.upper())
 
 
 def normalize_timestamp(text: str) -> str:

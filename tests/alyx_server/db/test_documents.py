@@ -58,7 +58,7 @@ def _issues(data: dict[str, Any], *, partial: bool = False) -> list[dict[str, st
             post("a", created_at="yesterday"),
             "created_at",
             "invalid_type",
-            "created_at must be an ISO-8601 timestamp such as 2026-01-31T12:00:00.000Z",
+            "created_at must be an RFC 3339 timestamp with a zone, such as 2026-01-31T12:00:00.000Z",
         ),
         (post("a", tags={1, 2}), "tags", "invalid_type",
          "tags must be a JSON value (Type is not JSON serializable: set)"),
