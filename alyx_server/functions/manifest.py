@@ -11,9 +11,15 @@ each with its manifest `functions/<name>.yaml` beside it.
     network: false                outbound network (default off)
     privileged: false             database calls skip the rules
 
+A function's name is its file's (or folder's) name: a lower-case letter, then letters,
+digits, `_` or `-` (`getStats`, `get_stats`, `get-stats`). It is the URL
+`/api/functions/<name>` and a method of the generated clients, so two names that differ
+only in case, `_` or `-` are refused: the clients (and case-insensitive file systems)
+could not tell them apart.
+
 `discover_functions` never stops at the first bad function: each problem (a manifest that
-does not parse, a Python file with a syntax error, two sources for one name) is reported
-with its file and line, and the other functions are served.
+does not parse, a Python file with a syntax error, two sources for one name, a bad name)
+is reported once, with its file and line, and the other functions are served.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from alyx_server.tools.yaml_lines import YamlEntry, YamlError, YamlMapping, Yaml
 __all__ = [
     "EXTENSIONS",
     "MANIFEST_KEYS",
+    "NAME_RULE",
     "Defaults",
     "Discovery",
     "FunctionProblem",
@@ -48,7 +55,11 @@ __all__ = [
 Runtime = Literal["python", "node"]
 EXTENSIONS: Mapping[str, Runtime] = MappingProxyType({".py": "python", ".js": "node", ".mjs": "node"})
 MANIFEST_KEYS = ("runtime", "timeout", "memory", "env", "input", "output", "rule", "network", "privileged")
-FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+FUNCTION_NAME = re.compile(r"[a-z][A-Za-z0-9_-]*")
+NAME_RULE = (
+    "a function name starts with a lower-case letter, then letters, digits, _ or - (getStats, "
+    "get_stats, get-stats): it is the URL /api/functions/<name> and a method of the generated clients"
+)
 # Options of schema.yaml fields that mean nothing for a function's input or output.
 _COLLECTION_ONLY = ("primary", "unique", "index", "references", "onDelete", "onUpdate", "internal")
 _MIN_MEMORY = 16 * 1024 * 1024
@@ -106,7 +117,7 @@ def discover_functions(folder: Path, defaults: Defaults, *, root: Path | None = 
     if not folder.is_dir():
         return Discovery(MappingProxyType({}), ())
     shown = root if root is not None else folder.parent
-    sources, problems = _sources(folder, shown)
+    sources, problems, named = _sources(folder, shown)
     functions: dict[str, FunctionSpec] = {}
     for name, source in sorted(sources.items()):
         manifest = folder / f"{name}.yaml"
@@ -118,7 +129,8 @@ def discover_functions(folder: Path, defaults: Defaults, *, root: Path | None = 
             continue
         functions[name] = spec
     for manifest in sorted(folder.glob("*.yaml")):
-        if manifest.stem not in sources and not manifest.stem.startswith((".", "_")):
+        # A source with a problem of its own has that one message, not a second one here.
+        if manifest.stem not in named and not manifest.stem.startswith((".", "_")):
             message = (
                 f"{_shown(manifest, shown)}: a manifest without a function: add "
                 f"{manifest.stem}.py, {manifest.stem}.mjs or {manifest.stem}/index.mjs beside it"
@@ -134,7 +146,8 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _sources(folder: Path, shown: Path) -> tuple[dict[str, Path], list[FunctionProblem]]:
+def _sources(folder: Path, shown: Path) -> tuple[dict[str, Path], list[FunctionProblem], set[str]]:
+    """Name -> the one source of each servable function; the problems; every name found."""
     found: dict[str, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith((".", "_")) or entry.name == "node_modules":
@@ -153,15 +166,31 @@ def _sources(folder: Path, shown: Path) -> tuple[dict[str, Path], list[FunctionP
         if len(paths) > 1:
             message = f"{_shown(paths[0], shown)}: function {name!r} has several sources ({listed}); keep one"
             problems.append(FunctionProblem(name, message, paths[0]))
-        elif not FUNCTION_NAME.match(name):
-            message = (
-                f"{_shown(paths[0], shown)}: {name!r} is not a valid function name: use lower-case "
-                "letters, digits, _ and -, starting with a letter"
-            )
+        elif not FUNCTION_NAME.fullmatch(name):
+            manifest = folder / f"{name}.yaml"
+            also = f" and its manifest {_shown(manifest, shown)}" if manifest.is_file() else ""
+            message = f"{_shown(paths[0], shown)}: {name!r} is not a valid function name: {NAME_RULE}"
+            message += f"; rename it{also}"
             problems.append(FunctionProblem(name, message, paths[0]))
         else:
             sources[name] = paths[0]
-    return sources, problems
+    for name, others in _lookalikes(sources).items():
+        source = sources.pop(name)
+        listed = ", ".join(f"{other!r} ({_shown(found[other][0], shown)})" for other in others)
+        message = (
+            f"{_shown(source, shown)}: function {name!r} and {listed} differ only in case, _ or -, "
+            "which the generated clients and case-insensitive file systems cannot tell apart; rename one"
+        )
+        problems.append(FunctionProblem(name, message, source))
+    return sources, problems, set(found)
+
+
+def _lookalikes(sources: Mapping[str, Path]) -> dict[str, list[str]]:
+    """Each name that another one matches but for case, `_` and `-`, with those others."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(sources):
+        groups.setdefault(re.sub(r"[_-]", "", name).lower(), []).append(name)
+    return {n: [o for o in group if o != n] for group in groups.values() if len(group) > 1 for n in group}
 
 
 def _check_python_syntax(spec: FunctionSpec, shown: Path) -> None:

@@ -127,7 +127,7 @@ class FunctionService:
                 self._fail(name, str(e))
 
     def _fail(self, name: str, message: str) -> None:
-        log.error("function %s cannot be served: %s", name, message)
+        # Not logged here: `start`, `reload`'s caller and `invoke` log each problem once.
         self.problems[name] = message
         self.specs.pop(name, None)
         pool = self.pools.pop(name, None)
@@ -146,6 +146,7 @@ class FunctionService:
         for name, result in zip(list(self.pools), results, strict=True):
             if isinstance(result, FunctionLoadFailed):
                 self._fail(name, str(result))
+                log.error("function not served: %s", self.problems[name])
             elif isinstance(result, BaseException):
                 log.warning("function %s: no warm worker: %s", name, result)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
@@ -246,6 +247,7 @@ class FunctionService:
             answer = await self._run(spec, checked, auth, token)
         except FunctionLoadFailed as e:
             self._fail(name, str(e))
+            log.error("function not served: %s", self.problems[name])
             raise FunctionError(f"function {name} cannot load: {e}") from e
         finally:
             self.tokens.revoke(token)
