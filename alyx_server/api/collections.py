@@ -40,7 +40,10 @@ def caller(request: web.Request) -> Auth | None:
 
 
 def access_for(rt: Runtime, request: web.Request, body: Any = None) -> Access:
-    info = RequestInfo(request.method, request[CLIENT_IP], rt.clock.now(), request.query, body)
+    info = RequestInfo(
+        request.method, request[CLIENT_IP], rt.clock.now(), request.query, body,
+        eval_budget=rt.settings.rules.eval_budget,
+    )  # fmt: skip
     return rt.policy, caller(request), info
 
 

@@ -187,7 +187,8 @@ def _read_checks(policy: object) -> Any:
 
 def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
     query = {k: v for k, v in request.query.items() if k != "token"}
-    info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query)
+    budget = rt.settings.rules.eval_budget
+    info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query, eval_budget=budget)
     policy = rt.policy
     return Access(policy, auth, info, _read_routes(policy), _read_fields(policy), _read_checks(policy))
 

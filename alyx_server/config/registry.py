@@ -204,6 +204,11 @@ KEYS: tuple[Key, ...] = (
         "Idle time after which an instance above min_warm is stopped.", minimum=0.001),
     Key("functions.pool.max_queue", _T.INT, 100, "restart",
         "Invocations waiting for a free instance before new ones are refused.", minimum=0),
+    # rules
+    Key("rules.eval_budget", _T.INT, 100000, "live",
+        "Steps one rule or `where` evaluation may take (about 50 ms of work; loops, regex "
+        "and string building charge it); past it the document is denied. docs/rules.md.",
+        minimum=1000),
     # realtime
     Key("realtime.poll_interval", _T.DURATION, "100ms", "restart",
         "How often the change log is read for subscribers.", minimum=0.001, maximum=_DAY),

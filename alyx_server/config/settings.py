@@ -35,6 +35,7 @@ __all__ = [
     "PasswordPolicy",
     "RateLimitSettings",
     "RealtimeSettings",
+    "RulesSettings",
     "ServerSettings",
     "Settings",
     "SmtpSettings",
@@ -139,6 +140,11 @@ class RealtimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesSettings:
+    eval_budget: int
+
+
+@dataclass(frozen=True, slots=True)
 class GenerateSettings:
     languages: tuple[str, ...]
     output: Path
@@ -175,6 +181,7 @@ class Settings:
     auth: AuthSettings
     functions: FunctionsSettings
     realtime: RealtimeSettings
+    rules: RulesSettings
     dev: DevSettings
     admin_ui: AdminUiSettings
     logging: LoggingSettings

@@ -7,6 +7,10 @@ that cel-python refuses between a map or list and `null` (`{"a": 1} != null`) is
 answered with heterogeneous equality before cel-python sees it, because the closure
 compiler handles every comparison and only the unsupported node reaches cel-python.
 
+Its `matches` is replaced by Alyx's (`functions.matches`: RE2 with the pattern cache and
+its length cap). The fallback has no evaluation budget, which is why a `where=` must stay
+inside the compiled subset (`load.compile_where`); only rules from schema.yaml reach it.
+
 cel-python 0.5.0 builds one process-wide parser for the tree class of the first
 `Environment`; `celpy_environment` resets it when a different runner class asks, so
 interpreted and compiled environments can live in one process.
@@ -25,6 +29,7 @@ from celpy import celtypes
 from celpy.celparser import CELParser
 from celpy.evaluation import CELEvalError
 
+from alyx_server.rules.functions import BUDGET, matches
 from alyx_server.rules.syntax import lark_parser
 from alyx_server.rules.values import CelEvalError, CelType, UInt
 
@@ -116,16 +121,26 @@ def from_celpy(v: Any) -> Any:
     return v
 
 
+def _celpy_matches(text: Any, pattern: Any) -> Any:
+    """cel-python's `matches` replaced by Alyx's RE2 one (an error value when refused)."""
+    if not isinstance(text, str) or not isinstance(pattern, str):
+        return CELEvalError("no such overload: matches", TypeError, (text, pattern))
+    try:
+        return celtypes.BoolType(matches(str(text), str(pattern)))
+    except CelEvalError as e:
+        return CELEvalError(e.message, ValueError, (pattern,))
+
+
 class FallbackProgram:
     """One expression run by cel-python's interpreter, with Alyx values in and out."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         tree = lark_parser().parse(text)
-        self._runner = celpy_environment().program(tree)
+        self._runner = celpy_environment().program(tree, functions={"matches": _celpy_matches})
 
     def __call__(self, activation: Mapping[str, Any]) -> Any:
-        context = {name: to_celpy(value) for name, value in activation.items()}
+        context = {name: to_celpy(value) for name, value in activation.items() if name != BUDGET}
         try:
             result = self._runner.evaluate(context)
         except CELEvalError as e:

@@ -62,7 +62,7 @@ from alyx_server.rules.values import (
 )
 from alyx_server.schema.model import FieldType
 
-__all__ = ["Activation", "CompileEnv", "Fn", "Unsupported", "compile_node", "doc_value"]
+__all__ = ["Activation", "CompileEnv", "Fn", "Unsupported", "compile_budgeted", "compile_node", "doc_value"]
 
 Activation = Mapping[str, Any]
 Fn = Callable[[Activation], Any]
@@ -132,10 +132,19 @@ def doc_value(doc: Mapping[str, Any], fields: Mapping[str, FieldType]) -> dict[s
 
 def compile_node(node: Node, env: CompileEnv) -> Fn:
     """The closure computing `node`; Unsupported or CelCompileError when it cannot be built."""
+    return compile_budgeted(node, env)[0]
+
+
+def compile_budgeted(node: Node, env: CompileEnv) -> tuple[Fn, bool]:
+    """The closure of `node`, and whether it reads an `EvalBudget` from the activation.
+
+    Such a closure makes its own budget of `env.eval_budget` steps when the activation
+    brings none; a caller with a per-request limit puts one under `functions.BUDGET`.
+    """
     compiler = _Compiler(env)
     fn = compiler.compile(node, frozenset())
     if not compiler.uses_budget:
-        return fn
+        return fn, False
     limit = env.eval_budget
     budget_key = fns.BUDGET
     budget_type = fns.EvalBudget
@@ -146,7 +155,7 @@ def compile_node(node: Node, env: CompileEnv) -> Fn:
             return fn(a)
         return fn({**a, budget_key: budget_type(limit)})
 
-    return budgeted
+    return budgeted, True
 
 
 # String functions that scan their receiver: inside a comprehension they charge its length.

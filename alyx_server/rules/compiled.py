@@ -13,6 +13,10 @@
 
 `auth` is the caller as a mapping (`{id, email, role, verified, metadata, app_metadata}`)
 or None; `doc` is a document as the database layer decodes it (internal fields included).
+
+An expression that can loop or scan (`budgeted`) gets a fresh `EvalBudget` per evaluation
+(per document for lists and realtime) of `request.eval_budget` steps (the server's
+`rules.eval_budget`); running out is an evaluation error, so the document is denied.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from typing import Any
 
 from alyx_server.db.query import Predicate
 from alyx_server.rules.cel import FallbackProgram
-from alyx_server.rules.compile_py import Activation, CompileEnv, Fn, Unsupported, compile_node
+from alyx_server.rules.compile_py import (
+    Activation,
+    CompileEnv,
+    Fn,
+    Unsupported,
+    compile_budgeted,
+    compile_node,
+)
 from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
+from alyx_server.rules.functions import BUDGET, EvalBudget
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json
@@ -81,13 +93,14 @@ class CompiledRule:
         self._consts: dict[int, Fn] = {}
         self.parts = _conjuncts(node)
         try:
-            self._fn: Fn = compile_node(node, env)
+            self._fn, self.budgeted = compile_budgeted(node, env)
             self.part_fns: list[Fn] | None = [compile_node(p, env) for p in self.parts]
             self.fallback = False
         except Unsupported:
             self._fn = FallbackProgram(text)
             self.part_fns = None
             self.fallback = True
+            self.budgeted = False
         # What the expression reads: values it never reads are not built per request, and
         # a rule that does not read `request` has one SQL predicate per caller, kept in
         # `_predicates` by the caller's immutable auth mapping (AuthContexts are cached per
@@ -97,7 +110,7 @@ class CompiledRule:
         self.uses_auth = "auth" in names
         self.uses_request = "request" in names
         self.uses_doc = "doc" in names
-        self._predicates: dict[int, tuple[object, Predicate]] = {}
+        self._predicates: dict[int, tuple[object, int, Predicate]] = {}
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.label}: {self.text!r})"
@@ -112,7 +125,14 @@ class CompiledRule:
     ) -> bool:
         """Whether the rule gives `true`; an evaluation error denies and is logged."""
         auth_v, request_v = self._bound(auth, request)
-        return self._allows({"auth": auth_v, "request": request_v, "doc": doc})
+        act = {"auth": auth_v, "request": request_v, "doc": doc}
+        if self.budgeted:
+            act[BUDGET] = EvalBudget(self._limit(request))
+        return self._allows(act)
+
+    def _limit(self, request: RequestInfo | None) -> int:
+        """Steps one evaluation may take: the request's (server setting), else the env's."""
+        return request.eval_budget if request is not None else self._env.eval_budget
 
     def _bound(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> tuple[Any, Any]:
         """`auth` and `request` as CEL values, built only when the expression reads them."""
@@ -152,8 +172,13 @@ class CompiledRule:
         """
         auth_v, request_v = self._bound(auth, request)
         if not self.uses_doc:
-            return self._allows({"auth": auth_v, "request": request_v, "doc": {}})
+            return self.allows(auth, request, {})
         allows = self._allows
+        if self.budgeted:
+            limit = self._limit(request)
+            return lambda doc: allows(
+                {"auth": auth_v, "request": request_v, "doc": doc, BUDGET: EvalBudget(limit)}
+            )
         return lambda doc: allows({"auth": auth_v, "request": request_v, "doc": doc})
 
     # -- SQL -----------------------------------------------------------------------------
@@ -177,17 +202,22 @@ class CompiledRule:
         if self.uses_request or isinstance(auth, MutableMapping):
             return self._predicate(auth, request)
         key = id(auth) if self.uses_auth else 0
+        limit = self._limit(request)
         found = self._predicates.get(key)
-        if found is not None and (found[0] is auth or not self.uses_auth):
-            return found[1]
-        predicate = self._predicate(auth, None)
+        if found is not None and (found[0] is auth or not self.uses_auth) and found[1] == limit:
+            return found[2]
+        predicate = self._predicate(auth, None, limit)
         if len(self._predicates) >= _MAX_PREDICATES:
             self._predicates.clear()
-        self._predicates[key] = (auth, predicate)
+        self._predicates[key] = (auth, limit, predicate)
         return predicate
 
-    def _predicate(self, auth: Mapping[str, Any] | None, request: RequestInfo | None) -> Predicate:
+    def _predicate(
+        self, auth: Mapping[str, Any] | None, request: RequestInfo | None, limit: int | None = None
+    ) -> Predicate:
         act: dict[str, Any] = {"auth": auth_value(auth), "request": request_value(request)}
+        if limit is None:
+            limit = self._limit(request)
         env = SqlEnv(self._fields, self._constant(act))
         sqls: list[str] = []
         params: list[Any] = []
@@ -203,13 +233,17 @@ class CompiledRule:
         sql = " AND ".join(sqls) if sqls else None
         if not rest:
             return Predicate(sql, tuple(params))
-        return Predicate(sql, tuple(params), self._row_check(act, rest))
+        return Predicate(sql, tuple(params), self._row_check(act, rest, limit))
 
-    def _row_check(self, act: dict[str, Any], rest: list[int]) -> Callable[[dict[str, Any]], bool]:
+    def _row_check(
+        self, act: dict[str, Any], rest: list[int], limit: int
+    ) -> Callable[[dict[str, Any]], bool]:
         fns = [self.part_fns[i] for i in rest] if self.part_fns is not None else [self._fn]
+        budgeted = self.budgeted
 
         def check(doc: dict[str, Any]) -> bool:
-            row = {**act, "doc": doc}
+            # One budget per document, shared by the parts checked in Python.
+            row = {**act, "doc": doc, BUDGET: EvalBudget(limit)} if budgeted else {**act, "doc": doc}
             try:
                 return all(fn(row) is True for fn in fns)
             except CelEvalError as e:

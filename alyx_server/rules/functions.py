@@ -141,8 +141,7 @@ class Regex:
         self.pattern = pattern
         if len(pattern) > MAX_PATTERN_LENGTH:
             raise CelEvalError(
-                f"regular expression too long ({len(pattern):,} characters; "
-                f"at most {MAX_PATTERN_LENGTH:,})"
+                f"regular expression too long ({len(pattern):,} characters; at most {MAX_PATTERN_LENGTH:,})"
             )
         try:
             # The wrapper's own search decodes match offsets back to characters, several

@@ -1,0 +1,283 @@
+"""A caller's `where` cannot freeze the server: `matches` runs on RE2, evaluation has a budget.
+
+The attacks are sent to `alyx dev` running as a process of its own (a frozen event loop
+then shows as a `/health/live` probe that goes unanswered, and the test process stays
+free to notice), while a thread keeps probing `/health/live`. Nothing here times the
+attack: the probe must keep being answered, and the attack must get its answer.
+Refused patterns are checked over the in-process app (400 naming `where`), over the
+WebSocket (an INVALID_FILTER frame) and in schema.yaml (a load error at file:line:column).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.sync.client import connect
+
+from alyx_server.errors import RuleError
+from alyx_server.rules.load import compile_schema_rules
+from alyx_server.schema.loader import parse_schema
+from tests.alyx_server.api.projects import write_project
+
+T = TypeVar("T")
+
+SCHEMA_YAML = """\
+version: 1
+collections:
+  posts:
+    fields:
+      id:   { type: uuid, primary: true, default: auto }
+      body: { type: text }
+      tags: { type: json, nullable: true }
+    rules: { create: "true", read: "true" }
+"""
+# 30 a's and a `!`: Python's `re` tries 2^30 ways to split the a's for `^(a+)+$`.
+BODY = "a" * 30 + "!"
+TAGS = list(range(100))
+# Generous bounds for a busy 2-core machine; a frozen loop misses them by far.
+PROBE_TIMEOUT = 15.0
+ATTACK_TIMEOUT = 60.0
+
+
+class LiveServer:
+    """`alyx dev` on a free loopback port, as a process of its own (as test_schemathesis)."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = project.parent / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.session = requests.Session()
+
+    def start(self) -> None:
+        alyx = Path(sys.executable).with_name("alyx")
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(alyx), "dev", "--no-watch", "-p", str(self.port), "-C", str(self.project)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        for _ in range(600):
+            if self.process.poll() is not None:
+                raise AssertionError(f"alyx dev exited:\n{self.log.read_text()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if self.session.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"alyx dev did not get ready:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM; SIGKILL for a server stuck in a match (it runs no signal handler)."""
+        self.session.close()
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+class Probe:
+    """A thread asking `/health/live` again and again until stopped; what it saw."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[int] = []
+        self.failures: list[str] = []
+        self.longest_gap = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            last = time.monotonic()
+            while True:
+                try:
+                    answer = session.get(f"{self.url}/health/live", timeout=PROBE_TIMEOUT)
+                    self.answers.append(answer.status_code)
+                except requests.RequestException as e:
+                    self.failures.append(repr(e))
+                now = time.monotonic()
+                self.longest_gap = max(self.longest_gap, now - last)
+                last = now
+                if self._stop.wait(0.02):
+                    return
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(PROBE_TIMEOUT * 2)
+
+    def assert_answered(self) -> None:
+        assert self.failures == [], f"/health/live went unanswered during the attack: {self.failures}"
+        assert self.answers and set(self.answers) == {200}, self.answers
+
+
+def while_probing(server: LiveServer, attack: Callable[[], T]) -> T:
+    """`attack()`'s result, asserting /health/live kept answering while it ran."""
+    with Probe(server.url) as probe:
+        result = attack()
+    probe.assert_answered()
+    return result
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = write_project(tmp_path_factory.mktemp("regex") / "project", SCHEMA_YAML)
+    server = LiveServer(root)
+    server.start()
+    answer = server.session.post(
+        f"{server.url}/api/collections/posts", json={"body": BODY, "tags": TAGS}, timeout=30
+    )
+    assert answer.status_code == 201, answer.text
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _list(server: LiveServer, where: str) -> requests.Response:
+    return requests.get(
+        f"{server.url}/api/collections/posts", params={"where": where}, timeout=ATTACK_TIMEOUT
+    )
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "doc.id.matches('^([0-9a-f-]+)+Z$')",
+        "doc.body.matches('^(a+)+$')",
+        "matches(doc.body, '^(a|aa)+$')",
+    ],
+)
+def test_a_backtracking_pattern_in_where_does_not_freeze_the_server(live: LiveServer, where: str) -> None:
+    answer = while_probing(live, lambda: _list(live, where))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["docs"] == []
+
+
+def _subscribe(server: LiveServer, where: str) -> dict[str, Any]:
+    url = server.url.replace("http://", "ws://") + "/api/realtime"
+    with connect(url, open_timeout=ATTACK_TIMEOUT, compression=None) as ws:
+        assert json.loads(ws.recv(timeout=ATTACK_TIMEOUT))["type"] == "connected"
+        payload = {"collection": "posts", "where": where}
+        ws.send(json.dumps({"id": "s1", "type": "subscribe", "payload": payload}))
+        frame: dict[str, Any] = json.loads(ws.recv(timeout=ATTACK_TIMEOUT))
+        return frame
+
+
+def test_a_backtracking_pattern_in_a_realtime_where_does_not_freeze_the_server(live: LiveServer) -> None:
+    frame = while_probing(live, lambda: _subscribe(live, "doc.body.matches('^(a+)+$')"))
+    assert frame["type"] == "snapshot", frame
+    assert frame["payload"]["docs"] == []
+
+
+def test_a_realtime_where_with_a_pattern_re2_refuses_gets_an_invalid_filter_frame(live: LiveServer) -> None:
+    frame = _subscribe(live, r"doc.body.matches('(a)\\1')")
+    assert frame["type"] == "error", frame
+    assert frame["payload"]["code"] == "INVALID_FILTER"
+    assert "RE2" in frame["payload"]["message"]
+    assert "invalid escape sequence" in frame["payload"]["message"]
+
+
+def test_nested_loops_past_the_evaluation_budget_leave_the_document_out(live: LiveServer) -> None:
+    # 100 x 100 x 100 elements: a million steps against a budget of 100,000.
+    where = "doc.tags.all(a, doc.tags.all(b, doc.tags.all(c, a == a)))"
+    answer = while_probing(live, lambda: _list(live, where))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["docs"] == []
+    # A loop within the budget still decides as written.
+    within = _list(live, "doc.tags.exists(t, t == 99) && doc.tags.all(t, t < 100)")
+    assert [d["body"] for d in within.json()["docs"]] == [BODY]
+
+
+# -- refused patterns -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\\1", "invalid escape sequence: \\1"),
+        ("(?=a)", "invalid perl operator: (?="),
+        ("(?<!a)b", "invalid perl operator: (?<"),
+        ("a" * 1001, "regular expression too long (1,001 characters; at most 1,000)"),
+    ],
+)
+async def test_a_pattern_re2_refuses_in_where_answers_400_naming_where(
+    client: TestClient[Any, Any], pattern: str, reason: str
+) -> None:
+    answer = await client.get("/api/collections/posts", params={"where": f"doc.title.matches('{pattern}')"})
+    assert answer.status == 400
+    body = await answer.json()
+    assert body["code"] == "INVALID_QUERY"
+    message = body["error"]
+    assert message.startswith("invalid where: ")
+    assert reason in message
+    if "too long" not in reason:
+        assert "matches() uses RE2 syntax: no backreferences or lookaround" in message
+
+
+def test_a_pattern_re2_refuses_in_a_schema_rule_stops_the_load_at_its_line_and_column() -> None:
+    text = SCHEMA_YAML.replace('read: "true"', "read: \"doc.body.matches('(?=x)y')\"")
+    schema = parse_schema(text, filename="schema.yaml")
+    with pytest.raises(RuleError) as info:
+        compile_schema_rules(schema)
+    lines = text.splitlines()
+    line = next(i for i, t in enumerate(lines, 1) if "matches" in t)
+    column = lines[line - 1].index("'(?=x)y'") + 1
+    message = str(info.value)
+    assert message.startswith(f"schema.yaml:{line}:{column}: "), message
+    assert "the read rule of posts does not compile: invalid regular expression '(?=x)y'" in message
+    assert "invalid perl operator: (?=" in message
+
+
+# -- property: random patterns never hold the loop -------------------------------------------
+def _regexes() -> st.SearchStrategy[str]:
+    atoms = st.sampled_from(["a", "b", "!", ".", "[a-f]", "[^!]", "(?:)", "a?"])
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        quantifier = st.sampled_from(["+", "*", "?", "{1,5}", "+?", "*?"])
+        return st.one_of(
+            st.tuples(inner, quantifier).map(lambda t: f"({t[0]}){t[1]}"),
+            st.tuples(inner, inner).map(lambda t: t[0] + t[1]),
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}|{t[1]})"),
+        )
+
+    return st.recursive(atoms, extend, max_leaves=12)
+
+
+@given(
+    pattern=_regexes(),
+    anchor=st.sampled_from([("^", "$"), ("", "$"), ("^", ""), ("", "")]),
+    field=st.sampled_from(["body", "id"]),
+)
+def test_random_patterns_in_where_never_hold_the_loop(
+    live: LiveServer, pattern: str, anchor: tuple[str, str], field: str
+) -> None:
+    where = f"doc.{field}.matches('{anchor[0]}{pattern}{anchor[1]}')"
+    with Probe(live.url) as probe:
+        answer = _list(live, where)
+    probe.assert_answered()
+    assert answer.status_code == 200, (where, answer.text)
+    assert probe.longest_gap < PROBE_TIMEOUT
