@@ -4,21 +4,35 @@ A rule that does not parse, names a variable other than `doc`, `auth` and `reque
 names a `doc.<field>` the collection lacks, or calls an unknown function stops the
 schema load with a `RuleError` naming the file, line and column (the rule's place in
 schema.yaml plus the column inside the CEL text), the collection and the action.
-A bad `where=` answers 400 INVALID_QUERY with the CEL message and column.
+
+A caller's `where` (REST `where=`, a realtime subscribe `where`) is held to more: at most
+1024 characters and 200 tokens (rules.limits, checked before parsing), and it reads only
+what the caller may see in a response (rules.visible: never an `internal` field nor
+`auth.app_metadata`, never `doc` as a whole). A bad one answers 400 INVALID_QUERY (REST)
+or an INVALID_FILTER error frame (realtime) with the CEL message and column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alyx_server.errors import InvalidQuery, Location, RuleError
 from alyx_server.rules.compile_py import CompileEnv
 from alyx_server.rules.compiled import CompiledRule
-from alyx_server.rules.syntax import CelCompileError, parse
+from alyx_server.rules.limits import WHERE_LIMITS
+from alyx_server.rules.syntax import CelCompileError, Node, parse
+from alyx_server.rules.visible import check_where_reads
 from alyx_server.schema.model import ACTIONS, Collection, Schema
 
-__all__ = ["RULE_VARIABLES", "SchemaRules", "compile_rule", "compile_schema_rules", "compile_where"]
+__all__ = [
+    "RULE_VARIABLES",
+    "SchemaRules",
+    "compile_rule",
+    "compile_schema_rules",
+    "compile_where",
+    "visible_fields",
+]
 
 RULE_VARIABLES = frozenset({"doc", "auth", "request"})
 
@@ -28,9 +42,14 @@ def _env(collection: Collection) -> CompileEnv:
     return CompileEnv(variables=RULE_VARIABLES, doc_fields=fields, collection=collection.name)
 
 
-def _compile(collection: Collection, text: str, label: str) -> CompiledRule:
-    node = parse(text)
+def _compile(collection: Collection, text: str, label: str, node: Node | None = None) -> CompiledRule:
+    node = parse(text) if node is None else node
     return CompiledRule(text, node, collection, _env(collection), label)
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """The expression as quoted in a message: long ones cut, so an error stays readable."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _where_in_file(base: Location | None, error: CelCompileError) -> Location | None:
@@ -51,7 +70,7 @@ def compile_rule(collection: Collection, action: str, text: str) -> CompiledRule
         where = _where_in_file(collection.rule_locations.get(action), e)
         message = (
             f"the {action} rule of {collection.name} does not compile: {e.message} "
-            f"(CEL column {e.column}: {text!r})"
+            f"(CEL column {e.column}: {_shown(text)})"
         )
         raise RuleError(message, where) from e
     except RecursionError as e:
@@ -84,9 +103,18 @@ def compile_schema_rules(schema: Schema) -> SchemaRules:
     return SchemaRules(schema, out)
 
 
-def compile_where(collection: Collection, text: str) -> CompiledRule:
-    """A `where=` expression over `doc` (and `auth`, `request`); InvalidQuery when it is bad."""
+def visible_fields(collection: Collection) -> tuple[str, ...]:
+    """The fields a caller's `where` may read: those any response shows (not `internal`)."""
+    return tuple(f.name for f in collection.fields if not f.internal)
+
+
+def compile_where(collection: Collection, text: str, visible: Sequence[str] | None = None) -> CompiledRule:
+    """A caller's `where` expression over `doc` (and `auth`, `request`), reading only the
+    `visible` fields (default: `visible_fields`); InvalidQuery when it is bad or reads more."""
+    shown = visible_fields(collection) if visible is None else tuple(visible)
     try:
-        return _compile(collection, text, f"{collection.name} where")
+        node = parse(text, WHERE_LIMITS)
+        check_where_reads(node, shown, collection.name)
+        return _compile(collection, text, f"{collection.name} where", node)
     except CelCompileError as e:
-        raise InvalidQuery(f"invalid where: {e.message} at column {e.column}: {text!r}") from e
+        raise InvalidQuery(f"invalid where: {e.message} (at column {e.column} of {_shown(text)})") from e

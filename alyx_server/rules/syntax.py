@@ -20,6 +20,7 @@ import celpy
 import lark
 from celpy.celparser import CELParser
 
+from alyx_server.rules.limits import RULE_LIMITS, SizeLimits, size_problem
 from alyx_server.rules.values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "And",
     "Call",
     "CelCompileError",
+    "CelLimitError",
     "CelSyntaxError",
     "Comprehension",
     "Cond",
@@ -60,6 +62,10 @@ class CelCompileError(Exception):
 
 class CelSyntaxError(CelCompileError):
     """CEL text that does not parse."""
+
+
+class CelLimitError(CelSyntaxError):
+    """CEL text over a size limit (rules.limits): too long, too many tokens, too deep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +189,13 @@ def lark_parser() -> lark.Lark:
         return _PARSER
 
 
-def parse(text: str) -> Node:
-    """Parse CEL text; CelSyntaxError with line and column when it is not valid CEL."""
+def parse(text: str, limits: SizeLimits = RULE_LIMITS) -> Node:
+    """Parse CEL text; CelSyntaxError with line and column when it is not valid CEL,
+    CelLimitError when it breaks `limits` (measured before parsing, depth while building)."""
+    problem = size_problem(text, limits)
+    if problem is not None:
+        line, column = _line_column(text, problem.offset)
+        raise CelLimitError(problem.message, line, column)
     try:
         tree = lark_parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
@@ -199,7 +210,12 @@ def parse(text: str) -> Node:
         raise CelSyntaxError(f"syntax error: unexpected {found!r}", e.line or 1, e.column or 1) from e
     except lark.exceptions.LarkError as e:
         raise CelSyntaxError(f"syntax error: {e}") from e
-    return _Builder().build(tree)
+    return _Builder(limits.max_depth).build(tree)
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _pos(t: lark.Tree[Any] | lark.Token) -> tuple[int, int]:
@@ -209,16 +225,43 @@ def _pos(t: lark.Tree[Any] | lark.Token) -> tuple[int, int]:
     return getattr(meta, "line", 1), getattr(meta, "column", 1)
 
 
+# Rules that, with one child, are that child: skipped in a loop, not by recursion, so a
+# parenthesised expression costs one level of the builder, not ten.
+_PASS_THROUGH = frozenset(
+    {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication",
+     "unary", "member", "primary", "paren_expr"}
+)  # fmt: skip
+
+
 class _Builder:
-    """Lark tree -> Node, following cel.lark's rule names."""
+    """Lark tree -> Node, following cel.lark's rule names; refuses a tree deeper than
+    `max_depth` nodes before recursing further (the compilers recurse as deep)."""
+
+    def __init__(self, max_depth: int) -> None:
+        self._depth = 0
+        self._max_depth = max_depth
 
     def build(self, t: lark.Tree[Any]) -> Node:
-        method = getattr(self, "_" + str(t.data), None)
-        if method is None:
-            line, col = _pos(t)
-            raise CelSyntaxError(f"unsupported syntax: {t.data}", line, col)
-        node: Node = method(t)
-        return node
+        while str(t.data) in _PASS_THROUGH and len(t.children) == 1 and isinstance(t.children[0], lark.Tree):
+            t = t.children[0]
+        self._depth += 1
+        try:
+            if self._depth > self._max_depth:
+                line, col = _pos(t)
+                raise CelLimitError(
+                    f"the expression is nested more than {self._max_depth} levels deep; "
+                    f"the limit is {self._max_depth} (split it into simpler conditions)",
+                    line,
+                    col,
+                )
+            method = getattr(self, "_" + str(t.data), None)
+            if method is None:
+                line, col = _pos(t)
+                raise CelSyntaxError(f"unsupported syntax: {t.data}", line, col)
+            node: Node = method(t)
+            return node
+        finally:
+            self._depth -= 1
 
     def _only(self, t: lark.Tree[Any]) -> Node:
         return self.build(t.children[0])
@@ -232,16 +275,27 @@ class _Builder:
         return Cond(*_pos(t), c, a, b)
 
     def _conditionalor(self, t: lark.Tree[Any]) -> Node:
-        if len(t.children) == 1:
-            return self.build(t.children[0])
-        left, right = (self.build(x) for x in t.children)
-        return Or(*_pos(t), left, right)
+        return self._chain(t, Or)
 
     def _conditionaland(self, t: lark.Tree[Any]) -> Node:
-        if len(t.children) == 1:
-            return self.build(t.children[0])
-        left, right = (self.build(x) for x in t.children)
-        return And(*_pos(t), left, right)
+        return self._chain(t, And)
+
+    def _chain(self, t: lark.Tree[Any], kind: type[And] | type[Or]) -> Node:
+        """`a && b && c` (or `||`) as a balanced tree: the operators are associative
+        (errors are absorbed in either order), and a balanced tree is log2(n) deep."""
+        rights: list[lark.Tree[Any]] = []
+        data = t.data
+        while t.data == data and len(t.children) == 2:
+            rights.append(t.children[1])
+            t = t.children[0]
+        operands = [t, *reversed(rights)]
+        extra = (len(operands) - 1).bit_length()
+        self._depth += extra
+        try:
+            nodes = [self.build(x) for x in operands]
+        finally:
+            self._depth -= extra
+        return _balanced(nodes, kind)
 
     def _binary(self, t: lark.Tree[Any]) -> Node:
         if len(t.children) == 1:
@@ -332,6 +386,14 @@ _BINARY = {
     "addition_add": "+", "addition_sub": "-",
     "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%",
 }  # fmt: skip
+
+
+def _balanced(nodes: list[Node], kind: type[And] | type[Or]) -> Node:
+    if len(nodes) == 1:
+        return nodes[0]
+    middle = len(nodes) // 2
+    left, right = _balanced(nodes[:middle], kind), _balanced(nodes[middle:], kind)
+    return kind(left.line, left.column, left, right)
 
 
 def _macro(line: int, col: int, name: str, target: Node, args: tuple[Node, ...]) -> Node:
