@@ -12,7 +12,11 @@ Authentication, any of:
                                       token: every subscription then gets a fresh snapshot
 A bad `?token=` or `auth` token answers an `error` (UNAUTHORIZED or TOKEN_EXPIRED) and
 leaves the connection as it was. When the token expires, deliveries stop with one
-TOKEN_EXPIRED error until an `auth` message brings a valid token.
+TOKEN_EXPIRED error until an `auth` message brings a valid token (admin and deploy tokens
+expire when their `expires_at` says). When the credential is revoked while the connection
+is open (logout, reuse detection, password change, a disabled or deleted account, a revoked
+admin token) or its caller changes (a new role), the `CredentialWatch` of
+api/realtime_credentials.py drops or re-binds the connection's subscriptions.
 
 Ping frames go out every `realtime.ping_interval` (aiohttp's heartbeat closes a peer
 that stops answering). Over `realtime.max_connections` the upgrade answers 503.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +36,9 @@ from aiohttp import WSMsgType, web
 from alyx_server.api.auth import AUTH_SERVICE, caller
 from alyx_server.api.expand import expand_docs
 from alyx_server.api.pipeline import CLIENT_IP
+from alyx_server.api.realtime_credentials import CredentialWatch
 from alyx_server.api.runtime import RUNTIME, Runtime
 from alyx_server.auth import AuthContext, AuthService
-from alyx_server.auth.admin_tokens import TOKEN_PREFIX
 from alyx_server.errors import AlyxError
 from alyx_server.realtime import (
     Access,
@@ -67,9 +71,11 @@ _HEADER_LONG = struct.Struct("!BBQ").pack
 
 @dataclass(slots=True)
 class RealtimeState:
-    """The application's hub, built on the first connection (the database is open then)."""
+    """The application's hub and the watch of its connections' credentials, built on the
+    first connection (the database is open then)."""
 
     hub: RealtimeHub | None = None
+    watch: CredentialWatch | None = None
 
 
 REALTIME = web.AppKey("alyx.realtime", RealtimeState)
@@ -116,14 +122,16 @@ class _Socket:
                 transport.abort()
 
 
-def _hub(app: web.Application, rt: Runtime) -> RealtimeHub:
+def _hub(app: web.Application, rt: Runtime) -> tuple[RealtimeHub, CredentialWatch]:
     state = app[REALTIME]
-    if state.hub is None:
+    if state.hub is None or state.watch is None:
+        db = rt.ready_db()
         state.hub = RealtimeHub(
-            rt.ready_db(), rt.settings.realtime, rt.clock,
+            db, rt.settings.realtime, rt.clock,
             metrics=rt.metrics, compile_where=compile_where, expander=_expander(rt),
         )  # fmt: skip
-    return state.hub
+        state.watch = CredentialWatch(db, state.hub, app[AUTH_SERVICE])
+    return state.hub, state.watch
 
 
 def _expander(rt: Runtime) -> Expander:
@@ -194,36 +202,33 @@ def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
 
 
 def _authenticate(service: AuthService, token: str) -> tuple[AuthContext, float | None]:
-    """The caller of `token` and when its access ends (None: admin and deploy tokens)."""
+    """The caller of `token` and when its access ends (None: never)."""
     ctx = service.authenticate(token)
-    if token.startswith(TOKEN_PREFIX):
-        return ctx, None
-    return ctx, float(service.signer.check(token).expires)
+    return ctx, service.expiry(token)
 
 
-def _header_expiry(service: AuthService, request: web.Request) -> float | None:
-    header = request.headers.get("Authorization", "")
-    _scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if not token or token.startswith(TOKEN_PREFIX):
-        return None
-    return float(service.signer.check(token).expires)
+def _header_token(request: web.Request) -> str:
+    """The token of the `Authorization: Bearer` header (which the pipeline checked)."""
+    _scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    return token.strip()
 
 
 async def realtime(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    hub = _hub(request.app, rt)
+    hub, watch = _hub(request.app, rt)
     settings = rt.settings.realtime
     if hub.full:
         raise HubFull(f"the server holds its maximum of {settings.max_connections} realtime connections")
     service = request.app[AUTH_SERVICE]
-    auth: Auth | None = caller(request)
-    expires = _header_expiry(service, request) if auth is not None else None
+    auth: AuthContext | None = caller(request)
+    token = _header_token(request) if auth is not None else None
+    expires = service.expiry(token) if token else None
     token_error: AlyxError | None = None
-    token = request.query.get("token")
-    if auth is None and token:
+    query_token = request.query.get("token")
+    if auth is None and query_token:
         try:
-            auth, expires = _authenticate(service, token)
+            auth, expires = _authenticate(service, query_token)
+            token = query_token
         except AlyxError as e:
             token_error = e
     ws = web.WebSocketResponse(
@@ -232,28 +237,37 @@ async def realtime(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     client = hub.connect(_Socket(ws, request), _access(rt, request, auth), expires_at=expires)
     try:
+        if auth is not None and token:
+            watch.track(client, token, auth, _rebind(rt, request))
         if token_error is not None:
             client.send("error", error_message(token_error))
             client.expired = token_error.code == "TOKEN_EXPIRED"
         async for frame in ws:
             if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await _dispatch(rt, service, hub, client, request, frame.data)
+                await _dispatch(rt, service, (hub, watch), client, request, frame.data)
             elif frame.type == WSMsgType.ERROR:
                 log.info("realtime connection %s failed: %s", client.id, ws.exception())
                 break
     finally:
+        watch.forget(client)
         await hub.disconnect(client)
     return ws
 
 
 async def _dispatch(
-    rt: Runtime, service: AuthService, hub: RealtimeHub, client: Client, request: web.Request, data: Any
+    rt: Runtime,
+    service: AuthService,
+    live: tuple[RealtimeHub, CredentialWatch],
+    client: Client,
+    request: web.Request,
+    data: Any,
 ) -> None:
+    hub = live[0]
     message: ClientMessage | None = None
     try:
         message = parse_message(data, rt.settings.realtime.max_message_size)
         if message.type == "auth":
-            await _reauth(rt, service, hub, client, request, message)
+            await _reauth(rt, service, live, client, request, message)
         else:
             await hub.handle(client, message)
     except RealtimeError as e:
@@ -269,20 +283,30 @@ async def _dispatch(
 async def _reauth(
     rt: Runtime,
     service: AuthService,
-    hub: RealtimeHub,
+    live: tuple[RealtimeHub, CredentialWatch],
     client: Client,
     request: web.Request,
     message: ClientMessage,
 ) -> None:
+    hub, watch = live
     token = parse_token(message)
     auth, expires = _authenticate(service, token)
+    watch.track(client, token, auth, _rebind(rt, request))
     await hub.reauth(client, _access(rt, request, auth), expires_at=expires)
 
 
+def _rebind(rt: Runtime, request: web.Request) -> Callable[[AuthContext], Access]:
+    """How the connection's Access is rebuilt when its caller changes (a new role)."""
+    return lambda auth: _access(rt, request, auth)
+
+
 async def _close_hub(app: web.Application) -> None:
-    hub = app[REALTIME].hub
+    state = app[REALTIME]
+    hub, watch = state.hub, state.watch
+    state.hub = state.watch = None
+    if watch is not None:
+        await watch.close()
     if hub is not None:
-        app[REALTIME].hub = None
         await hub.close()
 
 

@@ -21,6 +21,7 @@ from alyx_server.auth.users import UserRecord
 __all__ = ["AuthContext", "PrincipalKind", "token_principal", "user_principal"]
 
 PrincipalKind = Literal["user", "admin_token", "deploy_token"]
+_TOKEN_ID_PREFIX = "token:"
 
 
 class AuthContext(Mapping[str, Any]):
@@ -71,6 +72,13 @@ class AuthContext(Mapping[str, Any]):
     def role(self) -> str:
         return str(self._data["role"])
 
+    @property
+    def token_id(self) -> str | None:
+        """The `_alyx_tokens` row of an admin or deploy token; None for a signed-in user."""
+        if self.kind == "user":
+            return None
+        return self.id.removeprefix(_TOKEN_ID_PREFIX)
+
     def allows(self, permission: str) -> bool:
         """Whether this caller may use an admin capability (`users`, `deploy`, `schema`...)."""
         if self.kind == "user":
@@ -100,7 +108,7 @@ def token_principal(
 ) -> AuthContext:
     """The context of an admin or deploy token."""
     data = {
-        "id": f"token:{token_id}",
+        "id": f"{_TOKEN_ID_PREFIX}{token_id}",
         "email": None,
         "role": kind,
         "verified": True,

@@ -40,7 +40,14 @@ from alyx_server.auth.sessions import (
     revoke_family,
     rotate_session,
 )
-from alyx_server.auth.tokens import TokenSigner, hash_secret, invalid_token, new_secret, token_expired
+from alyx_server.auth.tokens import (
+    AccessClaims,
+    TokenSigner,
+    hash_secret,
+    invalid_token,
+    new_secret,
+    token_expired,
+)
 from alyx_server.auth.users import (
     UserRecord,
     check_metadata,
@@ -51,7 +58,7 @@ from alyx_server.auth.users import (
 from alyx_server.config import AuthSettings
 from alyx_server.db import Database
 from alyx_server.errors import Conflict, Forbidden, Unauthorized
-from alyx_server.tools.timestamps import Clock, format_timestamp
+from alyx_server.tools.timestamps import Clock, format_timestamp, parse_timestamp
 
 __all__ = [
     "RESET_TTL",
@@ -200,11 +207,37 @@ class AuthService:
 
     def authenticate(self, token: str) -> AuthContext:
         """The caller of an access, admin or deploy token; see the module docstring."""
+        if not token.isascii():
+            # Tokens are ASCII; a header of raw non-UTF-8 bytes arrives with surrogate
+            # escapes that the JWT library cannot even encode.
+            raise invalid_token("a token is ASCII text: send it as `Authorization: Bearer <token>`")
         if token.startswith(TOKEN_PREFIX):
-            now = self.stamp()
-            record = self.db.read_now(lambda conn: token_for_secret(conn, token, now))
-            return token_principal(record.id, record.name, record.kind, frozenset(record.permissions))
-        claims = self.signer.check(token)
+            return self._token_principal(token)
+        return self._principal(self.signer.check(token))
+
+    def recheck(self, token: str) -> AuthContext:
+        """The caller of a token accepted earlier, as of now: the checks of `authenticate`
+        (revoked session, disabled or deleted account, revoked admin token, new role)
+        except an access token's expiry, which a long-lived holder (an open realtime
+        connection) enforces itself."""
+        if token.startswith(TOKEN_PREFIX):
+            return self._token_principal(token)
+        return self._principal(self.signer.signed_claims(token))
+
+    def expiry(self, token: str) -> float | None:
+        """When the access of a valid token ends (POSIX seconds), None when never."""
+        if not token.startswith(TOKEN_PREFIX):
+            return float(self.signer.check(token).expires)
+        now = self.stamp()
+        record = self.db.read_now(lambda conn: token_for_secret(conn, token, now))
+        return None if record.expires_at is None else parse_timestamp(record.expires_at).timestamp()
+
+    def _token_principal(self, token: str) -> AuthContext:
+        now = self.stamp()
+        record = self.db.read_now(lambda conn: token_for_secret(conn, token, now))
+        return token_principal(record.id, record.name, record.kind, frozenset(record.permissions))
+
+    def _principal(self, claims: AccessClaims) -> AuthContext:
         cache = self.cache
         user = cache.user(claims.user_id)
         if user is None:

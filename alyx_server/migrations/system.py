@@ -5,8 +5,9 @@ which of the steps below ran, each step commits together with its tracking row, 
 `apply_system_migrations` is safe to call at every start. A new system table or column
 is a new step appended to `SYSTEM_MIGRATIONS`; steps that have shipped are never edited.
 
-`_alyx_users` and `_alyx_sessions` carry the same change triggers as collections, so a
-per-process cache of users and sessions can be dropped when the change feed shows a row
+`_alyx_users`, `_alyx_sessions` and `_alyx_tokens` carry the same change triggers as
+collections, so a per-process cache of users and sessions can be dropped, and a realtime
+connection can lose the access its credential lost, when the change feed shows a row
 changed, whichever process wrote it.
 """
 
@@ -198,11 +199,21 @@ def _operations() -> tuple[str, ...]:
     )
 
 
+_TOKEN_COLUMNS = "id name kind token_hash permissions expires_at created_at last_used_at revoked_at"
+
+
+def _token_change_feed() -> tuple[str, ...]:
+    # A revoked admin or deploy token must reach open realtime connections, also when
+    # `alyx admin revoke-token` (another process) wrote it.
+    return tuple(trigger_sql(_trigger_model(TOKENS_TABLE, _TOKEN_COLUMNS)))
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
     SystemMigration(3, "accounts", _accounts()),
     SystemMigration(4, "tokens_and_deployments", _operations()),
+    SystemMigration(5, "token_change_feed", _token_change_feed()),
 )
 
 

@@ -7,6 +7,8 @@ The hub knows nothing of HTTP. The WebSocket handler authenticates, turns frames
     handle(client, message)      subscribe, unsubscribe, ping; errors are raised
     reauth(client, access)       a new caller: every subscription is re-bound and gets
                                  a fresh snapshot
+    revoke(client, error)        the caller's credential was revoked: every subscription
+                                 is dropped and new ones refused until a `reauth`
     revalidate(collections)      after a schema change: subscriptions on those collections
                                  are checked again and re-snapshotted, or get an error
     disconnect(client)           subscriptions and tasks freed
@@ -18,6 +20,7 @@ had received when the ping arrived, so a client can use ping as a barrier.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import sqlite3
@@ -36,6 +39,7 @@ from alyx_server.realtime.protocol import (
     ClientMessage,
     RealtimeError,
     SubscribeRequest,
+    error_code,
     error_message,
     parse_subscribe,
     parse_unsubscribe,
@@ -90,6 +94,7 @@ class RealtimeHub:
         self._serial = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self._sent: dict[str, Any] = {}
+        self._revoked: dict[str, RealtimeError] = {}
 
     # -- metrics -------------------------------------------------------------------------
     def _counted(self, kind: str) -> None:
@@ -138,6 +143,7 @@ class RealtimeHub:
         for sub in list(client.subs.values()):
             self._drop(sub)
         self.clients.pop(client.id, None)
+        self._revoked.pop(client.id, None)
         self._gauges()
 
     async def close(self) -> None:
@@ -161,6 +167,9 @@ class RealtimeHub:
 
     async def subscribe(self, client: Client, message: ClientMessage) -> None:
         request = parse_subscribe(message)
+        refusal = self._revoked.get(client.id)
+        if refusal is not None:
+            raise refusal
         if client.check_expiry(self._clock.now().timestamp()):
             raise RealtimeError("TOKEN_EXPIRED", "the access token has expired; send auth with a fresh token")
         limit = self.settings.max_subscriptions_per_client
@@ -198,6 +207,7 @@ class RealtimeHub:
         client.access = access
         client.expires_at = expires_at
         client.expired = False
+        self._revoked.pop(client.id, None)
         for sub in list(client.subs.values()):
             self.index.remove(sub)
             try:
@@ -213,6 +223,32 @@ class RealtimeHub:
                 self._drop(sub)
                 client.send("error", error_message(e, sub.message_id))
         self._gauges()
+
+    def revoke(self, client: Client, error: AlyxError) -> int:
+        """The client's credential no longer holds (logged out, revoked, account disabled
+        or deleted): one `error` with `error`'s code, every subscription dropped (each gets
+        the error too, echoing its subscribe id), new subscriptions refused with that code
+        until `reauth` brings a valid caller. Returns how many subscriptions were dropped."""
+        code = error_code(error)
+        reason = error.message.rstrip(".")
+        notice = RealtimeError(
+            code,
+            f"{reason}. The subscriptions of this connection were dropped: "
+            "send auth with a valid token, then subscribe again",
+        )
+        self._revoked[client.id] = RealtimeError(
+            code, f"{reason}. Send auth with a valid token before subscribing again"
+        )
+        client.access = dataclasses.replace(client.access, auth=None)
+        client.expires_at = None
+        client.expired = False
+        client.send("error", error_message(notice))
+        subs = list(client.subs.values())
+        for sub in subs:
+            self._drop(sub)
+            client.send("error", error_message(notice, sub.message_id))
+        self._gauges()
+        return len(subs)
 
     async def revalidate(self, collections: Iterable[str]) -> int:
         """After a schema change: check each subscription on `collections` again against

@@ -8,6 +8,8 @@ object. Problems become `RealtimeError`s carrying one of the protocol's codes:
     INVALID_PAYLOAD      a payload that is not an object, lacks a key, has a bad value
     INVALID_FILTER       a `filter` or `where` that does not fit the collection
     COLLECTION_NOT_FOUND FORBIDDEN UNAUTHORIZED TOKEN_EXPIRED
+    SESSION_REVOKED      the connection's session or token was revoked (or its account deleted)
+    ACCOUNT_DISABLED     the connection's account was disabled
     SUBSCRIPTION_LIMIT   more subscriptions than `realtime.max_subscriptions_per_client`
     MESSAGE_TOO_LARGE    a message over `realtime.max_message_size`
 
@@ -48,6 +50,7 @@ ERROR_CODES = frozenset(
     {
         "INVALID_MESSAGE", "INVALID_PAYLOAD", "INVALID_FILTER", "COLLECTION_NOT_FOUND",
         "FORBIDDEN", "UNAUTHORIZED", "TOKEN_EXPIRED", "SUBSCRIPTION_LIMIT", "MESSAGE_TOO_LARGE",
+        "SESSION_REVOKED", "ACCOUNT_DISABLED",
     }
 )  # fmt: skip
 _SUBSCRIBE_KEYS = ("collection", "filter", "where", "sort", "limit", "expand")
