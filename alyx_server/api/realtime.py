@@ -262,13 +262,15 @@ async def _dispatch(
     request: web.Request,
     data: Any,
 ) -> None:
-    hub = live[0]
+    hub, watch = live
     message: ClientMessage | None = None
     try:
         message = parse_message(data, rt.settings.realtime.max_message_size)
         if message.type == "auth":
             await _reauth(rt, service, live, client, request, message)
         else:
+            if message.type == "ping":
+                await watch.settled()
             await hub.handle(client, message)
     except RealtimeError as e:
         client.send("error", error_message(e, e.message_id if message is None else message.id))

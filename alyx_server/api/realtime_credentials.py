@@ -20,6 +20,7 @@ the same checks REST runs on every request (expiry apart: the connection enforce
                         new ones refused until an `auth` message brings a valid token
     another caller      (a new role, new metadata): `hub.reauth`, so every subscription
                         is re-bound to the caller as it now is and gets a fresh snapshot
+                        (unless its token has expired: it stays paused until `auth`)
     the same caller     nothing, but the connection is filed under its family's new
                         live row (after a refresh)
 
@@ -92,6 +93,12 @@ class CredentialWatch:
             self._file(held, ())
         self._pending.discard(client.id)
 
+    async def settled(self) -> None:
+        """Wait until the checks of every change received so far are done (a `ping` waits
+        for this, so its `pong` also comes after what those changes did to access)."""
+        while self._task is not None:
+            await asyncio.wait({self._task})
+
     async def close(self) -> None:
         self._unsubscribe()
         task, self._task = self._task, None
@@ -145,6 +152,8 @@ class CredentialWatch:
         self._file(held, keys)
         if auth.as_dict() == held.auth.as_dict():
             return
+        if client.check_expiry(self._service.clock.now().timestamp()):
+            return  # paused: the `auth` message that resumes it brings the caller as they are
         log.info("realtime connection %s: caller changed (%r -> %r), re-binding", client.id, held.auth, auth)
         held.auth = auth
         await self._hub.reauth(client, held.rebind(auth), expires_at=client.expires_at)

@@ -29,7 +29,9 @@ Client = TestClient  # type: ignore[type-arg]
 
 PASSWORD = "correct-horse-1"
 ROOT = "root@example.com"
-DROPPED = "The subscriptions of this connection were dropped: send auth with a valid token, then subscribe again"
+DROPPED = (
+    "The subscriptions of this connection were dropped: send auth with a valid token, then subscribe again"
+)
 REFUSED = "Send auth with a valid token before subscribing again"
 
 
@@ -43,14 +45,18 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def call(client: Client, method: str, path: str, token: str | None = None, **kw: Any) -> tuple[int, Any]:
+async def call(
+    client: Client, method: str, path: str, token: str | None = None, **kw: Any
+) -> tuple[int, Any]:
     resp = await client.request(method, path, headers=bearer(token) if token else {}, **kw)
     return resp.status, (await resp.json() if resp.status != 204 else None)
 
 
 async def register(client: Client, email: str) -> dict[str, Any]:
     """A new account: its user and its first session's tokens."""
-    status, body = await call(client, "POST", "/api/auth/register", json={"email": email, "password": PASSWORD})
+    status, body = await call(
+        client, "POST", "/api/auth/register", json={"email": email, "password": PASSWORD}
+    )
     assert status == 201, body
     return {"id": body["user"]["id"], **body["tokens"]}
 
@@ -74,13 +80,17 @@ async def root_admin(client: Client, project: Path) -> dict[str, Any]:
     return await login(client, ROOT)
 
 
-async def create(client: Client, collection: str = "posts", token: str | None = None, **doc: Any) -> dict[str, Any]:
+async def create(
+    client: Client, collection: str = "posts", token: str | None = None, **doc: Any
+) -> dict[str, Any]:
     status, body = await call(client, "POST", f"/api/collections/{collection}", token, json=doc)
     assert status == 201, body
     return dict(body)
 
 
-async def assert_revoked(live: LiveClient, client: Client, snapshot: dict[str, Any], code: str, reason: str) -> None:
+async def assert_revoked(
+    live: LiveClient, client: Client, snapshot: dict[str, Any], code: str, reason: str
+) -> None:
     """The connection got one `error` naming `code`, its subscription was dropped with the
     same error (echoing the subscribe id), later writes reach it no more, and a new
     subscribe is refused with that code."""
@@ -116,7 +126,9 @@ async def test_a_password_change_ends_the_sockets_of_the_other_sessions(client: 
     status, body = await call(client, "GET", "/api/auth/me", first["access_token"])
     assert (status, body["code"]) == (401, "SESSION_REVOKED")
 
-    await assert_revoked(old, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again")
+    await assert_revoked(
+        old, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again"
+    )
     # The session that changed the password keeps its socket, as it keeps REST.
     assert [m["type"] for m in await kept.sync()] == ["delta"]
 
@@ -130,7 +142,9 @@ async def test_a_logout_ends_the_socket_until_auth_brings_a_valid_token(client: 
 
     status, _ = await call(client, "POST", "/api/auth/logout", json={"refresh_token": alice["refresh_token"]})
     assert status == 204
-    await assert_revoked(live, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again")
+    await assert_revoked(
+        live, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again"
+    )
 
     # The revoked token cannot come back; a new sign-in can.
     await live.send("auth", {"token": alice["access_token"]}, "again")
@@ -149,15 +163,21 @@ async def test_refresh_token_reuse_ends_the_socket_of_the_family(client: Client)
     snap = await live.subscribe({"collection": "posts"})
 
     # A plain refresh keeps the family live: the socket is not touched.
-    status, rotated = await call(client, "POST", "/api/auth/refresh", json={"refresh_token": alice["refresh_token"]})
+    status, rotated = await call(
+        client, "POST", "/api/auth/refresh", json={"refresh_token": alice["refresh_token"]}
+    )
     assert status == 200, rotated
     await create(client, title="after the refresh")
     assert [m["type"] for m in await live.sync()] == ["delta"]
 
     # The retired refresh token presented again: the whole family is revoked.
-    status, body = await call(client, "POST", "/api/auth/refresh", json={"refresh_token": alice["refresh_token"]})
+    status, body = await call(
+        client, "POST", "/api/auth/refresh", json={"refresh_token": alice["refresh_token"]}
+    )
     assert (status, body["code"]) == (401, "TOKEN_REUSED")
-    await assert_revoked(live, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again")
+    await assert_revoked(
+        live, client, snap, "SESSION_REVOKED", "this session was logged out or revoked; log in again"
+    )
 
 
 async def test_a_disabled_account_loses_its_socket(client: Client, project: Path) -> None:
@@ -170,7 +190,9 @@ async def test_a_disabled_account_loses_its_socket(client: Client, project: Path
         client, "PATCH", f"/api/admin/users/{alice['id']}", root["access_token"], json={"disabled": True}
     )
     assert status == 200, body
-    await assert_revoked(live, client, snap, "ACCOUNT_DISABLED", "this account is disabled; contact the administrator")
+    await assert_revoked(
+        live, client, snap, "ACCOUNT_DISABLED", "this account is disabled; contact the administrator"
+    )
 
 
 async def test_a_demoted_admin_keeps_only_what_the_new_role_may_read(client: Client, project: Path) -> None:
@@ -239,7 +261,9 @@ async def test_a_token_revoked_by_another_process_ends_its_socket(client: Client
     assert refused["payload"] == {"code": "SESSION_REVOKED", "message": f"{reason}. {REFUSED}"}
 
 
-async def test_an_admin_token_expires_on_an_open_socket(client: Client, project: Path, clock: ManualClock) -> None:
+async def test_an_admin_token_expires_on_an_open_socket(
+    client: Client, project: Path, clock: ManualClock
+) -> None:
     token = alyx(project, "create-token", "--name", "short", "--expires", "1h").strip()
     live = await LiveClient.connect(client, headers=bearer(token))
     snap = await live.subscribe({"collection": "vault"})
@@ -253,3 +277,34 @@ async def test_an_admin_token_expires_on_an_open_socket(client: Client, project:
     assert [m["payload"]["code"] for m in got] == ["TOKEN_EXPIRED"]
     status, body = await call(client, "GET", "/api/collections/vault", token)
     assert (status, body["code"]) == (401, "TOKEN_EXPIRED")
+
+
+async def test_a_new_role_rebinds_a_live_socket_but_never_resumes_an_expired_one(
+    client: Client, project: Path, clock: ManualClock
+) -> None:
+    alice = await register(client, "alice@example.com")
+    live = await LiveClient.connect(client, headers=bearer(alice["access_token"]))
+    snap = await live.subscribe({"collection": "posts"})
+    assert snap["type"] == "snapshot"
+
+    async def set_role(role: str) -> None:
+        root = await login(client, ROOT)  # a token valid at the clock's current time
+        status, body = await call(
+            client, "PATCH", f"/api/admin/users/{alice['id']}", root["access_token"], json={"role": role}
+        )
+        assert status == 200, body
+
+    alyx(project, "create", ROOT, "--password-stdin", stdin=PASSWORD + "\n")
+    await set_role("editor")
+    got = await live.sync()  # a pong comes after the checks of the changes before the ping
+    assert [(m["type"], m.get("id")) for m in got] == [("snapshot", snap["id"])]
+
+    clock.advance(16 * 60)  # past auth.jwt.access_ttl (15m): deliveries pause
+    await create(client, title="while expired")
+    assert [m["payload"]["code"] for m in await live.sync()] == ["TOKEN_EXPIRED"]
+    await set_role("user")
+    await create(client, title="after the new role")
+    # No fresh snapshot for an expired token, whatever changed about its account.
+    assert await live.sync() == []
+    refused = await live.subscribe({"collection": "posts"})
+    assert refused["payload"]["code"] == "TOKEN_EXPIRED"
