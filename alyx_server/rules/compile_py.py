@@ -147,13 +147,12 @@ def compile_budgeted(node: Node, env: CompileEnv) -> tuple[Fn, bool]:
         return fn, False
     limit = env.eval_budget
     budget_key = fns.BUDGET
-    budget_type = fns.EvalBudget
 
     def budgeted(a: Activation) -> Any:
         # A caller evaluating several parts of one expression passes one budget for all.
         if budget_key in a:
             return fn(a)
-        return fn({**a, budget_key: budget_type(limit)})
+        return fn({**a, budget_key: [limit, limit]})
 
     return budgeted, True
 
@@ -355,11 +354,22 @@ class _Compiler:
             return lambda a: cel_in(left(a), right(a))
         arith = _ARITHMETIC[op]
         if op == "+":
-            # `s + s + s ...` copies ever longer values: charge what each `+` builds.
-            self.uses_budget = True
-            charge = fns.charge_size
-            return lambda a: charge(a[fns.BUDGET], arith(left(a), right(a)))
+            return self._charged_add(left, right)
         return lambda a: arith(left(a), right(a))
+
+    def _charged_add(self, left: Fn, right: Fn) -> Fn:
+        """`+`: `s + s + s ...` copies ever longer values, so a long result is charged."""
+        self.uses_budget = True
+        spend, key, per_step = fns.spend, fns.BUDGET, fns.SIZE_PER_STEP
+
+        def add(a: Activation) -> Any:
+            v = cel_add(left(a), right(a))
+            t = type(v)
+            if (t is str or t is list or t is bytes) and len(v) >= per_step:
+                spend(a[key], len(v) // per_step)
+            return v
+
+        return add
 
     def _charged_in(self, left: Fn, right: Fn) -> Fn:
         """`x in list` inside a loop: a scan per element, charged by the list's length."""

@@ -37,7 +37,7 @@ from alyx_server.rules.compile_py import (
     compile_node,
 )
 from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
-from alyx_server.rules.functions import BUDGET, EvalBudget
+from alyx_server.rules.functions import BUDGET
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json
@@ -127,7 +127,7 @@ class CompiledRule:
         auth_v, request_v = self._bound(auth, request)
         act = {"auth": auth_v, "request": request_v, "doc": doc}
         if self.budgeted:
-            act[BUDGET] = EvalBudget(self._limit(request))
+            act[BUDGET] = [limit := self._limit(request), limit]
         return self._allows(act)
 
     def _limit(self, request: RequestInfo | None) -> int:
@@ -177,7 +177,7 @@ class CompiledRule:
         if self.budgeted:
             limit = self._limit(request)
             return lambda doc: allows(
-                {"auth": auth_v, "request": request_v, "doc": doc, BUDGET: EvalBudget(limit)}
+                {"auth": auth_v, "request": request_v, "doc": doc, BUDGET: [limit, limit]}
             )
         return lambda doc: allows({"auth": auth_v, "request": request_v, "doc": doc})
 
@@ -243,7 +243,7 @@ class CompiledRule:
 
         def check(doc: dict[str, Any]) -> bool:
             # One budget per document, shared by the parts checked in Python.
-            row = {**act, "doc": doc, BUDGET: EvalBudget(limit)} if budgeted else {**act, "doc": doc}
+            row = {**act, "doc": doc, BUDGET: [limit, limit]} if budgeted else {**act, "doc": doc}
             try:
                 return all(fn(row) is True for fn in fns)
             except CelEvalError as e:

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_EVAL_BUDGET",
     "FALLBACK_FUNCTIONS",
     "MAX_PATTERN_LENGTH",
+    "SIZE_PER_STEP",
     "EvalBudget",
     "Regex",
     "charge_size",
@@ -48,7 +49,9 @@ __all__ = [
     "comprehension",
     "lookup",
     "matches",
+    "new_budget",
     "search",
+    "spend",
 ]
 
 Impl = Callable[..., Any]
@@ -80,30 +83,32 @@ BUDGET = "@budget"
 
 # One step is about one comprehension element; these many characters or list items
 # copied or scanned by C code, or RE2 (program instructions x text bytes), cost as much.
-_SIZE_PER_STEP = 256
+SIZE_PER_STEP = 256
 _REGEX_WORK_PER_STEP = 64
 
 
-class EvalBudget:
-    """The steps one evaluation has left; spending past zero is an evaluation error.
+EvalBudget = list[int]
+"""The steps one evaluation has left and its limit, `[left, limit]` (`new_budget`).
 
-    A counter checked where work grows (per comprehension, per scan of a long value), not
-    a clock read per node: the fast path of a rule without loops never touches it.
-    """
+A counter checked where work grows (per comprehension, per scan of a long value), not a
+clock read per node; a two-item list because one is made per evaluation (and per document
+of a list), where even a small class's `__init__` shows in the rules benchmark.
+"""
 
-    __slots__ = ("left", "limit")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.left = limit
+def new_budget(limit: int) -> EvalBudget:
+    """A fresh budget of `limit` steps (hot paths write the literal `[limit, limit]`)."""
+    return [limit, limit]
 
-    def spend(self, steps: int) -> None:
-        self.left -= steps
-        if self.left < 0:
-            raise CelEvalError(
-                f"evaluation budget exceeded: the expression needs more than {self.limit:,} steps "
-                "(rules.eval_budget); loop over fewer items or scan shorter values"
-            )
+
+def spend(budget: EvalBudget, steps: int) -> None:
+    """Charge `steps`; past the limit the evaluation is an error (the rule denies)."""
+    budget[0] -= steps
+    if budget[0] < 0:
+        raise CelEvalError(
+            f"evaluation budget exceeded: the expression needs more than {budget[1]:,} steps "
+            "(rules.eval_budget); loop over fewer items or scan shorter values"
+        )
 
 
 def charge_size(budget: EvalBudget, value: Any) -> Any:
@@ -111,8 +116,8 @@ def charge_size(budget: EvalBudget, value: Any) -> Any:
     t = type(value)
     if t is str or t is bytes or t is list:
         n = len(value)
-        if n >= _SIZE_PER_STEP:
-            budget.spend(n // _SIZE_PER_STEP)
+        if n >= SIZE_PER_STEP:
+            spend(budget, n // SIZE_PER_STEP)
     return value
 
 
@@ -173,7 +178,7 @@ def search(s: Any, regex: Regex, budget: EvalBudget | None = None) -> bool:
     if budget is not None:
         work = len(data) * regex.cost
         if work >= _REGEX_WORK_PER_STEP:
-            budget.spend(work // _REGEX_WORK_PER_STEP)
+            spend(budget, work // _REGEX_WORK_PER_STEP)
     return regex.search(data)
 
 
@@ -471,7 +476,7 @@ def comprehension(kind: str, var: str, rng: Fn, body: Fn, flt: Fn | None) -> Fn:
 
     def run(a: Mapping[str, Any]) -> Any:
         items = _items(rng(a))
-        a[BUDGET].spend(len(items) + 1)
+        spend(a[BUDGET], len(items) + 1)
         scope = dict(a)
         if kind in ("all", "exists"):
             return _quantifier(kind == "exists", var, items, scope, body)
