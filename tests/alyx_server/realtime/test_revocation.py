@@ -195,6 +195,18 @@ async def test_a_disabled_account_loses_its_socket(client: Client, project: Path
     )
 
 
+async def test_a_deleted_account_loses_its_socket(client: Client) -> None:
+    alice = await register(client, "alice@example.com")
+    live = await LiveClient.connect(client, f"/api/realtime?token={alice['access_token']}")
+    snap = await live.subscribe({"collection": "posts"})
+
+    status, body = await call(
+        client, "DELETE", "/api/auth/me", alice["access_token"], json={"password": PASSWORD}
+    )
+    assert status == 204, body
+    await assert_revoked(live, client, snap, "SESSION_REVOKED", "the account of this token was deleted")
+
+
 async def test_a_demoted_admin_keeps_only_what_the_new_role_may_read(client: Client, project: Path) -> None:
     root = await root_admin(client, project)
     alice = await register(client, "alice@example.com")
