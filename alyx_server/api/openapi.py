@@ -24,7 +24,7 @@ from alyx_server.api.openapi_accounts import (
     ref,
 )
 from alyx_server.config import PasswordPolicy
-from alyx_server.db.codec import INT64_MAX, INT64_MIN
+from alyx_server.db.codec import INT64_MAX, INT64_MIN, MAX_CLIENT_ID
 from alyx_server.db.query import MAX_LIMIT, OPERATORS
 from alyx_server.schema.formats import FORMAT_PATTERNS
 from alyx_server.schema.model import Collection, Field, FieldType, Schema
@@ -109,13 +109,20 @@ def _field_schema(field: Field) -> dict[str, Any]:
 def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
     visible = [f for f in c.fields if not f.internal]
     properties = {f.name: _field_schema(f) for f in visible}
+    # Server-managed timestamps are readOnly: in responses, never accepted in a request.
+    managed = frozenset(f.name for f in visible if f.server_managed)
+    shown = {n: {**s, "readOnly": True} if n in managed else s for n, s in properties.items()}
+    writable = {n: s for n, s in properties.items() if n not in managed}
+    pk = c.primary
+    if pk.type is FieldType.INT and pk.default is not None and pk.default.kind == "auto":
+        writable[pk.name] = {**writable[pk.name], "maximum": MAX_CLIENT_ID}
     expand = {
         "type": "object",
         "description": "Referenced docs inlined by the `expand` parameter (null when absent)",
     }
     doc = {
         "type": "object",
-        "properties": {**properties, "expand": expand},
+        "properties": {**shown, "expand": expand},
         "required": [f.name for f in visible],
         "additionalProperties": False,
     }
@@ -123,13 +130,13 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
     selection = {**doc, "required": [c.primary.name]}
     create = {
         "type": "object",
-        "properties": properties,
+        "properties": writable,
         "required": [f.name for f in visible if f.required_on_create],
         "additionalProperties": False,
     }
     update = {
         "type": "object",
-        "properties": {f.name: _field_schema(f) for f in visible if not f.primary},
+        "properties": {f.name: _field_schema(f) for f in visible if not f.primary and f.name in writable},
         "additionalProperties": False,
     }
     title = _title(c.name)

@@ -80,14 +80,15 @@ def stored_doc(conn: sqlite3.Connection, view: CollectionView, doc_id: Any, acce
 
 
 def check_input_keys(view: CollectionView, body: Mapping[str, Any]) -> None:
-    """Refuse `internal` fields in input like unknown ones: clients never see them."""
-    if not view.has_internal:
-        return
-    issues = [
-        FieldIssue(str(k), "unknown_field", view.codec.unknown_field_message(str(k)))
-        for k in body
-        if k not in view.public_names and k in view.codec.fields
-    ]
+    """Refuse `internal` fields in input like unknown ones (clients never see them), and
+    fields only the server writes (`default: now`, `onUpdate: now`) as `read_only`."""
+    issues = view.codec.server_managed_issues(body) if view.codec.server_managed else []
+    if view.has_internal:
+        issues += [
+            FieldIssue(str(k), "unknown_field", view.codec.unknown_field_message(str(k)))
+            for k in body
+            if k not in view.public_names and k in view.codec.fields
+        ]
     if issues:
         listed = "; ".join(i.message for i in issues)
         raise ValidationError(f"invalid {view.name} document: {listed}", issues)

@@ -43,6 +43,9 @@ MAX_METADATA_BYTES = 16 * 1024
 """Largest `metadata` / `app_metadata` object, as JSON."""
 ROLE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+")
+# Control characters (C0, DEL, C1): never part of an address, and a NUL or line break in
+# one could cut or forge what mail headers and logs show.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _COLUMNS = (
     "id, email, password_hash, role, verified, disabled, metadata, app_metadata, created_at, updated_at"
 )
@@ -103,6 +106,13 @@ def normalize_email(value: object, field: str = "email") -> str:
             f"{field} must be a string", [FieldIssue(field, "invalid_type", f"{field} must be a string")]
         )
     email = value.strip().lower()
+    control = _CONTROL.search(email)
+    if control is not None:
+        message = (
+            f"{field} must not contain control characters "
+            f"(U+{ord(control.group()):04X} at position {control.start() + 1}); remove it"
+        )
+        raise ValidationError(message, [FieldIssue(field, "format_email", message)])
     if len(email) > 254 or _EMAIL.fullmatch(email) is None:
         message = f"{field} must be an email address like name@example.com"
         raise ValidationError(message, [FieldIssue(field, "format_email", message)])

@@ -42,6 +42,7 @@ from alyx_server.tools.timestamps import (
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_CLIENT_ID",
     "CollectionCodec",
     "FieldCodec",
     "codec_for",
@@ -53,6 +54,8 @@ __all__ = [
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# The largest id a client may choose for an automatic integer primary key (see client_id_issue).
+MAX_CLIENT_ID = 2**53 - 1
 # The largest magnitude up to which every whole number is exactly a float.
 FLOAT_EXACT_MAX = 2**53
 _EXAMPLE_UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -272,6 +275,8 @@ class CollectionCodec:
     public_names: tuple[str, ...]
     on_update: tuple[str, ...]
     defaults: tuple[Field, ...]
+    # Fields only the server writes (`default: now`, `onUpdate: now`, not clientWritable).
+    server_managed: frozenset[str]
     _update_sql: dict[tuple[str, ...], str] = field(default_factory=dict)
     _decoders: dict[tuple[str, ...], DecodeSpec] = field(default_factory=dict)
 
@@ -281,6 +286,39 @@ class CollectionCodec:
 
     def unknown_field_message(self, key: str) -> str:
         return f"unknown field {key!r}; fields of {self.name} are: {', '.join(self.public_names)}"
+
+    def server_managed_issues(self, data: Mapping[str, Any]) -> list[FieldIssue]:
+        """A `read_only` issue for each key of client input that only the server may write."""
+        issues = []
+        for key in data:
+            if key in self.server_managed:
+                f = self.fields[key].field
+                how = "onUpdate: now" if f.on_update_now else "default: now"
+                message = (
+                    f"{key} is set by the server ({how}); leave it out of the request "
+                    "(or mark the field clientWritable: true in schema.yaml)"
+                )
+                issues.append(FieldIssue(key, "read_only", message))
+        return issues
+
+    def client_id_issue(self, values: Mapping[str, Any]) -> FieldIssue | None:
+        """Why a client-chosen automatic integer id is refused, or None.
+
+        SQLite gives the next automatic id as the largest so far plus one, and a random
+        free one once 2^63-1 is taken; a bound far below keeps them sequential (and exact
+        in JavaScript, whose numbers are exact up to 2^53-1).
+        """
+        pk = self.pk
+        if pk.type is not FieldType.INT or pk.default is None or pk.default.kind != "auto":
+            return None
+        value = values.get(pk.name)
+        if not isinstance(value, int) or value <= MAX_CLIENT_ID:
+            return None
+        message = (
+            f"{pk.name} must be at most {MAX_CLIENT_ID} (2^53-1) when given; "
+            "leave it out to get the next automatic id"
+        )
+        return FieldIssue(pk.name, "max_value", message)
 
     def encode(self, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
         """Validate and convert a JSON-level document; every problem in one ValidationError."""
@@ -407,6 +445,7 @@ def _compile(collection: Collection) -> CollectionCodec:
         public_names=tuple(f.name for f in collection.fields if not f.internal),
         on_update=tuple(f.name for f in collection.fields if f.on_update_now),
         defaults=tuple(f for f in collection.fields if f.default is not None),
+        server_managed=frozenset(f.name for f in collection.fields if f.server_managed),
     )
 
 

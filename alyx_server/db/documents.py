@@ -65,6 +65,9 @@ def insert_doc(
     """
     codec = codec_for(collection)
     values = codec.encode(codec.with_defaults(data, clock))
+    issue = codec.client_id_issue(values)
+    if issue is not None:
+        raise ValidationError(f"invalid {codec.name} document: {issue.message}", [issue])
     if codec.pk.name in values:
         sql, names = codec.insert_sql, codec.insert_names
     else:
@@ -87,8 +90,9 @@ def update_doc(
 ) -> dict[str, Any]:
     """Apply a partial update; NotFound if there is no such document.
 
-    `onUpdate: now` fields are set here (RETURNING does not see what triggers do), unless
-    the changes set them. Changing the primary key is refused (`immutable`). Empty changes
+    `onUpdate: now` fields are set here to the clock's time (RETURNING does not see what
+    triggers do), whatever the changes say, unless the field is `clientWritable` and the
+    changes set it. Changing the primary key is refused (`immutable`). Empty changes
     return the document untouched.
     """
     codec = codec_for(collection)
@@ -110,7 +114,10 @@ def update_doc(
     if codec.on_update:
         now = now_timestamp(clock)
         for name in codec.on_update:
-            values.setdefault(name, now)
+            if name in codec.server_managed:
+                values[name] = now
+            else:
+                values.setdefault(name, now)
     if key is None:
         raise _not_found(codec, doc_id)
     try:

@@ -297,6 +297,9 @@ def _aspects(label: str, old: Field, new: Field) -> list[_Aspect]:
     if old.internal != new.internal:
         short = "internal" if new.internal else "not internal"
         out.append(_Aspect(short, f"{label} becomes {short} (no SQL change)", False))
+    if old.client_writable != new.client_writable:
+        short = "client-writable" if new.client_writable else "server-managed"
+        out.append(_Aspect(short, f"{label} becomes {short} (no SQL change)", False))
     if old.validation != new.validation:
         out.append(
             _Aspect("validation", f"{label} validation changes (checked by Alyx, no SQL change)", False)

@@ -110,6 +110,7 @@ class Field:
     references: Reference | None = None
     on_update_now: bool = False
     internal: bool = False
+    client_writable: bool = False
     validation: Validation = field(default_factory=Validation)
     location: Location | None = field(default=None, compare=False, repr=False)
 
@@ -121,6 +122,13 @@ class Field:
     def required_on_create(self) -> bool:
         """SPEC §4: a non-nullable field without a default must be given on create."""
         return not self.nullable and self.default is None
+
+    @property
+    def server_managed(self) -> bool:
+        """A timestamp the server sets (`default: now`, `onUpdate: now`): clients may not
+        write it, unless the schema marks it `clientWritable: true`."""
+        sets_it = self.on_update_now or (self.default is not None and self.default.kind == "now")
+        return sets_it and not self.client_writable
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +258,8 @@ def _field_to_dict(f: Field) -> dict[str, Any]:
         out["onDelete"] = f.references.on_delete
     if f.on_update_now:
         out["onUpdate"] = "now"
+    if f.client_writable:
+        out["clientWritable"] = True
     out.update(_validation_to_dict(f.validation))
     return out
 
@@ -293,6 +303,7 @@ def _field_from_dict(name: str, d: Mapping[str, Any]) -> Field:
         references=ref,
         on_update_now=d.get("onUpdate") == "now",
         internal=bool(d.get("internal", False)),
+        client_writable=bool(d.get("clientWritable", False)),
         validation=Validation(
             min_length=d.get("minLength"),
             max_length=d.get("maxLength"),

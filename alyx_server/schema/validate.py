@@ -56,9 +56,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 VALIDATION_OPTIONS = ("minLength", "maxLength", "min", "max", "pattern", "enum", "format")
 FIELD_OPTIONS = (
     "type", "primary", "unique", "nullable", "index", "default", "references",
-    "onDelete", "onUpdate", "internal", "validate", *VALIDATION_OPTIONS,
+    "onDelete", "onUpdate", "internal", "clientWritable", "validate", *VALIDATION_OPTIONS,
 )  # fmt: skip
-_FLAGS = ("primary", "unique", "nullable", "index", "internal")
+_FLAGS = ("primary", "unique", "nullable", "index", "internal", "clientWritable")
 _TEXT_TYPES = (FieldType.STRING, FieldType.TEXT)
 _NUMBER_TYPES = (FieldType.INT, FieldType.FLOAT)
 _ON_DELETE = ("restrict", "cascade", "set null")
@@ -222,9 +222,16 @@ def parse_field(src: SchemaSource, entry: YamlEntry, path: str) -> Field:
         references=_reference(src, options, nullable),
         on_update_now=_on_update(src, ftype, options.get("onUpdate")),
         internal=flags.get("internal", False),
+        client_writable=flags.get("clientWritable", False),
         validation=validation,
         location=src.location(entry.key, path),
     )
+    if field.client_writable and not (field.on_update_now or (default is not None and default.kind == "now")):
+        option = options["clientWritable"]
+        raise src.error(
+            "clientWritable applies only to a field the server sets (default: now or onUpdate: now)",
+            option.node, option.path, "remove clientWritable: every other field is written by clients",
+        )  # fmt: skip
     return field
 
 

@@ -1,7 +1,8 @@
 """Projects on disk for the API tests: schema, settings and a table checksum.
 
 Every collection carries explicit `"true"` rules, so these tests keep their meaning once
-CEL rules are enforced.
+CEL rules are enforced. `posts.created_at` is `clientWritable`, so tests can send any
+timestamp value through it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ collections:
       score:      { type: float, nullable: true }
       published:  { type: bool, default: false }
       tags:       { type: json, nullable: true }
-      created_at: { type: timestamp, default: now }
+      created_at: { type: timestamp, default: now, clientWritable: true }
     rules: { create: "true", read: "true", update: "true", delete: "true" }
   counters:
     fields:
