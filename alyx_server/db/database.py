@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from alyx_server.db.changes import ChangeFeed, ChangePoller, latest_change_id, prune_changes
 from alyx_server.db.checkpoint import Checkpointer
 from alyx_server.db.connection import Synchronous, open_connection
+from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded
 from alyx_server.db.writer import GroupListener, WriteQueue, WriteStats
 from alyx_server.errors import NotFound
 from alyx_server.schema.model import Collection, Schema
@@ -219,7 +220,9 @@ class Database:
         """Run `fn(conn)` on the loop if it finishes within `steps` VM steps, else on a thread.
 
         `fn` must only read: when it runs over its budget it is interrupted (its statement
-        and read transaction end) and run again from the start on a reader thread.
+        and read transaction end) and run again from the start on a reader thread. Row
+        checks in Python have their own budget (`LOOP_CHECK_WORK`): one that runs out
+        raises LoopWorkExceeded, which moves the read to a thread the same way.
         """
         self._check_on_loop("read_small")
         conn = self._loop_reader
@@ -231,15 +234,19 @@ class Database:
             return 1
 
         conn.set_progress_handler(stop, steps)
+        work = LOOP_CHECK_WORK.set([0])
         try:
             result = fn(conn)
         except sqlite3.OperationalError:
             if not overran:
                 raise
+        except LoopWorkExceeded:
+            overran = True
         else:
             if not overran:
                 return result
         finally:
+            LOOP_CHECK_WORK.reset(work)
             conn.set_progress_handler(None, 0)
             if conn.in_transaction:
                 conn.rollback()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,13 @@ from alyx_server.tools.timestamps import normalize_timestamp
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "LOOP_CHECK_WORK",
     "MAX_LIMIT",
     "OPERATORS",
     "Condition",
     "ListQuery",
     "ListSQL",
+    "LoopWorkExceeded",
     "Predicate",
     "build_list_sql",
     "condition_check",
@@ -74,6 +77,19 @@ _APPLIES = {
     "like": _TEXTUAL, "contains": _TEXTUAL, "is_null": _ANY, "not_null": _ANY,
 }  # fmt: skip
 _SQL_COMPARE = {"eq": "=", "ne": "IS NOT", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class LoopWorkExceeded(Exception):
+    """A row check did more work on the event loop than one read may (its own budget).
+
+    `Database.read_small` treats it as SQLite's step budget running out: the read is
+    abandoned and runs again on a reader thread, where no check raises it.
+    """
+
+
+LOOP_CHECK_WORK: ContextVar[list[int] | None] = ContextVar("alyx_loop_check_work", default=None)
+"""While `read_small` runs a read on the loop: `[steps the row checks have spent]`, which
+checks that count their work (CEL's evaluation budget) add to; None anywhere else."""
 
 
 @dataclass(frozen=True, slots=True)

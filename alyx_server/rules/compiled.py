@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
-from alyx_server.db.query import Predicate
+from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded, Predicate
 from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import (
     Activation,
@@ -239,18 +239,38 @@ class CompiledRule:
         self, act: dict[str, Any], rest: list[int], limit: int
     ) -> Callable[[dict[str, Any]], bool]:
         fns = [self.part_fns[i] for i in rest] if self.part_fns is not None else [self._fn]
-        budgeted = self.budgeted
+        if not self.budgeted:
 
-        def check(doc: dict[str, Any]) -> bool:
-            # One budget per document, shared by the parts checked in Python.
-            row = {**act, "doc": doc, BUDGET: [limit, limit]} if budgeted else {**act, "doc": doc}
+            def check(doc: dict[str, Any]) -> bool:
+                row = {**act, "doc": doc}
+                try:
+                    return all(fn(row) is True for fn in fns)
+                except CelEvalError as e:
+                    self._log_error(row, e)
+                    return False
+
+            return check
+        meter_of = LOOP_CHECK_WORK.get
+
+        def budgeted_check(doc: dict[str, Any]) -> bool:
+            # One budget per document, shared by the parts checked in Python; on the loop
+            # (read_small) the documents' work adds up, and past one budget the read
+            # moves to a reader thread instead of holding the loop row after row.
+            budget = [limit, limit]
+            row = {**act, "doc": doc, BUDGET: budget}
             try:
-                return all(fn(row) is True for fn in fns)
+                passed = all(fn(row) is True for fn in fns)
             except CelEvalError as e:
                 self._log_error(row, e)
-                return False
+                passed = False
+            meter = meter_of()
+            if meter is not None:
+                meter[0] += limit - budget[0]
+                if meter[0] > limit:
+                    raise LoopWorkExceeded(f"{self.label}: row checks past {limit:,} steps on the loop")
+            return passed
 
-        return check
+        return budgeted_check
 
     # -- realtime routing ----------------------------------------------------------------
     def equality_constraints(

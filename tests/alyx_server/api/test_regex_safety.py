@@ -29,6 +29,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
+from alyx_server.api.runtime import RUNTIME
 from alyx_server.errors import RuleError
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
@@ -285,3 +286,24 @@ def test_random_patterns_in_where_never_hold_the_loop(
     probe.assert_answered()
     assert answer.status_code == 200, (where, answer.text)
     assert probe.longest_gap < PROBE_TIMEOUT
+
+
+async def test_a_list_whose_row_checks_add_up_past_the_budget_moves_off_the_loop(
+    client: TestClient[Any, Any],
+) -> None:
+    # Each post costs about 10,200 steps (100 x 101 elements), within one evaluation's
+    # budget of 100,000; twenty of them are twice the budget, which the loop does not
+    # carry: the list moves to a reader thread (as past SQLite's step budget) and
+    # answers in full.
+    for i in range(20):
+        answer = await client.post("/api/collections/posts", json={"title": f"p{i}", "tags": TAGS})
+        assert answer.status == 201
+    db = client.server.app[RUNTIME].ready_db()
+    moved = db.loop_reads_moved
+    where = "doc.tags.all(a, doc.tags.all(b, b >= 0))"
+    answer = await client.get("/api/collections/posts", params={"where": where, "limit": "100"})
+    assert answer.status == 200
+    body = await answer.json()
+    assert body["total"] == 20
+    assert sorted(d["title"] for d in body["docs"]) == sorted(f"p{i}" for i in range(20))
+    assert db.loop_reads_moved == moved + 1
