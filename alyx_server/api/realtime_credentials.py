@@ -51,6 +51,10 @@ Key = tuple[str, str]
 _KIND_OF_TABLE = {USERS_TABLE: "user", SESSIONS_TABLE: "session", TOKENS_TABLE: "token"}
 
 
+def _unchecked() -> AlyxError:
+    return AlyxError("the access of this connection could not be checked again (logged)")
+
+
 @dataclass(slots=True)
 class _Credential:
     """What a connection authenticated with, and how to build its Access for a caller."""
@@ -128,8 +132,14 @@ class CredentialWatch:
                 ids, self._pending = self._pending, set()
                 for client_id in sorted(ids):
                     held = self._held.get(client_id)
-                    if held is not None:
+                    if held is None:
+                        continue
+                    try:
                         await self._check(held)
+                    except Exception:
+                        # Fail closed: a connection half re-bound is not left serving.
+                        log.exception("realtime connection %s: re-binding it failed", client_id)
+                        self._revoke(held, _unchecked())
         finally:
             self._task = None
 
@@ -147,7 +157,7 @@ class CredentialWatch:
         except Exception:
             # Fail closed: a credential that cannot be checked is not trusted any longer.
             log.exception("realtime connection %s: its credential could not be checked again", client.id)
-            self._revoke(held, AlyxError("the credential of this connection could not be checked again"))
+            self._revoke(held, _unchecked())
             return
         self._file(held, keys)
         if auth.as_dict() == held.auth.as_dict():
