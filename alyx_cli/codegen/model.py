@@ -8,6 +8,8 @@ once for every language, what each field means to a client:
 - in the create input: required when the field is non-nullable without a default (an
   integer primary key is assigned by SQLite, so it is optional too);
 - in the update input: every public field except the primary key, all optional;
+- server-managed timestamps (`default: now`, `onUpdate: now`, not `clientWritable`) are in
+  the stored doc only: the server refuses them in create and update input;
 - references to `_alyx_users.id` expand to the `User` type, other references to the
   referenced collection's doc type.
 
@@ -62,6 +64,7 @@ class FieldSpec:
     primary: bool = False
     enum: tuple[Any, ...] | None = None
     reference: str | None = None
+    server_managed: bool = False
 
     @property
     def expands_to_user(self) -> bool:
@@ -86,8 +89,12 @@ class CollectionSpec:
         return next(f for f in self.fields if f.primary)
 
     @property
+    def creatable(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if not f.server_managed)
+
+    @property
     def updatable(self) -> tuple[FieldSpec, ...]:
-        return tuple(f for f in self.fields if not f.primary)
+        return tuple(f for f in self.fields if not f.primary and not f.server_managed)
 
     @property
     def references(self) -> tuple[FieldSpec, ...]:
@@ -157,6 +164,7 @@ def _field(f: Field, *, in_collection: bool) -> FieldSpec:
         primary=f.primary,
         enum=f.validation.enum,
         reference=f.references.collection if f.references is not None else None,
+        server_managed=in_collection and f.server_managed,
     )
 
 
