@@ -133,7 +133,9 @@ KEYS: tuple[Key, ...] = (
     Key("server.port", _T.INT, 8090, "restart", "TCP port to listen on.",
         minimum=1, maximum=65535),
     Key("server.cors.allowed_origins", _T.STR_LIST, ModeDefault(dev=["*"], serve=[]), "live",
-        "Origins allowed to call the API from a browser; * allows any.", check=_origin),
+        "Origins allowed to call the API from a browser; * allows any. Not applied to "
+        "/api/realtime, which tokens authenticate, not cookies (docs/realtime.md).",
+        check=_origin),
     Key("server.max_body_size", _T.SIZE, "10MiB", "live",
         "Largest request body accepted; larger ones get 413.", minimum=1),
     Key("server.trusted_proxies", _T.STR_LIST, [], "live",
@@ -222,6 +224,9 @@ KEYS: tuple[Key, ...] = (
         "Largest WebSocket message accepted from a client.", minimum=1024),
     Key("realtime.send_queue", _T.INT, 1000, "restart",
         "Messages queued for a slow client before it is disconnected.", minimum=1),
+    Key("realtime.max_queued_bytes", _T.SIZE, "4MiB", "restart",
+        "Bytes queued for a slow client before it is disconnected (code 1013); one larger "
+        "message is still sent when nothing else waits.", minimum=64 * 1024),
     # dev
     Key("dev.auto_migrate", _T.BOOL, True, "live",
         "`alyx dev` applies safe schema changes as soon as schema.yaml is saved."),

@@ -137,6 +137,7 @@ class RealtimeSettings:
     max_subscriptions_per_client: int
     max_message_size: int
     send_queue: int
+    max_queued_bytes: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,18 @@
 `send` never waits. When nothing is queued and the connection's socket takes the frame at
 once, `send` writes it there and then (the common case: no task switch per message);
 otherwise the message joins the client's queue, which the client's own writer task
-drains as the socket allows, so a slow consumer only ever slows itself. When its queue
-holds `send_queue` messages and another one comes, the client is closed with code 1013
-(try again later) and its queue dropped; nobody else waits for it.
+drains as the socket allows, so a slow consumer only ever slows itself. The queue is
+bounded twice: by messages (`send_queue`) and by bytes (`max_queued_bytes`, so that large
+documents cannot pile up hundreds of megabytes behind a client that does not read). When
+a message would cross either bound, the client is closed with code 1013 (try again
+later) and its queue dropped at once; nobody else waits for it. One message larger than
+the byte bound alone is still queued when nothing else waits (a big snapshot is not a
+slow client).
+
+A message may come in two parts, `data` and a `tail` that many clients share (the body of
+a delta fanned out to every subscriber): the queue keeps the tail by reference, so ten
+slow clients hold one copy of a large document, not ten. The parts are joined only as
+the frame goes out.
 
 The transport is whatever carries frames (the WebSocket handler passes an adapter): the
 domain never sees aiohttp.
@@ -23,12 +32,14 @@ from typing import Any, Protocol
 from alyx_server.realtime.protocol import encode
 from alyx_server.realtime.subscriptions import Access, Subscription
 
-__all__ = ["CLOSE_OVERLOADED", "Client", "Transport"]
+__all__ = ["CLOSE_OVERLOADED", "QUEUE_BYTES_FULL", "QUEUE_FULL", "Client", "Transport"]
 
 log = logging.getLogger("alyx.realtime")
 
 CLOSE_OVERLOADED = 1013
 """WebSocket close code for a client that cannot keep up ("try again later")."""
+QUEUE_FULL = "send queue full: the client does not keep up"
+QUEUE_BYTES_FULL = "send queue over realtime.max_queued_bytes: the client does not keep up"
 
 
 class Transport(Protocol):
@@ -47,8 +58,9 @@ class Client:
     """One connection; see the module docstring."""
 
     __slots__ = (
-        "_closed", "_closer", "_counted", "_next_sub", "_queue", "_sending", "_wake", "_writer", "access",
-        "closing", "expired", "expires_at", "id", "limit", "subs", "transport",
+        "_closed", "_closer", "_counted", "_next_sub", "_queue", "_queued_bytes", "_sending", "_wake",
+        "_writer", "access", "closing", "expired", "expires_at", "id", "limit", "max_bytes", "subs",
+        "transport",
     )  # fmt: skip
 
     def __init__(
@@ -59,6 +71,7 @@ class Client:
         *,
         expires_at: float | None,
         limit: int,
+        max_bytes: int,
         counted: Callable[[str], None],
         closed: Callable[[Client], None],
     ) -> None:
@@ -69,9 +82,11 @@ class Client:
         self.expired = False
         self.closing = False
         self.limit = limit
+        self.max_bytes = max_bytes
         self.subs: dict[str, Subscription] = {}
         self._next_sub = 0
-        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue: deque[tuple[str, bytes, bytes]] = deque()
+        self._queued_bytes = 0
         self._sending = False
         self._wake = asyncio.Event()
         self._counted = counted
@@ -101,18 +116,29 @@ class Client:
         return True
 
     # -- sending -------------------------------------------------------------------------
-    def send(self, kind: str, data: bytes) -> None:
-        """Queue one encoded message; overflow closes the client with 1013."""
+    def send(self, kind: str, data: bytes, tail: bytes = b"") -> None:
+        """Queue one encoded message, `data` then `tail` (a tail shared with other clients
+        is queued by reference); overflow closes the client with 1013."""
         if self.closing:
             return
-        if not self._queue and not self._sending and self.transport.write_now(data):
+        queue = self._queue
+        if not queue and not self._sending and self.transport.write_now(data + tail if tail else data):
             self._counted(kind)
             return
-        if len(self._queue) >= self.limit:
+        size = len(data) + len(tail)
+        if len(queue) >= self.limit:
             log.warning("realtime client %s cannot keep up (%d queued): closing it", self.id, self.limit)
-            self.close(CLOSE_OVERLOADED, "send queue full: the client does not keep up")
+            self.close(CLOSE_OVERLOADED, QUEUE_FULL)
             return
-        self._queue.append((kind, data))
+        if queue and self._queued_bytes + size > self.max_bytes:
+            log.warning(
+                "realtime client %s cannot keep up (%d bytes queued, %d more): closing it",
+                self.id, self._queued_bytes, size,
+            )  # fmt: skip
+            self.close(CLOSE_OVERLOADED, QUEUE_BYTES_FULL)
+            return
+        queue.append((kind, data, tail))
+        self._queued_bytes += size
         self._wake.set()
 
     def message(self, kind: str, payload: dict[str, Any], message_id: Any = None) -> None:
@@ -122,30 +148,39 @@ class Client:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
     async def _write(self) -> None:
-        queue, wake, transport = self._queue, self._wake, self.transport
+        queue, wake = self._queue, self._wake
         try:
             while True:
                 while queue:
-                    kind, data = queue.popleft()
-                    self._sending = True
-                    try:
-                        await transport.send(data)
-                    finally:
-                        self._sending = False
-                    self._counted(kind)
+                    await self._send_next()
                 wake.clear()
                 await wake.wait()
         except (ConnectionError, RuntimeError) as e:
             # The peer went away mid-write; the handler's receive loop ends the connection.
             log.debug("realtime client %s: write failed: %s", self.id, e)
 
+    async def _send_next(self) -> None:
+        # A frame of its own, so that no frame stays referenced while the writer waits.
+        kind, data, tail = self._queue.popleft()
+        self._queued_bytes -= len(data) + len(tail)
+        self._sending = True
+        try:
+            await self.transport.send(data + tail if tail else data)
+        finally:
+            self._sending = False
+        self._counted(kind)
+
     def close(self, code: int, message: str) -> None:
         """Stop sending and close the transport with `code` (in the background)."""
         if self.closing:
             return
         self.closing = True
-        self._queue.clear()
+        self._drop_queue()
         writer = self._writer
         if writer is not None:
             writer.cancel()
@@ -155,9 +190,13 @@ class Client:
     async def stop(self) -> None:
         """Free the writer task (the connection is over)."""
         self.closing = True
-        self._queue.clear()
+        self._drop_queue()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0

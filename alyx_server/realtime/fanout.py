@@ -10,7 +10,9 @@ runs; each tick takes them all and:
    (filter, `where`, read rule) on the doc in memory, and updates its live view;
 3. re-runs the query of the views that cannot decide alone (a full window that lost a
    doc and must take the next one from the database), all in one reader call;
-4. renders one `delta` per touched subscription and queues it on its client.
+4. renders one `delta` per touched subscription and queues it on its client; live sets
+   with the same changes share one encoded body (queued by reference behind each
+   subscription's own prefix), so a slow subscriber's queue holds no copy of it.
 
 Reading the doc's current state rather than replaying history makes every step
 idempotent: a view converges on the database whatever the interleaving of snapshots,
@@ -288,7 +290,7 @@ class ChangeFanout:
                 continue
             mine = expanded.get(id(sub)) if expanded else None
             if mine is None and "order" not in payload:
-                client.send("delta", sub.frame_prefix + _shared_body(shared, payload))
+                client.send("delta", sub.frame_prefix, _shared_body(shared, payload))
                 continue
             changes = payload["changes"]
             for kind in ("inserts", "updates"):

@@ -125,7 +125,8 @@ class RealtimeHub:
         client_id = f"{self._prefix}-{next(self._serial)}"
         client = Client(
             client_id, transport, access, expires_at=expires_at,
-            limit=self.settings.send_queue, counted=self._counted, closed=self._forget,
+            limit=self.settings.send_queue, max_bytes=self.settings.max_queued_bytes,
+            counted=self._counted, closed=self._forget,
         )  # fmt: skip
         self.clients[client_id] = client
         client.start()

@@ -117,8 +117,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     functions.backend functions.pool.min_warm functions.pool.max_instances
     functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget realtime.poll_interval
     realtime.ping_interval realtime.max_connections realtime.max_subscriptions_per_client
-    realtime.max_message_size realtime.send_queue dev.auto_migrate dev.generate.languages
-    dev.generate.output admin_ui.enabled admin_ui.path logging.level logging.format"""
+    realtime.max_message_size realtime.send_queue realtime.max_queued_bytes dev.auto_migrate
+    dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path logging.level logging.format"""
     assert set(spec.split()) == set(KEYS_BY_PATH)
     assert KEYS_BY_PATH["auth.rate_limit.login"].env_var == "ALYX_AUTH_RATE_LIMIT_LOGIN"
     assert all(key.apply in ("live", "restart") and key.description for key in KEYS)

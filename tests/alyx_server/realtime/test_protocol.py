@@ -20,7 +20,13 @@ Client = TestClient  # type: ignore[type-arg]
 
 @pytest.fixture
 def overrides() -> dict[str, object]:
-    return {"realtime.max_subscriptions_per_client": 3, "realtime.max_message_size": "2KiB"}
+    # The byte bound of the send queue is raised above the 8 MB that a client falling
+    # behind holds below (test_queue_bytes.py tests the bound itself).
+    return {
+        "realtime.max_subscriptions_per_client": 3,
+        "realtime.max_message_size": "2KiB",
+        "realtime.max_queued_bytes": "32MiB",
+    }
 
 
 async def create(client: Client, collection: str = "posts", **doc: object) -> dict[str, object]:
