@@ -32,9 +32,11 @@ _ADMIN_OFFSET_MAX = 2**62
 
 # What an email, a password and a role look like on the way in (auth.users.normalize_email
 # trims the text first, so surrounding whitespace is allowed).
+# Control characters, refused inside an address (auth.users._CONTROL).
+_CC = r"\x00-\x1f\x7f-\x9f"
 _EMAIL = {
     "type": "string",
-    "pattern": r"^\s*[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+\s*$",
+    "pattern": rf"^\s*[^@\s{_CC}]{{1,64}}@[^@\s.{_CC}]+(?:\.[^@\s.{_CC}]+)+\s*$",
     "maxLength": 254,
     "description": "An email address (local@domain.tld); trimmed and lower-cased",
 }

@@ -4,6 +4,7 @@ asserted, with the stored data checked afterwards."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ collections:
 """
 PAST = "1999-01-01T00:00:00.000Z"
 MAX_CLIENT_ID = 2**53 - 1
+EMAIL_WITH_NUL = "a\u0000@x.io"
 NO_LIMITS = {
     "auth.rate_limit.register": "off",
     "auth.rate_limit.login": "off",
@@ -169,7 +171,7 @@ async def test_a_client_chosen_id_past_the_bound_is_refused_and_ids_stay_sequent
     assert ids == [41, 42, 43, MAX_CLIENT_ID, MAX_CLIENT_ID + 1]
 
 
-async def test_the_openapi_document_marks_server_timestamps_read_only(
+async def test_the_openapi_document_states_what_clients_may_not_write(
     auth_app: AppFactory, tmp_path: Path
 ) -> None:
     client = await app(auth_app, tmp_path)
@@ -184,9 +186,11 @@ async def test_the_openapi_document_marks_server_timestamps_read_only(
     assert set(schemas["PostsCreate"]["properties"]) == {"id", "title", "due_at"}
     assert set(schemas["PostsUpdate"]["properties"]) == {"title", "due_at"}
     assert schemas["CountersCreate"]["properties"]["id"]["maximum"] == MAX_CLIENT_ID
-
-
-EMAIL_WITH_NUL = "a\u0000@x.io"
+    register = document["paths"]["/api/auth/register"]["post"]["requestBody"]["content"]["application/json"]
+    email = re.compile(register["schema"]["properties"]["email"]["pattern"])
+    assert email.search("ada@x.io") is not None
+    assert email.search(EMAIL_WITH_NUL) is None
+    assert email.search("ad\u0085a@x.io") is None
 
 
 @pytest.mark.parametrize(
