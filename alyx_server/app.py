@@ -14,6 +14,8 @@
 
 `serve` runs an application on a host and port until SIGINT or SIGTERM, then shuts down
 gracefully: the listener closes, requests in flight finish, queued writes commit.
+`bind_listeners` binds the port beforehand, so a port in use stops the CLI before the
+database is opened or migrated.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -48,11 +51,20 @@ from alyx_server.schema.loader import load_schema
 from alyx_server.schema.model import Schema
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
-__all__ = ["GC_THRESHOLD", "banner", "create_app", "run_server", "serve", "tune_collector"]
+__all__ = [
+    "GC_THRESHOLD",
+    "banner",
+    "bind_listeners",
+    "create_app",
+    "run_server",
+    "serve",
+    "tune_collector",
+]
 
 log = logging.getLogger("alyx.server")
 
 SHUTDOWN_TIMEOUT = 30.0
+BACKLOG = 1024
 
 
 def create_app(
@@ -222,18 +234,50 @@ def banner(settings: Settings, url: str) -> str:
     return f"Alyx {__version__} serving {settings.project_dir} at {url} ({settings.mode})"
 
 
+def bind_listeners(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on `port` for every address `host` resolves to, bound now.
+
+    What asyncio's `create_server(host, port)` binds, done before the application starts,
+    so that a port in use (OSError EADDRINUSE) is found before anything is changed. The
+    sockets are handed to `serve(..., sockets=...)`, which closes them on shutdown.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _name, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 async def serve(
     app: web.Application,
     host: str,
     port: int,
     *,
     on_started: Callable[[str], None] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> int:
     """Run `app` until SIGINT/SIGTERM (exit status 0) or a fatal startup failure (1).
 
-    `on_started(url)` is called once the socket listens. Shutdown closes the listener,
-    lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then closes the
-    database, which commits every queued write.
+    `sockets`, from `bind_listeners`, are served instead of binding `host` and `port`
+    after start-up. `on_started(url)` is called once the socket listens. Shutdown closes
+    the listener, lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then
+    closes the database, which commits every queued write.
     """
     rt = app[RUNTIME]
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -247,8 +291,10 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
+        if sockets is None:
+            await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
+        for sock in sockets or ():
+            await web.SockSite(runner, sock).start()
         tune_collector()
         if on_started is not None:
             on_started(_url(runner, host, port))
@@ -280,6 +326,7 @@ def run_server(
     port: int,
     *,
     on_started: Callable[[str], None] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> int:
     """`serve` on a fresh event loop; returns the exit status.
 
@@ -287,4 +334,4 @@ def run_server(
     code, not to the loop itself.)
     """
     with asyncio.Runner() as runner:
-        return runner.run(serve(app, host, port, on_started=on_started))
+        return runner.run(serve(app, host, port, on_started=on_started, sockets=sockets))

@@ -35,6 +35,7 @@ def _start(
 ) -> int:
     # The web stack loads only when a server starts, so other commands (`alyx generate`)
     # stay fast.
+    from alyx_cli.listen import listen
     from alyx_server.app import banner, create_app, run_server
     from alyx_server.config import load_settings
     from alyx_server.logs import configure_logging
@@ -48,27 +49,34 @@ def _start(
     if host is not None:
         overrides["server.host"] = host
     settings = load_settings(root, mode=mode, overrides=overrides)
-    log_file: IO[str] | None = None
-    if tui:
-        from alyx_cli.tui.embedded import dashboard_log, serve_with_dashboard
+    # Bound first: a port in use must stop the command before the database is touched.
+    sockets = listen(settings, mode, port)
+    try:
+        log_file: IO[str] | None = None
+        if tui:
+            from alyx_cli.tui.embedded import dashboard_log, serve_with_dashboard
 
-        log_file = dashboard_log(settings)
-        configure_logging(settings.logging, stream=log_file)
-    else:
-        configure_logging(settings.logging)
-    app = create_app(settings)
-    if watch:
-        from alyx_cli.dev.console import DevConsole
-        from alyx_cli.dev.reload import dev_loop_context
+            log_file = dashboard_log(settings)
+            configure_logging(settings.logging, stream=log_file)
+        else:
+            configure_logging(settings.logging)
+        app = create_app(settings)
+        if watch:
+            from alyx_cli.dev.console import DevConsole
+            from alyx_cli.dev.reload import dev_loop_context
 
-        app.cleanup_ctx.append(dev_loop_context(overrides, DevConsole(file=log_file)))
-    if tui:
-        return serve_with_dashboard(app, settings)
+            app.cleanup_ctx.append(dev_loop_context(overrides, DevConsole(file=log_file)))
+        if tui:
+            return serve_with_dashboard(app, settings, sockets)
 
-    def announce(url: str) -> None:
-        print(banner(settings, url), flush=True)
+        def announce(url: str) -> None:
+            print(banner(settings, url), flush=True)
 
-    return run_server(app, settings.server.host, settings.server.port, on_started=announce)
+        host, port_number = settings.server.host, settings.server.port
+        return run_server(app, host, port_number, on_started=announce, sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 _PORT = click.option("-p", "--port", type=click.IntRange(1, 65535), help="Port (server.port).")

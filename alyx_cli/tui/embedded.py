@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sqlite3
 import uuid
 from datetime import timedelta
@@ -44,10 +45,13 @@ def dashboard_log(settings: Settings) -> IO[str]:
     return path.open("a", encoding="utf-8", buffering=1)
 
 
-def serve_with_dashboard(app: web.Application, settings: Settings) -> int:
-    """Run the server and the dashboard until either stops; the exit status."""
+def serve_with_dashboard(
+    app: web.Application, settings: Settings, sockets: list[socket.socket] | None = None
+) -> int:
+    """Run the server (on `sockets`, when bound beforehand) and the dashboard until either
+    stops; the exit status."""
     with asyncio.Runner() as runner:
-        return runner.run(_run(app, settings))
+        return runner.run(_run(app, settings, sockets))
 
 
 async def _mint(app: web.Application) -> tuple[str, str]:
@@ -65,12 +69,11 @@ async def _mint(app: web.Application) -> tuple[str, str]:
     return await rt.ready_db().write(make), name
 
 
-async def _run(app: web.Application, settings: Settings) -> int:
+async def _run(app: web.Application, settings: Settings, sockets: list[socket.socket] | None) -> int:
     loop = asyncio.get_running_loop()
     started: asyncio.Future[str] = loop.create_future()
-    server = loop.create_task(
-        serve(app, settings.server.host, settings.server.port, on_started=started.set_result)
-    )
+    host, port = settings.server.host, settings.server.port
+    server = loop.create_task(serve(app, host, port, on_started=started.set_result, sockets=sockets))
     first: list[asyncio.Future[Any]] = [server, started]
     await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
     if server.done():

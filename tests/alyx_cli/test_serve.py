@@ -188,4 +188,4 @@ def test_port_in_use_is_one_line(project: Path) -> None:
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ")
-    assert f"('127.0.0.1', {port}): address already in use" in last
+    assert f"port {port} (from -p/--port) is already in use on 127.0.0.1" in last
