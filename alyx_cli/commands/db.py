@@ -244,8 +244,10 @@ def _stored_schema(conn: sqlite3.Connection) -> Schema:
     return history[-1].snapshot if history else Schema()
 
 
-def _summary(verb: str, data: Mapping[str, list[Any]], count: int) -> str:
-    collections = sum(1 for docs in data.values() if docs)
+def _summary(verb: str, data: Mapping[str, list[Any]], count: int, *, every: bool = False) -> str:
+    """`seeded 2 collections, 4 docs`: the collections that got docs, or with `every` all
+    of them (a dump lists each collection, empty ones too)."""
+    collections = len(data) if every else sum(1 for docs in data.values() if docs)
     return (
         f"{verb} {collections} collection{'' if collections == 1 else 's'}, "
         f"{count} doc{'' if count == 1 else 's'}"
@@ -334,10 +336,10 @@ def dump(file: Path, fmt: str | None, project_dir: Path) -> None:
     count = sum(len(docs) for docs in data.values())
     if str(file) == "-":
         click.echo(text, nl=False)
-        console(stderr=True).print(_summary("dumped", data, count))
+        console(stderr=True).print(_summary("dumped", data, count, every=True))
         return
     file.write_text(text, encoding="utf-8")
-    console().print(_summary("dumped", data, count) + f" to {file}")
+    console().print(_summary("dumped", data, count, every=True) + f" to {file}")
 
 
 # -- whole database files ------------------------------------------------------------------
