@@ -7,7 +7,7 @@ that cel-python refuses between a map or list and `null` (`{"a": 1} != null`) is
 answered with heterogeneous equality before cel-python sees it, because the closure
 compiler handles every comparison and only the unsupported node reaches cel-python.
 
-Its `matches` is replaced by Alyx's (`functions.matches`: RE2 with the pattern cache and
+Its `matches` is replaced by Alyx's (`regex.matches`: RE2 with the pattern cache and
 its length cap). The fallback has no evaluation budget, which is why a `where=` must stay
 inside the compiled subset (`load.compile_where`); only rules from schema.yaml reach it.
 
@@ -29,7 +29,8 @@ from celpy import celtypes
 from celpy.celparser import CELParser
 from celpy.evaluation import CELEvalError
 
-from alyx_server.rules.functions import BUDGET, matches
+from alyx_server.rules.budget import BUDGET
+from alyx_server.rules.regex import matches
 from alyx_server.rules.syntax import lark_parser
 from alyx_server.rules.values import CelEvalError, CelType, UInt
 

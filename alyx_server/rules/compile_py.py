@@ -12,7 +12,7 @@ and `doc.<field>` converts that one field to its CEL value on access.
 
 An expression whose work can grow with its data (a comprehension, `matches`, `+` building
 strings or lists) is wrapped so each evaluation carries an `EvalBudget` of
-`env.eval_budget` steps under `functions.BUDGET`; the nodes that grow charge it, and the
+`env.eval_budget` steps under `budget.BUDGET`; the nodes that grow charge it, and the
 rest of the closures never look at it.
 """
 
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from alyx_server.rules import budget as cost
 from alyx_server.rules import functions as fns
+from alyx_server.rules import regex as rx
 from alyx_server.rules.syntax import (
     And,
     Call,
@@ -97,8 +99,8 @@ class CompileEnv:
     collection: str = ""
     # False: an unknown function is an error at evaluation time, not at compile time.
     strict_functions: bool = True
-    # Steps one evaluation may take (rules.eval_budget); see functions.EvalBudget.
-    eval_budget: int = fns.DEFAULT_EVAL_BUDGET
+    # Steps one evaluation may take (rules.eval_budget); see budget.EvalBudget.
+    eval_budget: int = cost.DEFAULT_EVAL_BUDGET
 
 
 def _parse_ts(text: Any) -> Any:
@@ -139,14 +141,14 @@ def compile_budgeted(node: Node, env: CompileEnv) -> tuple[Fn, bool]:
     """The closure of `node`, and whether it reads an `EvalBudget` from the activation.
 
     Such a closure makes its own budget of `env.eval_budget` steps when the activation
-    brings none; a caller with a per-request limit puts one under `functions.BUDGET`.
+    brings none; a caller with a per-request limit puts one under `budget.BUDGET`.
     """
     compiler = _Compiler(env)
     fn = compiler.compile(node, frozenset())
     if not compiler.uses_budget:
         return fn, False
     limit = env.eval_budget
-    budget_key = fns.BUDGET
+    budget_key = cost.BUDGET
 
     def budgeted(a: Activation) -> Any:
         # A caller evaluating several parts of one expression passes one budget for all.
@@ -360,7 +362,7 @@ class _Compiler:
     def _charged_add(self, left: Fn, right: Fn) -> Fn:
         """`+`: `s + s + s ...` copies ever longer values, so a long result is charged."""
         self.uses_budget = True
-        spend, key, per_step = fns.spend, fns.BUDGET, fns.SIZE_PER_STEP
+        spend, key, per_step = cost.spend, cost.BUDGET, cost.SIZE_PER_STEP
 
         def add(a: Activation) -> Any:
             v = cel_add(left(a), right(a))
@@ -374,11 +376,11 @@ class _Compiler:
     def _charged_in(self, left: Fn, right: Fn) -> Fn:
         """`x in list` inside a loop: a scan per element, charged by the list's length."""
         self.uses_budget = True
-        charge = fns.charge_size
+        charge = cost.charge_size
 
         def member(a: Activation) -> Any:
             x = left(a)
-            return cel_in(x, charge(a[fns.BUDGET], right(a)))
+            return cel_in(x, charge(a[cost.BUDGET], right(a)))
 
         return member
 
@@ -400,8 +402,8 @@ class _Compiler:
             return self._matches(node, all_args)
         if node.function in _SCANNING and scope and target is not None and len(args) == 1:
             self.uses_budget = True
-            charge, recv, (arg,) = fns.charge_size, target, args
-            return lambda a: impl(charge(a[fns.BUDGET], recv(a)), arg(a))
+            charge, recv, (arg,) = cost.charge_size, target, args
+            return lambda a: impl(charge(a[cost.BUDGET], recv(a)), arg(a))
         if len(all_args) == 1:
             (x,) = all_args
             return lambda a: impl(x(a))
@@ -414,12 +416,12 @@ class _Compiler:
         """`s.matches(p)` / `matches(s, p)`: RE2, charged to the budget for its work."""
         self.uses_budget = True
         text, pattern = all_args
-        regex = _literal_regex(node)
+        regex = rx.literal_pattern(node)
         if regex is not None:
-            search = fns.search
-            return lambda a: search(text(a), regex, a[fns.BUDGET])
-        dynamic = fns.matches
-        return lambda a: dynamic(text(a), pattern(a), a[fns.BUDGET])
+            search = rx.search
+            return lambda a: search(text(a), regex, a[cost.BUDGET])
+        dynamic = rx.matches
+        return lambda a: dynamic(text(a), pattern(a), a[cost.BUDGET])
 
     def _message(self, node: Message, scope: frozenset[str]) -> Fn:
         raise Unsupported("protobuf message construction", node)
@@ -515,20 +517,3 @@ def _qualified(parts: list[str]) -> Fn:
         raise CelEvalError(f"undeclared reference to {parts[0]!r}")
 
     return resolve
-
-
-def _literal_regex(node: Call) -> fns.Regex | None:
-    """The compiled pattern of `s.matches('lit')` or `matches(s, 'lit')`, checked now.
-
-    A literal pattern RE2 refuses is a compile error at the pattern's column, so a rule
-    in schema.yaml stops the load and a `where=` answers 400, before any document is read.
-    """
-    if node.function != "matches" or not node.args:
-        return None
-    literal = node.args[-1]
-    if not isinstance(literal, Lit) or not isinstance(literal.value, str):
-        return None
-    try:
-        return fns.compile_regex(literal.value)
-    except CelEvalError as e:
-        raise CelCompileError(e.message, literal.line, literal.column) from e

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded, Predicate
+from alyx_server.rules.budget import BUDGET
 from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import (
     Activation,
@@ -37,7 +38,6 @@ from alyx_server.rules.compile_py import (
     compile_node,
 )
 from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
-from alyx_server.rules.functions import BUDGET
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json

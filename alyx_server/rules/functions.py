@@ -1,17 +1,10 @@
 """CEL's standard functions and macros over the values of `values.py`.
 
 `lookup(name, is_method, argc)` gives the implementation the closure compiler binds;
-the string functions are case-sensitive. `matches` is an unanchored search with RE2, the
-engine the CEL specification names: its time is linear in the text (Python's `re`
-backtracks, and one pattern such as `^(a+)+$` held the whole server for seconds). A
-pattern is compiled once (`compile_regex`, a bounded cache); one RE2 refuses
-(backreferences, lookaround) or longer than `MAX_PATTERN_LENGTH` is an error.
-
-`EvalBudget` bounds the work of one evaluation: comprehensions charge one step per
-element, `matches` charges for text length times program size, and string and list
-building charge for the size they produce; past the budget the evaluation is an error
-(the rule denies, the document is left out). Conversions follow the specification's
-ranges (int("9223372036854775808") is an error, double to int truncates toward zero).
+the string functions are case-sensitive; `matches` is an unanchored RE2 search
+(`regex.py`), and comprehensions charge the evaluation budget (`budget.py`) one step per
+element. Conversions follow the specification's ranges (int("9223372036854775808") is an
+error, double to int truncates toward zero).
 """
 
 from __future__ import annotations
@@ -20,12 +13,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import re2
-
+from alyx_server.rules.budget import BUDGET, spend
+from alyx_server.rules.regex import matches
 from alyx_server.rules.values import (
     UINT64_MAX,
     CelEvalError,
@@ -36,23 +28,7 @@ from alyx_server.rules.values import (
     type_of,
 )
 
-__all__ = [
-    "BUDGET",
-    "DEFAULT_EVAL_BUDGET",
-    "FALLBACK_FUNCTIONS",
-    "MAX_PATTERN_LENGTH",
-    "SIZE_PER_STEP",
-    "EvalBudget",
-    "Regex",
-    "charge_size",
-    "compile_regex",
-    "comprehension",
-    "lookup",
-    "matches",
-    "new_budget",
-    "search",
-    "spend",
-]
+__all__ = ["FALLBACK_FUNCTIONS", "comprehension", "lookup"]
 
 Impl = Callable[..., Any]
 FALLBACK_FUNCTIONS: frozenset[str] = frozenset()
@@ -72,121 +48,6 @@ def _strings(name: str, fn: Callable[[str, str], bool]) -> Impl:
         return fn(s, x)
 
     return impl
-
-
-# -- evaluation budget -------------------------------------------------------------------
-DEFAULT_EVAL_BUDGET = 100_000
-"""Steps one evaluation may take (`rules.eval_budget`): about 50 ms of work on one core."""
-
-BUDGET = "@budget"
-"""The activation key holding the evaluation's `EvalBudget` (no CEL name can spell it)."""
-
-# One step is about one comprehension element; these many characters or list items
-# copied or scanned by C code, or RE2 (program instructions x text bytes), cost as much.
-SIZE_PER_STEP = 256
-_REGEX_WORK_PER_STEP = 64
-
-
-EvalBudget = list[int]
-"""The steps one evaluation has left and its limit, `[left, limit]` (`new_budget`).
-
-A counter checked where work grows (per comprehension, per scan of a long value), not a
-clock read per node; a two-item list because one is made per evaluation (and per document
-of a list), where even a small class's `__init__` shows in the rules benchmark.
-"""
-
-
-def new_budget(limit: int) -> EvalBudget:
-    """A fresh budget of `limit` steps (hot paths write the literal `[limit, limit]`)."""
-    return [limit, limit]
-
-
-def spend(budget: EvalBudget, steps: int) -> None:
-    """Charge `steps`; past the limit the evaluation is an error (the rule denies)."""
-    budget[0] -= steps
-    if budget[0] < 0:
-        raise CelEvalError(
-            f"evaluation budget exceeded: the expression needs more than {budget[1]:,} steps "
-            "(rules.eval_budget); loop over fewer items or scan shorter values"
-        )
-
-
-def charge_size(budget: EvalBudget, value: Any) -> Any:
-    """`value`, after charging `budget` for its size when it is a long string, bytes or list."""
-    t = type(value)
-    if t is str or t is bytes or t is list:
-        n = len(value)
-        if n >= SIZE_PER_STEP:
-            spend(budget, n // SIZE_PER_STEP)
-    return value
-
-
-# -- regular expressions -----------------------------------------------------------------
-MAX_PATTERN_LENGTH = 1000
-"""Longest `matches` pattern, in characters (RE2 itself refuses repetitions above 1000)."""
-
-_RE2_MAX_MEM = 2 << 20
-_UNANCHORED = re2._Anchor.UNANCHORED
-
-
-def _re2_options() -> Any:
-    options = re2.Options()
-    options.never_capture = True  # matches() only asks whether there is a match
-    options.log_errors = False
-    options.max_mem = _RE2_MAX_MEM
-    return options
-
-
-class Regex:
-    """One RE2 program for `matches`: `search(data)` on UTF-8 bytes, `cost` its size."""
-
-    __slots__ = ("_program", "cost", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        if len(pattern) > MAX_PATTERN_LENGTH:
-            raise CelEvalError(
-                f"regular expression too long ({len(pattern):,} characters; at most {MAX_PATTERN_LENGTH:,})"
-            )
-        try:
-            # The wrapper's own search decodes match offsets back to characters, several
-            # microseconds a call; the program's Match on bytes is what a bool needs.
-            self._program = re2.compile(pattern, _re2_options())._regexp
-        except re2.error as e:
-            reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else e
-            raise CelEvalError(
-                f"invalid regular expression {pattern!r}: {reason} "
-                "(matches() uses RE2 syntax: no backreferences or lookaround)"
-            ) from e
-        self.cost = max(1, int(self._program.ProgramSize()))
-
-    def search(self, data: bytes) -> bool:
-        return bool(self._program.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
-
-
-@lru_cache(maxsize=512)
-def compile_regex(pattern: str) -> Regex:
-    """The RE2 program of `pattern`, compiled once; CelEvalError when RE2 refuses it."""
-    return Regex(pattern)
-
-
-def search(s: Any, regex: Regex, budget: EvalBudget | None = None) -> bool:
-    """`s.matches(regex)`: an unanchored RE2 search, charged to `budget` for its work."""
-    if type(s) is not str:
-        raise no_overload("matches", s)
-    data = s.encode("utf-8", "surrogatepass")
-    if budget is not None:
-        work = len(data) * regex.cost
-        if work >= _REGEX_WORK_PER_STEP:
-            spend(budget, work // _REGEX_WORK_PER_STEP)
-    return regex.search(data)
-
-
-def matches(s: Any, pattern: Any, budget: EvalBudget | None = None) -> bool:
-    """`s.matches(pattern)` with a pattern known only at evaluation time."""
-    if type(s) is not str or type(pattern) is not str:
-        raise no_overload("matches", s, pattern)
-    return search(s, compile_regex(pattern), budget)
 
 
 def _matches(s: Any, pattern: Any) -> bool:

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from alyx_server.db.query import Predicate
-from alyx_server.rules.functions import DEFAULT_EVAL_BUDGET
+from alyx_server.rules.budget import DEFAULT_EVAL_BUDGET
 from alyx_server.schema.model import Collection
 
 __all__ = ["USER_PROFILE_FIELDS", "AccessPolicy", "Auth", "OpenAccess", "RequestInfo"]
@@ -54,7 +54,7 @@ class RequestInfo:
     time: datetime
     query: Mapping[str, str]
     body: Mapping[str, Any] | None = None
-    # Steps one rule or `where` evaluation may take (rules.eval_budget; functions.EvalBudget).
+    # Steps one rule or `where` evaluation may take (rules.eval_budget; budget.EvalBudget).
     eval_budget: int = DEFAULT_EVAL_BUDGET
 
 
