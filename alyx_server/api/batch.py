@@ -29,6 +29,7 @@ from alyx_server.api.operations import (
 )
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.db.codec import int64
 from alyx_server.errors import AlyxError, ValidationError
 
 __all__ = ["MAX_OPERATIONS", "add_routes"]
@@ -73,8 +74,12 @@ def _checked(index: int, op: Any) -> tuple[str, str, Any, Any]:
     doc_id, body = op.get("id"), op.get("body")
     if method == "POST" and "id" in op:
         raise _refuse(index, "POST creates a document: put its id in body, not beside it")
-    if method != "POST" and (isinstance(doc_id, bool) or not isinstance(doc_id, str | int)):
-        raise _refuse(index, f"{method} needs the id of a document (a string or an integer)")
+    if method != "POST":
+        # 5.0 is the integer 5 in JSON Schema, as in the REST routes' bodies.
+        whole = int64(doc_id) if isinstance(doc_id, float) else None
+        doc_id = whole if whole is not None else doc_id
+        if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+            raise _refuse(index, f"{method} needs the id of a document (a string or an integer)")
     if method in ("POST", "PATCH") and not isinstance(body, dict):
         raise _refuse(index, f"{method} needs a body object")
     if method in ("GET", "DELETE") and "body" in op:

@@ -30,13 +30,15 @@ OPTIONAL: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 # `offset` of /api/admin/users: the largest SQLite takes without overflow checks.
 _ADMIN_OFFSET_MAX = 2**62
 
-# What an email, a password and a role look like on the way in (auth.users.normalize_email
-# trims the text first, so surrounding whitespace is allowed).
+# What an email, a password and a role look like on the way in. auth.users.normalize_email
+# trims the text first, then matches Python's `\s`, which is not ECMA's (it holds \x1c-\x1f
+# and not \ufeff): the whitespace is spelled out so both read the same characters.
+_WS = r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # Control characters, refused inside an address (auth.users._CONTROL).
 _CC = r"\x00-\x1f\x7f-\x9f"
 _EMAIL = {
     "type": "string",
-    "pattern": rf"^\s*[^@\s{_CC}]{{1,64}}@[^@\s.{_CC}]+(?:\.[^@\s.{_CC}]+)+\s*$",
+    "pattern": rf"^[{_WS}]*[^@{_WS}{_CC}]{{1,64}}@[^@.{_WS}{_CC}]+(?:\.[^@.{_WS}{_CC}]+)+[{_WS}]*$",
     "maxLength": 254,
     "description": "An email address (local@domain.tld); trimmed and lower-cased",
 }
@@ -197,7 +199,8 @@ def _auth_paths(policy: PasswordPolicy) -> dict[str, Any]:
     return {
         "/api/auth/register": {"post": _post(
             "auth_register",
-            _object({"email": _EMAIL, "password": new_password, "metadata": _METADATA}, ["email", "password"],
+            _object({"email": _EMAIL, "password": new_password,
+                     "metadata": {**_METADATA, "type": ["object", "null"]}}, ["email", "password"],
                     closed=False),
             _ok(201, "Registered", "Session"), 400, 409, 413, 429, 503)},
         "/api/auth/login": {"post": _post("auth_login", credentials, session, 400, 413, 429, 503)},
@@ -222,7 +225,9 @@ def _auth_paths(policy: PasswordPolicy) -> dict[str, Any]:
             "description": "Signed in: no body needed, the code goes to the caller. Anonymous: the "
                            "body names the address, and without one the answer is 401 (sign in, or "
                            "send {email}).",
-            "requestBody": {"required": False, **json_body(_object({"email": _EMAIL}, [], closed=False))},
+            "requestBody": {"required": False, **json_body(_object(
+                {"email": {"anyOf": [_EMAIL, {"type": "null"}], "description": "null is the same as none"}},
+                [], closed=False))},
             "responses": {**_ok(202, "Accepted", "Accepted"), **errors(400, 413, 429, 503)}}},
         "/api/auth/verify": {"post": _post(
             "auth_verify", _object({"token": _OPAQUE}, ["token"], closed=False),

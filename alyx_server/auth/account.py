@@ -131,18 +131,18 @@ async def request_verification(
 
     Without an `email`, the request is about the caller's own account: an anonymous
     caller gets a 401 and an admin token (which has no account) a 403, never a 400, as the
-    body itself is optional."""
+    body itself is optional. An `email` that is sent is checked, whoever the caller."""
+    address = None if email is None else normalize_email(email)
     if auth is not None and auth.user is not None:
         user = auth.user
         svc.reset_limit.hit(f"ip:{client.ip}", f"email:{user.email}")
         if not user.verified:
             svc.spawn(svc.send_one_time(user, "verify"), "verification email")
         return
-    if email is None:
+    if address is None:
         if auth is None:
             raise Unauthorized('sign in to verify your own address, or send {"email": "..."}')
         raise Forbidden('an admin token has no address of its own: send {"email": "..."}')
-    address = normalize_email(email)
     svc.reset_limit.hit(f"ip:{client.ip}", f"email:{address}")
     svc.spawn(_send_if_account(svc, address, "verify"), "verification email")
 
