@@ -171,7 +171,7 @@ def _list(server: LiveServer, where: str) -> requests.Response:
     [
         "doc.id.matches('^([0-9a-f-]+)+Z$')",
         "doc.body.matches('^(a+)+$')",
-        "matches(doc.body, '^(a|aa)+$')",
+        "matches(doc.body, '^(a|a)+$')",
     ],
 )
 def test_a_backtracking_pattern_in_where_does_not_freeze_the_server(live: LiveServer, where: str) -> None:
