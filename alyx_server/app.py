@@ -56,6 +56,7 @@ __all__ = [
     "banner",
     "bind_listeners",
     "create_app",
+    "reap_own_children",
     "run_server",
     "serve",
     "tune_collector",
@@ -264,6 +265,18 @@ def bind_listeners(host: str, port: int) -> list[socket.socket]:
     return bound
 
 
+def reap_own_children() -> None:
+    """Give SIGCHLD back its default action when the launcher left it ignored.
+
+    An ignored SIGCHLD survives exec (some supervisors and shells set it). The kernel then
+    reaps every child by itself: asyncio's child watcher finds nothing to wait for, logs
+    `Unknown child process pid N, will report returncode 255` as each function worker
+    stops, and a worker's real exit status or signal (what a crash report says) is lost.
+    """
+    if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -280,6 +293,7 @@ async def serve(
     closes the database, which commits every queued write.
     """
     rt = app[RUNTIME]
+    reap_own_children()  # before start-up starts the function workers
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     try:
         await runner.setup()
