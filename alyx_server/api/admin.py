@@ -197,7 +197,9 @@ def _subscription_summary(sub: Any) -> dict[str, Any]:
         "collection": q.collection.name,
         "filter": [f"{c.field}:{c.op}" + ("" if c.value is None else f":{c.value}") for c in q.conditions],
         "where": q.where.text if q.where is not None else None,
+        "sort": [f"-{name}" if descending else name for name, descending in q.sort],
         "limit": q.limit,
+        "expand": list(q.expand),
     }
 
 

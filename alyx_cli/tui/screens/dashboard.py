@@ -42,6 +42,20 @@ def _status_cell(status: object) -> Text:
     return Text(str(status), style=style)
 
 
+def _query_text(sub: dict[str, Any]) -> str:
+    """`title:eq:x where doc.n > 1 sort -created_at,title limit 20 expand author_id`."""
+    parts = [str(term) for term in sub.get("filter") or []]
+    if sub.get("where"):
+        parts.append(f"where {sub['where']}")
+    if sub.get("sort"):
+        parts.append(f"sort {','.join(str(s) for s in sub['sort'])}")
+    if sub.get("limit") is not None:
+        parts.append(f"limit {sub['limit']}")
+    if sub.get("expand"):
+        parts.append(f"expand {','.join(str(e) for e in sub['expand'])}")
+    return " ".join(parts)
+
+
 def _log_line(entry: object) -> str:
     if isinstance(entry, dict):
         level = entry.get("level", "info")
@@ -142,7 +156,7 @@ class DashboardScreen(Screen[None]):
         self.status_text = text
         shown = f"{text} · paused" if self.paused else text
         status = self.query_one("#status", Static)
-        status.update(shown)
+        status.update(Text(shown))  # an error message is text, not markup
         status.set_class(failed, "failed")
 
     # -- events ----------------------------------------------------------------------------
@@ -173,7 +187,8 @@ class DashboardScreen(Screen[None]):
             )
 
     def _request_row(self, r: dict[str, Any]) -> tuple[object, ...]:
-        return (_clock(r.get("time")), r.get("method"), r.get("path"), _status_cell(r.get("status")),
+        path = Text(str(r.get("path")))  # not markup: a path may hold `[`
+        return (_clock(r.get("time")), r.get("method"), path, _status_cell(r.get("status")),
                 f"{float(r.get('duration_ms') or 0):.1f}", r.get("user") or "")  # fmt: skip
 
     def _add_request(self, request: dict[str, Any]) -> None:
@@ -205,14 +220,7 @@ class DashboardScreen(Screen[None]):
         for client in summary.get("clients", []):
             subs = client.get("subscriptions") or [None]
             for sub in subs:
-                query = ""
-                if sub is not None:
-                    parts = [*sub.get("filter", [])]
-                    if sub.get("where"):
-                        parts.append(f"where {sub['where']}")
-                    if sub.get("limit") is not None:
-                        parts.append(f"limit {sub['limit']}")
-                    query = " ".join(parts)
+                query = Text("" if sub is None else _query_text(sub))  # not markup: `[` stays
                 table.add_row(
                     client.get("id"), client.get("user") or "anonymous", client.get("ip") or "",
                     f"{sub['id']} {sub['collection']}" if sub else "(none)", query,
@@ -260,13 +268,15 @@ class DashboardScreen(Screen[None]):
         tree.root.set_label(
             f"schema ({len(collections)} collections, checksum {str(body.get('checksum'))[:12]})"
         )
+        # Labels are Text, not markup strings: `[primary, -> users.id]` or a rule such as
+        # `doc.tags[0]` would otherwise be read as Rich markup tags and vanish.
         for c in collections:
-            node = tree.root.add(f"{c['name']} ({len(c['fields'])} fields)", expand=True)
+            node = tree.root.add(Text(f"{c['name']} ({len(c['fields'])} fields)"), expand=True)
             for f in c["fields"]:
                 flags = f" [{', '.join(f['flags'])}]" if f.get("flags") else ""
-                node.add_leaf(f"{f['name']}: {f['type']}{flags}")
+                node.add_leaf(Text(f"{f['name']}: {f['type']}{flags}"))
             if c.get("indexes"):
-                node.add_leaf(f"indexes: {', '.join(c['indexes'])}")
+                node.add_leaf(Text(f"indexes: {', '.join(c['indexes'])}"))
             for action, rule in c.get("rules", {}).items():
-                node.add_leaf(f"{action}: {rule if rule is not None else '(admins only)'}")
+                node.add_leaf(Text(f"{action}: {rule if rule is not None else '(admins only)'}"))
         tree.root.expand()
