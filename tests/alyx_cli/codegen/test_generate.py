@@ -42,7 +42,7 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 def test_languages_and_output_default_to_dev_generate(project: Path) -> None:
     code, output = _invoke("-C", str(project))
     assert code == 0, output
-    assert "go, python client(s) in clients: 15 file(s) written, 0 unchanged, 0 removed" in output
+    assert "go, python client(s) in clients: 16 file(s) written, 0 unchanged, 0 removed" in output
     assert sorted(p.name for p in (project / "clients").iterdir()) == ["go", "python"]
 
 
@@ -51,7 +51,9 @@ def test_options_override_the_defaults(project: Path, tmp_path: Path) -> None:
     assert code == 0, output
     assert sorted(p.name for p in (tmp_path / "ts-out" / "typescript").iterdir()) == [
         "index.ts",
+        "package.json",
         "runtime.ts",
+        "tsconfig.json",
         "types.ts",
     ]
 
@@ -77,7 +79,7 @@ def test_generating_twice_gives_identical_bytes_and_rewrites_nothing(project: Pa
     first = _snapshot(project / "clients")
     code, output = _invoke("-C", str(project), "-l", "typescript,go,python")
     assert code == 0
-    assert "0 file(s) written, 18 unchanged, 0 removed" in output
+    assert "0 file(s) written, 21 unchanged, 0 removed" in output
     assert _snapshot(project / "clients") == first  # same bytes, same modification times
 
 
@@ -91,7 +93,13 @@ def test_a_schema_change_rewrites_only_what_changed(project: Path) -> None:
     after = _snapshot(project / "clients")
     changed = sorted(name for name in after if after[name] != before[name])
     # Every file carries the schema hash in its header, so all are rewritten; none is left stale.
-    assert changed == ["typescript/index.ts", "typescript/runtime.ts", "typescript/types.ts"]
+    assert changed == [
+        "typescript/index.ts",
+        "typescript/package.json",
+        "typescript/runtime.ts",
+        "typescript/tsconfig.json",
+        "typescript/types.ts",
+    ]
     assert "tags" not in (project / "clients" / "typescript" / "types.ts").read_text()
 
 
