@@ -80,7 +80,12 @@ CASES: dict[str, tuple[str, Callable[[Path], None], str | None]] = {
     "change type": (
         "published_text",
         edit("{ type: bool, default: false }", "{ type: string, default: 'no' }"),
-        None,
+        "alter_field",
+    ),
+    "change type only": (
+        "tags_text",
+        edit("{ type: json, nullable: true }", "{ type: text, nullable: true }"),
+        "change_type",
     ),
     "required field without default": (
         "add_subtitle",
