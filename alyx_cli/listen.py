@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from alyx_cli.output import CommandError, describe_os_error
 from alyx_server.config import Settings
 from alyx_server.config.sources import read_environment, read_file
-from alyx_server.errors import AlyxError
 
 __all__ = ["listen", "port_source"]
 
@@ -29,17 +28,14 @@ def port_source(settings: Settings, flag: int | None, environ: Mapping[str, str]
     if flag is not None:
         return "from -p/--port"
     environ = os.environ if environ is None else environ
-    try:
-        if any(g.key.path == _PORT_KEY and g.raw is not None for g in read_environment(environ)):
-            return f"from {_PORT_VARIABLE}"
-        display = settings.config_file.name
-        for given in reversed(read_file(settings.config_file, display, environ)):
-            if given.key.path == _PORT_KEY and given.raw is not None:
-                return f"from {_PORT_KEY} in {given.location.file}" + (
-                    f":{given.location.line}" if given.location.line else ""
-                )
-    except AlyxError:  # the settings loaded, so this does not happen; the default then
-        pass
+    # The same sources load_settings read a moment ago (so they parse), latest winning.
+    if any(g.key.path == _PORT_KEY and g.raw is not None for g in read_environment(environ)):
+        return f"from {_PORT_VARIABLE}"
+    display = settings.config_file.name
+    for given in reversed(read_file(settings.config_file, display, environ)):
+        if given.key.path == _PORT_KEY and given.raw is not None:
+            line = f":{given.location.line}" if given.location.line else ""
+            return f"from {_PORT_KEY} in {given.location.file}{line}"
     return f"the default {_PORT_KEY}"
 
 
