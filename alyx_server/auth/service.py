@@ -210,7 +210,7 @@ class AuthService:
         if not token.isascii():
             # Tokens are ASCII; a header of raw non-UTF-8 bytes arrives with surrogate
             # escapes that the JWT library cannot even encode.
-            raise invalid_token("a token is ASCII text: send it as `Authorization: Bearer <token>`")
+            raise invalid_token("the token is invalid: tokens are ASCII text, and this one is not")
         if token.startswith(TOKEN_PREFIX):
             return self._token_principal(token)
         return self._principal(self.signer.check(token))

@@ -14,7 +14,9 @@ an error (`NULL`). Paths into json fields dispatch on `json_type()` so that a JS
 never equals the integer 1, and a missing key is an error, as in CEL. Timestamps are the
 stored ISO text (fixed width, so text order is time order); constants with sub-millisecond
 digits, NaN, lists compared as values, arithmetic on columns and `matches` are not SQL:
-`NotSQL` is raised and the caller evaluates that part per row instead.
+`NotSQL` is raised and the caller evaluates that part per row instead. So is a part whose
+syntax tree is more than `MAX_SQL_DEPTH` levels deep: SQLite's parser has a fixed stack
+(about 48 nested `NOT (`) and refuses deeper SQL with "parser stack overflow".
 
 `auth`, `request` and other variables are constants here: subtrees that do not read
 `doc` are evaluated in Python first (`SqlEnv.constant`) and bound as parameters.
@@ -51,6 +53,7 @@ from alyx_server.schema.model import FieldType
 from alyx_server.tools.timestamps import format_timestamp
 
 __all__ = [
+    "MAX_SQL_DEPTH",
     "NotSQL",
     "SqlEnv",
     "SqlExpr",
@@ -221,9 +224,13 @@ def _json_value(x: SqlExpr) -> SqlExpr:
     return SqlExpr(f"json_extract({col}, ?)", (*x.params, path))
 
 
+MAX_SQL_DEPTH = 10
+
+
 class _Compiler:
     def __init__(self, env: SqlEnv) -> None:
         self.env = env
+        self._depth = 0
 
     def value(self, node: Node) -> SqlExpr:
         if isinstance(node, Lit):
@@ -233,7 +240,13 @@ class _Compiler:
         method = getattr(self, "_" + type(node).__name__.lower(), None)
         if method is None:
             raise NotSQL(type(node).__name__)
-        out: SqlExpr = method(node)
+        self._depth += 1
+        try:
+            if self._depth > MAX_SQL_DEPTH:
+                raise NotSQL(f"nested more than {MAX_SQL_DEPTH} levels (SQLite's parser stack)")
+            out: SqlExpr = method(node)
+        finally:
+            self._depth -= 1
         return out
 
     def _fold(self, node: Node) -> SqlExpr:

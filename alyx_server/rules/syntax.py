@@ -289,7 +289,7 @@ class _Builder:
             rights.append(t.children[1])
             t = t.children[0]
         operands = [t, *reversed(rights)]
-        extra = (len(operands) - 1).bit_length()
+        extra = max((len(operands) - 1).bit_length() - 1, 0)  # levels under the root
         self._depth += extra
         try:
             nodes = [self.build(x) for x in operands]
