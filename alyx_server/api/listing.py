@@ -1,7 +1,8 @@
 """Query parameters of document routes, checked against the schema before any SQL.
 
     filter=field:op:value   repeatable, all must hold (db.query.parse_filter)
-    where=<CEL>             a CEL expression over doc (rules.access.where_predicate)
+    where=<CEL>             a CEL expression over doc's non-internal fields, at most 1024
+                            characters (rules.access.where_predicate, rules.limits)
     sort=-created_at,title  ties broken by the primary key
     limit=0..1000 (100)     offset=0..   total=true|false
     fields=a,b              the primary key is always returned as well

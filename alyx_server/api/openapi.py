@@ -26,6 +26,7 @@ from alyx_server.api.openapi_accounts import (
 from alyx_server.config import PasswordPolicy
 from alyx_server.db.codec import INT64_MAX, INT64_MIN, MAX_CLIENT_ID
 from alyx_server.db.query import MAX_LIMIT, OPERATORS
+from alyx_server.rules.limits import WHERE_MAX_LENGTH, WHERE_MAX_TOKENS
 from alyx_server.schema.formats import FORMAT_PATTERNS
 from alyx_server.schema.model import Collection, Field, FieldType, Schema
 from alyx_server.tools.timestamps import RFC3339_PATTERN
@@ -190,9 +191,10 @@ def _list_params(c: Collection) -> list[dict[str, Any]]:
         {"name": "filter", "in": "query", "style": "form", "explode": True,
          "schema": {"type": "array", "items": {"type": "string", "pattern": condition}},
          "description": "field:op:value, repeatable; the value must fit the field's type (docs/api.md)"},
-        {"name": "where", "in": "query", "schema": {"type": "string"},
-         "description": "A CEL expression over doc (docs/rules.md); refused with 400 when it does not "
-                        "compile"},
+        {"name": "where", "in": "query", "schema": {"type": "string", "maxLength": WHERE_MAX_LENGTH},
+         "description": "A CEL expression over doc's non-internal fields (docs/rules.md); refused with "
+                        f"400 when it does not compile, names another field or has over {WHERE_MAX_TOKENS} "
+                        "tokens"},
         {"name": "sort", "in": "query", "schema": _name_list(public, signed=True),
          "description": "-created_at,title: - for descending"},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}},

@@ -187,3 +187,15 @@ def test_a_schema_rule_has_no_length_limit_and_a_long_chain_is_not_deep() -> Non
     assert read is not None
     assert read.can_read(None, {"id": "x", "published": True}) is True
     assert read.can_read(None, {"id": "x", "published": False}) is False
+
+
+async def test_the_openapi_document_states_the_where_length_the_server_enforces(client: Client) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    params = document["paths"][POSTS]["get"]["parameters"]
+    where = next(p for p in params if p.get("name") == "where")
+    longest = where["schema"]["maxLength"]
+    assert longest == 1024
+    text = "doc.title != '" + "x" * (longest - 15) + "'"
+    assert len(text) == longest
+    assert (await client.get(POSTS, params={"where": text})).status == 200
+    assert (await client.get(POSTS, params={"where": text + " "})).status == 400
