@@ -178,16 +178,18 @@ def _read_fields(policy: object) -> Any:
 def _read_checks(policy: object) -> Any:
     """The read rule bound once per subscriber (CEL rules and OpenAccess; else per doc)."""
     if type(policy) is OpenAccess:
-        return lambda collection, auth, request: True
+        return lambda collection, auth, request, shared: True
     rule_of = getattr(policy, "rule", None)
     if not callable(rule_of):
         return None
 
-    def checks(collection: Collection, auth: Auth | None, request: RequestInfo) -> DocCheck | bool:
+    def checks(
+        collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
+    ) -> DocCheck | bool:
         rule = rule_of(collection, "read")
         if rule is None:
             return False
-        bound: DocCheck | bool = rule.doc_check(auth, request)
+        bound: DocCheck | bool = rule.doc_check(auth, request, shared)
         return bound
 
     return checks
@@ -198,7 +200,9 @@ def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
     budget = rt.settings.rules.eval_budget
     info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query, eval_budget=budget)
     policy = rt.policy
-    return Access(policy, auth, info, _read_routes(policy), _read_fields(policy), _read_checks(policy))
+    return Access(
+        policy, auth, info, _read_routes(policy), _read_fields(policy), _read_checks(policy), [budget, budget]
+    )
 
 
 def _authenticate(service: AuthService, token: str) -> tuple[AuthContext, float | None]:

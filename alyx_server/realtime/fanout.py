@@ -186,6 +186,12 @@ class ChangeFanout:
             doc = db.read_now(_fetch(collection, doc_id))
             cands = routes.candidates(doc_id, doc, existed, fields)
             public = _public(collection, doc) if doc is not None and cands else None
+            # One evaluation budget per connection and changed doc, whatever the number
+            # of its subscriptions: refilled here, charged by their where and read checks.
+            for sub in cands:
+                budget = sub.access.budget
+                if budget is not None:
+                    budget[0] = budget[1]
             for sub in cands:
                 self._apply(routes, sub, doc_id, doc, public, existed, fields, touched, resync)
         for sub in backlogged:
@@ -237,7 +243,10 @@ class ChangeFanout:
         ids, sub.backlog = sub.backlog, set()
         collection = sub.query.collection
         routes = self._index.routes(collection.name)
+        budget = sub.access.budget
         for doc_id in ids:
+            if budget is not None:
+                budget[0] = budget[1]
             doc = self._db.read_now(_fetch(collection, doc_id))
             public = _public(collection, doc) if doc is not None else None
             self._apply(routes, sub, doc_id, doc, public, True, None, touched, resync)

@@ -72,7 +72,9 @@ class LiveExpression(Protocol):
 
     def to_predicate(self, auth: Auth | None, request: RequestInfo | None) -> Predicate: ...
 
-    def doc_check(self, auth: Auth | None, request: RequestInfo | None) -> DocCheck | bool: ...
+    def doc_check(
+        self, auth: Auth | None, request: RequestInfo | None, shared: list[int] | None = None
+    ) -> DocCheck | bool: ...
 
     def equality_constraints(
         self, auth: Auth | None, request: RequestInfo | None = None
@@ -85,8 +87,9 @@ ReadRoutes = Callable[[Collection, Auth | None], Mapping[str, Any]]
 """{field: value} every doc the caller may read in the collection has (read rule equalities)."""
 ReadFields = Callable[[Collection], frozenset[str] | None]
 """The doc fields the collection's read decision depends on (None: unknown, any field)."""
-ReadChecks = Callable[[Collection, Auth | None, RequestInfo], DocCheck | bool]
-"""The read decision bound to one caller: per doc, or a bool when it does not read the doc."""
+ReadChecks = Callable[[Collection, Auth | None, RequestInfo, list[int] | None], DocCheck | bool]
+"""The read decision bound to one caller (and its shared evaluation budget, `Access.budget`):
+per doc, or a bool when it does not read the doc."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class Access:
     read_routes: ReadRoutes | None = None
     read_fields: ReadFields | None = None
     read_checks: ReadChecks | None = None
+    budget: list[int] | None = None
+    """The connection's evaluation budget `[left, limit]`, shared by the read rule and
+    `where` checks of all its subscriptions; the fan-out refills it per changed doc."""
 
     @property
     def is_admin(self) -> bool:
@@ -339,7 +345,7 @@ class Subscription:
         fields: set[str] | None = {cond.field for cond in q.conditions}
         if q.where is not None:
             predicates.append(q.where.to_predicate(access.auth, access.request))
-            _add_check(checks, q.where.doc_check(access.auth, access.request))
+            _add_check(checks, q.where.doc_check(access.auth, access.request, access.budget))
             where_eq = q.where.equality_constraints(access.auth, access.request)
             fields = _union(fields, doc_fields_in(q.where.text))
         if not access.is_admin:
@@ -349,7 +355,7 @@ class Subscription:
             if access.read_checks is None:
                 checks.append(_read_check(access, c))
             else:
-                _add_check(checks, access.read_checks(c, access.auth, access.request))
+                _add_check(checks, access.read_checks(c, access.auth, access.request, access.budget))
             fields = _union(fields, access.read_fields(c) if access.read_fields is not None else None)
         self.access = access
         self.predicates = predicates

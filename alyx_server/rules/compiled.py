@@ -15,19 +15,22 @@
 or None; `doc` is a document as the database layer decodes it (internal fields included).
 
 An expression that can loop or scan (`budgeted`) gets a fresh `EvalBudget` per evaluation
-(per document for lists and realtime) of `request.eval_budget` steps (the server's
-`rules.eval_budget`); running out is an evaluation error, so the document is denied.
+(per document for lists; per connection and changed document for realtime) of
+`request.eval_budget` steps (the server's `rules.eval_budget`); running out is an
+evaluation error, so the document is denied. Evaluation errors are logged at most once a
+second per expression, with a count of the ones in between.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
 from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded, Predicate
-from alyx_server.rules.budget import BUDGET
+from alyx_server.rules.budget import BUDGET, EvalBudget
 from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import (
     Activation,
@@ -76,6 +79,8 @@ def _conjuncts(node: Node) -> list[Node]:
 
 
 _ALL_NAMES = frozenset(("auth", "request", "doc"))
+_LOG_EVERY = 1.0
+"""Seconds between two logged evaluation errors of one rule (the others are counted)."""
 _UNREAD: dict[str, Any] = {}
 _MAX_PREDICATES = 4096
 
@@ -111,6 +116,8 @@ class CompiledRule:
         self.uses_request = "request" in names
         self.uses_doc = "doc" in names
         self._predicates: dict[int, tuple[object, int, Predicate]] = {}
+        self._logged_at = -_LOG_EVERY
+        self._unlogged = 0
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.label}: {self.text!r})"
@@ -149,10 +156,18 @@ class CompiledRule:
             return False
 
     def _log_error(self, act: Activation, error: CelEvalError) -> None:
+        # At most one line a second per rule: a where that fails on every row of every
+        # request (a caller's choice) must not turn into one log line per document.
+        now = time.monotonic()
+        if now - self._logged_at < _LOG_EVERY:
+            self._unlogged += 1
+            return
+        unlogged, self._unlogged, self._logged_at = self._unlogged, 0, now
         doc = act.get("doc")
         pk = self.collection.primary.name
         doc_id = doc.get(pk) if isinstance(doc, Mapping) else None
-        log.warning("rule %s denied doc %r: evaluation error: %s", self.label, doc_id, error.message)
+        more = f" ({unlogged:,} more denied by errors since the last line)" if unlogged else ""
+        log.warning("rule %s denied doc %r: evaluation error: %s%s", self.label, doc_id, error.message, more)
 
     def can_read(
         self, auth: Mapping[str, Any] | None, doc: Mapping[str, Any], request: RequestInfo | None = None
@@ -161,20 +176,27 @@ class CompiledRule:
         return self.allows(auth, request, doc)
 
     def doc_check(
-        self, auth: Mapping[str, Any] | None, request: RequestInfo | None
+        self,
+        auth: Mapping[str, Any] | None,
+        request: RequestInfo | None,
+        shared: EvalBudget | None = None,
     ) -> Callable[[Mapping[str, Any]], bool] | bool:
         """The decision bound to one caller: a bool when the rule does not read `doc`.
 
         Realtime asks this once per subscription (for the read rule and for `where`)
         instead of `allows` per doc and subscriber: `auth` and `request` become CEL
         values once, and an expression that reads only them (`"true"`, `auth.id != null`)
-        is decided once.
+        is decided once. With `shared`, every evaluation charges that one budget, which
+        its owner refills (realtime: one budget per connection and changed document, so
+        many subscriptions cannot multiply what one change may cost).
         """
         auth_v, request_v = self._bound(auth, request)
         if not self.uses_doc:
             return self.allows(auth, request, {})
         allows = self._allows
         if self.budgeted:
+            if shared is not None:
+                return lambda doc: allows({"auth": auth_v, "request": request_v, "doc": doc, BUDGET: shared})
             limit = self._limit(request)
             return lambda doc: allows(
                 {"auth": auth_v, "request": request_v, "doc": doc, BUDGET: [limit, limit]}
