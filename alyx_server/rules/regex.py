@@ -18,22 +18,14 @@ import re2
 from alyx_server.rules.budget import REGEX_WORK_PER_STEP, EvalBudget, spend
 from alyx_server.rules.syntax import Call, CelCompileError, Lit
 from alyx_server.rules.values import CelEvalError, no_overload
+from alyx_server.tools.regexes import RegexError, compile_re2
 
 __all__ = ["MAX_PATTERN_LENGTH", "Regex", "compile_regex", "literal_pattern", "matches", "search"]
 
 MAX_PATTERN_LENGTH = 1000
 """Longest `matches` pattern, in characters (RE2 itself refuses repetitions above 1000)."""
 
-_RE2_MAX_MEM = 2 << 20
 _UNANCHORED = re2._Anchor.UNANCHORED
-
-
-def _re2_options() -> Any:
-    options = re2.Options()
-    options.never_capture = True  # matches() only asks whether there is a match
-    options.log_errors = False
-    options.max_mem = _RE2_MAX_MEM
-    return options
 
 
 class Regex:
@@ -50,11 +42,11 @@ class Regex:
         try:
             # The wrapper's own search decodes match offsets back to characters, several
             # microseconds a call; the program's Match on bytes is what a bool needs.
-            self._program = re2.compile(pattern, _re2_options())._regexp
-        except re2.error as e:
-            reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else e
+            # matches() only asks whether there is a match: no capture groups.
+            self._program = compile_re2(pattern, capture=False)._regexp
+        except RegexError as e:
             raise CelEvalError(
-                f"invalid regular expression {pattern!r}: {reason} "
+                f"invalid regular expression {pattern!r}: {e} "
                 "(matches() uses RE2 syntax: no backreferences or lookaround)"
             ) from e
         self.cost = max(1, int(self._program.ProgramSize()))

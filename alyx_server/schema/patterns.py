@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import re2
+from alyx_server.tools.regexes import RegexError, compile_re2
 
 __all__ = ["MAX_PATTERN_LENGTH", "FieldPattern", "PatternError", "compile_pattern"]
 
 MAX_PATTERN_LENGTH = 1000
 """Longest pattern accepted, in characters: a longer one is a mistake, not a validation."""
-_MAX_PROGRAM_MEMORY = 1 << 20
 
 
 class PatternError(ValueError):
@@ -45,12 +44,8 @@ def compile_pattern(source: str) -> FieldPattern:
         raise PatternError(
             f"the pattern is {len(source)} characters long; at most {MAX_PATTERN_LENGTH} are allowed"
         )
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = _MAX_PROGRAM_MEMORY
     try:
-        regex = re2.compile(source, options)
-    except re2.error as e:
-        reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
-        raise PatternError(reason) from e
+        regex = compile_re2(source)
+    except RegexError as e:
+        raise PatternError(str(e)) from e
     return FieldPattern(source, regex)
