@@ -236,8 +236,10 @@ KEYS: tuple[Key, ...] = (
     Key("dev.generate.output", _T.PATH, "generated", "live",
         "Folder the client SDKs are written to, relative to the project."),
     # admin_ui
-    Key("admin_ui.enabled", _T.BOOL, True, "restart", "Serve the admin UI."),
-    Key("admin_ui.path", _T.STR, "/_admin", "restart", "URL path of the admin UI.",
+    Key("admin_ui.enabled", _T.BOOL, True, "restart",
+        "Reserved for a browser admin UI, which Alyx does not serve yet (use `alyx tui`)."),
+    Key("admin_ui.path", _T.STR, "/_admin", "restart",
+        "Reserved: the URL path of a future browser admin UI; nothing is served there yet.",
         check=_url_path),
     # logging
     Key("logging.level", _T.ENUM, "info", "live", "Least severe log level written.",
@@ -256,8 +258,8 @@ SECTIONS: frozenset[str] = frozenset(
 
 CLIENT_VARIABLES: Mapping[str, str] = MappingProxyType(
     {
-        "ALYX_URL": "Server URL used by the CLI's deploy and dashboard commands.",
-        "ALYX_TOKEN": "Admin token used by the CLI's deploy and dashboard commands.",
+        "ALYX_URL": "Server URL that `alyx tui` watches (its --url).",
+        "ALYX_TOKEN": "Admin token that `alyx tui` sends (its --token).",
     }
 )
 """`ALYX_*` variables that are not settings; the server leaves them alone."""
