@@ -87,9 +87,10 @@ class Project:
         return self.show(self.database_path)
 
     def load_schema(self) -> Schema:
-        from alyx_server.schema.loader import load_schema
+        """schema.yaml, checked as the server checks it (rules compiled), or a located error."""
+        from alyx_server.rules.load import load_schema_rules
 
-        return load_schema(self.schema_file)
+        return load_schema_rules(self.schema_file).schema
 
     def require_database(self) -> None:
         """Refuse commands that need data when no database file has been created yet."""

@@ -4,6 +4,8 @@ A rule that does not parse, names a variable other than `doc`, `auth` and `reque
 names a `doc.<field>` the collection lacks, or calls an unknown function stops the
 schema load with a `RuleError` naming the file, line and column (the rule's place in
 schema.yaml plus the column inside the CEL text), the collection and the action.
+`load_schema_rules(path)` reads schema.yaml and compiles its rules: the one entry point
+by which the CLI's commands and the server accept a schema file.
 
 A caller's `where` (REST `where=`, a realtime subscribe `where`) is held to more: at most
 1024 characters and 200 tokens (rules.limits, checked before parsing), and it reads only
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from alyx_server.errors import InvalidQuery, Location, RuleError
 from alyx_server.rules.compile_py import CompileEnv
@@ -23,6 +26,7 @@ from alyx_server.rules.compiled import CompiledRule
 from alyx_server.rules.limits import WHERE_LIMITS
 from alyx_server.rules.syntax import CelCompileError, Node, parse
 from alyx_server.rules.visible import check_where_reads
+from alyx_server.schema.loader import load_schema
 from alyx_server.schema.model import ACTIONS, Collection, Schema
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "compile_rule",
     "compile_schema_rules",
     "compile_where",
+    "load_schema_rules",
     "visible_fields",
 ]
 
@@ -101,6 +106,17 @@ def compile_schema_rules(schema: Schema) -> SchemaRules:
             text = c.rules.get(action)
             out[(c.name, action)] = None if text is None else compile_rule(c, action, text)
     return SchemaRules(schema, out)
+
+
+def load_schema_rules(path: Path) -> SchemaRules:
+    """Read schema.yaml at `path` and compile every rule: the one check of a schema file.
+
+    Every command that reads schema.yaml (`migrate`, `generate`, `db seed|reset`, the
+    server) goes through this, so a schema the server would refuse (a rule that does not
+    parse or names an unknown field) is refused by all of them with the same located
+    SchemaError or RuleError, before anything is written.
+    """
+    return compile_schema_rules(load_schema(path))
 
 
 def visible_fields(collection: Collection) -> tuple[str, ...]:
