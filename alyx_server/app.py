@@ -1,16 +1,31 @@
 """The one place that wires Alyx together: `create_app(settings)` and `serve(app, ...)`.
 
-`create_app` builds the aiohttp application: the pipeline middleware, the routes of
-`api/`, and a cleanup context that owns the database for the application's life:
+`create_app` builds the aiohttp application and every service it holds: the pipeline
+middleware, the `Runtime`, the `AuthService`, the function and realtime holders (each
+under a typed `web.AppKey`; handlers in `api/` only read them), the routes of `api/`,
+and one cleanup context per service, which starts it, yields while the application
+serves, and stops it. They start in this order and stop in the reverse one:
 
-    start   open the database (writer thread, readers, change poller with pruning),
-            then bring it to schema.yaml:
-              dev    system migrations, pending files and safe changes at once
-                     (`dev.auto_migrate`); a destructive change refuses to start
-              serve  refuse to start on a destructive change without a migration
-                     file or an edited applied file; otherwise apply the pending files
-                     and safe changes in the background while /health/ready says 503
-    stop    close the database: every acknowledged write is committed first
+    database   open it (writer thread, readers, change poller with pruning), then bring
+               it to schema.yaml:
+                 dev    system migrations, pending files and safe changes at once
+                        (`dev.auto_migrate`); a destructive change refuses to start
+                 serve  refuse to start on a destructive change without a migration
+                        file or an edited applied file; otherwise apply the pending
+                        files and safe changes in the background while /health/ready
+                        says 503
+               stop: close it; every acknowledged write is committed first
+    auth       say when no admin account exists; stop: send the emails in flight,
+               stop the hashing threads
+    realtime   the hub (subscribed to the change feed) and the credential watch
+               stop: close them (see below)
+    functions  the internal API on a Unix socket in a private temporary folder (outside
+               the data directory), discovery and the warm pools; stop: the workers,
+               the socket and the folder
+
+The realtime connections also close on aiohttp's `on_shutdown`, the one other hook
+used: aiohttp waits for the handlers in flight (up to SHUTDOWN_TIMEOUT) before it runs
+the cleanup contexts, and a WebSocket handler ends only when its connection closes.
 
 `serve` runs an application on a host and port until SIGINT or SIGTERM, then shuts down
 gracefully: the listener closes, requests in flight finish, queued writes commit.
@@ -24,8 +39,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -36,17 +54,26 @@ from alyx_server.api import admin, admin_users, batch, collections, meta
 from alyx_server.api import auth as auth_api
 from alyx_server.api import functions as functions_api
 from alyx_server.api import realtime as realtime_api
+from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
+from alyx_server.api.realtime_credentials import CredentialWatch
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
+from alyx_server.auth import AuthService
+from alyx_server.auth.users import NO_ADMIN_HINT, admin_missing
 from alyx_server.config import Settings
 from alyx_server.db import Database
 from alyx_server.errors import MigrationError
+from alyx_server.functions.manifest import Defaults, discover_functions
+from alyx_server.functions.pool import PoolLimits
+from alyx_server.functions.service import FunctionService
+from alyx_server.functions.tokens import TokenRegistry
 from alyx_server.metrics import Metrics
 from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
 from alyx_server.migrations.history import latest_snapshot
+from alyx_server.realtime import RealtimeHub
 from alyx_server.rules import AccessPolicy
 from alyx_server.rules.access import CelAccess
-from alyx_server.rules.load import compile_schema_rules
+from alyx_server.rules.load import compile_schema_rules, compile_where
 from alyx_server.schema.loader import load_schema
 from alyx_server.schema.model import Schema
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
@@ -110,6 +137,9 @@ def create_app(
     app = web.Application(middlewares=[pipeline], client_max_size=server.max_body_size)
     app[RUNTIME] = runtime
     app[HTTP_POLICY] = http
+    app[auth_api.AUTH_SERVICE] = AuthService(settings.auth, clock=clock, database=runtime.ready_db)
+    app[functions_api.FUNCTIONS] = functions_api.Functions()
+    app[realtime_api.REALTIME] = realtime_api.RealtimeState()
     collections.add_routes(app)
     batch.add_routes(app)
     meta.add_routes(app)
@@ -118,7 +148,8 @@ def create_app(
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
     admin.add_routes(app, events)
-    app.cleanup_ctx.append(_database_context(schema))
+    app.cleanup_ctx.extend((_database_context(schema), _auth_context, _realtime_context, _functions_context))
+    app.on_shutdown.append(_close_realtime)
     return app
 
 
@@ -157,6 +188,80 @@ def _database_context(
             rt.attach(None)
 
     return database
+
+
+@contextlib.asynccontextmanager
+async def _auth_context(app: web.Application) -> AsyncIterator[None]:
+    service = app[auth_api.AUTH_SERVICE]
+    try:
+        missing = await app[RUNTIME].db.read(admin_missing)
+    except Exception:
+        log.exception("could not check for an admin account")
+    else:
+        if missing:
+            log.warning(NO_ADMIN_HINT)
+    try:
+        yield
+    finally:
+        await service.close()
+
+
+@contextlib.asynccontextmanager
+async def _realtime_context(app: web.Application) -> AsyncIterator[None]:
+    rt = app[RUNTIME]
+    state = app[realtime_api.REALTIME]
+    db = rt.db
+    hub = RealtimeHub(
+        db, rt.settings.realtime, rt.clock,
+        metrics=rt.metrics, compile_where=compile_where, expander=realtime_api.live_expander(rt),
+    )  # fmt: skip
+    state.hub = hub
+    state.watch = CredentialWatch(db, hub, app[auth_api.AUTH_SERVICE])
+    try:
+        yield
+    finally:
+        await state.close()
+
+
+async def _close_realtime(app: web.Application) -> None:
+    await app[realtime_api.REALTIME].close()
+
+
+@contextlib.asynccontextmanager
+async def _functions_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[RUNTIME].settings
+    holder = app[functions_api.FUNCTIONS]
+    folder = Path(tempfile.mkdtemp(prefix="alyx-functions-"))
+    os.chmod(folder, 0o700)
+    socket_path = folder / "api.sock"
+    tokens = TokenRegistry()
+    internal = web.AppRunner(create_internal_app(app, tokens), access_log=None)
+    await internal.setup()
+    service: FunctionService | None = None
+    try:
+        await web.UnixSite(internal, str(socket_path)).start()
+        functions = settings.functions
+        discovery = discover_functions(
+            functions.path, Defaults(functions.timeout, functions.memory), root=settings.project_dir
+        )
+        pool = functions.pool
+        service = FunctionService(
+            discovery,
+            holder.backend_factory(settings, socket_path),
+            PoolLimits(pool.min_warm, pool.max_instances, pool.idle_timeout, pool.max_queue),
+            compile_rule=holder.compile_rule,
+            tokens=tokens,
+            show_stacks=settings.mode == "dev",
+        )
+        await service.start()
+        holder.service = service
+        yield
+    finally:
+        holder.service = None
+        if service is not None:
+            await service.close()
+        await internal.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _migrations_dir(settings: Settings) -> Path:

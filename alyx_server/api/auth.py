@@ -2,8 +2,8 @@
 
 Each handler parses the body, calls one operation of `alyx_server.auth` and renders its
 result; the domain raises `AlyxError`s, which the pipeline turns into the error envelope.
-`install(app, ...)` builds the application's `AuthService`, registers these routes and
-the admin account routes, and gives the pipeline its authentication hook: a request with
+The application's `AuthService` (under `AUTH_SERVICE`) is built by app.py, which also
+gives the pipeline `authenticate_request` as its authentication hook: a request with
 an `Authorization` header gets its `AuthContext` under the `AUTH` request key before its
 handler runs (a bad token answers 401 whatever the route), and a request without one is
 anonymous, which each route accepts or refuses.
@@ -11,7 +11,6 @@ anonymous, which each route accepts or refuses.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -19,15 +18,12 @@ from aiohttp import web
 from alyx_server.api.bodies import read_object
 from alyx_server.api.collections import AUTH
 from alyx_server.api.pipeline import CLIENT_IP, json_response
-from alyx_server.api.runtime import RUNTIME
 from alyx_server.auth import AuthContext, AuthService, Client
 from alyx_server.auth import account as accounts
-from alyx_server.auth.users import NO_ADMIN_HINT, admin_missing
 from alyx_server.errors import InvalidJSON
 
 __all__ = ["AUTH_SERVICE", "add_routes", "authenticate_request", "caller", "client_of"]
 
-log = logging.getLogger("alyx.auth")
 
 AUTH_SERVICE = web.AppKey("alyx.auth_service", AuthService)
 _ACCEPTED = {"message": "accepted: if the address has an account, an email is on its way"}
@@ -148,29 +144,8 @@ async def reset(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def _say_when_no_admin(app: web.Application) -> None:
-    try:
-        missing = await app[RUNTIME].db.read(admin_missing)
-    except Exception:
-        log.exception("could not check for an admin account")
-        return
-    if missing:
-        log.warning(NO_ADMIN_HINT)
-
-
-async def _finish_emails(app: web.Application) -> None:
-    await app[AUTH_SERVICE].drain()
-
-
-async def _close(app: web.Application) -> None:
-    await app[AUTH_SERVICE].close()
-
-
 def add_routes(app: web.Application) -> None:
-    """Build the AuthService from the runtime's settings and clock; register the routes."""
-    rt = app[RUNTIME]
-    if AUTH_SERVICE not in app:
-        app[AUTH_SERVICE] = AuthService(rt.settings.auth, clock=rt.clock, database=rt.ready_db)
+    """Register the account routes (the `AuthService` they use is app.py's)."""
     router = app.router
     router.add_post("/api/auth/register", register)
     router.add_post("/api/auth/login", login)
@@ -184,6 +159,3 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/api/auth/verify", verify)
     router.add_post("/api/auth/reset/request", request_reset)
     router.add_post("/api/auth/reset", reset)
-    app.on_startup.append(_say_when_no_admin)
-    app.on_shutdown.append(_finish_emails)
-    app.on_cleanup.append(_close)

@@ -1,4 +1,4 @@
-"""`POST /api/functions/{name}` and `GET /api/admin/functions`, and the functions' lifetime.
+"""`POST /api/functions/{name}` and `GET /api/admin/functions`.
 
     POST /api/functions/{name}  {"input": {...}}
         -> 200 {success, output | error{code, message, details}, logs, duration_ms}
@@ -8,19 +8,14 @@
     GET /api/admin/functions -> {"functions": [{name, runtime, state, instances, stats...}],
                                  "backend": {...}}
 
-`add_routes` also registers a cleanup context that, for the application's life, serves
-the internal API on a Unix socket in a private temporary folder (outside the data
-directory), discovers the project's functions and keeps their warm pools.
+The handlers read the application's `FunctionService` under `FUNCTIONS`; app.py builds
+it, with the internal API it needs, in a cleanup context of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,18 +24,14 @@ from aiohttp import web
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_object
 from alyx_server.api.collections import access_for
-from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import REQUEST_ID, error_body, json_response
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.config import Settings
 from alyx_server.errors import Forbidden, FunctionError, Unauthorized, ValidationError
 from alyx_server.functions.backend import Backend, ProcessBackend
-from alyx_server.functions.manifest import Defaults, discover_functions
-from alyx_server.functions.pool import PoolLimits
 from alyx_server.functions.rules import compile_function_rule
 from alyx_server.functions.sandbox import Runtimes
 from alyx_server.functions.service import FunctionService, RuleCompiler
-from alyx_server.functions.tokens import TokenRegistry
 from alyx_server.resources import data_dir
 
 __all__ = ["FUNCTIONS", "BackendFactory", "Functions", "add_routes", "default_backend"]
@@ -63,7 +54,9 @@ def default_backend(settings: Settings, socket_path: Path) -> Backend:
 
 @dataclass(slots=True)
 class Functions:
-    """The application's functions: how to build them (set before start) and the service."""
+    """The application's functions: how to build them (set before start) and the service,
+    which app.py's functions context sets for the application's life (None before and after).
+    """
 
     backend_factory: BackendFactory = default_backend
     compile_rule: RuleCompiler | None = compile_function_rule
@@ -107,50 +100,6 @@ async def list_functions(request: web.Request) -> web.StreamResponse:
     return json_response({"functions": service.describe(), "backend": service.backend.describe()})
 
 
-def functions_context(app: web.Application) -> contextlib.AbstractAsyncContextManager[None]:
-    """Internal API socket, discovery and warm pools for the application's life."""
-    return _functions_life(app)
-
-
-@contextlib.asynccontextmanager
-async def _functions_life(app: web.Application) -> AsyncIterator[None]:
-    settings = app[RUNTIME].settings
-    folder = Path(tempfile.mkdtemp(prefix="alyx-functions-"))
-    os.chmod(folder, 0o700)
-    socket_path = folder / "api.sock"
-    tokens = TokenRegistry()
-    internal = web.AppRunner(create_internal_app(app, tokens), access_log=None)
-    await internal.setup()
-    service: FunctionService | None = None
-    try:
-        await web.UnixSite(internal, str(socket_path)).start()
-        holder = app[FUNCTIONS]
-        functions = settings.functions
-        discovery = discover_functions(
-            functions.path, Defaults(functions.timeout, functions.memory), root=settings.project_dir
-        )
-        pool = functions.pool
-        service = FunctionService(
-            discovery,
-            holder.backend_factory(settings, socket_path),
-            PoolLimits(pool.min_warm, pool.max_instances, pool.idle_timeout, pool.max_queue),
-            compile_rule=holder.compile_rule,
-            tokens=tokens,
-            show_stacks=settings.mode == "dev",
-        )
-        await service.start()
-        holder.service = service
-        yield
-    finally:
-        app[FUNCTIONS].service = None
-        if service is not None:
-            await service.close()
-        await internal.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def add_routes(app: web.Application) -> None:
-    app[FUNCTIONS] = Functions()
     app.router.add_post("/api/functions/{name}", invoke)
     app.router.add_get("/api/admin/functions", list_functions)
-    app.cleanup_ctx.append(functions_context)

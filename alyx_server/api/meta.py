@@ -47,7 +47,7 @@ def _database_status(rt: Runtime) -> dict[str, Any]:
 
 
 def _realtime_status(app: web.Application, ok: bool) -> dict[str, Any]:
-    """The hub's open connections and live subscriptions (0 before the first connection)."""
+    """The hub's open connections and live subscriptions (0 while it is not running)."""
     hub = app[REALTIME].hub
     return {
         "status": "ok" if ok else "starting",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,22 +44,18 @@ from alyx_server.realtime import (
     Access,
     Client,
     ClientMessage,
-    DocCheck,
     Expander,
     HubFull,
     RealtimeError,
     RealtimeHub,
     Subscription,
-    doc_fields_in,
     error_message,
     parse_message,
     parse_token,
 )
-from alyx_server.rules import Auth, OpenAccess, RequestInfo
-from alyx_server.rules.load import compile_where
-from alyx_server.schema.model import Collection
+from alyx_server.rules import Auth, RequestInfo
 
-__all__ = ["REALTIME", "RealtimeState", "add_routes"]
+__all__ = ["REALTIME", "RealtimeState", "add_routes", "live_expander"]
 
 log = logging.getLogger("alyx.realtime")
 
@@ -71,11 +67,27 @@ _HEADER_LONG = struct.Struct("!BBQ").pack
 
 @dataclass(slots=True)
 class RealtimeState:
-    """The application's hub and the watch of its connections' credentials, built on the
-    first connection (the database is open then)."""
+    """The application's hub and the watch of its connections' credentials: app.py's
+    realtime context sets them once the database is open, and closes them at shutdown."""
 
     hub: RealtimeHub | None = None
     watch: CredentialWatch | None = None
+
+    def live(self) -> tuple[RealtimeHub, CredentialWatch]:
+        """The hub and the watch, or 503 UNAVAILABLE before start-up and after shutdown."""
+        hub, watch = self.hub, self.watch
+        if hub is None or watch is None:
+            raise AlyxError("realtime is not running; try again in a moment", code="UNAVAILABLE", status=503)
+        return hub, watch
+
+    async def close(self) -> None:
+        """Stop following credentials, stop the fan-out and close every connection (once)."""
+        hub, watch = self.hub, self.watch
+        self.hub = self.watch = None
+        if watch is not None:
+            await watch.close()
+        if hub is not None:
+            await hub.close()
 
 
 REALTIME = web.AppKey("alyx.realtime", RealtimeState)
@@ -122,19 +134,10 @@ class _Socket:
                 transport.abort()
 
 
-def _hub(app: web.Application, rt: Runtime) -> tuple[RealtimeHub, CredentialWatch]:
-    state = app[REALTIME]
-    if state.hub is None or state.watch is None:
-        db = rt.ready_db()
-        state.hub = RealtimeHub(
-            db, rt.settings.realtime, rt.clock,
-            metrics=rt.metrics, compile_where=compile_where, expander=_expander(rt),
-        )  # fmt: skip
-        state.watch = CredentialWatch(db, state.hub, app[AUTH_SERVICE])
-    return state.hub, state.watch
+def live_expander(rt: Runtime) -> Expander:
+    """How the hub expands the references of a subscription's docs: as REST does, under
+    the subscriber's access."""
 
-
-def _expander(rt: Runtime) -> Expander:
     def expand(conn: Any, sub: Subscription, docs: list[dict[str, Any]]) -> None:
         view = rt.catalog.get(sub.query.collection.name)
         a = sub.access
@@ -143,65 +146,13 @@ def _expander(rt: Runtime) -> Expander:
     return expand
 
 
-def _read_routes(policy: object) -> Any:
-    """The read rule's equalities bound to the caller, when the policy has CEL rules."""
-    rule_of = getattr(policy, "rule", None)
-    if not callable(rule_of):
-        return None
-
-    def routes(collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
-        rule = rule_of(collection, "read")
-        constraints = getattr(rule, "equality_constraints", None)
-        return constraints(auth) if callable(constraints) else {}
-
-    return routes
-
-
-def _read_fields(policy: object) -> Any:
-    """Which doc fields the read decision reads: known for OpenAccess and CEL rules only."""
-    if type(policy) is OpenAccess:
-        return lambda collection: frozenset()
-    rule_of = getattr(policy, "rule", None)
-    if not callable(rule_of):
-        return None
-
-    def fields(collection: Collection) -> frozenset[str] | None:
-        rule = rule_of(collection, "read")
-        if rule is None:
-            return frozenset()
-        text = getattr(rule, "text", None)
-        return doc_fields_in(text) if isinstance(text, str) else None
-
-    return fields
-
-
-def _read_checks(policy: object) -> Any:
-    """The read rule bound once per subscriber (CEL rules and OpenAccess; else per doc)."""
-    if type(policy) is OpenAccess:
-        return lambda collection, auth, request, shared: True
-    rule_of = getattr(policy, "rule", None)
-    if not callable(rule_of):
-        return None
-
-    def checks(
-        collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
-    ) -> DocCheck | bool:
-        rule = rule_of(collection, "read")
-        if rule is None:
-            return False
-        bound: DocCheck | bool = rule.doc_check(auth, request, shared)
-        return bound
-
-    return checks
-
-
 def _access(rt: Runtime, request: web.Request, auth: Auth | None) -> Access:
     query = {k: v for k, v in request.query.items() if k != "token"}
     budget = rt.settings.rules.eval_budget
     info = RequestInfo("GET", request[CLIENT_IP], rt.clock.now(), query, eval_budget=budget)
     policy = rt.policy
     return Access(
-        policy, auth, info, _read_routes(policy), _read_fields(policy), _read_checks(policy), [budget, budget]
+        policy, auth, info, policy.read_routes, policy.read_fields, policy.read_check, [budget, budget]
     )
 
 
@@ -219,7 +170,8 @@ def _header_token(request: web.Request) -> str:
 
 async def realtime(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    hub, watch = _hub(request.app, rt)
+    rt.ready_db()  # 503 while start-up migrations run
+    hub, watch = request.app[REALTIME].live()
     settings = rt.settings.realtime
     if hub.full:
         raise HubFull(f"the server holds its maximum of {settings.max_connections} realtime connections")
@@ -306,17 +258,5 @@ def _rebind(rt: Runtime, request: web.Request) -> Callable[[AuthContext], Access
     return lambda auth: _access(rt, request, auth)
 
 
-async def _close_hub(app: web.Application) -> None:
-    state = app[REALTIME]
-    hub, watch = state.hub, state.watch
-    state.hub = state.watch = None
-    if watch is not None:
-        await watch.close()
-    if hub is not None:
-        await hub.close()
-
-
 def add_routes(app: web.Application) -> None:
-    app[REALTIME] = RealtimeState()
     app.router.add_get("/api/realtime", realtime)
-    app.on_shutdown.append(_close_hub)

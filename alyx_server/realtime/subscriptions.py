@@ -15,7 +15,6 @@ may no longer read leaves the view like a doc that stops matching.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,7 +31,7 @@ from alyx_server.db.query import (
 from alyx_server.errors import AlyxError, InvalidQuery
 from alyx_server.realtime.protocol import MessageId, RealtimeError, SubscribeRequest
 from alyx_server.realtime.windows import Holders, LiveView, PendingDelta, sort_key
-from alyx_server.rules.policy import AccessPolicy, Auth, RequestInfo
+from alyx_server.rules.policy import AccessPolicy, Auth, DocCheck, RequestInfo, doc_fields_in
 from alyx_server.schema.model import Collection, FieldType
 from alyx_server.tools.timestamps import normalize_timestamp
 
@@ -57,12 +56,6 @@ FILTER_OPERATORS = {
     "$like": "like", "$contains": "contains", "$in": "in", "$nin": "not_in", "$exists": "exists",
 }  # fmt: skip
 _UNSORTABLE = frozenset({FieldType.JSON, FieldType.BLOB})
-_DOC_FIELD = re.compile(r"\bdoc\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
-_DOC_ANY = re.compile(r"\bdoc\b")
-
-
-DocCheck = Callable[[Mapping[str, Any]], bool]
-"""A decision on one doc, with the caller already bound."""
 
 
 class LiveExpression(Protocol):
@@ -109,16 +102,6 @@ class Access:
     @property
     def is_admin(self) -> bool:
         return bool(getattr(self.auth, "is_admin", False))
-
-
-def doc_fields_in(text: str | None) -> frozenset[str] | None:
-    """The `doc.<field>` names a CEL text reads; None when it uses `doc` otherwise."""
-    if not text:
-        return frozenset()
-    names = frozenset(_DOC_FIELD.findall(text))
-    if len(_DOC_ANY.findall(text)) != len(_DOC_FIELD.findall(text)):
-        return None
-    return names
 
 
 # -- filter ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from alyx_server.db.query import Predicate
 from alyx_server.errors import Forbidden
 from alyx_server.rules.compiled import CompiledRule
 from alyx_server.rules.load import SchemaRules, compile_rule, compile_where, visible_fields
-from alyx_server.rules.policy import USER_PROFILE_FIELDS, Auth, RequestInfo
+from alyx_server.rules.policy import USER_PROFILE_FIELDS, Auth, DocCheck, RequestInfo, doc_fields_in
 from alyx_server.schema.model import Collection
 
 __all__ = ["CelAccess", "is_admin", "where_predicate"]
@@ -136,6 +136,26 @@ class CelAccess:
         if auth is not None and (is_admin(auth) or auth.get("id") == user_id):
             return (*USER_PROFILE_FIELDS, "email")
         return USER_PROFILE_FIELDS
+
+    # -- realtime ------------------------------------------------------------------------
+    def read_check(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
+    ) -> DocCheck | bool:
+        """The read rule bound to `auth` (False without a rule: only admins, who bypass it)."""
+        rule = self.rule(collection, "read")
+        if rule is None:
+            return False
+        return rule.doc_check(auth, request, shared)
+
+    def read_fields(self, collection: Collection) -> frozenset[str] | None:
+        """The `doc.<field>` names of the read rule (none without a rule)."""
+        rule = self.rule(collection, "read")
+        return frozenset() if rule is None else doc_fields_in(rule.text)
+
+    def read_routes(self, collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
+        """The read rule's `doc.<field> == <value>` equalities, bound to `auth`."""
+        rule = self.rule(collection, "read")
+        return {} if rule is None else rule.equality_constraints(auth)
 
 
 def _no_read_rule(collection: Collection) -> Forbidden:

@@ -14,6 +14,17 @@ types), before it answers:
     user_fields(auth, user_id)                         what an expanded `_alyx_users`
                                                        reference shows of that user
 
+Realtime re-checks the read decision on every changed doc for every subscriber, so it
+asks three more questions once per subscription, to do that work cheaply:
+
+    read_check(collection, auth, request, shared)      the read decision bound to the
+                                                       caller: a per-doc check, or a bool
+                                                       when it does not read the doc
+    read_fields(collection)                            the doc fields that decision reads
+                                                       (None: unknown, any field)
+    read_routes(collection, auth)                      {field: value} every doc the caller
+                                                       may read has (for the live index)
+
 Reads of the stored doc and the write checks run inside the write transaction, on the
 writer thread, so a policy must be thread-safe and must not block on I/O. `doc` always
 holds every field, `internal` ones included; the API removes those before answering.
@@ -27,7 +38,8 @@ Expansions show a reference into such a collection as null.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,13 +48,37 @@ from alyx_server.db.query import Predicate
 from alyx_server.rules.budget import DEFAULT_EVAL_BUDGET
 from alyx_server.schema.model import Collection
 
-__all__ = ["USER_PROFILE_FIELDS", "AccessPolicy", "Auth", "OpenAccess", "RequestInfo"]
+__all__ = [
+    "USER_PROFILE_FIELDS",
+    "AccessPolicy",
+    "Auth",
+    "DocCheck",
+    "OpenAccess",
+    "RequestInfo",
+    "doc_fields_in",
+]
 
 Auth = Mapping[str, Any]
 """The signed-in caller (`{id, email, role, verified, metadata, app_metadata}`)."""
 
 USER_PROFILE_FIELDS: tuple[str, ...] = ("id", "metadata")
 """What anyone sees of a user through an expanded `_alyx_users.id` reference (SPEC §6)."""
+
+DocCheck = Callable[[Mapping[str, Any]], bool]
+"""A decision on one doc, with the caller already bound."""
+
+_DOC_FIELD = re.compile(r"\bdoc\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_DOC_ANY = re.compile(r"\bdoc\b")
+
+
+def doc_fields_in(text: str | None) -> frozenset[str] | None:
+    """The `doc.<field>` names a CEL text reads; None when it uses `doc` otherwise."""
+    if not text:
+        return frozenset()
+    names = frozenset(_DOC_FIELD.findall(text))
+    if len(_DOC_ANY.findall(text)) != len(_DOC_FIELD.findall(text)):
+        return None
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +136,21 @@ class AccessPolicy(Protocol):
 
     def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]: ...
 
+    def read_check(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
+    ) -> DocCheck | bool:
+        """The read decision for `auth`, bound once per subscription; `shared` is the
+        connection's evaluation budget `[left, limit]` the check spends from."""
+        ...
+
+    def read_fields(self, collection: Collection) -> frozenset[str] | None:
+        """The doc fields the read decision reads (None: unknown, so any change counts)."""
+        ...
+
+    def read_routes(self, collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
+        """Equalities every doc `auth` may read satisfies ({}: none known)."""
+        ...
+
 
 class OpenAccess:
     """Everyone may read and write everything: the policy until accounts and rules exist."""
@@ -148,3 +199,21 @@ class OpenAccess:
 
     def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]:
         return USER_PROFILE_FIELDS
+
+    # -- realtime ------------------------------------------------------------------------
+    # Subclasses that narrow `can_read` keep a correct answer: the check then asks
+    # `can_read` per doc and the fields it reads are unknown.
+    def read_check(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
+    ) -> DocCheck | bool:
+        if type(self).can_read is OpenAccess.can_read:
+            return True
+        return lambda doc: self.can_read(collection, auth, request, doc)
+
+    def read_fields(self, collection: Collection) -> frozenset[str] | None:
+        if type(self).can_read is OpenAccess.can_read:
+            return frozenset()
+        return None
+
+    def read_routes(self, collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
+        return {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,17 @@ class OwnerPolicy:
 
     def user_fields(self, auth: Auth | None, user_id: Any) -> tuple[str, ...]:
         return ("id",)
+
+    def read_check(
+        self, collection: Collection, auth: Auth | None, request: RequestInfo, shared: list[int] | None
+    ) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda doc: self._mine(auth, doc)
+
+    def read_fields(self, collection: Collection) -> frozenset[str]:
+        return frozenset({"owner"})
+
+    def read_routes(self, collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
+        return {}
 
 
 def write_functions(root: Path, files: Mapping[str, str]) -> Path:
