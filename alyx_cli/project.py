@@ -31,7 +31,6 @@ __all__ = [
     "SCHEMA_FILE",
     "Project",
     "database_errors",
-    "exclusive_connection",
     "find_project",
     "project_option",
 ]
@@ -125,34 +124,9 @@ def database_errors(name: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as error:
-        reason = str(error)
-        if "locked" in reason or "busy" in reason:
-            reason += " (another process is writing to it; try again when it has finished)"
-        raise CommandError(f"{name}: {reason}") from error
+        from alyx_server.db.maintenance import database_error
 
-
-@contextmanager
-def exclusive_connection(path: Path, name: str) -> Iterator[sqlite3.Connection]:
-    """A connection holding `path` exclusively; refused while another process has it open.
-
-    A server keeps its connections open (and under WAL each holds a shared lock), so
-    failing to get the exclusive lock at once means the database is in use.
-    """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
-    try:
-        try:
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            raise CommandError(
-                f"{name} is in use by another process (is `alyx dev` or `alyx serve` "
-                "running?); stop it and try again"
-            ) from e
-        yield conn
-    finally:
-        conn.close()
+        raise CommandError(str(database_error(name, error))) from error
 
 
 def find_project(directory: Path) -> Project:
