@@ -13,22 +13,18 @@ replaced by the address used; nothing else in the blocks is changed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers import AlyxProcess, free_port, port_is_free
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "## Try the API"
@@ -46,57 +42,15 @@ def tour_blocks() -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _any_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise AssertionError(f"alyx dev exited with {process.returncode}:\n{log.read_text()}")
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError),
-            urllib.request.urlopen(f"{url}/health/ready", timeout=5) as answer,
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"alyx dev did not get ready:\n{log.read_text()}")
-
-
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[str]:
     """`alyx dev` serving a fresh blog scaffold; yields its host:port."""
     subprocess.run(
         [str(BIN / "alyx"), "init", "demo", "-t", "blog"], cwd=tmp_path, check=True, capture_output=True
     )
-    port = 8090 if _free(8090) else _any_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(BIN / "alyx"), "dev", "--no-watch", "-p", str(port)],
-            cwd=tmp_path / "demo",
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+    port = 8090 if port_is_free(8090) else free_port()
+    with AlyxProcess(tmp_path / "demo", "dev", port=port) as server:
+        yield server.address
 
 
 def run_blocks(blocks: list[str], address: str, cwd: Path) -> list[str]:

@@ -9,8 +9,6 @@ what to change.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alyx_cli.main import cli
+from tests.servers import cli_environment, free_port
 
 SCHEMA = """\
 version: 1
@@ -47,16 +46,7 @@ def alyx(*args: str) -> Result:
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALYX_")}
-    env["ALYX_AUTH_JWT_SECRET"] = SECRET
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return cli_environment(ALYX_AUTH_JWT_SECRET=SECRET)
 
 
 def run_server_command(project: Path, command: str) -> subprocess.CompletedProcess[str]:

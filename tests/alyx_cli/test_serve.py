@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sqlite3
@@ -16,6 +15,8 @@ import aiohttp
 import pytest
 
 from alyx_server import __version__
+from tests.servers import cli_environment as environment
+from tests.servers import free_port
 
 SCHEMA = """\
 version: 1
@@ -29,23 +30,10 @@ collections:
 SECRET = "t" * 40
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "schema.yaml").write_text(SCHEMA, encoding="utf-8")
     return tmp_path
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALYX_")}
-    env.update(extra)
-    return env
 
 
 class Server:

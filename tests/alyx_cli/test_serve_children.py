@@ -17,8 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.alyx_cli.test_serve import SCHEMA, SECRET, environment, free_port
+from tests.alyx_cli.test_serve import SCHEMA, SECRET
 from tests.alyx_server.functions.sources import MISBEHAVE_PY, MISBEHAVE_YAML
+from tests.servers import cli_environment as environment
+from tests.servers import free_port
 
 
 def ignore_sigchld() -> None:

@@ -11,12 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +21,7 @@ import pytest
 from alyx_cli.codegen import generate
 from alyx_server.functions import Defaults, discover_functions
 from alyx_server.schema.loader import load_schema
+from tests.servers import AlyxProcess, cli_environment
 
 REPO = Path(__file__).resolve().parents[3]
 CODEGEN_ENV = REPO / "tests" / "codegen_env"
@@ -118,27 +114,6 @@ class LiveServer:
     project: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"alyx dev exited with {proc.returncode}:\n{log.read_text()}", pytrace=False)
-        try:
-            with urllib.request.urlopen(url + "/health/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"alyx dev did not get ready:\n{log.read_text()}", pytrace=False)
-
-
 LIVE_SCHEMA = SCAFFOLDS / "blog"
 
 
@@ -153,30 +128,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     (project / "alyx.yaml").write_text("dev:\n  generate:\n    languages: [typescript, go, python]\n")
     shutil.copy(SCAFFOLDS / "basic" / "functions" / "hello.py", project / "functions" / "hello.py")
     shutil.copy(SCAFFOLDS / "basic" / "functions" / "hello.yaml", project / "functions" / "hello.yaml")
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
+    env = cli_environment(
         ALYX_AUTH_RATE_LIMIT_REGISTER="off", ALYX_AUTH_RATE_LIMIT_LOGIN="off", ALYX_LOGGING_LEVEL="warning"
     )
-    log = project / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "alyx_cli", "dev", "--no-watch", "-p", str(port), "-C", str(project)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, log)
-        yield LiveServer(url, project)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with AlyxProcess(project, "dev", env=env, log=project / "server.log") as server:
+        yield LiveServer(server.url, project)
 
 
 def round_trip_expectations(result: dict[str, object]) -> None:

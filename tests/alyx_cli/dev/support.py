@@ -8,9 +8,7 @@ none of them asserts how long anything took.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,23 +21,16 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.servers import cli_environment, free_port
+
 __all__ = ["DEADLINE", "DevServer", "dev_server", "scaffold", "wait_for"]
 
 DEADLINE = 30.0  # seconds: a bound on every wait, never a claim about speed
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALYX_")}
-    env["ALYX_AUTH_BCRYPT_COST"] = "4"
-    return env
+    return cli_environment(ALYX_AUTH_BCRYPT_COST="4")
 
 
 def scaffold(tmp_path: Path, template: str = "basic") -> Path:

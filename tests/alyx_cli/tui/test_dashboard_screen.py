@@ -4,7 +4,6 @@ server on a real port (or a port nothing listens on)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from alyx_cli.tui.client import AdminClient
 from alyx_server.app import create_app
 from alyx_server.config import default_settings
 from tests.alyx_cli.tui.test_dashboard import SIZE, admin_token, column, until, url_of
+from tests.servers import free_port
 
 SCHEMA = """\
 version: 1
@@ -46,13 +46,6 @@ async def server(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestSer
     return await aiohttp_server(create_app(settings))
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def shown_status(app: DashboardApp) -> str:
     """The status line's text, if it is what the screen shows on its row (not covered)."""
     status = app.dashboard.query_one("#status", Static)
@@ -66,7 +59,7 @@ def shown_status(app: DashboardApp) -> str:
 
 
 async def test_a_server_that_is_down_is_shown_in_the_status_line() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     app = DashboardApp(AdminClient(url, "alyx_admin_whatever"))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "cannot reach" in app.dashboard.status_text, "the failure")

@@ -10,16 +10,10 @@ WebSocket (an INVALID_FILTER frame) and in schema.yaml (a load error at file:lin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -34,6 +28,7 @@ from alyx_server.errors import RuleError
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 from tests.alyx_server.api.projects import write_project
+from tests.servers import AlyxProcess
 
 T = TypeVar("T")
 
@@ -53,49 +48,6 @@ TAGS = list(range(100))
 # Generous bounds for a busy 2-core machine; a frozen loop misses them by far.
 PROBE_TIMEOUT = 15.0
 ATTACK_TIMEOUT = 60.0
-
-
-class LiveServer:
-    """`alyx dev` on a free loopback port, as a process of its own (as test_schemathesis)."""
-
-    def __init__(self, project: Path) -> None:
-        self.project = project
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = project.parent / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.session = requests.Session()
-
-    def start(self) -> None:
-        alyx = Path(sys.executable).with_name("alyx")
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(alyx), "dev", "--no-watch", "-p", str(self.port), "-C", str(self.project)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if self.process.poll() is not None:
-                raise AssertionError(f"alyx dev exited:\n{self.log.read_text()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if self.session.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"alyx dev did not get ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        """SIGTERM; SIGKILL for a server stuck in a match (it runs no signal handler)."""
-        self.session.close()
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 class Probe:
@@ -137,7 +89,7 @@ class Probe:
         assert self.answers and set(self.answers) == {200}, self.answers
 
 
-def while_probing(server: LiveServer, attack: Callable[[], T]) -> T:
+def while_probing(server: AlyxProcess, attack: Callable[[], T]) -> T:
     """`attack()`'s result, asserting /health/live kept answering while it ran."""
     with Probe(server.url) as probe:
         result = attack()
@@ -146,11 +98,10 @@ def while_probing(server: LiveServer, attack: Callable[[], T]) -> T:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlyxProcess]:
     root = write_project(tmp_path_factory.mktemp("regex") / "project", SCHEMA_YAML)
-    server = LiveServer(root)
-    server.start()
-    answer = server.session.post(
+    server = AlyxProcess(root, "dev").start()
+    answer = requests.post(
         f"{server.url}/api/collections/posts", json={"body": BODY, "tags": TAGS}, timeout=30
     )
     assert answer.status_code == 201, answer.text
@@ -160,7 +111,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         server.stop()
 
 
-def _list(server: LiveServer, where: str) -> requests.Response:
+def _list(server: AlyxProcess, where: str) -> requests.Response:
     return requests.get(
         f"{server.url}/api/collections/posts", params={"where": where}, timeout=ATTACK_TIMEOUT
     )
@@ -174,13 +125,13 @@ def _list(server: LiveServer, where: str) -> requests.Response:
         "matches(doc.body, '^(a|a)+$')",
     ],
 )
-def test_a_backtracking_pattern_in_where_does_not_freeze_the_server(live: LiveServer, where: str) -> None:
+def test_a_backtracking_pattern_in_where_does_not_freeze_the_server(live: AlyxProcess, where: str) -> None:
     answer = while_probing(live, lambda: _list(live, where))
     assert answer.status_code == 200, answer.text
     assert answer.json()["docs"] == []
 
 
-def _subscribe(server: LiveServer, where: str) -> dict[str, Any]:
+def _subscribe(server: AlyxProcess, where: str) -> dict[str, Any]:
     url = server.url.replace("http://", "ws://") + "/api/realtime"
     with connect(url, open_timeout=ATTACK_TIMEOUT, compression=None) as ws:
         assert json.loads(ws.recv(timeout=ATTACK_TIMEOUT))["type"] == "connected"
@@ -190,13 +141,13 @@ def _subscribe(server: LiveServer, where: str) -> dict[str, Any]:
         return frame
 
 
-def test_a_backtracking_pattern_in_a_realtime_where_does_not_freeze_the_server(live: LiveServer) -> None:
+def test_a_backtracking_pattern_in_a_realtime_where_does_not_freeze_the_server(live: AlyxProcess) -> None:
     frame = while_probing(live, lambda: _subscribe(live, "doc.body.matches('^(a+)+$')"))
     assert frame["type"] == "snapshot", frame
     assert frame["payload"]["docs"] == []
 
 
-def test_a_realtime_where_with_a_pattern_re2_refuses_gets_an_invalid_filter_frame(live: LiveServer) -> None:
+def test_a_realtime_where_with_a_pattern_re2_refuses_gets_an_invalid_filter_frame(live: AlyxProcess) -> None:
     frame = _subscribe(live, r"doc.body.matches('(a)\\1')")
     assert frame["type"] == "error", frame
     assert frame["payload"]["code"] == "INVALID_FILTER"
@@ -204,7 +155,7 @@ def test_a_realtime_where_with_a_pattern_re2_refuses_gets_an_invalid_filter_fram
     assert "invalid escape sequence" in frame["payload"]["message"]
 
 
-def test_nested_loops_past_the_evaluation_budget_leave_the_document_out(live: LiveServer) -> None:
+def test_nested_loops_past_the_evaluation_budget_leave_the_document_out(live: AlyxProcess) -> None:
     # 100 x 100 x 100 elements: a million steps against a budget of 100,000.
     where = "doc.tags.all(a, doc.tags.all(b, doc.tags.all(c, a == a)))"
     answer = while_probing(live, lambda: _list(live, where))
@@ -278,7 +229,7 @@ def _regexes() -> st.SearchStrategy[str]:
 @example(pattern="(a|aa)*(b)?", anchor=("^", "$"), field="body")
 @example(pattern="(([a-f]|.)+)+", anchor=("^", "!$"), field="id")
 def test_random_patterns_in_where_never_hold_the_loop(
-    live: LiveServer, pattern: str, anchor: tuple[str, str], field: str
+    live: AlyxProcess, pattern: str, anchor: tuple[str, str], field: str
 ) -> None:
     where = f"doc.{field}.matches('{anchor[0]}{pattern}{anchor[1]}')"
     with Probe(live.url) as probe:

@@ -1,6 +1,6 @@
 """Schemathesis against the live `/api/openapi.json`: every operation, three callers.
 
-`alyx dev` runs as a real process on a free loopback port, serving a project whose
+`alyx dev` runs as a real process on a free loopback port (tests/servers.py), serving a project whose
 schema has every field type, references (to a collection and to `_alyx_users.id`), an
 enum, nullable fields, validation options (a pattern, email and url formats), a unique
 field, an internal field, an integer primary key and `"true"` rules on every collection.
@@ -18,13 +18,9 @@ fails the test with Schemathesis' report. What the runs leave out, and why, is i
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +32,7 @@ from alyx_cli.main import cli
 from alyx_server.api.openapi import openapi_document
 from alyx_server.schema.loader import parse_schema
 from tests.alyx_server.api.projects import write_project
+from tests.servers import AlyxProcess
 
 SCHEMA_YAML = """\
 version: 1
@@ -119,77 +116,35 @@ parameters = { "query.where" = "has(doc.id) && true", "query.filter" = ["id:not_
 _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-class LiveServer:
-    """`alyx dev` on a free loopback port, as a real process of its own."""
+def tracebacks(log: str) -> list[str]:
+    """The tracebacks in the server's log (every 500 logs one).
 
-    def __init__(self, project: Path) -> None:
-        self.project = project
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = project.parent / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        # One keep-alive session for every call: a connection per call would cost more
-        # than most calls.
-        self.session = requests.Session()
-
-    def start(self) -> None:
-        alyx = Path(sys.executable).with_name("alyx")
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(alyx), "dev", "--no-watch", "-p", str(self.port), "-C", str(self.project)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if self.process.poll() is not None:
-                raise AssertionError(f"alyx dev exited:\n{self.log.read_text()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if self.session.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"alyx dev did not get ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.session.close()
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-
-    def tracebacks(self) -> list[str]:
-        """The tracebacks in the server's log (every 500 logs one).
-
-        One kind is left out: aiohttp's own HTTP parser refusing a request line or header
-        it cannot read (Schemathesis probes whether a NUL byte fits in a header) answers
-        400 before any Alyx code runs, and aiohttp logs that with its traceback.
-        """
-        blocks: list[list[str]] = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("Traceback"):
-                blocks.append([line])
-            elif blocks and not _LOG_LINE.match(line):
-                blocks[-1].append(line)
-        traces = ["\n".join(block) for block in blocks]
-        return [t for t in traces if "aiohttp.http_exceptions.BadHttpMessage" not in t]
+    One kind is left out: aiohttp's own HTTP parser refusing a request line or header
+    it cannot read (Schemathesis probes whether a NUL byte fits in a header) answers
+    400 before any Alyx code runs, and aiohttp logs that with its traceback.
+    """
+    blocks: list[list[str]] = []
+    for line in log.splitlines():
+        if line.startswith("Traceback"):
+            blocks.append([line])
+        elif blocks and not _LOG_LINE.match(line):
+            blocks[-1].append(line)
+    traces = ["\n".join(block) for block in blocks]
+    return [t for t in traces if "aiohttp.http_exceptions.BadHttpMessage" not in t]
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlyxProcess]:
     root = write_project(tmp_path_factory.mktemp("fuzz") / "project", SCHEMA_YAML)
     (root / "alyx.yaml").write_text(ALYX_YAML, encoding="utf-8")
-    server = LiveServer(root)
-    server.start()
-    try:
+    with AlyxProcess(root, "dev") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
-def tokens(live: LiveServer) -> dict[str, str]:
+def tokens(live: AlyxProcess) -> dict[str, str]:
     """A signed-in user's access token and an admin token, by caller name."""
-    answer = live.session.post(
+    answer = requests.post(
         f"{live.url}/api/auth/register",
         json={"email": "fuzz-user@example.com", "password": PASSWORD},
         timeout=30,
@@ -205,13 +160,13 @@ def tokens(live: LiveServer) -> dict[str, str]:
 DOCUMENT = openapi_document(parse_schema(SCHEMA_YAML))
 
 
-def test_the_live_document_is_the_one_tested(live: LiveServer) -> None:
-    answer = live.session.get(f"{live.url}/api/openapi.json", timeout=30)
+def test_the_live_document_is_the_one_tested(live: AlyxProcess) -> None:
+    answer = requests.get(f"{live.url}/api/openapi.json", timeout=30)
     assert answer.status_code == 200
     assert answer.json() == DOCUMENT
 
 
-def _schemathesis(live: LiveServer, config: Path, token: str | None) -> subprocess.CompletedProcess[str]:
+def _schemathesis(live: AlyxProcess, config: Path, token: str | None) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "--no-color", "--config-file", str(config),
         "run", f"{live.url}/api/openapi.json",
@@ -227,7 +182,7 @@ def _schemathesis(live: LiveServer, config: Path, token: str | None) -> subproce
 
 @pytest.mark.parametrize("caller", ["anonymous", "user", "admin"])
 def test_every_operation_conforms(
-    live: LiveServer, tokens: dict[str, str], caller: str, tmp_path: Path
+    live: AlyxProcess, tokens: dict[str, str], caller: str, tmp_path: Path
 ) -> None:
     """Every operation, sent as `caller`, passes every Schemathesis check in every phase."""
     config = tmp_path / "schemathesis.toml"
@@ -238,5 +193,5 @@ def test_every_operation_conforms(
     assert "Stateful" in report, report
 
 
-def test_the_server_logged_no_traceback(live: LiveServer) -> None:
-    assert live.tracebacks() == []
+def test_the_server_logged_no_traceback(live: AlyxProcess) -> None:
+    assert tracebacks(live.output()) == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from aiosmtpd.controller import Controller
 from alyx_server.app import create_app
 from alyx_server.config import Settings, default_settings
 from alyx_server.tools.timestamps import ManualClock
+from tests.servers import free_port
 
 __all__ = [
     "PASSWORD",
@@ -94,15 +94,9 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
-    box = Mailbox("127.0.0.1", _free_port())
+    box = Mailbox("127.0.0.1", free_port())
     controller = Controller(_Handler(box), hostname=box.host, port=box.port)
     controller.start()
     try:
