@@ -1,4 +1,8 @@
-"""Registration, login, `me` and rate limits, from the caller's and the attacker's side."""
+"""Registration, login, `me` and rate limits, from the caller's and the attacker's side.
+
+`SCENARIOS` are single requests (each on a fresh application where `ada@example.com` has
+registered); the tests below them are flows of several requests or read the database.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,17 @@ import pytest
 
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
-from tests.alyx_server.auth.support import PASSWORD, AppFactory, auth_app, bearer, clock, register, smtp
+from tests.alyx_server.api.scenarios import Scenario, run_scenario
+from tests.alyx_server.auth.support import (
+    PASSWORD,
+    AppFactory,
+    auth_app,
+    bearer,
+    clock,
+    register,
+    signed_in,
+    smtp,
+)
 
 __all__ = ["auth_app", "clock", "smtp"]
 
@@ -19,6 +33,98 @@ NO_LIMITS = {
     "auth.rate_limit.register": "off",
     "auth.rate_limit.reset": "off",
 }
+POLICY = NO_LIMITS | {"auth.password.min_length": 10, "auth.password.require_number": True}
+REGISTER = "/api/auth/register"
+LOGIN = "/api/auth/login"
+ME = "/api/auth/me"
+
+
+def bad_email(email: Any, message: str) -> Scenario:
+    return Scenario(
+        f"register with email {email!r}", "POST", REGISTER, {"email": email, "password": PASSWORD},
+        settings=NO_LIMITS, status=400, code="VALIDATION_ERROR", error_starts=message,
+    )  # fmt: skip
+
+
+def weak_password(password: str, code: str, message: str) -> Scenario:
+    return Scenario(
+        f"register with password {code}", "POST", REGISTER, {"email": "a@example.com", "password": password},
+        settings=POLICY, seed=False, status=400, code=code, error_starts=message,
+        expect={"details.0.field": "password"},
+    )  # fmt: skip
+
+
+def wrong_login(name: str, email: str) -> Scenario:
+    return Scenario(
+        name, "POST", LOGIN, {"email": email, "password": "nope-nope"}, settings=NO_LIMITS,
+        status=401, code="INVALID_CREDENTIALS", error="the email or the password is wrong",
+    )  # fmt: skip
+
+
+def admin_only_change(body: dict[str, Any]) -> Scenario:
+    return Scenario(
+        f"PATCH me {sorted(body)}", "PATCH", ME, body, token="ada",
+        status=403, code="FORBIDDEN", error_starts="only an administrator can change",
+    )  # fmt: skip
+
+
+SCENARIOS = [
+    Scenario(
+        "existing email in another case", "POST", REGISTER,
+        {"email": "ADA@Example.com", "password": PASSWORD}, settings=NO_LIMITS,
+        status=409, code="USER_EXISTS", error="an account with this email already exists",
+    ),
+    bad_email("not-an-email", "email must be an email address"),
+    bad_email(42, "email must be a string"),
+    bad_email("a@b", "email must"),
+    weak_password("short1", "PASSWORD_TOO_SHORT", "password must be at least 10 characters long"),
+    weak_password("longenoughbutweak", "PASSWORD_TOO_WEAK", "password must contain a digit"),
+    weak_password("é" * 37, "PASSWORD_TOO_LONG", "password is 74 bytes long; bcrypt reads at most 72 bytes"),
+    # Login failures do not say which part was wrong.
+    wrong_login("login with a wrong password", "ada@example.com"),
+    wrong_login("login with an unknown email", "eve@example.com"),
+    Scenario(
+        "login email is trimmed and case-folded", "POST", LOGIN,
+        {"email": " ADA@example.com", "password": PASSWORD}, settings=NO_LIMITS,
+        expect={"user.email": "ada@example.com"},
+    ),
+    Scenario(
+        "registration closed", "POST", REGISTER, {"email": "a@example.com", "password": PASSWORD},
+        settings={"auth.allow_registration": False}, seed=False,
+        status=403, code="REGISTRATION_CLOSED", error="registration is closed on this server",
+    ),
+    Scenario("me requires a token", "GET", ME, status=401, code="UNAUTHORIZED", message="sign in first"),
+    admin_only_change({"role": "admin"}),
+    admin_only_change({"app_metadata": {"plan": "pro"}}),
+    admin_only_change({"metadata": {}, "verified": True}),
+    Scenario(
+        "PATCH me accepts only metadata", "PATCH", ME, {"email": "x@y.z"}, token="ada",
+        status=400, code="VALIDATION_ERROR", message="accepts only metadata",
+    ),
+    Scenario(
+        "PATCH me replaces metadata", "PATCH", ME, {"metadata": {"name": "Ada"}}, token="ada",
+        expect={"user.metadata": {"name": "Ada"}},
+    ),
+    Scenario(
+        "PATCH me metadata not an object", "PATCH", ME, {"metadata": [1]}, token="ada",
+        status=400, code="VALIDATION_ERROR", error="metadata must be a JSON object",
+    ),
+    Scenario(
+        "password change with a wrong current password", "POST", "/api/auth/password",
+        {"current_password": "wrong-password", "new_password": "a brand new password"}, token="ada",
+        status=401, code="INVALID_CREDENTIALS", error="current_password is wrong",
+    ),
+    Scenario(
+        "delete me with a wrong password", "DELETE", ME, {"password": "nope-nope"}, token="ada",
+        settings=NO_LIMITS, status=401, code="INVALID_CREDENTIALS",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
+async def test_scenario(auth_app: AppFactory, scenario: Scenario) -> None:
+    client = await auth_app(**scenario.settings)
+    await run_scenario(client, scenario, await signed_in(client) if scenario.seed else {})
 
 
 async def call(client: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -51,49 +157,12 @@ async def test_register_answers_201_with_user_and_tokens(auth_app: AppFactory) -
     assert row[0].startswith("$2b$04$") and PASSWORD not in row[0]
 
 
-async def test_existing_email_in_another_case_is_refused(auth_app: AppFactory) -> None:
-    client = await auth_app(**NO_LIMITS)
-    await register(client, "ada@example.com")
-    status, body = await post(
-        client, "/api/auth/register", {"email": "ADA@Example.com", "password": PASSWORD}
-    )
-    assert (status, body["code"]) == (409, "USER_EXISTS")
-    assert body["error"] == "an account with this email already exists"
-
-
-@pytest.mark.parametrize(
-    ("email", "message"),
-    [
-        ("not-an-email", "email must be an email address"),
-        (42, "email must be a string"),
-        ("a@b", "email must"),
-    ],
-)
-async def test_bad_emails_are_refused(auth_app: AppFactory, email: Any, message: str) -> None:
-    client = await auth_app(**NO_LIMITS)
-    status, body = await post(client, "/api/auth/register", {"email": email, "password": PASSWORD})
-    assert (status, body["code"]) == (400, "VALIDATION_ERROR")
-    assert body["error"].startswith(message)
-
-
-async def test_password_policy(auth_app: AppFactory) -> None:
-    client = await auth_app(
-        **NO_LIMITS, **{"auth.password.min_length": 10, "auth.password.require_number": True}
-    )
-    cases = [
-        ("short1", 400, "PASSWORD_TOO_SHORT", "password must be at least 10 characters long"),
-        ("longenoughbutweak", 400, "PASSWORD_TOO_WEAK", "password must contain a digit"),
-        ("é" * 37, 400, "PASSWORD_TOO_LONG", "password is 74 bytes long; bcrypt reads at most 72 bytes"),
-    ]
-    for password, status, code, message in cases:
-        got, body = await post(client, "/api/auth/register", {"email": "a@example.com", "password": password})
-        assert (got, body["code"]) == (status, code), body
-        assert body["error"].startswith(message)
-        assert body["details"][0]["field"] == "password"
+async def test_a_72_byte_password_is_accepted_and_never_truncated(auth_app: AppFactory) -> None:
+    client = await auth_app(**POLICY)
     # Exactly 72 bytes is accepted, never truncated: a 73rd byte does not log in.
     exact = "1" + "x" * 71
-    assert (await post(client, "/api/auth/register", {"email": "a@example.com", "password": exact}))[0] == 201
-    status, body = await post(client, "/api/auth/login", {"email": "a@example.com", "password": exact + "y"})
+    assert (await post(client, REGISTER, {"email": "a@example.com", "password": exact}))[0] == 201
+    status, body = await post(client, LOGIN, {"email": "a@example.com", "password": exact + "y"})
     assert (status, body["code"]) == (400, "PASSWORD_TOO_LONG")
 
 
@@ -110,25 +179,6 @@ async def test_a_megabyte_password_is_refused_before_hashing(auth_app: AppFactor
     client = await auth_app(**NO_LIMITS, **{"server.max_body_size": "64KiB"})
     response = await client.post("/api/auth/register", data=io.BytesIO(huge), headers=headers)
     assert (response.status, (await response.json())["code"]) == (413, "PAYLOAD_TOO_LARGE")
-
-
-async def test_login_failures_do_not_say_which_part_was_wrong(auth_app: AppFactory) -> None:
-    client = await auth_app(**NO_LIMITS)
-    await register(client)
-    wrong_password = await post(
-        client, "/api/auth/login", {"email": "ada@example.com", "password": "nope-nope"}
-    )
-    unknown_email = await post(
-        client, "/api/auth/login", {"email": "eve@example.com", "password": "nope-nope"}
-    )
-    for status, body in (wrong_password, unknown_email):
-        assert (status, body["code"], body["error"]) == (
-            401,
-            "INVALID_CREDENTIALS",
-            "the email or the password is wrong",
-        )
-    status, body = await post(client, "/api/auth/login", {"email": " ADA@example.com", "password": PASSWORD})
-    assert status == 200 and body["user"]["email"] == "ada@example.com"
 
 
 async def test_brute_force_reaches_429_with_the_default_limits(
@@ -210,33 +260,12 @@ async def test_register_limit_per_address(auth_app: AppFactory) -> None:
     assert "registrations" in body["error"]
 
 
-async def test_registration_closed(auth_app: AppFactory) -> None:
-    client = await auth_app(**{"auth.allow_registration": False})
-    status, body = await post(client, "/api/auth/register", {"email": "a@example.com", "password": PASSWORD})
-    assert (status, body["code"]) == (403, "REGISTRATION_CLOSED")
-    assert body["error"] == "registration is closed on this server"
-
-
-async def test_me_requires_a_token(auth_app: AppFactory) -> None:
-    client = await auth_app()
-    status, body = await call(client, "GET", "/api/auth/me")
-    assert (status, body["code"]) == (401, "UNAUTHORIZED")
-    assert "sign in first" in body["error"]
-
-
-async def test_user_cannot_set_own_role_or_app_metadata(auth_app: AppFactory) -> None:
+async def test_refused_changes_of_me_leave_the_account_as_it_was(auth_app: AppFactory) -> None:
     client = await auth_app()
     ada = await register(client)
     for body in ({"role": "admin"}, {"app_metadata": {"plan": "pro"}}, {"metadata": {}, "verified": True}):
-        status, answer = await call(client, "PATCH", "/api/auth/me", headers=bearer(ada.access), json=body)
-        assert (status, answer["code"]) == (403, "FORBIDDEN"), body
-        assert answer["error"].startswith("only an administrator can change")
-    status, answer = await call(
-        client, "PATCH", "/api/auth/me", headers=bearer(ada.access), json={"email": "x@y.z"}
-    )
-    assert (status, answer["code"]) == (400, "VALIDATION_ERROR")
-    assert "accepts only metadata" in answer["error"]
-    status, answer = await call(client, "GET", "/api/auth/me", headers=bearer(ada.access))
+        assert (await call(client, "PATCH", ME, headers=bearer(ada.access), json=body))[0] == 403
+    _status, answer = await call(client, "GET", ME, headers=bearer(ada.access))
     assert answer["user"]["role"] == "user"
     # The rules' view of the caller is unchanged too.
     service = client.app[AUTH_SERVICE]
@@ -244,31 +273,11 @@ async def test_user_cannot_set_own_role_or_app_metadata(auth_app: AppFactory) ->
     assert (auth["role"], auth["app_metadata"], auth.is_admin) == ("user", {}, False)
 
 
-async def test_patch_me_replaces_metadata(auth_app: AppFactory) -> None:
-    client = await auth_app()
-    ada = await register(client)
-    status, body = await call(
-        client, "PATCH", "/api/auth/me", headers=bearer(ada.access), json={"metadata": {"name": "Ada"}}
-    )
-    assert status == 200 and body["user"]["metadata"] == {"name": "Ada"}
-    status, body = await call(
-        client, "PATCH", "/api/auth/me", headers=bearer(ada.access), json={"metadata": [1]}
-    )
-    assert (status, body["error"]) == (400, "metadata must be a JSON object")
-
-
 async def test_password_change_revokes_other_sessions(auth_app: AppFactory) -> None:
     client = await auth_app(**NO_LIMITS)
     ada = await register(client)
     status, other = await post(client, "/api/auth/login", {"email": ada.email, "password": PASSWORD})
-    body = {"current_password": "wrong-password", "new_password": "a brand new password"}
-    status, answer = await post(client, "/api/auth/password", body, headers=bearer(ada.access))
-    assert (status, answer["code"], answer["error"]) == (
-        401,
-        "INVALID_CREDENTIALS",
-        "current_password is wrong",
-    )
-    body["current_password"] = PASSWORD
+    body = {"current_password": PASSWORD, "new_password": "a brand new password"}
     assert (await post(client, "/api/auth/password", body, headers=bearer(ada.access)))[0] == 204
     assert (await call(client, "GET", "/api/auth/me", headers=bearer(ada.access)))[0] == 200
     status, answer = await call(
@@ -281,13 +290,9 @@ async def test_password_change_revokes_other_sessions(auth_app: AppFactory) -> N
     ] == 200
 
 
-async def test_delete_me_needs_the_password(auth_app: AppFactory) -> None:
+async def test_delete_me_revokes_everything_and_frees_the_address(auth_app: AppFactory) -> None:
     client = await auth_app(**NO_LIMITS)
     ada = await register(client)
-    status, body = await call(
-        client, "DELETE", "/api/auth/me", headers=bearer(ada.access), json={"password": "nope-nope"}
-    )
-    assert (status, body["code"]) == (401, "INVALID_CREDENTIALS")
     assert (
         await call(client, "DELETE", "/api/auth/me", headers=bearer(ada.access), json={"password": PASSWORD})
     )[0] == 204

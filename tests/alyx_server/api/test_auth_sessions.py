@@ -6,9 +6,21 @@ import sqlite3
 from contextlib import closing
 from typing import Any
 
+import pytest
+
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
-from tests.alyx_server.auth.support import PASSWORD, AppFactory, auth_app, bearer, clock, register, smtp
+from tests.alyx_server.api.scenarios import Names, Scenario, run_scenario
+from tests.alyx_server.auth.support import (
+    PASSWORD,
+    AppFactory,
+    auth_app,
+    bearer,
+    clock,
+    register,
+    signed_in,
+    smtp,
+)
 
 __all__ = ["auth_app", "clock", "smtp"]
 
@@ -32,6 +44,30 @@ async def login(client: Any, email: str = "ada@example.com") -> dict[str, Any]:
 
 async def me(client: Any, access: str) -> tuple[int, Any]:
     return await call(client, "GET", "/api/auth/me", headers=bearer(access))
+
+
+def a_week_later(names: Names) -> None:
+    names["clock"].advance(7 * 86400 + 1)
+
+
+SCENARIOS = [
+    *(
+        Scenario(f"refresh with {token!r:.20}", "POST", "/api/auth/refresh", {"refresh_token": token},
+                 status=401, code="INVALID_TOKEN")
+        for token in ("nope", "x" * 10_000, 42, None, "")
+    ),
+    Scenario("logout with an unknown token", "POST", "/api/auth/logout", {"refresh_token": "nope"},
+             status=401, code="INVALID_TOKEN"),
+    Scenario("refresh after the refresh token expired", "POST", "/api/auth/refresh",
+             {"refresh_token": "{ada_refresh}"}, settings={"auth.jwt.refresh_ttl": "7d"}, before=a_week_later,
+             status=401, code="TOKEN_EXPIRED", message="log in again"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
+async def test_scenario(auth_app: AppFactory, clock: ManualClock, scenario: Scenario) -> None:
+    client = await auth_app(**scenario.settings)
+    await run_scenario(client, scenario, await signed_in(client) | {"clock": clock})
 
 
 async def test_refresh_rotates_and_retires_the_old_token(auth_app: AppFactory) -> None:
@@ -105,24 +141,6 @@ async def test_logout_kills_access_and_refresh_tokens_at_once(auth_app: AppFacto
     assert "logged out or revoked" in body["error"]
     # Another sign-in of the same account is untouched.
     assert (await me(client, other["access_token"]))[0] == 200
-
-
-async def test_unknown_and_malformed_refresh_tokens(auth_app: AppFactory) -> None:
-    client = await auth_app()
-    for token in ("nope", "x" * 10_000, 42, None, ""):
-        status, body = await refresh(client, token)  # type: ignore[arg-type]
-        assert (status, body["code"]) == (401, "INVALID_TOKEN"), token
-    status, body = await call(client, "POST", "/api/auth/logout", json={"refresh_token": "nope"})
-    assert (status, body["code"]) == (401, "INVALID_TOKEN")
-
-
-async def test_refresh_token_expires(auth_app: AppFactory, clock: ManualClock) -> None:
-    client = await auth_app(**{"auth.jwt.refresh_ttl": "7d"})
-    ada = await register(client)
-    clock.advance(7 * 86400 + 1)
-    status, body = await refresh(client, ada.refresh)
-    assert (status, body["code"]) == (401, "TOKEN_EXPIRED")
-    assert "log in again" in body["error"]
 
 
 async def test_requests_with_a_token_run_no_query_once_cached(auth_app: AppFactory) -> None:

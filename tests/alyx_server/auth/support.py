@@ -37,6 +37,7 @@ __all__ = [
     "clock",
     "make_auth_settings",
     "register",
+    "signed_in",
     "smtp",
 ]
 
@@ -154,3 +155,10 @@ async def register(client: Client, email: str = "ada@example.com", password: str
     assert response.status == 201, body
     tokens = body["tokens"]
     return Account(body["user"]["id"], body["user"]["email"], tokens["access_token"], tokens["refresh_token"])
+
+
+async def signed_in(client: Client, email: str = "ada@example.com") -> dict[str, Any]:
+    """The `names` of an API scenario (tests/alyx_server/api/scenarios.py) after one account
+    registered: `ada` (its access token), `ada_id`, `ada_refresh`, `ada_email`."""
+    ada = await register(client, email)
+    return {"ada": ada.access, "ada_id": ada.id, "ada_refresh": ada.refresh, "ada_email": ada.email}
