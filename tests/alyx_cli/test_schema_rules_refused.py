@@ -4,7 +4,8 @@ A rule that names an unknown field, or does not parse, used to pass `alyx migrat
 (which recorded it in the history) and every other command, and only `alyx dev` / `alyx
 serve` refused it. Now each command runs the same check (parse, then compile every rule)
 and ends with the same one located line; the database, migrations/ and the generated
-clients are left as they were. The commands run for real: in process through Click's
+clients are left as they were. A schema.yaml whose YAML does not parse is held to the same
+(every command refused it alike already). The commands run for real: in process through Click's
 runner, and the servers as processes.
 """
 
@@ -35,10 +36,16 @@ BAD_RULES = {
         "unknown field 'titel' in doc.titel; fields of notes are: id, title, tags, count, written, "
         "rating (CEL column 5: \"doc.titel == 'x'\")",
     ),
-    "does not parse": (
+    "rule does not parse": (
         '    rules: { create: "true", read: "true", update: "doc.count >", delete: "true" }\n',
         "schema.yaml:11:64: collections.notes.rules.update: the update rule of notes does not compile: "
         "syntax error: unexpected end of expression (CEL column 12: 'doc.count >')",
+    ),
+    # The YAML itself does not parse (this one every command already refused alike).
+    "yaml does not parse": (
+        "",
+        "schema.yaml:12:1: invalid YAML: expected the node content, but found '<stream end>' (while "
+        "parsing a flow node that starts at line 12, column 1) (fix the YAML syntax at this position)",
     ),
 }
 IN_PROCESS = (
@@ -73,7 +80,7 @@ def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def break_schema(project: Path, case: str) -> str:
     rules, message = BAD_RULES[case]
-    text = SCHEMA.replace(RULES_LINE, NEW_FIELD + rules)
+    text = SCHEMA.replace(RULES_LINE, NEW_FIELD + rules) if rules else SCHEMA + "  broken: [\n"
     (project / "schema.yaml").write_text(text, encoding="utf-8")
     return f"{project / message}"
 
