@@ -15,18 +15,11 @@ import aiohttp
 import pytest
 
 from alyx_server import __version__
+from tests.schemas import NOTES
 from tests.servers import cli_environment as environment
 from tests.servers import free_port
 
-SCHEMA = """\
-version: 1
-collections:
-  notes:
-    fields:
-      id:    { type: uuid, primary: true, default: auto }
-      title: { type: string }
-    rules: { create: "true", read: "true", update: "true", delete: "true" }
-"""
+SCHEMA = NOTES
 SECRET = "t" * 40
 
 

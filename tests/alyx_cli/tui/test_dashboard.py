@@ -25,27 +25,27 @@ from alyx_cli.tui.filters import RequestFilter
 from alyx_cli.tui.screens.help import HelpScreen
 from alyx_server.app import create_app
 from alyx_server.config import default_settings
+from tests.schemas import NOTES
 
-SCHEMA = """\
-version: 1
-collections:
-  notes:
-    fields:
-      id:    { type: uuid, primary: true, default: auto }
-      title: { type: string }
-    rules: { create: "true", read: "true", update: "true", delete: "true" }
-"""
+SCHEMA = NOTES
 WAIT = 15.0  # a bound on waits, never an assertion about speed
 SIZE = (160, 48)
 
 
-@pytest.fixture
-async def server(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+async def start_server(
+    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]], schema: str
+) -> TestServer:
+    """The real application on a real port, serving a project with `schema`."""
     root = tmp_path / "project"
     root.mkdir()
-    (root / "schema.yaml").write_text(SCHEMA, encoding="utf-8")
+    (root / "schema.yaml").write_text(schema, encoding="utf-8")
     settings = default_settings(root, "dev", overrides={"auth.bcrypt_cost": 4, "logging.level": "warning"})
     return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def server(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+    return await start_server(tmp_path, aiohttp_server, SCHEMA)
 
 
 def admin_token(server: TestServer) -> str:

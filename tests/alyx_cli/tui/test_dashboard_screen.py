@@ -14,9 +14,7 @@ from textual.widgets import DataTable, Header, Static, Tree
 
 from alyx_cli.tui.app import DashboardApp
 from alyx_cli.tui.client import AdminClient
-from alyx_server.app import create_app
-from alyx_server.config import default_settings
-from tests.alyx_cli.tui.test_dashboard import SIZE, admin_token, column, until, url_of
+from tests.alyx_cli.tui.test_dashboard import SIZE, admin_token, column, start_server, until, url_of
 from tests.servers import free_port
 
 SCHEMA = """\
@@ -39,11 +37,7 @@ collections:
 
 @pytest.fixture
 async def server(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "schema.yaml").write_text(SCHEMA, encoding="utf-8")
-    settings = default_settings(root, "dev", overrides={"auth.bcrypt_cost": 4, "logging.level": "warning"})
-    return await aiohttp_server(create_app(settings))
+    return await start_server(tmp_path, aiohttp_server, SCHEMA)
 
 
 def shown_status(app: DashboardApp) -> str:

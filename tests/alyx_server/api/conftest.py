@@ -1,4 +1,5 @@
-"""Fixtures: a project on disk and the real application from `create_app` on a real port."""
+"""Fixtures: a project on disk and the real application from `create_app` on a real port;
+the account fixtures (`auth_app`, `clock`, `smtp`) of tests/alyx_server/auth/support.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from alyx_server.app import create_app
 from tests.alyx_server.api.projects import make_settings, write_project
+from tests.alyx_server.auth.support import auth_app, clock, smtp
+
+__all__ = ["ClientFactory", "app", "auth_app", "client", "clock", "project", "smtp", "statements"]
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -15,24 +15,8 @@ import pytest
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.scenarios import Scenario, run_scenario
-from tests.alyx_server.auth.support import (
-    PASSWORD,
-    AppFactory,
-    auth_app,
-    bearer,
-    clock,
-    register,
-    signed_in,
-    smtp,
-)
+from tests.alyx_server.auth.support import NO_LIMITS, PASSWORD, AppFactory, bearer, register, signed_in
 
-__all__ = ["auth_app", "clock", "smtp"]
-
-NO_LIMITS = {
-    "auth.rate_limit.login": "off",
-    "auth.rate_limit.register": "off",
-    "auth.rate_limit.reset": "off",
-}
 POLICY = NO_LIMITS | {"auth.password.min_length": 10, "auth.password.require_number": True}
 REGISTER = "/api/auth/register"
 LOGIN = "/api/auth/login"

@@ -13,18 +13,7 @@ from alyx_cli.main import cli
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.scenarios import Scenario, run_scenario
-from tests.alyx_server.auth.support import (
-    PASSWORD,
-    AppFactory,
-    auth_app,
-    bearer,
-    clock,
-    register,
-    signed_in,
-    smtp,
-)
-
-__all__ = ["auth_app", "clock", "smtp"]
+from tests.alyx_server.auth.support import PASSWORD, AppFactory, bearer, register, signed_in
 
 ADMIN_EMAIL = "root@example.com"
 

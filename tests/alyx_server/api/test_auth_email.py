@@ -12,24 +12,15 @@ from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.app import create_app
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.auth.support import (
+    NO_LIMITS,
     PASSWORD,
     AppFactory,
     Mailbox,
-    auth_app,
     bearer,
-    clock,
     make_auth_settings,
     register,
-    smtp,
 )
 
-__all__ = ["auth_app", "clock", "smtp"]
-
-NO_LIMITS = {
-    "auth.rate_limit.login": "off",
-    "auth.rate_limit.register": "off",
-    "auth.rate_limit.reset": "off",
-}
 NEW_PASSWORD = "another good password"
 
 

@@ -11,18 +11,7 @@ import pytest
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.scenarios import Names, Scenario, run_scenario
-from tests.alyx_server.auth.support import (
-    PASSWORD,
-    AppFactory,
-    auth_app,
-    bearer,
-    clock,
-    register,
-    signed_in,
-    smtp,
-)
-
-__all__ = ["auth_app", "clock", "smtp"]
+from tests.alyx_server.auth.support import PASSWORD, AppFactory, bearer, register, signed_in
 
 
 async def call(client: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:

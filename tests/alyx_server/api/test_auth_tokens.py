@@ -20,9 +20,7 @@ import pytest
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.scenarios import Names, Scenario, run_scenario
-from tests.alyx_server.auth.support import AppFactory, auth_app, bearer, clock, register, signed_in, smtp
-
-__all__ = ["auth_app", "clock", "smtp"]
+from tests.alyx_server.auth.support import AppFactory, bearer, register, signed_in
 
 # An RSA public key as a server using RS256 would publish it: the classic confusion
 # attack signs an HS256 token with this text as the HMAC secret.

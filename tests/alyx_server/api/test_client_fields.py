@@ -14,9 +14,7 @@ from alyx_server.errors import SchemaError
 from alyx_server.schema.loader import parse_schema
 from alyx_server.tools.timestamps import ManualClock, format_timestamp
 from tests.alyx_server.api.test_auth_admin import admin_client
-from tests.alyx_server.auth.support import PASSWORD, AppFactory, auth_app, bearer, clock, smtp
-
-__all__ = ["auth_app", "clock", "smtp"]
+from tests.alyx_server.auth.support import NO_LIMITS, PASSWORD, AppFactory, bearer
 
 SCHEMA = """\
 version: 1
@@ -38,11 +36,6 @@ collections:
 PAST = "1999-01-01T00:00:00.000Z"
 MAX_CLIENT_ID = 2**53 - 1
 EMAIL_WITH_NUL = "a\u0000@x.io"
-NO_LIMITS = {
-    "auth.rate_limit.register": "off",
-    "auth.rate_limit.login": "off",
-    "auth.rate_limit.reset": "off",
-}
 
 
 async def app(auth_app: AppFactory, tmp_path: Path) -> Any:

@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 
 from tests.alyx_server.api.test_auth_admin import ADMIN_EMAIL, admin_client, alyx, call
-from tests.alyx_server.auth.support import PASSWORD, AppFactory, auth_app, clock, register, smtp
-
-__all__ = ["auth_app", "clock", "smtp"]
+from tests.alyx_server.auth.support import PASSWORD, AppFactory, register
 
 ADVICE = (
     "it is the last enabled admin account, and without one no one could administer this server; "

@@ -25,9 +25,11 @@ from aiosmtpd.controller import Controller
 from alyx_server.app import create_app
 from alyx_server.config import Settings, default_settings
 from alyx_server.tools.timestamps import ManualClock
+from tests.schemas import NOTES
 from tests.servers import free_port
 
 __all__ = [
+    "NO_LIMITS",
     "PASSWORD",
     "Account",
     "AppFactory",
@@ -42,15 +44,13 @@ __all__ = [
 ]
 
 PASSWORD = "correct horse battery"
-SCHEMA = """\
-version: 1
-collections:
-  notes:
-    fields:
-      id:    { type: uuid, primary: true, default: auto }
-      title: { type: string }
-    rules: { create: "true", read: "true", update: "true", delete: "true" }
-"""
+# Settings overrides: no rate limit on sign-ups, logins and resets (tests that send many).
+NO_LIMITS = {
+    "auth.rate_limit.login": "off",
+    "auth.rate_limit.register": "off",
+    "auth.rate_limit.reset": "off",
+}
+SCHEMA = NOTES
 _CODE = re.compile(r"^    (\S+)\r?$", re.MULTILINE)
 
 Client = TestClient[Any, Any]
