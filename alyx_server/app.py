@@ -73,8 +73,7 @@ from alyx_server.migrations.history import latest_snapshot
 from alyx_server.realtime import RealtimeHub
 from alyx_server.rules import AccessPolicy
 from alyx_server.rules.access import CelAccess
-from alyx_server.rules.load import compile_schema_rules, compile_where
-from alyx_server.schema.loader import load_schema
+from alyx_server.rules.load import compile_schema_rules, compile_where, load_schema_rules
 from alyx_server.schema.model import Schema
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
@@ -110,12 +109,18 @@ def create_app(
     when given, is called with every SQL statement that document reads run (tests use it
     to count queries).
     """
+    rules = None
     if schema is None:
-        schema = load_schema(settings.project_dir / "schema.yaml")
+        # The one check every command runs (rules compiled): what `alyx migrate apply`
+        # accepts, the server accepts.
+        rules = load_schema_rules(settings.project_dir / "schema.yaml")
+        schema = rules.schema
+    if policy is None:
+        policy = CelAccess(rules if rules is not None else compile_schema_rules(schema))
     metrics = Metrics()
     runtime = Runtime(
         settings=settings,
-        policy=policy if policy is not None else CelAccess(compile_schema_rules(schema)),
+        policy=policy,
         metrics=metrics,
         clock=clock,
         catalog=Catalog(schema),
