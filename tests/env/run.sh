@@ -2,7 +2,8 @@
 # What `make test` runs: make sure everything the suite uses is on the machine, then run
 # pytest with the arguments given (the first one is the pytest executable).
 #
-#   1. Debian packages (bubblewrap, Node.js, Go with gorilla/websocket, Docker, debootstrap):
+#   1. Debian packages (bubblewrap, Node.js, Go with gorilla/websocket, Docker, debootstrap,
+#      chromium):
 #      installed with apt-get when missing and this user can (root, or sudo without a
 #      password); otherwise one line names them with the command that installs them.
 #   2. The pinned TypeScript compiler in tests/codegen_env (`npm ci`, again only when
@@ -28,6 +29,8 @@ APT_PACKAGES=(
   # The functions' Docker backend: a private engine and base images built offline.
   docker.io
   debootstrap
+  # docs/getting-started.md followed in a real browser (Playwright drives this chromium).
+  chromium
 )
 # Debian's npm, unless a Node.js distribution that bundles npm is installed already.
 if ! command -v npm >/dev/null 2>&1; then
