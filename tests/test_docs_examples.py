@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from alyx_server.functions.manifest import parse_manifest
 from alyx_server.migrations.files import parse_migration
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
+from tests.servers import cli_environment, free_port, port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -120,10 +120,8 @@ def one(page: str, language: str, contains: str) -> Example:
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
-    for name in [key for key in env if key.startswith("ALYX_")]:
-        del env[name]
-    return env
+    """No ALYX_* variable of the developer's; the virtual environment's bin first on PATH."""
+    return cli_environment(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", NO_COLOR="1")
 
 
 def sh(script: str, cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -140,22 +138,6 @@ def blog(tmp_path: Path, *, migrated: bool = True) -> Path:
     """A blog project in tmp_path/app, its database migrated unless told otherwise."""
     sh("alyx init app -t blog" + ("\ncd app && alyx migrate apply" if migrated else ""), tmp_path)
     return tmp_path / "app"
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _any_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:
@@ -289,7 +271,7 @@ def run_db(example: Example, tmp_path: Path) -> None:
 
 def run_serve(example: Example, tmp_path: Path) -> None:
     project = blog(tmp_path)
-    port = 8090 if _free(8090) else _any_port()
+    port = 8090 if port_is_free(8090) else free_port()
     script = example.text.replace("-p 8090", f"-p {port}")
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
