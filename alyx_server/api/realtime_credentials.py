@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from alyx_server.auth import AuthContext, AuthService
 from alyx_server.db import ChangeEvent, Database
 from alyx_server.errors import AlyxError
-from alyx_server.migrations.system import SESSIONS_TABLE, TOKENS_TABLE
 from alyx_server.realtime import Access, Client, RealtimeHub
-from alyx_server.schema.model import USERS_TABLE
+from alyx_server.schema.system_tables import SESSIONS_TABLE, TOKENS_TABLE, USERS_TABLE
 
 __all__ = ["CredentialWatch"]
 

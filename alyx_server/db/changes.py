@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import orjson
 
-from alyx_server.schema.ddl import CHANGES_TABLE
+from alyx_server.schema.system_tables import CHANGES_TABLE
 
 __all__ = [
     "ChangeEvent",

@@ -9,6 +9,9 @@ is a new step appended to `SYSTEM_MIGRATIONS`; steps that have shipped are never
 collections, so a per-process cache of users and sessions can be dropped, and a realtime
 connection can lose the access its credential lost, when the change feed shows a row
 changed, whichever process wrote it.
+
+The tables' names are those of `schema/system_tables.py` (re-exported here for the
+modules that name them with the steps that create them).
 """
 
 from __future__ import annotations
@@ -19,8 +22,18 @@ from dataclasses import dataclass
 
 from alyx_server.errors import MigrationError
 from alyx_server.migrations.transactions import write_transaction
-from alyx_server.schema.ddl import CHANGES_TABLE, NOW_SQL, UUID4_SQL, trigger_sql
-from alyx_server.schema.model import USERS_TABLE, Collection, Field, FieldType
+from alyx_server.schema.ddl import NOW_SQL, UUID4_SQL, trigger_sql
+from alyx_server.schema.model import Collection, Field, FieldType
+from alyx_server.schema.system_tables import (
+    AUTH_TOKENS_TABLE,
+    CHANGES_TABLE,
+    DEPLOYMENTS_TABLE,
+    HISTORY_TABLE,
+    SESSIONS_TABLE,
+    SYSTEM_TRACKING_TABLE,
+    TOKENS_TABLE,
+    USERS_TABLE,
+)
 
 __all__ = [
     "AUTH_TOKENS_TABLE",
@@ -34,13 +47,6 @@ __all__ = [
     "applied_system_versions",
     "apply_system_migrations",
 ]
-
-SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
-HISTORY_TABLE = "_alyx_migrations"
-SESSIONS_TABLE = "_alyx_sessions"
-TOKENS_TABLE = "_alyx_tokens"
-AUTH_TOKENS_TABLE = "_alyx_auth_tokens"
-DEPLOYMENTS_TABLE = "_alyx_deployments"
 
 _ID = f"TEXT PRIMARY KEY NOT NULL DEFAULT ({UUID4_SQL})"
 _NOW = f"TEXT NOT NULL DEFAULT ({NOW_SQL})"

@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from alyx_server.schema.model import Collection, Field, FieldType, Index
+from alyx_server.schema.system_tables import CHANGES_TABLE
 
 __all__ = [
     "CHANGES_TABLE",
@@ -39,8 +40,6 @@ __all__ = [
     "trigger_sql",
     "unique_index_name",
 ]
-
-CHANGES_TABLE = "_alyx_changes"
 
 # ISO-8601 UTC with milliseconds, the storage format of `timestamp` fields.
 NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from alyx_server.errors import Location
+from alyx_server.schema.system_tables import USERS_TABLE
 
 __all__ = [
     "ACTIONS",
@@ -32,7 +33,6 @@ __all__ = [
     "Validation",
 ]
 
-USERS_TABLE = "_alyx_users"
 ACTIONS = ("create", "read", "update", "delete")
 
 

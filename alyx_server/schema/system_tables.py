@@ -1,0 +1,38 @@
+"""The names of Alyx's own tables, in one place.
+
+Every module that reads or writes a system table (the system migrations that create
+them, the DDL of the change triggers, the schema loader's `_alyx_users.id` references,
+auth, the change feed, realtime's credential watch) takes its name from here. User
+collections can never take these names: the loader refuses any name starting `_alyx`.
+
+    _alyx_users               accounts (referenced by collections as `_alyx_users.id`)
+    _alyx_sessions            refresh-token sessions, one live row per family
+    _alyx_auth_tokens         one-time tokens: email verification, password reset
+    _alyx_tokens              admin and deploy tokens
+    _alyx_deployments         deployed versions
+    _alyx_changes             the change log the triggers append to (the change feed)
+    _alyx_migrations          the history of applied migrations, each with its snapshot
+    _alyx_system_migrations   which system migration steps ran
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AUTH_TOKENS_TABLE",
+    "CHANGES_TABLE",
+    "DEPLOYMENTS_TABLE",
+    "HISTORY_TABLE",
+    "SESSIONS_TABLE",
+    "SYSTEM_TRACKING_TABLE",
+    "TOKENS_TABLE",
+    "USERS_TABLE",
+]
+
+USERS_TABLE = "_alyx_users"
+SESSIONS_TABLE = "_alyx_sessions"
+AUTH_TOKENS_TABLE = "_alyx_auth_tokens"
+TOKENS_TABLE = "_alyx_tokens"
+DEPLOYMENTS_TABLE = "_alyx_deployments"
+CHANGES_TABLE = "_alyx_changes"
+HISTORY_TABLE = "_alyx_migrations"
+SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
