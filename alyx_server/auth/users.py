@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from alyx_server.errors import Conflict, FieldIssue, ValidationError
+from alyx_server.db.constraints import ConstraintViolation, map_integrity_errors
+from alyx_server.errors import AlyxError, Conflict, FieldIssue, ValidationError
 from alyx_server.schema.model import USERS_TABLE
 from alyx_server.tools.ids import new_id
 
@@ -164,13 +165,15 @@ def insert_user(
         new_id(), email, password_hash, role, int(verified),
         orjson.dumps(metadata or {}).decode(), orjson.dumps(app_metadata or {}).decode(), now, now,
     )  # fmt: skip
-    try:
+    with map_integrity_errors(_email_taken):
         row = conn.execute(_INSERT, params).fetchone()
-    except sqlite3.IntegrityError as e:
-        if "email" not in str(e):
-            raise
-        raise Conflict("an account with this email already exists", code="USER_EXISTS", field="email") from e
     return _record(row)
+
+
+def _email_taken(violation: ConstraintViolation) -> AlyxError | None:
+    if violation.kind != "unique" or "email" not in violation.columns:
+        return None
+    return Conflict("an account with this email already exists", code="USER_EXISTS", field="email")
 
 
 def update_user(

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from alyx_server.db.codec import CollectionCodec, codec_for
+from alyx_server.db.constraints import ConstraintViolation, map_integrity_errors
 from alyx_server.db.query import ListQuery, ListSQL, build_list_sql
-from alyx_server.errors import Conflict, FieldIssue, NotFound, ValidationError
+from alyx_server.errors import AlyxError, Conflict, FieldIssue, NotFound, ValidationError
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection
+from alyx_server.schema.system_tables import CHANGES_TABLE
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
@@ -72,10 +74,8 @@ def insert_doc(
         sql, names = codec.insert_sql, codec.insert_names
     else:
         sql, names = codec.insert_sql_no_pk, codec.insert_names_no_pk
-    try:
+    with map_integrity_errors(lambda violation: _translate(conn, codec, violation, values)):
         row = conn.execute(sql, tuple([values[n] for n in names])).fetchone()
-    except sqlite3.IntegrityError as e:
-        raise _translate(conn, codec, e, values) from e
     return codec.decode(row, internal=internal)
 
 
@@ -120,10 +120,8 @@ def update_doc(
                 values.setdefault(name, now)
     if key is None:
         raise _not_found(codec, doc_id)
-    try:
+    with map_integrity_errors(lambda violation: _translate(conn, codec, violation, values)):
         row = conn.execute(codec.update_sql(tuple(values)), (*values.values(), key)).fetchone()
-    except sqlite3.IntegrityError as e:
-        raise _translate(conn, codec, e, values) from e
     if row is None:
         raise _not_found(codec, doc_id)
     return codec.decode(row, internal=internal)
@@ -135,16 +133,8 @@ def delete_doc(conn: sqlite3.Connection, collection: Collection, doc_id: Any) ->
     key = codec.key(doc_id)
     if key is None:
         raise _not_found(codec, doc_id)
-    try:
+    with map_integrity_errors(lambda violation: _still_referenced(codec, doc_id, violation)):
         cursor = conn.execute(codec.delete_sql, (key,))
-    except sqlite3.IntegrityError as e:
-        if "FOREIGN KEY" in str(e):
-            raise Conflict(
-                f"cannot delete {codec.name} {doc_id!r}: other documents still reference it",
-                code="FOREIGN_KEY_VIOLATION",
-                field=codec.pk.name,
-            ) from e
-        raise
     if cursor.rowcount == 0:
         raise _not_found(codec, doc_id)
 
@@ -194,7 +184,7 @@ def list_docs(conn: sqlite3.Connection, query: ListQuery) -> ListResult:
 
 # Every committed insert, update and delete of a collection row adds a row to the change
 # log (triggers, in every process), and its AUTOINCREMENT counter never goes back.
-_HIGH_WATER = "SELECT seq FROM sqlite_sequence WHERE name = '_alyx_changes'"
+_HIGH_WATER = f"SELECT seq FROM sqlite_sequence WHERE name = '{CHANGES_TABLE}'"
 _MAX_TOTALS = 1024
 
 
@@ -250,25 +240,26 @@ def _list_checked(conn: sqlite3.Connection, query: ListQuery, plan: ListSQL) -> 
 def _translate(
     conn: sqlite3.Connection,
     codec: CollectionCodec,
-    error: sqlite3.IntegrityError,
+    violation: ConstraintViolation,
     values: Mapping[str, Any],
-) -> Exception:
-    text = str(error)
-    if text.startswith("UNIQUE constraint failed:"):
-        names = [part.strip().split(".", 1)[-1] for part in text.split(":", 1)[1].split(",")]
-        what = " and ".join(names)
+) -> AlyxError | None:
+    """A failed write of a document: 409 for a unique value or a missing reference, 400
+    for a required field; None (a bug, raised as it is) for anything else."""
+    if violation.kind == "unique":
+        names = violation.columns
+        what = " and ".join(names) or "value"
         return Conflict(
             f"{codec.name} already has a document with this {what}",
             code="UNIQUE_VIOLATION",
-            field=",".join(names),
+            field=",".join(names) or None,
         )
-    if text.startswith("NOT NULL constraint failed:"):
-        name = text.split(":", 1)[1].strip().split(".", 1)[-1]
+    if violation.kind == "not_null" and violation.columns:
+        name = violation.columns[0]
         message = f"{name} is required"
         return ValidationError(
             f"invalid {codec.name} document: {message}", [FieldIssue(name, "required", message)]
         )
-    if "FOREIGN KEY" in text:
+    if violation.kind == "foreign_key":
         missing = _missing_reference(conn, codec, values)
         if missing is None:
             return Conflict(
@@ -282,7 +273,19 @@ def _translate(
             code="FOREIGN_KEY_VIOLATION",
             field=missing,
         )
-    return error
+    return None
+
+
+def _still_referenced(
+    codec: CollectionCodec, doc_id: Any, violation: ConstraintViolation
+) -> AlyxError | None:
+    if violation.kind != "foreign_key":
+        return None
+    return Conflict(
+        f"cannot delete {codec.name} {doc_id!r}: other documents still reference it",
+        code="FOREIGN_KEY_VIOLATION",
+        field=codec.pk.name,
+    )
 
 
 def _missing_reference(

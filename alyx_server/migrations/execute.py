@@ -20,6 +20,7 @@ import dataclasses
 import sqlite3
 from collections.abc import Mapping
 
+from alyx_server.db.constraints import ConstraintViolation, map_integrity_errors
 from alyx_server.errors import MigrationError
 from alyx_server.migrations.operations import (
     AddField,
@@ -56,7 +57,13 @@ def transition_to(
     """Make the stored tables of `old` those of `new`, destructive changes included."""
     diff = diff_schemas(old, new)
     if diff or column_maps:
-        apply_diff(conn, diff, allow_destructive=True, column_maps=column_maps)
+        with map_integrity_errors(_refused):
+            apply_diff(conn, diff, allow_destructive=True, column_maps=column_maps)
+
+
+def _refused(violation: ConstraintViolation) -> MigrationError:
+    """A constraint the row checks did not foresee still refuses the change, with SQLite's words."""
+    return MigrationError(f"schema change refused: {violation.message}")
 
 
 def _subject(op: Operation) -> str:

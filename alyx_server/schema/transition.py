@@ -3,7 +3,9 @@
 Every function runs inside a transaction the caller opened, after the caller set
 `PRAGMA foreign_keys=OFF` (SQLite ignores that pragma inside a transaction). Before
 COMMIT the caller runs `PRAGMA foreign_key_check`; `foreign_key_problems` turns its rows
-into messages. A failure raises `MigrationError` and the caller rolls back.
+into messages. A failure raises `MigrationError` and the caller rolls back; so does a
+constraint the row checks did not foresee, whose `sqlite3.IntegrityError` the caller
+turns into a MigrationError (`migrations.execute`, through `db.constraints`).
 
 A column change SQLite's ALTER TABLE cannot express goes through the rebuild of
 https://sqlite.org/lang_altertable.html#otheralter: create the new table under a
@@ -126,10 +128,7 @@ def rebuild_collection(
     problems = collection_problems(conn, old, new, sources)
     if problems:
         raise MigrationError(f"cannot rebuild {new.name}: " + "; ".join(problems))
-    try:
-        _rebuild(conn, old, new, sources)
-    except sqlite3.IntegrityError as e:
-        raise MigrationError(f"cannot rebuild {new.name}: {e}") from e
+    _rebuild(conn, old, new, sources)
 
 
 def _rebuild(
@@ -239,19 +238,16 @@ def apply_diff(
         problems.extend(collection_problems(conn, old, new, source))
     if problems:
         raise MigrationError("schema change refused: " + "; ".join(problems))
-    try:
-        for c in diff.old:
-            if c.name not in diff.new:
-                drop_collection(conn, c)
-        for c in creation_order(c for c in diff.new if c.name not in diff.old):
-            create_collection(conn, c)
-        for (old, new, column_map), source in zip(plans, sources, strict=True):
-            if column_map is not None or needs_rebuild(old, new):
-                _rebuild(conn, old, new, source)
-            else:
-                _alter_in_place(conn, old, new)
-    except sqlite3.IntegrityError as e:
-        raise MigrationError(f"schema change refused: {e}") from e
+    for c in diff.old:
+        if c.name not in diff.new:
+            drop_collection(conn, c)
+    for c in creation_order(c for c in diff.new if c.name not in diff.old):
+        create_collection(conn, c)
+    for (old, new, column_map), source in zip(plans, sources, strict=True):
+        if column_map is not None or needs_rebuild(old, new):
+            _rebuild(conn, old, new, source)
+        else:
+            _alter_in_place(conn, old, new)
 
 
 _Plan = tuple[Collection, Collection, Mapping[str, str | None] | None]
