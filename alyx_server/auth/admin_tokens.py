@@ -16,7 +16,7 @@ import orjson
 
 from alyx_server.auth.tokens import hash_secret, invalid_token, new_secret, token_expired
 from alyx_server.errors import Conflict, NotFound, Unauthorized, ValidationError
-from alyx_server.migrations.system import TOKENS_TABLE
+from alyx_server.schema.system_tables import TOKENS_TABLE
 from alyx_server.tools.ids import new_id
 from alyx_server.tools.suggest import did_you_mean
 

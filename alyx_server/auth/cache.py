@@ -23,8 +23,7 @@ from alyx_server.auth.context import AuthContext, user_principal
 from alyx_server.auth.sessions import FamilyState, family_state
 from alyx_server.auth.users import UserRecord, user_by_id
 from alyx_server.db import ChangeEvent, Database
-from alyx_server.migrations.system import SESSIONS_TABLE
-from alyx_server.schema.model import USERS_TABLE
+from alyx_server.schema.system_tables import SESSIONS_TABLE, USERS_TABLE
 
 __all__ = ["AuthCache"]
 

@@ -12,7 +12,7 @@ import sqlite3
 from typing import Literal
 
 from alyx_server.auth.tokens import invalid_token, token_expired
-from alyx_server.migrations.system import AUTH_TOKENS_TABLE
+from alyx_server.schema.system_tables import AUTH_TOKENS_TABLE
 from alyx_server.tools.ids import new_id
 
 __all__ = ["OneTimeKind", "check_one_time", "issue_one_time", "redeem_one_time"]

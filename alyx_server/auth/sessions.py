@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 
-from alyx_server.migrations.system import SESSIONS_TABLE
+from alyx_server.schema.system_tables import SESSIONS_TABLE
 from alyx_server.tools.ids import new_id
 
 __all__ = [

@@ -19,7 +19,7 @@ import orjson
 
 from alyx_server.db.constraints import ConstraintViolation, map_integrity_errors
 from alyx_server.errors import AlyxError, Conflict, FieldIssue, ValidationError
-from alyx_server.schema.model import USERS_TABLE
+from alyx_server.schema.system_tables import USERS_TABLE
 from alyx_server.tools.ids import new_id
 
 __all__ = [

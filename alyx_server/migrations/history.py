@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from alyx_server.errors import MigrationError
 from alyx_server.migrations.files import MigrationFile
-from alyx_server.migrations.system import HISTORY_TABLE
 from alyx_server.schema.model import Schema
+from alyx_server.schema.system_tables import HISTORY_TABLE
 
 __all__ = [
     "HistoryRow",
