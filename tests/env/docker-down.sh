@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Stops the Docker engine that tests/env/docker-up.sh started (by its pid file, nothing else).
-# Its images stay in $ALYX_DOCKER_DIR for the next start; the root filesystem tarballs
+# Its images stay in $TEST_DOCKER_DIR for the next start; the root filesystem tarballs
 # stay in the cache. Safe to call when no engine runs.
 set -uo pipefail
 
-DOCKER_DIR=${ALYX_DOCKER_DIR:-/tmp/alyx-docker}
+DOCKER_DIR=${TEST_DOCKER_DIR:-/tmp/alyx-docker}
 PIDFILE=$DOCKER_DIR/docker.pid
 
 say() { echo "docker-down: $*" >&2; }

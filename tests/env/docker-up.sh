@@ -9,8 +9,8 @@
 # warns at every start without them).
 #
 # The root filesystems come from debootstrap, using the machine's own Debian mirror, and
-# are cached as tarballs in $ALYX_CI_CACHE, so a second run on the same machine only
-# imports them. The engine listens on its own socket under $ALYX_DOCKER_DIR, with no
+# are cached as tarballs in $TEST_ROOTFS_CACHE, so a second run on the same machine only
+# imports them. The engine listens on its own socket under $TEST_DOCKER_DIR, with no
 # bridge and no iptables rules (it touches nothing of the host's network).
 #
 # Progress goes to stderr; stdout gets one line to eval, `export DOCKER_HOST=unix://...`:
@@ -20,8 +20,8 @@
 # tests/env/docker-down.sh stops the engine again. Needs root (dockerd and debootstrap).
 set -euo pipefail
 
-DOCKER_DIR=${ALYX_DOCKER_DIR:-/tmp/alyx-docker}
-CACHE=${ALYX_CI_CACHE:-/var/cache/alyx-ci}
+DOCKER_DIR=${TEST_DOCKER_DIR:-/tmp/alyx-docker}
+CACHE=${TEST_ROOTFS_CACHE:-/var/cache/alyx-ci}
 SUITE=bookworm
 PYTHON_PACKAGES=python3,ca-certificates
 NODE_PACKAGES=nodejs,ca-certificates

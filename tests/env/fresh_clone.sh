@@ -34,7 +34,7 @@ STOP_DOCKER=0
 
 cleanup() {
   if ((STOP_DOCKER)); then
-    ALYX_DOCKER_DIR="$WORK/docker" bash tests/env/docker-down.sh >/dev/null 2>&1
+    TEST_DOCKER_DIR="$WORK/docker" bash tests/env/docker-down.sh >/dev/null 2>&1
   fi
   if [[ -n $RUN_PID ]] && kill -0 "$RUN_PID" 2>/dev/null; then
     kill -TERM -- "-$RUN_PID" 2>/dev/null
@@ -109,10 +109,9 @@ RUN_PID=
 # --- make test on a small part of the suite ---
 # As root, `make test` would start (and at its end stop) the engine in /tmp/alyx-docker,
 # which another run on this machine may be using; this run starts its own in $WORK first,
-# so `make test` finds DOCKER_HOST answering and leaves it alone. (ALYX_DOCKER_DIR is not
-# passed on: the server refuses ALYX_* variables it does not know.)
+# so `make test` finds DOCKER_HOST answering and leaves it alone.
 if ((EUID == 0)) && [[ -z ${DOCKER_HOST:-} ]]; then
-  if docker_env=$(ALYX_DOCKER_DIR="$WORK/docker" bash tests/env/docker-up.sh 2>"$WORK/docker.log"); then
+  if docker_env=$(TEST_DOCKER_DIR="$WORK/docker" bash tests/env/docker-up.sh 2>"$WORK/docker.log"); then
     eval "$docker_env"
     STOP_DOCKER=1
   else
