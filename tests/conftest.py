@@ -1,9 +1,27 @@
-"""Shared test set-up: hypothesis profiles (`ci` is selected by .ci/run)."""
+"""Shared test set-up: hypothesis profiles and the markers that split the suite.
+
+The `ci` hypothesis profile (40 examples a test) is the default, locally as in CI;
+`HYPOTHESIS_PROFILE=dev` runs 200 examples a test to search harder.
+
+Markers, so that a developer can run the fast part alone:
+
+    make test PYTEST_ARGS='-m "not slow and not docker and not toolchain and not property"'
+
+- `docker`: needs a Docker engine (the functions' docker backend);
+- `toolchain`: builds or runs generated code with Go, tsc or Node.js;
+- `property`: hypothesis property tests (any test that uses `@given`);
+- `slow`: builds wheels, fuzzes a live server or runs long subprocesses.
+
+`docker`, `toolchain` and `slow` are given per file in `_FILE_MARKERS` below (or with
+`pytestmark` in the file); `property` is found on the test itself.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -18,4 +36,52 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+TESTS = Path(__file__).resolve().parent
+
+# Markers by file (a path relative to tests/) or by test function ("path::name").
+_FILE_MARKERS: dict[str, tuple[str, ...]] = {
+    # A private Docker engine and the functions' base images.
+    "alyx_server/functions/test_docker_backend.py": ("docker",),
+    # Live servers as processes of their own, fuzzed or attacked for many requests.
+    "alyx_server/api/test_schemathesis.py": ("slow",),
+    "alyx_server/api/test_regex_safety.py": ("slow",),
+    # alyx dev/serve (or another alyx command) started as a process, once or more per test.
+    "alyx_cli/test_malformed_files.py": ("slow",),
+    "alyx_cli/test_serve.py": ("slow",),
+    "alyx_cli/test_serve_children.py": ("slow",),
+    "alyx_cli/test_serve_port.py": ("slow",),
+    "alyx_cli/test_log_injection.py": ("slow",),
+    "alyx_cli/test_schema_rules_refused.py": ("slow",),
+    "alyx_cli/dev/test_dev_loop.py": ("slow",),
+    "alyx_server/db/test_crash.py": ("slow",),
+    "test_readme.py": ("slow",),
+    "test_docs_examples.py::test_shell_examples_run": ("slow",),
+    "test_docs_examples.py::test_the_readme_tour_runs_as_written": ("slow",),
+    # The generated Python client against a live alyx dev (the other languages need their
+    # toolchain, marked by fixture below).
+    "alyx_cli/codegen/test_live_python.py": ("slow",),
+    # Terminal dashboards driven through Textual's pilot against a live server.
+    "alyx_cli/tui/test_dashboard.py": ("slow",),
+    "alyx_cli/tui/test_dashboard_screen.py": ("slow",),
+    # A hypothesis state machine (run_state_machine_as_test: no @given to find).
+    "alyx_server/realtime/test_model.py": ("property",),
+}
+# Fixtures that need a compiler or a type checker (tests/alyx_cli/codegen/conftest.py).
+_TOOLCHAIN_FIXTURES = frozenset({"tsc", "go", "tool_cache"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test `docker`, `toolchain`, `property` or `slow` (see the docstring)."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if TESTS in path.parents:
+            where = path.relative_to(TESTS).as_posix()
+            function = f"{where}::{getattr(item, 'originalname', item.name)}"
+            for name in (*_FILE_MARKERS.get(where, ()), *_FILE_MARKERS.get(function, ())):
+                item.add_marker(name)
+        if _TOOLCHAIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("toolchain")
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker("property")

@@ -80,7 +80,7 @@ FILES = {
 REFUSED = ("OSError", "PermissionError", "EROFS", "EACCES")
 
 
-@pytest.fixture(params=["process", "docker"])
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
 async def client(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: ClientFactory) -> Client:
     if request.param == "docker":
         try:
