@@ -144,7 +144,9 @@ async def sign_up(client: TestClient[Any, Any], email: str, *, admin: bool = Fal
         db_file = client.app[RUNTIME].settings.database.path
         with sqlite3.connect(db_file) as conn:
             conn.execute("UPDATE _alyx_users SET role = 'admin' WHERE id = ?", (user_id,))
-        await asyncio.sleep(0.1)  # the change poller drops the cached user row
+        # Another connection wrote, as another process would: publishing that change drops
+        # the cached user row (the poller's periodic job, done now).
+        await client.app[RUNTIME].db.poll_changes()
     response = await client.post("/api/auth/login", json={"email": email, "password": password})
     assert response.status == 200, await response.text()
     return User(user_id, (await response.json())["tokens"]["access_token"])
