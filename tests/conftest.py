@@ -67,6 +67,8 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/tui/test_dashboard_screen.py": ("slow",),
     # A hypothesis state machine (run_state_machine_as_test: no @given to find).
     "alyx_server/realtime/test_model.py": ("property",),
+    # The guide followed in Chromium, with the generated client compiled by tsc.
+    "test_getting_started.py": ("slow", "toolchain"),
 }
 # Fixtures that need a compiler or a type checker (tests/alyx_cli/codegen/conftest.py).
 _TOOLCHAIN_FIXTURES = frozenset({"tsc", "go", "tool_cache"})
