@@ -11,7 +11,7 @@ from itertools import groupby
 
 import yaml
 
-from alyx_server.config.registry import CLIENT_VARIABLES, KEYS, Key, KeyType, ModeDefault
+from alyx_server.config.registry import CLIENT_SECTIONS, CLIENT_VARIABLES, KEYS, Key, KeyType, ModeDefault
 from alyx_server.config.values import show
 
 __all__ = ["render_configuration_docs"]
@@ -51,6 +51,10 @@ which are read by the `alyx` CLI and ignored by the server:
 
 {client_variables}
 
+`alyx.yaml` sections read by the `alyx` CLI and skipped by the server:
+
+{client_sections}
+
 **Errors.** Bad configuration never falls back to a default. Alyx stops with one message
 naming the file and line (or the variable), the key, the problem and how to fix it:
 
@@ -64,7 +68,8 @@ ALYX_SERVER_PORT: server.port: must be between 1 and 65535, got 70000
 characters long; set it in `alyx.yaml` (ideally as `${{JWT_SECRET}}`) or through
 `ALYX_AUTH_JWT_SECRET`. Under `alyx dev`, when unset, a secret is generated once into
 `.jwt_secret` beside the database (`data/.jwt_secret`, readable by its owner only) and
-reused afterwards, so sessions survive restarts.
+reused afterwards, so sessions survive restarts. Under `alyx serve`, when unset, that file
+is read if it exists (`alyx init --server` writes it, see docs/deploy.md), never created.
 
 **Live or restart.** While `alyx dev` runs, a saved `alyx.yaml` is read again. Keys marked
 *live* take effect at once; keys marked *restart* need the server restarted, and the dev
@@ -82,7 +87,9 @@ _TYPE_NOTES = {
 def render_configuration_docs() -> str:
     """The full text of docs/configuration.md: an introduction, then every key."""
     clients = "\n".join(f"- `{name}`: {text}" for name, text in CLIENT_VARIABLES.items())
-    parts = [_INTRO.replace("{client_variables}", clients).replace("${{", "${").replace("}}`", "}`")]
+    sections = "\n".join(f"- `{name}`: {text}" for name, text in CLIENT_SECTIONS.items())
+    intro = _INTRO.replace("{client_sections}", sections)
+    parts = [intro.replace("{client_variables}", clients).replace("${{", "${").replace("}}`", "}`")]
     for section, keys in groupby(KEYS, key=lambda key: key.path.split(".")[0]):
         parts.append(f"## `{section}`\n")
         parts.append("| key | type | default | environment variable | applies | description |")

@@ -103,16 +103,21 @@ def _jwt_secret(values: Mapping[str, object], mode: Mode, display: str) -> str:
     secret = values[_SECRET_KEY]
     if isinstance(secret, str):
         return secret
+    database = values["database.path"]
+    assert isinstance(database, Path)
+    secret_file = database.parent / JWT_SECRET_FILE
     if mode == "serve":
+        # A file someone wrote on purpose (`alyx init --server`) is read; never created here.
+        if secret_file.is_file():
+            return _read_secret(secret_file)
         raise ConfigError(
             f"required under `alyx serve`: a random string of at least {_MIN_SECRET} characters",
             Location(display, path=_SECRET_KEY),
             hint=f"set {_SECRET_KEY} in alyx.yaml or the ALYX_AUTH_JWT_SECRET environment "
-            f"variable; generate one with: {_GENERATE}",
+            f"variable, or write it into {JWT_SECRET_FILE} beside the database "
+            f"(`alyx init --server` does); generate one with: {_GENERATE}",
         )
-    database = values["database.path"]
-    assert isinstance(database, Path)
-    return _dev_secret(database.parent / JWT_SECRET_FILE)
+    return _dev_secret(secret_file)
 
 
 def _dev_secret(path: Path) -> str:
@@ -124,9 +129,17 @@ def _dev_secret(path: Path) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             _publish_secret(path, secrets.token_urlsafe(48))
-        secret = path.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigError(f"cannot create the development JWT secret: {e}", Location(str(path))) from e
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    """The JWT secret held in `path` (its first line), at least _MIN_SECRET characters."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read the JWT secret: {e}", Location(str(path))) from e
     if len(secret) < _MIN_SECRET:
         raise ConfigError(
             f"holds {len(secret)} characters; a JWT secret needs at least {_MIN_SECRET}",

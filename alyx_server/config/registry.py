@@ -17,6 +17,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 __all__ = [
+    "CLIENT_SECTIONS",
     "CLIENT_VARIABLES",
     "KEYS",
     "KEYS_BY_ENV",
@@ -151,7 +152,8 @@ KEYS: tuple[Key, ...] = (
     # auth
     Key("auth.jwt.secret", _T.SECRET, None, "restart",
         "Key that signs session tokens; changing it signs everyone out.", min_length=32,
-        default_note="dev: generated once into `data/.jwt_secret`; serve: required (≥ 32 chars)"),
+        default_note="dev: generated once into `data/.jwt_secret`; serve: required (≥ 32 chars), "
+        "or read from `data/.jwt_secret` when that file exists"),
     Key("auth.jwt.access_ttl", _T.DURATION, "15m", "live", "Lifetime of an access token.",
         minimum=1),
     Key("auth.jwt.refresh_ttl", _T.DURATION, "7d", "live", "Lifetime of a refresh token.",
@@ -251,8 +253,18 @@ KEYS: tuple[Key, ...] = (
 
 KEYS_BY_PATH: Mapping[str, Key] = MappingProxyType({key.path: key for key in KEYS})
 KEYS_BY_ENV: Mapping[str, Key] = MappingProxyType({key.env_var: key for key in KEYS})
+CLIENT_SECTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "deploy.targets": "Servers `alyx deploy --target NAME` ships to: "
+        "`deploy.targets.NAME.url`, and `deploy.targets.NAME.token_file`, a file outside the "
+        "project holding the deploy token (a token itself is refused here).",
+    }
+)
+"""alyx.yaml sections read by the `alyx` CLI; the server skips them without checking."""
+
 SECTIONS: frozenset[str] = frozenset(
-    key.path.rsplit(".", i)[0] for key in KEYS for i in range(1, key.path.count(".") + 1)
+    path.rsplit(".", i)[0] for path in (*(key.path for key in KEYS), *CLIENT_SECTIONS)
+    for i in range(1, path.count(".") + 1)
 )
 """Every dotted prefix that names a group of keys (`server`, `server.cors`, `auth.jwt`...)."""
 
@@ -260,6 +272,9 @@ CLIENT_VARIABLES: Mapping[str, str] = MappingProxyType(
     {
         "ALYX_URL": "Server URL that `alyx tui` watches (its --url).",
         "ALYX_TOKEN": "Admin token that `alyx tui` sends (its --token).",
+        "ALYX_DEPLOY_URL": "Server URL that `alyx deploy` ships to (its --url).",
+        "ALYX_DEPLOY_TOKEN": "Deploy token that `alyx deploy` sends (its --token).",
     }
 )
 """`ALYX_*` variables that are not settings; the server leaves them alone."""
+

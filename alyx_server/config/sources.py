@@ -13,6 +13,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from alyx_server.config.registry import (
+    CLIENT_SECTIONS,
     CLIENT_VARIABLES,
     KEYS_BY_ENV,
     KEYS_BY_PATH,
@@ -163,6 +164,8 @@ class _FileReader:
             key = KEYS_BY_PATH.get(path)
             if key is not None:
                 yield Given(key, self._raw(key, value_node, path), _at(self.display, value_node, path))
+            elif path in CLIENT_SECTIONS:
+                continue  # read by the CLI (alyx deploy), which checks it; not a setting
             elif path in SECTIONS:
                 yield from self._section(value_node, path)
             else:
