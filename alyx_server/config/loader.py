@@ -114,8 +114,8 @@ def _jwt_secret(values: Mapping[str, object], mode: Mode, display: str) -> str:
             f"required under `alyx serve`: a random string of at least {_MIN_SECRET} characters",
             Location(display, path=_SECRET_KEY),
             hint=f"set {_SECRET_KEY} in alyx.yaml or the ALYX_AUTH_JWT_SECRET environment "
-            f"variable, or write it into {JWT_SECRET_FILE} beside the database "
-            f"(`alyx init --server` does); generate one with: {_GENERATE}",
+            f"variable; generate one with: {_GENERATE}; or write one into {JWT_SECRET_FILE} "
+            "beside the database, as `alyx init --server` does",
         )
     return _dev_secret(secret_file)
 

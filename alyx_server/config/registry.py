@@ -263,7 +263,8 @@ CLIENT_SECTIONS: Mapping[str, str] = MappingProxyType(
 """alyx.yaml sections read by the `alyx` CLI; the server skips them without checking."""
 
 SECTIONS: frozenset[str] = frozenset(
-    path.rsplit(".", i)[0] for path in (*(key.path for key in KEYS), *CLIENT_SECTIONS)
+    path.rsplit(".", i)[0]
+    for path in (*(key.path for key in KEYS), *CLIENT_SECTIONS)
     for i in range(1, path.count(".") + 1)
 )
 """Every dotted prefix that names a group of keys (`server`, `server.cors`, `auth.jwt`...)."""
@@ -277,4 +278,3 @@ CLIENT_VARIABLES: Mapping[str, str] = MappingProxyType(
     }
 )
 """`ALYX_*` variables that are not settings; the server leaves them alone."""
-

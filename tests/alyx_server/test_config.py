@@ -408,6 +408,14 @@ def test_serve_requires_a_secret_and_says_how_to_set_it(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / ".jwt_secret").exists()
 
 
+def test_serve_reads_the_secret_file_beside_the_database_when_it_exists(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".jwt_secret").write_text("s" * 40 + "\n")
+    assert load(tmp_path, mode="serve").auth.jwt.secret == "s" * 40
+    (tmp_path / "data" / ".jwt_secret").write_text("short\n")
+    assert "data/.jwt_secret: holds 5 characters" in error(tmp_path, mode="serve")
+
+
 def test_a_short_secret_is_refused_in_either_mode(tmp_path: Path) -> None:
     text = "auth:\n  jwt:\n    secret: too-short\n"
     for mode in ("dev", "serve"):
