@@ -74,6 +74,12 @@ is read if it exists (`alyx init --server` writes it, see docs/deploy.md), never
 **Live or restart.** While `alyx dev` runs, a saved `alyx.yaml` is read again. Keys marked
 *live* take effect at once; keys marked *restart* need the server restarted, and the dev
 loop says so.
+
+**Deployable keys.** Keys marked *deployable* (yes) describe the application rather than the host
+(rules, limits, password policy, token lifetimes, log level): `alyx deploy` sends their
+values, as written in the project's `alyx.yaml`, with the bundle. Every other key (secrets,
+addresses, ports, paths, SMTP, trusted proxies) stays as the server's own `alyx.yaml` and
+environment set it, and is never sent.
 """
 
 _TYPE_NOTES = {
@@ -92,8 +98,8 @@ def render_configuration_docs() -> str:
     parts = [intro.replace("{client_variables}", clients).replace("${{", "${").replace("}}`", "}`")]
     for section, keys in groupby(KEYS, key=lambda key: key.path.split(".")[0]):
         parts.append(f"## `{section}`\n")
-        parts.append("| key | type | default | environment variable | applies | description |")
-        parts.append("|---|---|---|---|---|---|")
+        parts.append("| key | type | default | environment variable | applies | deployable | description |")
+        parts.append("|---|---|---|---|---|---|---|")
         parts.extend(_row(key) for key in keys)
         parts.append("")
     return "\n".join(parts)
@@ -106,6 +112,7 @@ def _row(key: Key) -> str:
         _default(key),
         f"`{key.env_var}`",
         key.apply,
+        "yes" if key.deployable else "",
         key.description,
     )
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"

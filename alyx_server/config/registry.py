@@ -74,6 +74,13 @@ class Key:
     min_length: int | None = None
     check: Callable[[str], str | None] | None = None
     default_note: str | None = None
+    deployable: bool = False
+    """Describes the application, not the host: `alyx deploy` ships its value from the
+    project's alyx.yaml to the server. Never a secret, a path, an address or a credential."""
+
+    def __post_init__(self) -> None:
+        if self.deployable and (self.type in (KeyType.SECRET, KeyType.PATH) or ".smtp." in self.path):
+            raise ValueError(f"{self.path}: secrets, paths and credentials are never deployable")
 
     @property
     def env_var(self) -> str:
@@ -136,9 +143,9 @@ KEYS: tuple[Key, ...] = (
     Key("server.cors.allowed_origins", _T.STR_LIST, ModeDefault(dev=["*"], serve=[]), "live",
         "Origins allowed to call the API from a browser; * allows any. Not applied to "
         "/api/realtime, which tokens authenticate, not cookies (docs/realtime.md).",
-        check=_origin),
+        check=_origin, deployable=True),
     Key("server.max_body_size", _T.SIZE, "10MiB", "live",
-        "Largest request body accepted; larger ones get 413.", minimum=1),
+        "Largest request body accepted; larger ones get 413.", minimum=1, deployable=True),
     Key("server.trusted_proxies", _T.STR_LIST, [], "live",
         "Proxy addresses or networks allowed to set X-Forwarded-For.", check=_network),
     # database
@@ -155,34 +162,34 @@ KEYS: tuple[Key, ...] = (
         default_note="dev: generated once into `data/.jwt_secret`; serve: required (≥ 32 chars), "
         "or read from `data/.jwt_secret` when that file exists"),
     Key("auth.jwt.access_ttl", _T.DURATION, "15m", "live", "Lifetime of an access token.",
-        minimum=1),
+        minimum=1, deployable=True),
     Key("auth.jwt.refresh_ttl", _T.DURATION, "7d", "live", "Lifetime of a refresh token.",
-        minimum=1),
+        minimum=1, deployable=True),
     Key("auth.jwt.issuer", _T.STR, "alyx", "live", "The `iss` claim of issued tokens.",
         check=_nonempty),
     Key("auth.bcrypt_cost", _T.INT, 12, "live",
         "bcrypt work factor for new password hashes (each step doubles the time).",
-        minimum=4, maximum=31),
+        minimum=4, maximum=31, deployable=True),
     Key("auth.password.min_length", _T.INT, 8, "live", "Shortest password accepted.",
-        minimum=1, maximum=1024),
+        minimum=1, maximum=1024, deployable=True),
     Key("auth.password.require_upper", _T.BOOL, False, "live",
-        "Passwords must contain an upper-case letter."),
+        "Passwords must contain an upper-case letter.", deployable=True),
     Key("auth.password.require_lower", _T.BOOL, False, "live",
-        "Passwords must contain a lower-case letter."),
+        "Passwords must contain a lower-case letter.", deployable=True),
     Key("auth.password.require_number", _T.BOOL, False, "live",
-        "Passwords must contain a digit."),
+        "Passwords must contain a digit.", deployable=True),
     Key("auth.password.require_special", _T.BOOL, False, "live",
-        "Passwords must contain a character that is neither a letter nor a digit."),
+        "Passwords must contain a character that is neither a letter nor a digit.", deployable=True),
     Key("auth.rate_limit.login", _T.RATE, "5/minute", "live",
-        "Login attempts allowed per client address and account; off disables."),
+        "Login attempts allowed per client address and account; off disables.", deployable=True),
     Key("auth.rate_limit.register", _T.RATE, "3/minute", "live",
-        "Registrations allowed per client address; off disables."),
+        "Registrations allowed per client address; off disables.", deployable=True),
     Key("auth.rate_limit.reset", _T.RATE, "3/hour", "live",
-        "Password-reset requests allowed per account; off disables."),
+        "Password-reset requests allowed per account; off disables.", deployable=True),
     Key("auth.allow_registration", _T.BOOL, True, "live",
-        "Whether anyone may create an account through the API."),
+        "Whether anyone may create an account through the API.", deployable=True),
     Key("auth.require_verification", _T.BOOL, False, "live",
-        "Whether an account must verify its email before it can log in."),
+        "Whether an account must verify its email before it can log in.", deployable=True),
     Key("auth.smtp.host", _T.STR, "", "live",
         "SMTP server for outgoing email; empty writes emails to the log instead."),
     Key("auth.smtp.port", _T.INT, 587, "live", "SMTP server port.", minimum=1, maximum=65535),
@@ -194,41 +201,41 @@ KEYS: tuple[Key, ...] = (
     Key("functions.path", _T.PATH, "functions", "restart",
         "Folder holding the project's functions, relative to the project."),
     Key("functions.timeout", _T.DURATION, "30s", "live",
-        "Longest a function invocation may run before it is stopped.", minimum=0.001),
+        "Longest a function invocation may run before it is stopped.", minimum=0.001, deployable=True),
     Key("functions.memory", _T.SIZE, "256MiB", "restart",
-        "Memory limit of one function instance.", minimum=16 * _MIB),
+        "Memory limit of one function instance.", minimum=16 * _MIB, deployable=True),
     Key("functions.backend", _T.ENUM, "process", "restart",
         "Where functions run: local processes or Docker containers.",
         choices=("process", "docker")),
     Key("functions.pool.min_warm", _T.INT, 1, "restart",
-        "Instances per function kept started and idle.", minimum=0),
+        "Instances per function kept started and idle.", minimum=0, deployable=True),
     Key("functions.pool.max_instances", _T.INT, 4, "restart",
-        "Most instances of one function running at once.", minimum=1),
+        "Most instances of one function running at once.", minimum=1, deployable=True),
     Key("functions.pool.idle_timeout", _T.DURATION, "60s", "restart",
-        "Idle time after which an instance above min_warm is stopped.", minimum=0.001),
+        "Idle time after which an instance above min_warm is stopped.", minimum=0.001, deployable=True),
     Key("functions.pool.max_queue", _T.INT, 100, "restart",
-        "Invocations waiting for a free instance before new ones are refused.", minimum=0),
+        "Invocations waiting for a free instance before new ones are refused.", minimum=0, deployable=True),
     # rules
     Key("rules.eval_budget", _T.INT, 100000, "live",
         "Steps one rule or `where` evaluation may take (about 50 ms of work; loops, regex "
         "and string building charge it); past it the document is denied. docs/rules.md.",
-        minimum=1000),
+        minimum=1000, deployable=True),
     # realtime
     Key("realtime.poll_interval", _T.DURATION, "100ms", "restart",
         "How often the change log is read for subscribers.", minimum=0.001, maximum=_DAY),
     Key("realtime.ping_interval", _T.DURATION, "30s", "restart",
         "How often idle WebSocket connections are pinged.", minimum=0.001),
     Key("realtime.max_connections", _T.INT, 10000, "live",
-        "Most WebSocket connections at once; more are refused.", minimum=1),
+        "Most WebSocket connections at once; more are refused.", minimum=1, deployable=True),
     Key("realtime.max_subscriptions_per_client", _T.INT, 100, "live",
-        "Most subscriptions one connection may hold.", minimum=1),
+        "Most subscriptions one connection may hold.", minimum=1, deployable=True),
     Key("realtime.max_message_size", _T.SIZE, "64KiB", "restart",
-        "Largest WebSocket message accepted from a client.", minimum=1024),
+        "Largest WebSocket message accepted from a client.", minimum=1024, deployable=True),
     Key("realtime.send_queue", _T.INT, 1000, "restart",
-        "Messages queued for a slow client before it is disconnected.", minimum=1),
+        "Messages queued for a slow client before it is disconnected.", minimum=1, deployable=True),
     Key("realtime.max_queued_bytes", _T.SIZE, "4MiB", "restart",
         "Bytes queued for a slow client before it is disconnected (code 1013); one larger "
-        "message is still sent when nothing else waits.", minimum=64 * 1024),
+        "message is still sent when nothing else waits.", minimum=64 * 1024, deployable=True),
     # dev
     Key("dev.auto_migrate", _T.BOOL, True, "live",
         "`alyx dev` applies safe schema changes as soon as schema.yaml is saved."),
@@ -243,12 +250,18 @@ KEYS: tuple[Key, ...] = (
     Key("admin_ui.path", _T.STR, "/_admin", "restart",
         "Reserved: the URL path of a future browser admin UI; nothing is served there yet.",
         check=_url_path),
+    # deploy
+    Key("deploy.keep_bundles", _T.INT, 10, "live",
+        "Deployed bundles kept under data/deployments/ for rollback; older ones are deleted.",
+        minimum=1),
+    Key("deploy.max_bundle_size", _T.SIZE, "50MiB", "live",
+        "Largest deploy bundle accepted, packed or unpacked; larger ones get 413.", minimum=1024),
     # logging
     Key("logging.level", _T.ENUM, "info", "live", "Least severe log level written.",
-        choices=("debug", "info", "warning", "error")),
+        choices=("debug", "info", "warning", "error"), deployable=True),
     Key("logging.format", _T.ENUM, "console", "restart",
         "console for people, json for log collectors (one object per line).",
-        choices=("console", "json")),
+        choices=("console", "json"), deployable=True),
 )  # fmt: skip
 
 KEYS_BY_PATH: Mapping[str, Key] = MappingProxyType({key.path: key for key in KEYS})

@@ -26,6 +26,7 @@ __all__ = [
     "AuthSettings",
     "CorsSettings",
     "DatabaseSettings",
+    "DeploySettings",
     "DevSettings",
     "FunctionPoolSettings",
     "FunctionsSettings",
@@ -164,6 +165,12 @@ class AdminUiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploySettings:
+    keep_bundles: int
+    max_bundle_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: Literal["debug", "info", "warning", "error"]
     format: Literal["console", "json"]
@@ -185,6 +192,7 @@ class Settings:
     rules: RulesSettings
     dev: DevSettings
     admin_ui: AdminUiSettings
+    deploy: DeploySettings
     logging: LoggingSettings
     values: Mapping[str, object] = field(repr=False, compare=False, hash=False)
 

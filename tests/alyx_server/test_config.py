@@ -118,7 +118,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget realtime.poll_interval
     realtime.ping_interval realtime.max_connections realtime.max_subscriptions_per_client
     realtime.max_message_size realtime.send_queue realtime.max_queued_bytes dev.auto_migrate
-    dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path logging.level logging.format"""
+    dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path logging.level logging.format
+    deploy.keep_bundles deploy.max_bundle_size"""
     assert set(spec.split()) == set(KEYS_BY_PATH)
     assert KEYS_BY_PATH["auth.rate_limit.login"].env_var == "ALYX_AUTH_RATE_LIMIT_LOGIN"
     assert all(key.apply in ("live", "restart") and key.description for key in KEYS)
@@ -524,7 +525,7 @@ def test_docs_list_every_key_with_env_var_and_apply_marker() -> None:
     for key in KEYS:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{key.path}` |"))
         assert f"`{key.env_var}`" in row
-        assert f"| {key.apply} |" in row
+        assert f"| {key.apply} | {'yes' if key.deployable else ''} |" in row
     cors = '| `server.cors.allowed_origins` | list of strings | dev: `["*"]`; serve: `[]` |'
     assert cors in text
     assert "`ALYX_URL`" in text and "`ALYX_TOKEN`" in text
