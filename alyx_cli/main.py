@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from alyx_cli.commands import admin, db, generate, init, migrate, serve, tui
+from alyx_cli.commands import admin, db, deploy, generate, init, migrate, serve, tui
 from alyx_server import __version__
 
 __all__ = ["cli"]
@@ -36,6 +36,7 @@ cli.add_command(db.command)
 cli.add_command(generate.command)
 cli.add_command(admin.command)
 cli.add_command(tui.command)
+cli.add_command(deploy.command)
 
 
 if __name__ == "__main__":

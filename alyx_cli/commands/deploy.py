@@ -1,0 +1,297 @@
+"""`alyx deploy`: ship the project to a running Alyx server, see its history, roll back.
+
+`alyx deploy` builds the bundle (schema.yaml, migrations/, functions/ and the deployable
+alyx.yaml keys), uploads it to `POST /api/admin/deploy/prepare`, shows the plan the server
+computed against its live state, asks (or takes `--yes`), then calls
+`POST /api/admin/deploy/execute`. The server does the rest all or nothing (docs/deploy.md).
+Where the server is and which token to send: alyx_cli/deploy/targets.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from rich.text import Text
+
+from alyx_cli.deploy.targets import DeployTarget, resolve_target
+from alyx_cli.output import CommandError, console, reports_errors
+from alyx_cli.project import project_option
+
+if TYPE_CHECKING:
+    from alyx_cli.deploy.client import DeployClient
+
+__all__ = ["command", "git_state", "systemd_unit"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _server_options(command: F) -> F:
+    """--target, --url and --token, shared by every subcommand that talks to a server."""
+    for option in reversed(
+        [
+            click.option(
+                "--target", metavar="NAME", help="A server named in alyx.yaml (deploy.targets.NAME)."
+            ),
+            click.option("--url", metavar="URL", help="The server's base URL (default: ALYX_DEPLOY_URL)."),
+            click.option(
+                "--token",
+                metavar="TOKEN",
+                help="A deploy token (default: ALYX_DEPLOY_TOKEN or the target's token_file).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _target(project_dir: Path, url: str | None, token: str | None, target: str | None) -> DeployTarget:
+    return resolve_target(project_dir.resolve(), url=url, token=token, target=target, environ=os.environ)
+
+
+def _shown(target: DeployTarget) -> str:
+    return f"{target.name} ({target.url})" if target.name else target.url
+
+
+@click.group("deploy", invoke_without_command=True, short_help="Ship the project to a running server.")
+@_server_options
+@click.option("--dry-run", is_flag=True, help="Upload the bundle and show the plan; change nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Deploy without asking (needed without a terminal).")
+@click.option("-m", "--message", metavar="TEXT", help="A note kept in the deploy history.")
+@project_option
+@click.pass_context
+@reports_errors
+def command(
+    ctx: click.Context,
+    target: str | None,
+    url: str | None,
+    token: str | None,
+    dry_run: bool,
+    yes: bool,
+    message: str | None,
+    project_dir: Path,
+) -> None:
+    """Deploy the project to a server: upload, show the plan, confirm, apply all or nothing.
+
+    \b
+    Examples:
+      alyx deploy --dry-run
+      alyx deploy --yes -m "add slugs"
+      ALYX_DEPLOY_URL=https://api.example.com ALYX_DEPLOY_TOKEN=... alyx deploy --yes
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (yes or dry_run or _interactive()):
+        raise CommandError(
+            "no terminal to confirm the plan on: pass --yes to deploy without asking, "
+            "or --dry-run to only see the plan"
+        )
+    from alyx_cli.deploy.client import DeployClient
+    from alyx_server.config import load_settings
+    from alyx_server.deploy.bundle import build_bundle
+
+    root = project_dir.resolve()
+    if not (root / "schema.yaml").is_file():
+        raise CommandError(f"no schema.yaml in {root}; run alyx deploy in the project folder or pass -C DIR")
+    server = _target(root, url, token, target)
+    load_settings(root, mode="dev")  # a project whose alyx.yaml does not load is not shipped
+    bundle = build_bundle(root)
+    client = DeployClient(server)
+    commit, dirty = git_state(root)
+    plan = _prepare(client, bundle.data, bundle.sha256, commit, dirty, message)
+    from alyx_cli.deploy.plan_view import render_plan
+
+    console().print(render_plan(plan, _shown(server)))
+    if dry_run:
+        console().print("dry run: nothing was changed")
+        return
+    if plan.get("empty"):
+        return
+    if not yes and not click.confirm(f"Deploy this to {_shown(server)}?", default=False, err=True):
+        raise CommandError("deploy cancelled; nothing was changed")
+    payload: dict[str, object] = {"plan_id": plan.get("plan_id"), "bundle_sha256": bundle.sha256}
+    payload |= {"message": message, "git_commit": commit, "git_dirty": dirty}
+    with console(stderr=True).status("applying the plan on the server"):
+        done = client.execute(payload)
+    console().print(
+        f"deployed version {done.get('version')} to {_shown(server)} in {done.get('duration_ms')} ms"
+    )
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _prepare(
+    client: DeployClient, data: bytes, sha256: str, commit: str | None, dirty: bool, message: str | None
+) -> dict[str, Any]:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from alyx_cli.deploy.client import UploadBody
+
+    headers = {"X-Git-Commit": commit, "X-Git-Dirty": "true" if dirty else "false"} if commit else {}
+    params = {"message": message} if message else {}
+    columns = (TextColumn("uploading the bundle"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+        task = progress.add_task("upload", total=len(data))
+        body = UploadBody(data, lambda n: progress.advance(task, n))
+        plan: dict[str, Any] = client.prepare(body, sha256, headers, params)
+    return plan
+
+
+def git_state(project: Path) -> tuple[str | None, bool]:
+    """The project's git commit and whether its work tree has changes; (None, False) outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, timeout=30, check=False
+        )
+        if head.returncode != 0:
+            return None, False
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=project, capture_output=True, text=True,
+            timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None, False
+    return head.stdout.strip() or None, bool(status.stdout.strip())
+
+
+@command.command("history", short_help="List the server's deployments, newest first.")
+@_server_options
+@project_option
+@reports_errors
+def history(target: str | None, url: str | None, token: str | None, project_dir: Path) -> None:
+    """List the deployments the server keeps: version, outcome, when, by which token, message.
+
+    \b
+    Example:
+      alyx deploy history
+    """
+    from alyx_cli.deploy.client import DeployClient
+
+    server = _target(project_dir, url, token, target)
+    rows = DeployClient(server).history().get("deployments") or []
+    if not rows:
+        console().print(f"no deployments on {_shown(server)} yet")
+        return
+    for row in rows:
+        line = Text(f"v{row.get('version')}  ", style="bold")
+        line.append(
+            f"{row.get('outcome')}  {row.get('created_at')}  {str(row.get('bundle_sha256', ''))[:12]}"
+        )
+        if row.get("rollback_of") is not None:
+            line.append(f"  rollback of v{row.get('rollback_of')}")
+        if row.get("token_name"):
+            line.append(f"  by {row.get('token_name')}")
+        if row.get("git_commit"):
+            line.append(
+                f"  git {str(row.get('git_commit'))[:10]}{' (dirty)' if row.get('git_dirty') else ''}"
+            )
+        if row.get("message"):
+            line.append(f"  {row.get('message')}")
+        console().print(line)
+
+
+@command.command("rollback", short_help="Go back to an earlier deployment.")
+@click.argument("version", type=int, required=False)
+@click.option("--restore-backup", is_flag=True, help="Restore the database copy taken before that deploy.")
+@_server_options
+@project_option
+@reports_errors
+def rollback(
+    version: int | None,
+    restore_backup: bool,
+    target: str | None,
+    url: str | None,
+    token: str | None,
+    project_dir: Path,
+) -> None:
+    """Restore VERSION's functions, config and schema (default: the one before the current).
+
+    Migrations applied since run their down steps; a step that cannot be undone without losing
+    data is refused and named, unless --restore-backup restores the database copy the server
+    took just before that deploy.
+
+    \b
+    Example:
+      alyx deploy rollback
+      alyx deploy rollback 3 --restore-backup
+    """
+    from alyx_cli.deploy.client import DeployClient
+
+    server = _target(project_dir, url, token, target)
+    payload: dict[str, object] = {"restore_backup": restore_backup}
+    if version is not None:
+        payload["version"] = version
+    with console(stderr=True).status("rolling back on the server"):
+        done = DeployClient(server).rollback(payload)
+    console().print(
+        f"rolled back {_shown(server)}: now version {done.get('version')} ({done.get('outcome')})"
+    )
+
+
+@command.command("status", short_help="Show the server's current version.")
+@_server_options
+@project_option
+@reports_errors
+def status(target: str | None, url: str | None, token: str | None, project_dir: Path) -> None:
+    """Show the version the server runs and whether a deploy is in progress.
+
+    \b
+    Example:
+      alyx deploy status
+    """
+    from alyx_cli.deploy.client import DeployClient
+
+    server = _target(project_dir, url, token, target)
+    answer = DeployClient(server).status()
+    running = "a deploy is running" if answer.get("in_progress") or answer.get("running") else "idle"
+    console().print(f"{_shown(server)}: version {answer.get('version')}, {running}")
+
+
+@command.command("systemd-unit", short_help="Print a systemd unit that runs the server.")
+@click.option("--user", "run_as", default="alyx", show_default=True, help="The account the server runs as.")
+@project_option
+@reports_errors
+def systemd_unit_command(run_as: str, project_dir: Path) -> None:
+    """Print a systemd service for `alyx serve` in the project folder (see docs/deploy.md).
+
+    \b
+    Example:
+      alyx deploy systemd-unit -C /srv/alyx > /etc/systemd/system/alyx.service
+    """
+    click.echo(systemd_unit(project_dir.resolve(), Path(sys.executable).with_name("alyx"), run_as), nl=False)
+
+
+def systemd_unit(project: Path, alyx: Path, user: str) -> str:
+    """The text of alyx.service: `alyx serve` in `project` as `user`, restarted on failure."""
+    return f"""[Unit]
+Description=Alyx server ({project})
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User={user}
+WorkingDirectory={project}
+ExecStart={alyx} serve
+# alyx serve stops on SIGTERM after finishing in-flight requests.
+KillSignal=SIGTERM
+TimeoutStopSec=30
+Restart=on-failure
+RestartSec=2
+# Hardening: the server writes only its own folder.
+NoNewPrivileges=true
+PrivateTmp=true
+ProtectSystem=strict
+ProtectHome=true
+ReadWritePaths={project}
+
+[Install]
+WantedBy=multi-user.target
+"""
