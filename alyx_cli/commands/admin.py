@@ -24,7 +24,7 @@ from rich.text import Text
 from alyx_cli.output import CommandError, console, reports_errors
 from alyx_cli.project import Project, find_project, project_option
 
-__all__ = ["command"]
+__all__ = ["command", "read_password"]
 
 
 @click.group("admin", short_help="Create administrators and admin or deploy tokens.")
@@ -54,7 +54,8 @@ def _database(project: Project) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
-def _read_password(from_stdin: bool) -> str:
+def read_password(from_stdin: bool) -> str:
+    """A new password: the first line of stdin, or a hidden prompt asked twice."""
     if from_stdin:
         line = sys.stdin.readline()
         password = line[:-1] if line.endswith("\n") else line
@@ -96,7 +97,7 @@ def create(email: str, password_stdin: bool, promote: bool, project_dir: Path) -
             console().print(f"{address} is now an administrator")
             return
     auth = project.settings.auth
-    encoded = check_password_policy(_read_password(password_stdin), auth.password)
+    encoded = check_password_policy(read_password(password_stdin), auth.password)
     password_hash = hash_password_now(encoded, auth.bcrypt_cost)
     with _database(project) as conn:
         user = insert_user(

@@ -115,7 +115,8 @@ def command(
     if not yes and not click.confirm(f"Deploy this to {_shown(server)}?", default=False, err=True):
         raise CommandError("deploy cancelled; nothing was changed")
     payload: dict[str, object] = {"plan_id": plan.get("plan_id"), "bundle_sha256": bundle.sha256}
-    payload |= {"message": message, "git_commit": commit, "git_dirty": dirty}
+    given = {"message": message, "git_commit": commit, "git_dirty": dirty if commit else None}
+    payload |= {name: value for name, value in given.items() if value is not None}
     with console(stderr=True).status("applying the plan on the server"):
         done = client.execute(payload)
     console().print(

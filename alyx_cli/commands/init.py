@@ -108,18 +108,64 @@ def _print_next_steps(target: Path, template: str, file_count: int) -> None:
     is_flag=True,
     help="Write into a non-empty folder, overwriting the template's files.",
 )
+@click.option("--server", is_flag=True, help="Create a production server folder in NAME (docs/deploy.md).")
+@click.option("--admin", "admin_email", metavar="EMAIL", help="--server: the first administrator's email.")
+@click.option("--password-stdin", is_flag=True, help="--server: read the admin's password from stdin.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8090, show_default=True, help="--server: port."
+)
+@click.option(
+    "--url", metavar="URL", help="--server: the URL CI reaches it at (default: http://127.0.0.1:PORT)."
+)
 @reports_errors
-def command(name: str, template: str, force: bool) -> None:
+def command(
+    name: str,
+    template: str,
+    force: bool,
+    server: bool,
+    admin_email: str | None,
+    password_stdin: bool,
+    port: int,
+    url: str | None,
+) -> None:
     """Create a project in the folder NAME (default: the current directory).
 
     The folder gets alyx.yaml, schema.yaml, an example function, a README and empty
-    data/ and migrations/ folders.
+    data/ and migrations/ folders. With --server, NAME becomes a server folder instead:
+    production alyx.yaml, JWT secret, the first administrator and a deploy token.
 
     \b
     Examples:
       alyx init myapp -t blog
       alyx init . -t todo -f
+      alyx init --server /srv/alyx --admin ada@example.com --url https://api.example.com
     """
+    if server:
+        _init_server(Path(name), admin_email, password_stdin, port, url)
+        return
     target, project_name = _project_name(name)
     written = create_project(template, target, project_name=project_name, force=force)
     _print_next_steps(target, template, len(written))
+
+
+def _init_server(
+    root: Path, admin_email: str | None, password_stdin: bool, port: int, url: str | None
+) -> None:
+    from alyx_cli.commands.admin import read_password
+    from alyx_cli.deploy.first_server import create_server
+
+    if root == Path("."):
+        raise CommandError("--server needs a folder: alyx init --server DIR")
+    email = admin_email or str(click.prompt("Administrator email", err=True))
+    created = create_server(
+        root.resolve(), port=port, admin_email=email, password=read_password(password_stdin),
+        token_name="ci-deploy",
+    )  # fmt: skip
+    err = console(stderr=True)
+    err.print(Text(f"Created an Alyx server in {root}/ with administrator {created.admin_email}."))
+    err.print(
+        Text(f"Start it with: alyx serve -C {root}   (or a systemd unit: alyx deploy systemd-unit -C {root})")
+    )
+    err.print(Text("Put these two lines in CI's secrets; the token is shown only now:", style="bold"))
+    click.echo(f"ALYX_DEPLOY_URL={url or f'http://127.0.0.1:{port}'}")
+    click.echo(f"ALYX_DEPLOY_TOKEN={created.deploy_token}")
