@@ -15,12 +15,10 @@ Nothing is written to disk here; the caller decides where the files go.
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import stat
 import tarfile
@@ -30,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
-from alyx_server.config.registry import KEYS_BY_PATH, SECTIONS
+from alyx_server.config.registry import KEYS_BY_PATH
+from alyx_server.deploy.project_files import deployable_config, project_files
 from alyx_server.errors import PayloadTooLarge, ValidationError
 
 __all__ = [
@@ -54,7 +51,6 @@ BUNDLE_FORMAT = 1
 
 _TOP_FILES = frozenset({"schema.yaml", MANIFEST_NAME})
 _TOP_FOLDERS = frozenset({"migrations", "functions"})
-_ALWAYS_SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git", "data"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 64 * 1024
 _INVALID = "INVALID_BUNDLE"
@@ -87,15 +83,7 @@ class BundleContents:
 def build_bundle(project: Path, *, max_size: int = MAX_BUNDLE_SIZE_DEFAULT) -> Bundle:
     """Pack `project` into a deterministic bundle; ValidationError names what is wrong."""
     project = project.resolve()
-    if not (project / "schema.yaml").is_file():
-        raise ValidationError(
-            f"{project}: no schema.yaml here; run alyx deploy in the project folder",
-            code=_INVALID,
-        )
-    ignore = _IgnoreRules.load(project / ".alyxignore")
-    sources: dict[str, Path] = {"schema.yaml": project / "schema.yaml"}
-    sources.update(_collect(project / "migrations", "migrations", ignore))
-    sources.update(_collect(functions_folder(project), "functions", ignore))
+    sources = project_files(project)
     _check_total(sources, max_size)
 
     contents = {name: sources[name].read_bytes() for name in sorted(sources)}
@@ -116,88 +104,6 @@ def build_bundle(project: Path, *, max_size: int = MAX_BUNDLE_SIZE_DEFAULT) -> B
         sha256=hashlib.sha256(data).hexdigest(),
         files=MappingProxyType(files),
         config=MappingProxyType(config),
-    )
-
-
-class _IgnoreRules:
-    """`.alyxignore`: one glob per line, `#` comments; a trailing `/` matches folders only,
-    a leading `/` anchors the glob to the project's relative path. A glob matches the whole
-    relative path or any one path component (so `*.log` skips every log file)."""
-
-    def __init__(self, rules: list[tuple[str, bool, bool]]) -> None:
-        self.rules = rules
-
-    @classmethod
-    def load(cls, path: Path) -> _IgnoreRules:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return cls([])
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValidationError(f"{path}: cannot read it ({e})", code=_INVALID) from e
-        rules: list[tuple[str, bool, bool]] = []
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("!"):
-                raise ValidationError(
-                    f".alyxignore:{number}: negated patterns ({line}) are not supported; "
-                    "list only what to leave out",
-                    code=_INVALID,
-                )
-            folder_only = line.endswith("/")
-            anchored = line.startswith("/")
-            rules.append((line.strip("/"), folder_only, anchored))
-        return cls(rules)
-
-    def skips(self, relative: str, is_folder: bool) -> bool:
-        name = relative.rsplit("/", 1)[-1]
-        for glob, folder_only, anchored in self.rules:
-            if folder_only and not is_folder:
-                continue
-            if fnmatch.fnmatchcase(relative, glob):
-                return True
-            if not anchored and fnmatch.fnmatchcase(name, glob):
-                return True
-        return False
-
-
-def _collect(folder: Path, prefix: str, ignore: _IgnoreRules) -> Iterator[tuple[str, Path]]:
-    """(archive name, source path) for every file under `folder` that travels."""
-    if not folder.is_dir():
-        return
-    project_relative = folder.name if prefix == "functions" else prefix
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        here = Path(root)
-        inner = here.relative_to(folder).as_posix()
-        inner = "" if inner == "." else inner + "/"
-        kept = []
-        for name in sorted(dirs):
-            path = here / name
-            if path.is_symlink():
-                _refuse_special(path)
-            if name in _ALWAYS_SKIPPED_FOLDERS or (path / "pyvenv.cfg").exists():
-                continue
-            if ignore.skips(f"{project_relative}/{inner}{name}", is_folder=True):
-                continue
-            kept.append(name)
-        dirs[:] = kept
-        for name in sorted(names):
-            path = here / name
-            if name.startswith(".env") or ignore.skips(f"{project_relative}/{inner}{name}", is_folder=False):
-                continue
-            mode = path.lstat().st_mode
-            if not stat.S_ISREG(mode):
-                _refuse_special(path)
-            yield f"{prefix}/{inner}{name}", path
-
-
-def _refuse_special(path: Path) -> None:
-    kind = "a symbolic link" if path.is_symlink() else "not a regular file"
-    raise ValidationError(
-        f"{path}: {kind}; a bundle holds regular files only (copy the file in, or list it in .alyxignore)",
-        code=_INVALID,
     )
 
 
@@ -250,69 +156,6 @@ def _gzip(data: bytes) -> bytes:
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as out:
         out.write(data)
     return buffer.getvalue()
-
-
-def deployable_config(project: Path) -> dict[str, object]:
-    """The deployable keys the project's alyx.yaml sets, dotted path -> value as written.
-
-    Values are not `${VAR}`-substituted: the server substitutes from its own environment.
-    Keys that are not deployable (secrets, hosts, ports, paths) are left out, never sent."""
-    return {
-        path: value
-        for path, value in _written_keys(project).items()
-        if path in KEYS_BY_PATH and KEYS_BY_PATH[path].deployable
-    }
-
-
-def functions_folder(project: Path) -> Path:
-    """The folder `functions/` of the bundle is read from (the `functions.path` key)."""
-    written = _written_keys(project).get("functions.path")
-    if written is None:
-        return project / "functions"
-    if not isinstance(written, str) or "${" in written:
-        raise ValidationError(
-            f"alyx.yaml: functions.path: {written!r} must be a plain path for alyx deploy "
-            "(no ${VAR} substitution)",
-            code=_INVALID,
-        )
-    return project / written
-
-
-def _written_keys(project: Path) -> dict[str, object]:
-    """Every registry key alyx.yaml sets, nested or dotted, with its YAML value."""
-    path = project / "alyx.yaml"
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ValidationError(f"{path}: cannot read it ({e})", code=_INVALID) from e
-    found: dict[str, object] = {}
-
-    def walk(mapping: object, prefix: str) -> None:
-        if not isinstance(mapping, dict):
-            return
-        for name, value in mapping.items():
-            dotted = f"{prefix}{name}"
-            if dotted in KEYS_BY_PATH:
-                found[dotted] = _plain(dotted, value)
-            elif dotted in SECTIONS:
-                walk(value, dotted + ".")
-
-    walk(document, "")
-    return found
-
-
-def _plain(path: str, value: object) -> object:
-    """A value JSON can carry as written: a scalar or a list of scalars."""
-    scalar = (str, int, float, bool, type(None))
-    if isinstance(value, scalar) or (
-        isinstance(value, list) and all(isinstance(item, scalar) for item in value)
-    ):
-        return value
-    raise ValidationError(
-        f"alyx.yaml: {path}: expected a single value or a list, got {value!r}", code=_INVALID
-    )
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -474,7 +317,8 @@ def _check_manifest(manifest: bytes, files: Mapping[str, bytes]) -> dict[str, ob
         document = json.loads(manifest)
     except (ValueError, UnicodeDecodeError) as e:
         raise _invalid(f"{MANIFEST_NAME} is not JSON ({e})") from e
-    if not isinstance(document, dict) or document.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
+    version = document.get("format") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or type(version) is not int or version != BUNDLE_FORMAT:
         raise _invalid(f"{MANIFEST_NAME} is not a format {BUNDLE_FORMAT} manifest")
     listed = document.get("files")
     config = document.get("config", {})
@@ -496,4 +340,11 @@ def _check_manifest(manifest: bytes, files: Mapping[str, bytes]) -> dict[str, ob
                 f"config key {key!r} is not deployable; only keys marked deployable in "
                 "docs/configuration.md travel with a bundle"
             )
+        value = config[key]
+        if not (_is_scalar(value) or (isinstance(value, list) and all(map(_is_scalar, value)))):
+            raise _invalid(f"config key {key!r}: expected a single value or a list, got {value!r}")
     return dict(config)
+
+
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)

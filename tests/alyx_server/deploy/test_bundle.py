@@ -194,6 +194,23 @@ def test_a_symlink_in_the_project_is_refused_by_name(project: Path) -> None:
         build_bundle(project)
 
 
+def test_anchored_and_folder_patterns_and_what_always_travels(project: Path) -> None:
+    (project / ".alyxignore").write_text("/functions/hello.yaml\nnotes.md/\n")
+    (project / "functions" / "report" / "data").mkdir(parents=True)
+    (project / "functions" / "report" / "data" / "template.html").write_text("<p></p>\n")
+    (project / "functions" / "sub").mkdir()
+    (project / "functions" / "sub" / "hello.yaml").write_text("name: sub\n")
+    pnpm_store = project.parent / "store"
+    pnpm_store.mkdir()
+    (project / "functions" / "stats" / "node_modules").symlink_to(pnpm_store)
+    files = set(build_bundle(project).files)
+    assert "functions/hello.yaml" not in files  # anchored: only that path
+    assert "functions/sub/hello.yaml" in files
+    assert "functions/keep/notes.md" in files  # a trailing / matches folders only
+    assert "functions/report/data/template.html" in files  # only the project's data/ stays home
+    assert not any("node_modules" in name for name in files)
+
+
 def test_a_project_without_schema_yaml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"no schema\.yaml here; run alyx deploy in the project folder"):
         build_bundle(tmp_path)
@@ -330,6 +347,16 @@ def test_config_keys_that_are_not_deployable_are_refused(key: str, message: str)
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in GOOD.items()}
     manifest = {"format": 1, "files": hashes, "config": {key: "x" * 40}}
     assert message in refused(pack(GOOD, manifest=manifest))
+
+
+def test_a_manifest_of_another_format_or_with_nested_config_values_is_refused() -> None:
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in GOOD.items()}
+    for version in (2, True, "1", None):
+        manifest = {"format": version, "files": hashes, "config": {}}
+        assert "alyx.deploy.json is not a format 1 manifest" in refused(pack(GOOD, manifest=manifest))
+    manifest = {"format": 1, "files": hashes, "config": {"logging.level": {"x": 1}}}
+    message = refused(pack(GOOD, manifest=manifest))
+    assert "config key 'logging.level': expected a single value or a list, got {'x': 1}" in message
 
 
 def test_a_missing_manifest_or_schema_is_refused() -> None:

@@ -1,0 +1,189 @@
+"""What of a project travels in a deploy bundle, read from the project folder.
+
+`project_files` lists `schema.yaml`, `migrations/**` and `functions/**` (the folder the
+`functions.path` key names), leaving out what never travels: `node_modules/`, virtualenvs
+(`.venv/`, `venv/`, any folder holding a `pyvenv.cfg`), `__pycache__/`, `.git/`, `.env*`
+files, and whatever `.alyxignore` lists. The project's `data/` folder is never read.
+`deployable_config` is the part of alyx.yaml that travels: registry keys marked deployable,
+as written (the server substitutes `${VAR}` from its own environment).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from alyx_server.config.registry import KEYS_BY_PATH, SECTIONS
+from alyx_server.errors import ValidationError
+
+__all__ = ["deployable_config", "functions_folder", "project_files"]
+
+_ALWAYS_SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
+_INVALID = "INVALID_BUNDLE"
+
+
+def project_files(project: Path) -> dict[str, Path]:
+    """Archive name -> source file for everything of `project` that travels."""
+    project = project.resolve()
+    if not (project / "schema.yaml").is_file():
+        raise ValidationError(
+            f"{project}: no schema.yaml here; run alyx deploy in the project folder",
+            code=_INVALID,
+        )
+    ignore = _IgnoreRules.load(project / ".alyxignore")
+    sources: dict[str, Path] = {"schema.yaml": project / "schema.yaml"}
+    sources.update(_collect(project, project / "migrations", "migrations", ignore))
+    sources.update(_collect(project, functions_folder(project), "functions", ignore))
+    return sources
+
+
+class _IgnoreRules:
+    """`.alyxignore`: one glob per line, `#` comments; a trailing `/` matches folders only,
+    a leading `/` anchors the glob to the project's relative path. A glob matches the whole
+    relative path or any one path component (so `*.log` skips every log file)."""
+
+    def __init__(self, rules: list[tuple[str, bool, bool]]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def load(cls, path: Path) -> _IgnoreRules:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls([])
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValidationError(f"{path}: cannot read it ({e})", code=_INVALID) from e
+        rules: list[tuple[str, bool, bool]] = []
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("!"):
+                raise ValidationError(
+                    f".alyxignore:{number}: negated patterns ({line}) are not supported; "
+                    "list only what to leave out",
+                    code=_INVALID,
+                )
+            folder_only = line.endswith("/")
+            anchored = line.startswith("/")
+            rules.append((line.strip("/"), folder_only, anchored))
+        return cls(rules)
+
+    def skips(self, relative: str, is_folder: bool) -> bool:
+        name = relative.rsplit("/", 1)[-1]
+        for glob, folder_only, anchored in self.rules:
+            if folder_only and not is_folder:
+                continue
+            if fnmatch.fnmatchcase(relative, glob):
+                return True
+            if not anchored and fnmatch.fnmatchcase(name, glob):
+                return True
+        return False
+
+
+def _collect(project: Path, folder: Path, prefix: str, ignore: _IgnoreRules) -> Iterator[tuple[str, Path]]:
+    """(archive name, source path) for every file under `folder` that travels."""
+    if not folder.is_dir():
+        return
+    resolved = folder.resolve()
+    inside = resolved.is_relative_to(project)
+    project_relative = resolved.relative_to(project).as_posix() if inside else prefix
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        inner = here.relative_to(folder).as_posix()
+        inner = "" if inner == "." else inner + "/"
+        kept = []
+        for name in sorted(dirs):
+            path = here / name
+            if name in _ALWAYS_SKIPPED_FOLDERS or (path / "pyvenv.cfg").exists():
+                continue
+            if ignore.skips(f"{project_relative}/{inner}{name}", is_folder=True):
+                continue
+            if path.is_symlink():
+                _refuse_special(path)
+            kept.append(name)
+        dirs[:] = kept
+        for name in sorted(names):
+            path = here / name
+            if name.startswith(".env") or ignore.skips(f"{project_relative}/{inner}{name}", is_folder=False):
+                continue
+            mode = path.lstat().st_mode
+            if not stat.S_ISREG(mode):
+                _refuse_special(path)
+            yield f"{prefix}/{inner}{name}", path
+
+
+def _refuse_special(path: Path) -> None:
+    kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+    raise ValidationError(
+        f"{path}: {kind}; a bundle holds regular files only (copy the file in, or list it in .alyxignore)",
+        code=_INVALID,
+    )
+
+
+def deployable_config(project: Path) -> dict[str, object]:
+    """The deployable keys the project's alyx.yaml sets, dotted path -> value as written.
+
+    Values are not `${VAR}`-substituted: the server substitutes from its own environment.
+    Keys that are not deployable (secrets, hosts, ports, paths) are left out, never sent."""
+    return {
+        path: value
+        for path, value in _written_keys(project).items()
+        if path in KEYS_BY_PATH and KEYS_BY_PATH[path].deployable
+    }
+
+
+def functions_folder(project: Path) -> Path:
+    """The folder `functions/` of the bundle is read from (the `functions.path` key)."""
+    written = _written_keys(project).get("functions.path")
+    if written is None:
+        return project / "functions"
+    if not isinstance(written, str) or "${" in written:
+        raise ValidationError(
+            f"alyx.yaml: functions.path: {written!r} must be a plain path for alyx deploy "
+            "(no ${VAR} substitution)",
+            code=_INVALID,
+        )
+    return project / written
+
+
+def _written_keys(project: Path) -> dict[str, object]:
+    """Every registry key alyx.yaml sets, nested or dotted, with its YAML value."""
+    path = project / "alyx.yaml"
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValidationError(f"{path}: cannot read it ({e})", code=_INVALID) from e
+    found: dict[str, object] = {}
+
+    def walk(mapping: object, prefix: str) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for name, value in mapping.items():
+            dotted = f"{prefix}{name}"
+            if dotted in KEYS_BY_PATH:
+                found[dotted] = _plain(dotted, value)
+            elif dotted in SECTIONS:
+                walk(value, dotted + ".")
+
+    walk(document, "")
+    return found
+
+
+def _plain(path: str, value: object) -> object:
+    """A value JSON can carry as written: a scalar or a list of scalars."""
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, scalar) or (
+        isinstance(value, list) and all(isinstance(item, scalar) for item in value)
+    ):
+        return value
+    raise ValidationError(
+        f"alyx.yaml: {path}: expected a single value or a list, got {value!r}", code=_INVALID
+    )
