@@ -19,6 +19,7 @@ serves, and stops it. They start in this order and stop in the reverse one:
                stop the hashing threads
     realtime   the hub (subscribed to the change feed) and the credential watch
                stop: close them (see below)
+    deploy     drop the staging folders of unfinished prepares (data/deployments/staging)
     functions  the internal API on a Unix socket in a private temporary folder (outside
                the data directory), discovery and the warm pools; stop: the workers,
                the socket and the folder
@@ -52,6 +53,7 @@ from aiohttp import web
 from alyx_server import __version__
 from alyx_server.api import admin, admin_users, batch, collections, meta
 from alyx_server.api import auth as auth_api
+from alyx_server.api import deploy as deploy_api
 from alyx_server.api import functions as functions_api
 from alyx_server.api import realtime as realtime_api
 from alyx_server.api.internal import create_internal_app
@@ -62,6 +64,7 @@ from alyx_server.auth import AuthService
 from alyx_server.auth.users import NO_ADMIN_HINT, admin_missing
 from alyx_server.config import Settings
 from alyx_server.db import Database
+from alyx_server.deploy.execute import deployed_settings, recover_interrupted
 from alyx_server.errors import MigrationError
 from alyx_server.functions.manifest import Defaults, discover_functions
 from alyx_server.functions.pool import PoolLimits
@@ -108,7 +111,13 @@ def create_app(
     `policy` to the schema's CEL rules, compiled now (a bad rule fails here); `sql_trace`,
     when given, is called with every SQL statement that document reads run (tests use it
     to count queries).
+
+    A deploy the last process was killed in the middle of is finished first (its files put
+    in place from the stored bundle), and the alyx.yaml keys deploys set are laid over
+    `settings` (deploy/execute.py), before schema.yaml is read.
     """
+    recover_interrupted(settings, clock=clock)
+    settings = deployed_settings(settings)
     rules = None
     if schema is None:
         # The one check every command runs (rules compiled): what `alyx migrate apply`
@@ -153,7 +162,16 @@ def create_app(
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
     admin.add_routes(app, events)
-    app.cleanup_ctx.extend((_database_context(schema), _auth_context, _realtime_context, _functions_context))
+    deploy_api.add_routes(app)
+    app.cleanup_ctx.extend(
+        (
+            _database_context(schema),
+            deploy_api.deploy_context,
+            _auth_context,
+            _realtime_context,
+            _functions_context,
+        )
+    )
     app.on_shutdown.append(_close_realtime)
     return app
 

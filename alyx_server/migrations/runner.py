@@ -16,7 +16,7 @@ server's live writer thread (`Database.run_exclusive`) all run the same code.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,7 @@ __all__ = [
     "PlannedFile",
     "StatusRow",
     "apply_migrations",
+    "apply_migrations_atomically",
     "blocked_message",
     "migration_status",
     "next_version",
@@ -206,24 +207,29 @@ def _down_side(planned: PlannedFile) -> list[dict[str, Any] | Irreversible]:
 
 
 def _apply_file(conn: sqlite3.Connection, planned: PlannedFile, expected_head: int) -> int:
-    migration = planned.migration
     with write_transaction(conn):
         expect_head(conn, expected_head)
-        snapshot = planned.before
-        for step in migration.steps:
-            try:
-                snapshot = run_operation(conn, snapshot, step.operation)
-            except (MigrationError, OperationRefused, sqlite3.Error) as e:
-                raise MigrationError(f"{step.where}: {e}; nothing was changed") from e
-        return record(
-            conn,
-            kind="file",
-            name=migration.name,
-            version=migration.version,
-            checksum=migration.checksum,
-            snapshot=snapshot,
-            down=_down_side(planned),
-        )
+        return _run_file(conn, planned)
+
+
+def _run_file(conn: sqlite3.Connection, planned: PlannedFile) -> int:
+    """A file's steps and its history row, inside the caller's transaction."""
+    migration = planned.migration
+    snapshot = planned.before
+    for step in migration.steps:
+        try:
+            snapshot = run_operation(conn, snapshot, step.operation)
+        except (MigrationError, OperationRefused, sqlite3.Error) as e:
+            raise MigrationError(f"{step.where}: {e}; nothing was changed") from e
+    return record(
+        conn,
+        kind="file",
+        name=migration.name,
+        version=migration.version,
+        checksum=migration.checksum,
+        snapshot=snapshot,
+        down=_down_side(planned),
+    )
 
 
 def _apply_auto(
@@ -234,21 +240,59 @@ def _apply_auto(
 ) -> None:
     with write_transaction(conn):
         expect_head(conn, expected_head)
-        try:
-            transition_to(conn, diff.old, diff.new)
-        except (MigrationError, sqlite3.Error) as e:
-            raise MigrationError(f"applying schema.yaml failed: {e}; nothing was changed") from e
-        record(conn, kind="auto", name=AUTO_NAME, checksum=diff.new.checksum(), snapshot=diff.new)
-        for migration in baseline:
-            record(
-                conn,
-                kind="file",
-                name=migration.name,
-                version=migration.version,
-                checksum=migration.checksum,
-                snapshot=diff.new,
-                down=[Irreversible("it was recorded as the baseline of a fresh database")],
-            )
+        _run_auto(conn, diff, baseline)
+
+
+def _run_auto(conn: sqlite3.Connection, diff: SchemaDiff, baseline: Sequence[MigrationFile]) -> None:
+    """The safe rest of schema.yaml and its history rows, inside the caller's transaction."""
+    try:
+        transition_to(conn, diff.old, diff.new)
+    except (MigrationError, sqlite3.Error) as e:
+        raise MigrationError(f"applying schema.yaml failed: {e}; nothing was changed") from e
+    record(conn, kind="auto", name=AUTO_NAME, checksum=diff.new.checksum(), snapshot=diff.new)
+    for migration in baseline:
+        record(
+            conn,
+            kind="file",
+            name=migration.name,
+            version=migration.version,
+            checksum=migration.checksum,
+            snapshot=diff.new,
+            down=[Irreversible("it was recorded as the baseline of a fresh database")],
+        )
+
+
+def apply_migrations_atomically(
+    conn: sqlite3.Connection,
+    schema: Schema,
+    migrations_dir: Path,
+    *,
+    before_commit: Callable[[sqlite3.Connection], None],
+) -> ApplyResult:
+    """`apply_migrations` in ONE transaction, which `before_commit(conn)` joins last.
+
+    For `alyx deploy`: every pending file, the safe rest and the caller's own rows commit
+    together or not at all; any failure (a pre-check, a step half-way, `before_commit`)
+    rolls everything back and the database is left as it was. The system migrations,
+    which the server ran at start, are not part of it.
+    """
+    plan = plan_migrations(conn, schema, migrations_dir)
+    if plan.edited:
+        raise MigrationError("\n".join(plan.edited))
+    if plan.blocked:
+        raise MigrationError(plan.blocked)
+    head = plan.history[-1].id if plan.history else 0
+    with write_transaction(conn):
+        expect_head(conn, head)
+        for planned in plan.files:
+            _run_file(conn, planned)
+        auto: tuple[str, ...] = ()
+        if plan.auto or plan.baseline:
+            _run_auto(conn, plan.auto, plan.baseline)
+            auto = tuple(c.summary for c in plan.auto.changes)
+        before_commit(conn)
+    files = tuple(p.migration.stem for p in plan.files) + tuple(f"{m.stem} (baseline)" for m in plan.baseline)
+    return ApplyResult((), files, auto)
 
 
 def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> ApplyResult:

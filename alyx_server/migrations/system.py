@@ -214,12 +214,30 @@ def _token_change_feed() -> tuple[str, ...]:
     return tuple(trigger_sql(_trigger_model(TOKENS_TABLE, _TOKEN_COLUMNS)))
 
 
+def _deploy_history() -> tuple[str, ...]:
+    # `alyx deploy` (alyx_server/deploy/): what each deployment shipped and how it ended.
+    columns = (
+        "bundle_sha256 TEXT",
+        "token_name TEXT",
+        "message TEXT NOT NULL DEFAULT ''",
+        "git_commit TEXT",
+        "git_dirty INTEGER CHECK (git_dirty IN (0, 1))",
+        "summary TEXT NOT NULL DEFAULT '{}'",
+        "config TEXT NOT NULL DEFAULT '{}'",
+        "history_head INTEGER NOT NULL DEFAULT 0",
+        "duration_ms INTEGER",
+        "rollback_of INTEGER",
+    )
+    return tuple(f"ALTER TABLE {DEPLOYMENTS_TABLE} ADD COLUMN {c}" for c in columns)
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
     SystemMigration(3, "accounts", _accounts()),
     SystemMigration(4, "tokens_and_deployments", _operations()),
     SystemMigration(5, "token_change_feed", _token_change_feed()),
+    SystemMigration(6, "deploy_history", _deploy_history()),
 )
 
 

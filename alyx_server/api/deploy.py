@@ -1,0 +1,279 @@
+"""`alyx deploy`'s routes (SPEC §12): prepare a plan, execute it, history and status.
+
+    POST /api/admin/deploy/prepare   body: the bundle (application/gzip), header
+                                     X-Bundle-SHA256, optional ?message=; answers the plan
+    POST /api/admin/deploy/execute   {plan_id, bundle_sha256, message?, git_commit?,
+                                     git_dirty?}; answers {version, outcome, duration_ms, plan}
+    GET  /api/admin/deploy/history   {deployments: [...]}, newest first
+    GET  /api/admin/deploy/status    {version, running, bundle_sha256}
+
+Admin users, admin tokens (`*`) and deploy tokens (`deploy` permission) only: anonymous
+callers get 401, other users and tokens 403.
+
+Prepare stores the bundle under data/deployments/<sha256>.tar.gz, extracts it to a
+staging folder and computes the plan against the live state; nothing else is written.
+Execute is all or nothing up to its commit point (deploy/execute.py), then puts the
+files in place and swaps the running server over the way `alyx dev` reloads
+(api/admin_live.py): the schema, rules and realtime subscriptions of changed collections,
+the added, changed and removed functions (fresh pools), and the live alyx.yaml keys.
+Connections stay up. Plans live in this process's memory; a plan not executed within
+PLAN_TTL, or once another deploy ran, is refused with STALE_PLAN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
+from alyx_server.api.auth import caller
+from alyx_server.api.bodies import read_json
+from alyx_server.api.pipeline import json_response
+from alyx_server.api.runtime import RUNTIME
+from alyx_server.auth import AuthContext
+from alyx_server.auth.admin_users import require_admin
+from alyx_server.config.registry import KEYS_BY_PATH
+from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, BundleContents, read_bundle
+from alyx_server.deploy.execute import (
+    StalePlan,
+    commit,
+    deployments_folder,
+    mark_applied,
+    stage,
+    swap_files,
+    with_config,
+)
+from alyx_server.deploy.plan import DeployPlan, compute_plan
+from alyx_server.deploy.store import (
+    DeployInProgress,
+    current_row,
+    next_version,
+    prune_bundles,
+    read_rows,
+    swapping_row,
+    write_bundle_file,
+)
+from alyx_server.errors import FieldIssue, ValidationError
+from alyx_server.rules.load import compile_schema_rules
+
+__all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context"]
+
+log = logging.getLogger("alyx.deploy")
+
+PLAN_TTL = 3600.0
+MAX_PLANS = 16
+_SHA = "X-Bundle-SHA256"
+
+
+@dataclass
+class _Prepared:
+    plan: DeployPlan
+    contents: BundleContents
+    message: str
+    created: float
+
+
+@dataclass
+class Deployer:
+    """The plans prepared in this process and the lock one execute holds."""
+
+    plans: dict[str, _Prepared] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def keep(self, prepared: _Prepared) -> str:
+        now = time.monotonic()
+        for plan_id, old in list(self.plans.items()):
+            if now - old.created > PLAN_TTL:
+                del self.plans[plan_id]
+        while len(self.plans) >= MAX_PLANS:
+            del self.plans[next(iter(self.plans))]
+        plan_id = uuid.uuid4().hex
+        self.plans[plan_id] = prepared
+        return plan_id
+
+
+DEPLOYER = web.AppKey("deployer", Deployer)
+
+
+def _setting(request: web.Request, path: str, fallback: int) -> int:
+    values = request.app[RUNTIME].settings.values
+    value = values.get(path, fallback) if path in KEYS_BY_PATH else fallback
+    return int(value) if isinstance(value, int) else fallback
+
+
+def _who(auth: AuthContext) -> str:
+    data = auth.as_dict()
+    metadata = data.get("metadata") or {}
+    if auth.kind != "user" and isinstance(metadata, dict) and metadata.get("token_name"):
+        return str(metadata["token_name"])
+    return str(data.get("email") or data["id"])
+
+
+# -- prepare -----------------------------------------------------------------------------------
+async def prepare(request: web.Request) -> web.StreamResponse:
+    require_admin(caller(request), "deploy")
+    announced = request.headers.get(_SHA, "").strip().lower()
+    if not announced:
+        raise ValidationError(
+            f"send the bundle's sha256 in the {_SHA} header (alyx deploy does)", code="INVALID_BUNDLE"
+        )
+    max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+    data = await request.read()
+    contents = await asyncio.to_thread(read_bundle, data, max_size=max_size, expected_sha256=announced)
+    rt = request.app[RUNTIME]
+    settings = rt.settings
+    folder = deployments_folder(settings)
+    await asyncio.to_thread(write_bundle_file, folder, contents.sha256, data)
+    staged = await asyncio.to_thread(stage, contents, folder)
+    db = rt.ready_db()
+    plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    compile_schema_rules(plan.schema)  # a rule that does not compile is refused now
+    deployer = request.app[DEPLOYER]
+    message = request.query.get("message", "")
+    plan_id = deployer.keep(_Prepared(plan, contents, message, time.monotonic()))
+    await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
+    return json_response({"plan_id": plan_id, **plan.to_dict()})
+
+
+async def _prune(request: web.Request, exclude: set[str]) -> None:
+    rt = request.app[RUNTIME]
+    keep = _setting(request, "deploy.keep_bundles", 10)
+    rows = await rt.ready_db().read(lambda conn: read_rows(conn, limit=max(keep, 1)))
+    needed = exclude | {r.bundle_sha256 for r in rows}
+    await asyncio.to_thread(prune_bundles, deployments_folder(rt.settings), keep, needed)
+
+
+# -- execute -----------------------------------------------------------------------------------
+_EXECUTE_FIELDS = frozenset({"plan_id", "bundle_sha256", "message", "git_commit", "git_dirty"})
+
+
+def _execute_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object with plan_id and bundle_sha256")
+    unknown = sorted(set(body) - _EXECUTE_FIELDS)
+    if unknown:
+        message = f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(_EXECUTE_FIELDS))}"
+        raise ValidationError(message, [FieldIssue(k, "unknown", message) for k in unknown])
+    for name in ("plan_id", "bundle_sha256"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            message = f"{name} is required: the value prepare answered"
+            raise ValidationError(message, [FieldIssue(name, "required", message)])
+    for name in ("message", "git_commit"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            message = f"{name} must be a string"
+            raise ValidationError(message, [FieldIssue(name, "invalid_type", message)])
+    if body.get("git_dirty") is not None and not isinstance(body["git_dirty"], bool):
+        message = "git_dirty must be true or false"
+        raise ValidationError(message, [FieldIssue("git_dirty", "invalid_type", message)])
+    return body
+
+
+async def execute(request: web.Request) -> web.StreamResponse:
+    auth = require_admin(caller(request), "deploy")
+    body = _execute_body(await read_json(request))
+    deployer = request.app[DEPLOYER]
+    if deployer.lock.locked():
+        raise DeployInProgress(
+            "another deploy is executing on this server; wait for it to finish "
+            "(alyx deploy status shows it), then run this one again"
+        )
+    async with deployer.lock:
+        prepared = deployer.plans.get(body["plan_id"])
+        if prepared is None:
+            raise StalePlan("unknown or expired plan_id: run alyx deploy again for a new plan")
+        if body["bundle_sha256"].lower() != prepared.contents.sha256:
+            message = "bundle_sha256 is not the hash of the bundle this plan was made for"
+            raise ValidationError(message, [FieldIssue("bundle_sha256", "mismatch", message)])
+        details = {
+            "token_name": _who(auth),
+            "message": body.get("message") or prepared.message,
+            "git_commit": body.get("git_commit"),
+            "git_dirty": body.get("git_dirty"),
+        }
+        result = await _execute(request.app, prepared, details)
+        del deployer.plans[body["plan_id"]]
+    await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
+    return json_response(result)
+
+
+async def _execute(app: web.Application, prepared: _Prepared, details: dict[str, Any]) -> dict[str, Any]:
+    rt = app[RUNTIME]
+    settings = rt.settings
+    plan, contents = prepared.plan, prepared.contents
+    folder = deployments_folder(settings)
+    started = time.monotonic()
+    staged = await asyncio.to_thread(stage, contents, folder)
+    db = rt.ready_db()
+    await db.run_exclusive(
+        lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
+    )
+    # The commit point is passed: from here on the new version is the one in force, and a
+    # crash is finished at start-up (deploy.execute.recover_interrupted).
+    await asyncio.to_thread(swap_files, staged, settings, contents.config)
+    await _hot_swap(app, plan, contents)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
+    await asyncio.to_thread(shutil.rmtree, staged, True)
+    log.info("deployed version %d (%s) in %d ms", plan.version, plan.bundle_sha256[:12], duration_ms)
+    return {"version": plan.version, "outcome": "applied", "duration_ms": duration_ms, "plan": plan.to_dict()}
+
+
+async def _hot_swap(app: web.Application, plan: DeployPlan, contents: BundleContents) -> None:
+    """The running server takes the new schema, functions and live keys (no restart)."""
+    rt = app[RUNTIME]
+    reloaded = await reload_schema(app, plan.schema)
+    if reloaded.refused:
+        log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
+    f = plan.functions
+    names = [*f["added"], *f["changed"], *f["removed"]]
+    if names:
+        await reload_functions(app, names)
+    if contents.config:
+        new = await asyncio.to_thread(with_config, rt.settings, contents.config)
+        await reload_settings(app, new)
+
+
+# -- history and status ------------------------------------------------------------------------
+async def history(request: web.Request) -> web.StreamResponse:
+    require_admin(caller(request), "deploy")
+    rows = await request.app[RUNTIME].ready_db().read(read_rows)
+    return json_response({"deployments": [r.to_dict() for r in rows]})
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    require_admin(caller(request), "deploy")
+    db = request.app[RUNTIME].ready_db()
+    current, swapping = await db.read(lambda conn: (current_row(conn), swapping_row(conn)))
+    running = request.app[DEPLOYER].lock.locked() or swapping is not None
+    return json_response(
+        {
+            "version": None if current is None else current.version,
+            "bundle_sha256": None if current is None else current.bundle_sha256,
+            "running": running,
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def deploy_context(app: web.Application) -> AsyncIterator[None]:
+    """Drop staging folders a stopped process left behind (nothing of them is in force)."""
+    folder = deployments_folder(app[RUNTIME].settings) / "staging"
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+    yield
+
+
+def add_routes(app: web.Application) -> None:
+    app[DEPLOYER] = Deployer()
+    app.router.add_post("/api/admin/deploy/prepare", prepare)
+    app.router.add_post("/api/admin/deploy/execute", execute)
+    app.router.add_get("/api/admin/deploy/history", history)
+    app.router.add_get("/api/admin/deploy/status", status)

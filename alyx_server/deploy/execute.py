@@ -1,0 +1,289 @@
+"""Execute a planned deploy: the database commit point, then the project's files.
+
+    stage(contents, folder)           the bundle's files under data/deployments/staging/<sha>/
+    commit(conn, ...)                 STALE_PLAN and DEPLOY_IN_PROGRESS checks, then every
+                                      pending migration, the safe rest of schema.yaml and
+                                      the `swapping` history row in ONE transaction
+    swap_files(staged, settings)      schema.yaml, migrations/ and functions/ replaced from
+                                      the staging folder (temporary names, then renames),
+                                      the deployed alyx.yaml keys written to deployed.json
+    recover_interrupted(settings)     at start-up, before schema.yaml is read: a row still
+                                      `swapping` (the server died after the commit) has its
+                                      bundle's files put in place, and is marked applied
+
+The order makes a crash safe: before the commit nothing of the old version changed (the
+staging folder is ignored); after it, the row names the bundle that must be in place,
+and start-up finishes the swap from the stored bundle. Old or new, never a mix.
+
+Deployed keys live in `data/deployments/deployed.json` (dotted key -> value as written);
+`deployed_settings` lays them over the settings read from alyx.yaml and the environment,
+so they survive a restart (a deployed key wins over the server's alyx.yaml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alyx_server.config import Settings
+from alyx_server.config.loader import load_settings
+from alyx_server.config.settings import build_settings
+from alyx_server.deploy.bundle import read_bundle
+from alyx_server.deploy.plan import SKIPPED_FOLDERS, BundleLike, DeployPlan, live_fingerprint
+from alyx_server.deploy.store import (
+    DeployInProgress,
+    current_row,
+    insert_row,
+    read_bundle_file,
+    set_status,
+    swapping_row,
+)
+from alyx_server.errors import AlyxError
+from alyx_server.migrations.history import head_id
+from alyx_server.migrations.runner import ApplyResult, apply_migrations_atomically
+from alyx_server.migrations.transactions import write_transaction
+from alyx_server.schema.system_tables import DEPLOYMENTS_TABLE
+from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
+
+__all__ = [
+    "DEPLOYED_CONFIG",
+    "StalePlan",
+    "commit",
+    "deployed_settings",
+    "deployments_folder",
+    "mark_applied",
+    "recover_interrupted",
+    "stage",
+    "swap_files",
+]
+
+log = logging.getLogger("alyx.deploy")
+
+DEPLOYED_CONFIG = "deployed.json"
+
+
+class StalePlan(AlyxError):
+    """409: the server changed since the plan was computed."""
+
+    status = 409
+    code = "STALE_PLAN"
+
+
+def deployments_folder(settings: Settings) -> Path:
+    """`data/deployments/` beside the database file."""
+    return settings.database.path.parent / "deployments"
+
+
+# -- staging -----------------------------------------------------------------------------------
+def stage(contents: BundleLike, folder: Path) -> Path:
+    """Write the bundle's files under `folder/staging/<sha>/` (replacing an older copy)."""
+    staged = folder / "staging" / contents.sha256
+    if staged.exists():
+        shutil.rmtree(staged)
+    for rel, data in contents.files.items():
+        target = staged / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (staged / "migrations").mkdir(parents=True, exist_ok=True)
+    (staged / "functions").mkdir(parents=True, exist_ok=True)
+    return staged
+
+
+# -- the commit point --------------------------------------------------------------------------
+def commit(
+    conn: sqlite3.Connection,
+    plan: DeployPlan,
+    bundle: BundleLike,
+    staged: Path,
+    settings: Settings,
+    *,
+    details: Mapping[str, Any],
+    clock: Clock = SYSTEM_CLOCK,
+) -> ApplyResult:
+    """Check the plan is current, then migrations + the history row in one transaction.
+
+    `details`: token_name, message, git_commit, git_dirty, rollback_of (None when absent).
+    Any failure raises before COMMIT: the database is left byte-identical.
+    """
+    if swapping_row(conn) is not None:
+        raise DeployInProgress(
+            "another deploy is being put in place on this server; wait for it to finish "
+            "(alyx deploy status shows it), then run this one again"
+        )
+    if live_fingerprint(conn, settings) != plan.fingerprint:
+        raise StalePlan(
+            "the server's schema, migrations, functions or configuration changed since this "
+            "plan was made; run alyx deploy again to see the new plan"
+        )
+    bundled = {
+        p.removeprefix("functions/"): hashlib.sha256(data).hexdigest()
+        for p, data in bundle.files.items()
+        if p.startswith("functions/")
+    }
+
+    def record(c: sqlite3.Connection) -> None:
+        version = int(
+            c.execute(f"SELECT COALESCE(MAX(version), 0) + 1 FROM {DEPLOYMENTS_TABLE}").fetchone()[0]
+        )
+        if version != plan.version:
+            raise StalePlan(f"version {plan.version} was deployed meanwhile; run alyx deploy again")
+        insert_row(
+            c,
+            version=plan.version,
+            bundle_sha256=plan.bundle_sha256,
+            schema_text=bundle.files["schema.yaml"].decode("utf-8", errors="replace"),
+            functions=bundled,
+            config=dict(bundle.config),
+            summary=plan.summary(),
+            token_name=details.get("token_name"),
+            message=str(details.get("message") or ""),
+            git_commit=details.get("git_commit"),
+            git_dirty=details.get("git_dirty"),
+            history_head=head_id(c),
+            rollback_of=details.get("rollback_of"),
+        )
+
+    return apply_migrations_atomically(conn, plan.schema, staged / "migrations", before_commit=record)
+
+
+def mark_applied(
+    conn: sqlite3.Connection, version: int, duration_ms: int, clock: Clock = SYSTEM_CLOCK
+) -> None:
+    with write_transaction(conn):
+        set_status(conn, version, "applied", duration_ms=duration_ms, now=clock.now())
+
+
+# -- the files ---------------------------------------------------------------------------------
+def swap_files(staged: Path, settings: Settings, config: Mapping[str, object]) -> None:
+    """Put the staged bundle in place in the project folder; idempotent."""
+    project = settings.project_dir
+    _replace_file(staged / "schema.yaml", project / "schema.yaml")
+    _replace_tree(staged / "migrations", project / "migrations", keep=())
+    _replace_tree(staged / "functions", settings.functions.path, keep=SKIPPED_FOLDERS)
+    folder = deployments_folder(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{DEPLOYED_CONFIG}.tmp"
+    tmp.write_text(json.dumps(dict(config), sort_keys=True, indent=2), encoding="utf-8")
+    os.replace(tmp, folder / DEPLOYED_CONFIG)
+
+
+def _replace_file(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.deploy-tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _replace_tree(source: Path, target: Path, *, keep: frozenset[str] | tuple[str, ...]) -> None:
+    """Replace `target` by a copy of `source`; folders named in `keep` (node_modules...)
+    move over from the old tree, since the server installed them, not the bundle."""
+    new = target.with_name(f".{target.name}.deploy-new")
+    old = target.with_name(f".{target.name}.deploy-old")
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    shutil.copytree(source, new)
+    if target.is_dir():
+        for kept in _kept_folders(target, keep):
+            destination = new / kept.relative_to(target)
+            if destination.parent.is_dir() and not destination.exists():
+                os.replace(kept, destination)
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _kept_folders(root: Path, keep: frozenset[str] | tuple[str, ...]) -> list[Path]:
+    if not keep:
+        return []
+    found: list[Path] = []
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name in keep:
+            found.append(entry)
+        elif entry.is_dir():
+            found.extend(p for p in entry.iterdir() if p.is_dir() and p.name in keep)
+    return found
+
+
+# -- configuration -----------------------------------------------------------------------------
+def read_deployed_config(settings: Settings) -> dict[str, object]:
+    path = deployments_folder(settings) / DEPLOYED_CONFIG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def with_config(settings: Settings, config: Mapping[str, object]) -> Settings:
+    """`settings` with the deployable keys of `config` (values as written) laid over."""
+    if not config:
+        return settings
+    typed = load_settings(
+        settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
+    )
+    values = dict(settings.values)
+    for path in config:
+        values[path] = typed.values[path]
+    return build_settings(
+        values, project_dir=settings.project_dir, mode=settings.mode, config_file=settings.config_file
+    )
+
+
+def deployed_settings(settings: Settings) -> Settings:
+    """The settings with the last deploy's alyx.yaml keys (deployed.json) laid over."""
+    return with_config(settings, read_deployed_config(settings))
+
+
+# -- crash recovery ----------------------------------------------------------------------------
+def recover_interrupted(
+    settings: Settings,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> int | None:
+    """Finish a deploy the server was killed in the middle of; the version finished, if any."""
+    path = settings.database.path
+    if not path.is_file():
+        return None
+    conn = _connect(path)
+    try:
+        columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({DEPLOYMENTS_TABLE})")}
+        if "bundle_sha256" not in columns:
+            return None
+        row = swapping_row(conn)
+        if row is None:
+            return None
+        folder = deployments_folder(settings)
+        data = read_bundle_file(folder, row.bundle_sha256)
+        contents = read_bundle(data, max_size=max(len(data), 1), expected_sha256=row.bundle_sha256)
+        staged = stage(contents, folder)
+        swap_files(staged, settings, row.config)
+        shutil.rmtree(staged, ignore_errors=True)
+        with write_transaction(conn):
+            set_status(conn, row.version, "applied", now=clock.now())
+            summary = dict(row.summary, recovered=True)
+            conn.execute(
+                f"UPDATE {DEPLOYMENTS_TABLE} SET summary = ? WHERE version = ?",
+                (json.dumps(summary, sort_keys=True), row.version),
+            )
+        log.warning("deploy of version %d was interrupted; its files are now in place", row.version)
+        return row.version
+    finally:
+        conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def current_version(conn: sqlite3.Connection) -> int | None:
+    row = current_row(conn)
+    return None if row is None else row.version

@@ -1,0 +1,265 @@
+"""The plan of a deploy: what a bundle would change on this server, computed without writing.
+
+`compute_plan(conn, bundle, staged, settings)` reads the live database (the migration
+history) and the server's project folder, and answers what `alyx migrate apply` would do
+with the bundle's schema.yaml and migrations/ (the same `plan_migrations`, run against the
+bundle's files extracted to a staging folder), which functions the bundle adds, changes or
+removes (per-file sha256 against the server's functions folder), and which deployable
+alyx.yaml keys it changes (with the registry's `apply`: live or restart).
+
+Refused at once, before any plan is shown (the deploy could never execute): a schema.yaml
+that does not load (its rules are compiled by the caller, api/deploy.py), an applied migration file the bundle
+changed, and destructive schema changes that no migration file covers (SPEC §5's message).
+
+`live_fingerprint` condenses what a plan was computed against: schema.yaml's bytes, the
+migration history, the functions folder and the deployable keys in force. Execute compares
+it with the plan's: a change in between answers 409 STALE_PLAN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from alyx_server.config import Settings
+from alyx_server.config.loader import load_settings
+from alyx_server.config.registry import KEYS_BY_PATH
+from alyx_server.config.settings import changed_keys
+from alyx_server.errors import MigrationError
+from alyx_server.migrations import plan_migrations, read_history
+from alyx_server.migrations.history import latest_snapshot
+from alyx_server.schema.diff import diff_schemas
+from alyx_server.schema.loader import parse_schema
+from alyx_server.schema.model import Schema
+
+__all__ = [
+    "SKIPPED_FOLDERS",
+    "BundleLike",
+    "DeployPlan",
+    "compute_plan",
+    "function_name",
+    "functions_tree",
+    "live_fingerprint",
+]
+
+# Never part of the functions tree that is compared or replaced (the bundle leaves them out).
+SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
+
+
+class BundleLike(Protocol):
+    """What a plan needs of a read bundle (`deploy.bundle.BundleContents`)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def files(self) -> Mapping[str, bytes]: ...
+    @property
+    def config(self) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """A computed plan; `to_dict()` is the body prepare answers (plan_id added by the caller)."""
+
+    bundle_sha256: str
+    version: int
+    fingerprint: str
+    schema: Schema
+    changes: list[dict[str, Any]]
+    migrations: list[str]
+    functions: dict[str, list[str]]
+    config: list[dict[str, Any]]
+    warnings: list[str]
+    destructive: bool
+    needs_restart: bool
+    live_config: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        f = self.functions
+        return not (
+            self.changes or self.migrations or f["added"] or f["changed"] or f["removed"] or self.config
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle_sha256": self.bundle_sha256,
+            "version": self.version,
+            "schema": {"changes": self.changes, "migrations": self.migrations},
+            "functions": self.functions,
+            "config": {"changed": self.config},
+            "warnings": self.warnings,
+            "destructive": self.destructive,
+            "needs_restart": self.needs_restart,
+            "backup": False,
+            "empty": self.empty,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The short form kept in the history row."""
+        f = self.functions
+        return {
+            "schema_changes": len(self.changes),
+            "migrations": self.migrations,
+            "functions": {k: len(v) for k, v in f.items()},
+            "config": [c["key"] for c in self.config],
+            "destructive": self.destructive,
+        }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def functions_tree(folder: Path) -> dict[str, str]:
+    """`functions/<relative path>` -> sha256 of every file under the functions folder,
+    without dependency and cache folders (what a bundle would hold)."""
+    out: dict[str, str] = {}
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part in SKIPPED_FOLDERS for part in rel.parts) or not path.is_file() or path.is_symlink():
+            continue
+        out["functions/" + rel.as_posix()] = _sha256(path.read_bytes())
+    return out
+
+
+def function_name(path: str) -> str:
+    """The function a `functions/...` file belongs to: `hello` for hello.py, hello.yaml
+    and hello/index.mjs."""
+    first, folder, _ = path.removeprefix("functions/").partition("/")
+    return first if folder else first.split(".", 1)[0]
+
+
+def _function_changes(live: Mapping[str, str], bundled: Mapping[str, str]) -> dict[str, list[str]]:
+    def grouped(tree: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for path, digest in tree.items():
+            out.setdefault(function_name(path), {})[path] = digest
+        return out
+
+    old, new = grouped(live), grouped(bundled)
+    return {
+        "added": sorted(set(new) - set(old)),
+        "changed": sorted(n for n in set(new) & set(old) if new[n] != old[n]),
+        "removed": sorted(set(old) - set(new)),
+    }
+
+
+def _deployable_values(settings: Settings) -> dict[str, object]:
+    return {
+        path: settings.values[path] for path, key in KEYS_BY_PATH.items() if getattr(key, "deployable", False)
+    }
+
+
+def live_fingerprint(conn: sqlite3.Connection, settings: Settings) -> str:
+    """A hash of the live state a plan depends on (see the module docstring)."""
+    schema_file = settings.project_dir / "schema.yaml"
+    schema_bytes = schema_file.read_bytes() if schema_file.is_file() else b""
+    history = [(r.id, r.version, r.checksum) for r in read_history(conn)]
+    state = {
+        "schema": _sha256(schema_bytes),
+        "history": history,
+        "functions": functions_tree(settings.functions.path),
+        "config": {k: repr(v) for k, v in _deployable_values(settings).items()},
+    }
+    return _sha256(json.dumps(state, sort_keys=True).encode())
+
+
+def _schema_changes(conn: sqlite3.Connection, target: Schema) -> list[dict[str, Any]]:
+    current = latest_snapshot(read_history(conn))
+    return [
+        {
+            "collection": c.collection,
+            "op": c.kind,
+            "field": c.name,
+            "destructive": c.destructive,
+            "text": c.summary,
+        }
+        for c in diff_schemas(current, target).changes
+    ]
+
+
+def _config_changes(
+    settings: Settings, config: Mapping[str, object]
+) -> tuple[list[dict[str, Any]], dict[str, object]]:
+    """The deployable keys the bundle changes, and every value it sets (typed)."""
+    if not config:
+        return [], {}
+    new = load_settings(
+        settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
+    )
+    changed = [path for path in changed_keys(settings, new) if path in config]
+    out = [
+        {
+            "key": path,
+            "from": _plain(settings.values[path]),
+            "to": _plain(new.values[path]),
+            "restart": KEYS_BY_PATH[path].apply == "restart",
+        }
+        for path in changed
+    ]
+    return out, {path: new.values[path] for path in config}
+
+
+def _plain(value: object) -> object:
+    """A JSON-ready form of a typed setting (tuples as lists, paths and rates as text)."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def compute_plan(
+    conn: sqlite3.Connection, bundle: BundleLike, staged: Path, settings: Settings, version: int
+) -> DeployPlan:
+    """The plan for `bundle`, whose files are extracted under `staged`; raises SchemaError,
+    RuleError or MigrationError for a bundle that could never be applied here."""
+    fingerprint = live_fingerprint(conn, settings)
+    text = bundle.files.get("schema.yaml")
+    if text is None:
+        raise MigrationError("the bundle has no schema.yaml; run alyx deploy from the project folder")
+    schema = parse_schema(text.decode("utf-8", errors="replace"))
+    migration_plan = plan_migrations(conn, schema, staged / "migrations")
+    if migration_plan.edited:
+        raise MigrationError(
+            "the bundle changes migration files this server already applied: "
+            + "; ".join(migration_plan.edited)
+        )
+    if migration_plan.blocked:
+        raise MigrationError(migration_plan.blocked)
+    changes = _schema_changes(conn, schema)
+    warnings: list[str] = []
+    destructive = False
+    for planned in migration_plan.files:
+        dropped = diff_schemas(planned.before, planned.after).destructive
+        for change in dropped:
+            destructive = True
+            warnings.append(f"destructive: {planned.migration.stem} {change.summary} ({change.reason})")
+    bundled_functions = {p: _sha256(data) for p, data in bundle.files.items() if p.startswith("functions/")}
+    functions = _function_changes(functions_tree(settings.functions.path), bundled_functions)
+    config, live_config = _config_changes(settings, bundle.config)
+    restart = [c["key"] for c in config if c["restart"]]
+    if restart:
+        warnings.append(f"needs a restart to take effect: {', '.join(restart)}")
+    return DeployPlan(
+        bundle_sha256=bundle.sha256,
+        version=version,
+        fingerprint=fingerprint,
+        schema=schema,
+        changes=changes,
+        migrations=[p.migration.path.name for p in migration_plan.files],
+        functions=functions,
+        config=config,
+        warnings=warnings,
+        destructive=destructive,
+        needs_restart=bool(restart),
+        live_config=live_config,
+    )

@@ -1,0 +1,316 @@
+"""`/api/admin/deploy/*` over the real application on a loopback port, real SQLite files.
+
+A "server" project (tests/alyx_server/auth/support.py's notes schema) is what runs; a
+"developer" project in another folder is bundled with `build_bundle` and sent the way
+`alyx deploy` sends it. Nothing of Alyx is replaced by a double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alyx_server.api.runtime import RUNTIME
+from alyx_server.auth.admin_tokens import create_token
+from alyx_server.deploy import build_bundle
+from alyx_server.tools.timestamps import ManualClock, format_timestamp
+from tests.alyx_server.auth.support import AppFactory, Client, bearer, register
+from tests.schemas import NOTES
+
+WITH_BODY = NOTES.replace(
+    "      title: { type: string }\n",
+    "      title: { type: string }\n      body:  { type: string, nullable: true }\n",
+)
+
+
+def developer_project(root: Path, schema: str = WITH_BODY) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "schema.yaml").write_text(schema, encoding="utf-8")
+    return root
+
+
+async def token(client: Client, clock: ManualClock, kind: str = "deploy", **extra: Any) -> str:
+    db = client.app[RUNTIME].ready_db()
+    now = format_timestamp(clock.now())
+    name = extra.pop("name", f"{kind}-token")
+    permissions = extra.pop("permissions", ())
+    expires_at = extra.pop("expires_at", None)
+
+    def make(conn: sqlite3.Connection) -> str:
+        secret, _ = create_token(
+            conn, name=name, kind=kind, permissions=permissions, expires_at=expires_at, now=now  # type: ignore[arg-type]
+        )
+        return secret
+
+    return await db.write(make)
+
+
+async def prepare(client: Client, project: Path, secret: str | None, **headers: str) -> tuple[int, Any]:
+    bundle = build_bundle(project)
+    sent = {"Content-Type": "application/gzip", "X-Bundle-SHA256": bundle.sha256, **headers}
+    if secret is not None:
+        sent.update(bearer(secret))
+    response = await client.post("/api/admin/deploy/prepare", data=bundle.data, headers=sent)
+    return response.status, await response.json()
+
+
+async def execute(client: Client, secret: str, plan: dict[str, Any], **extra: Any) -> tuple[int, Any]:
+    body = {"plan_id": plan["plan_id"], "bundle_sha256": plan["bundle_sha256"], **extra}
+    response = await client.post("/api/admin/deploy/execute", json=body, headers=bearer(secret))
+    return response.status, await response.json()
+
+
+def database_file(client: Client) -> Path:
+    path: Path = client.app[RUNTIME].settings.database.path
+    return path
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def checkpoint(path: Path) -> None:
+    """Move the WAL into the database file, so its hash holds every committed change."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    finally:
+        conn.close()
+
+
+async def test_prepare_answers_the_plan_and_changes_nothing(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    dev = developer_project(tmp_path / "dev")
+    (dev / "functions").mkdir()
+    (dev / "functions" / "hello.py").write_text("def handler(request):\n    return {'ok': True}\n")
+    db_file = database_file(client)
+    checkpoint(db_file)
+    before = file_hash(db_file)
+    server_schema = (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes()
+
+    status, plan = await prepare(client, dev, secret)
+
+    assert status == 200, plan
+    assert plan["bundle_sha256"] == build_bundle(dev).sha256 and plan["plan_id"]
+    assert plan["version"] == 1
+    assert plan["schema"]["changes"] == [
+        {
+            "collection": "notes",
+            "op": "add_field",
+            "field": "body",
+            "destructive": False,
+            "text": plan["schema"]["changes"][0]["text"],
+        }
+    ]
+    assert "notes.body" in plan["schema"]["changes"][0]["text"]
+    assert plan["functions"] == {"added": ["hello"], "changed": [], "removed": []}
+    assert (plan["destructive"], plan["empty"], plan["warnings"]) == (False, False, [])
+    # A dry run: the database file and the project's files are as they were.
+    checkpoint(db_file)
+    assert file_hash(db_file) == before
+    assert (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes() == server_schema
+    assert "body" not in columns(db_file, "notes")
+    stored = db_file.parent / "deployments" / f"{plan['bundle_sha256']}.tar.gz"
+    assert stored.read_bytes() == build_bundle(dev).data
+
+
+async def test_execute_applies_the_schema_and_records_the_version(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock, name="ci")
+    dev = developer_project(tmp_path / "dev")
+    _, plan = await prepare(client, dev, secret)
+
+    status, body = await execute(client, secret, plan, message="add a body", git_commit="abc123", git_dirty=False)
+
+    assert status == 200, body
+    assert (body["version"], body["outcome"]) == (1, "applied")
+    assert isinstance(body["duration_ms"], int)
+    project = client.app[RUNTIME].settings.project_dir
+    assert (project / "schema.yaml").read_text(encoding="utf-8") == WITH_BODY
+    assert "body" in columns(database_file(client), "notes")
+    # The running server serves the new field at once.
+    created = await client.post("/api/collections/notes", json={"title": "t", "body": "hello"})
+    assert created.status == 201, await created.text()
+    assert (await created.json())["body"] == "hello"
+    response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
+    assert response.status == 200
+    [row] = (await response.json())["deployments"]
+    assert row["version"] == 1 and row["bundle_sha256"] == plan["bundle_sha256"]
+    assert (row["token_name"], row["message"], row["git_commit"], row["git_dirty"]) == (
+        "ci", "add a body", "abc123", False,
+    )  # fmt: skip
+    assert (row["outcome"], row["rollback_of"]) == ("applied", None)
+    response = await client.get("/api/admin/deploy/status", headers=bearer(secret))
+    assert await response.json() == {"version": 1, "bundle_sha256": plan["bundle_sha256"], "running": False}
+    # The plan was used: executing it again is refused.
+    status, body = await execute(client, secret, plan)
+    assert (status, body["code"]) == (409, "STALE_PLAN")
+
+
+@pytest.mark.parametrize(
+    ("who", "status", "code"),
+    [
+        ("missing", 401, "UNAUTHORIZED"),
+        ("wrong", 401, "INVALID_TOKEN"),
+        ("expired", 401, "TOKEN_EXPIRED"),
+        ("user", 403, "FORBIDDEN"),
+        ("admin-without-deploy", 403, "FORBIDDEN"),
+    ],
+)
+async def test_callers_without_the_deploy_permission_are_refused(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock, who: str, status: int, code: str
+) -> None:
+    client = await auth_app()
+    secrets: dict[str, str | None] = {
+        "missing": None,
+        "wrong": "alyx_deploy_" + "x" * 43,
+        "expired": await token(client, clock, expires_at=format_timestamp(clock.now() + timedelta(hours=1))),
+        "user": (await register(client)).access,
+        "admin-without-deploy": await token(client, clock, kind="admin", name="ops", permissions=("users",)),
+    }
+    if who == "expired":
+        clock.advance(3601)
+    dev = developer_project(tmp_path / "dev")
+    got, body = await prepare(client, dev, secrets[who])
+    assert (got, body["code"]) == (status, code), body
+    if who in ("user", "admin-without-deploy"):
+        assert "'deploy' permission" in body["error"]
+    for path in ("/api/admin/deploy/history", "/api/admin/deploy/status"):
+        headers = bearer(s) if (s := secrets[who]) else {}
+        response = await client.get(path, headers=headers)
+        assert response.status == status
+    assert not (database_file(client).parent / "deployments").exists()
+
+
+async def test_admin_tokens_and_deploy_tokens_may_deploy(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    dev = developer_project(tmp_path / "dev")
+    for secret in (await token(client, clock, kind="admin", name="ops"), await token(client, clock)):
+        status, body = await prepare(client, dev, secret)
+        assert status == 200, body
+
+
+async def test_a_bundle_whose_hash_does_not_match_is_refused(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    dev = developer_project(tmp_path / "dev")
+    status, body = await prepare(client, dev, secret, **{"X-Bundle-SHA256": "0" * 64})
+    assert (status, body["code"]) == (400, "INVALID_BUNDLE")
+    assert "not '" + "0" * 64 + "' as announced" in body["error"]
+    response = await client.post(
+        "/api/admin/deploy/prepare", data=build_bundle(dev).data, headers=bearer(secret)
+    )
+    body = await response.json()
+    assert (response.status, body["code"]) == (400, "INVALID_BUNDLE")
+    assert body["error"] == "send the bundle's sha256 in the X-Bundle-SHA256 header (alyx deploy does)"
+    _, plan = await prepare(client, dev, secret)
+    status, body = await execute(client, secret, {**plan, "bundle_sha256": "1" * 64})
+    assert (status, body["code"]) == (400, "VALIDATION_ERROR")
+    assert body["error"] == "bundle_sha256 is not the hash of the bundle this plan was made for"
+
+
+async def test_a_change_between_prepare_and_execute_makes_the_plan_stale(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    _, plan = await prepare(client, developer_project(tmp_path / "dev"), secret)
+    # Someone changes the server's functions folder after the plan was made.
+    functions = client.app[RUNTIME].settings.functions.path
+    functions.mkdir(parents=True, exist_ok=True)
+    (functions / "notes.txt").write_text("changed by hand\n", encoding="utf-8")
+    db_file = database_file(client)
+    checkpoint(db_file)
+    before = file_hash(db_file)
+    status, body = await execute(client, secret, plan)
+    assert (status, body["code"]) == (409, "STALE_PLAN")
+    assert body["error"] == (
+        "the server's schema, migrations, functions or configuration changed since this plan "
+        "was made; run alyx deploy again to see the new plan"
+    )
+    checkpoint(db_file)
+    assert file_hash(db_file) == before
+    assert "body" not in columns(db_file, "notes")
+
+
+async def test_two_concurrent_executes_one_is_refused(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    _, first = await prepare(client, developer_project(tmp_path / "a"), secret)
+    _, second = await prepare(client, developer_project(tmp_path / "b", WITH_BODY + "\n# b\n"), secret)
+    results = await asyncio.gather(execute(client, secret, first), execute(client, secret, second))
+    statuses = sorted((status, body.get("code")) for status, body in results)
+    assert statuses[0][0] == 200
+    # The loser is refused while the winner executes, or finds the server changed after it.
+    assert statuses[1] in ((409, "DEPLOY_IN_PROGRESS"), (409, "STALE_PLAN"))
+    response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
+    assert [r["version"] for r in (await response.json())["deployments"]] == [1]
+
+
+async def test_a_migration_failing_half_way_leaves_everything_as_it_was(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    _, plan = await prepare(client, developer_project(tmp_path / "v1"), secret)
+    assert (await execute(client, secret, plan))[0] == 200
+    for title in ("a", "b"):
+        assert (await client.post("/api/collections/notes", json={"title": title})).status == 201
+    # Version 2: a file whose first step works and whose second fails on the stored rows.
+    migration = (
+        "version: 2\nname: tighten\noperations:\n"
+        "  - add_field: { collection: notes, field: extra, definition: { type: string, nullable: true } }\n"
+        "  - sql: { up: \"INSERT INTO notes (id, title) VALUES ((SELECT id FROM notes LIMIT 1), 'dup')\" }\n"
+    )
+    v2_schema = WITH_BODY.replace(
+        "      body:  { type: string, nullable: true }\n",
+        "      body:  { type: string, nullable: true }\n      extra: { type: string, nullable: true }\n",
+    )
+    dev = developer_project(tmp_path / "v2", v2_schema)
+    (dev / "migrations").mkdir()
+    (dev / "migrations" / "002_tighten.yaml").write_text(migration, encoding="utf-8")
+    status, plan2 = await prepare(client, dev, secret)
+    assert status == 200, plan2
+    assert plan2["schema"]["migrations"] == ["002_tighten.yaml"]
+    project = client.app[RUNTIME].settings.project_dir
+    schema_before = (project / "schema.yaml").read_bytes()
+    db_file = database_file(client)
+    checkpoint(db_file)
+    before = file_hash(db_file)
+
+    status, body = await execute(client, secret, plan2)
+
+    assert (status, body["code"]) == (409, "MIGRATION_ERROR"), body
+    assert body["error"].startswith("migrations/002_tighten.yaml:")
+    assert "nothing was changed" in body["error"]
+    checkpoint(db_file)
+    assert file_hash(db_file) == before
+    assert (project / "schema.yaml").read_bytes() == schema_before
+    assert not (project / "migrations" / "002_tighten.yaml").exists()
+    response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
+    assert [r["version"] for r in (await response.json())["deployments"]] == [1]
