@@ -417,3 +417,16 @@ def test_a_gzip_bomb_is_refused_without_inflating_it_into_memory() -> None:
         tracemalloc.stop()
     assert caught.value.message.startswith("the bundle is over 1.0 MiB unpacked (deploy.max_bundle_size)")
     assert peak < 4 * 1024 * 1024, f"peak {peak} bytes while reading a bomb"
+
+
+def test_the_alyxignore_example_of_docs_deploy_md_does_what_the_page_says(project: Path) -> None:
+    page = (Path(__file__).parents[3] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    example = page.split("**`.alyxignore`**", 1)[1].split("```\n", 2)[1]
+    (project / ".alyxignore").write_text(example)
+    (project / "functions" / "stats" / "sample.csv").write_text("a,b\n")
+    (project / "functions" / "sample.csv").write_text("a,b\n")
+    files = set(build_bundle(project).files)
+    assert "functions/fixtures/big.json" not in files
+    assert "functions/debug.log" not in files
+    assert "functions/stats/sample.csv" not in files
+    assert "functions/sample.csv" in files
