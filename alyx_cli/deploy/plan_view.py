@@ -36,7 +36,7 @@ def render_plan(plan: Mapping[str, object], target: str) -> Group:
         for change in changes:
             style = _WARN if change.get("destructive") else ""
             lines.append(
-                Text(f"  {'!' if change.get('destructive') else '~'} {change.get('text', '')}", style=style)
+                Text(f"  {'! ' if change.get('destructive') else ''}{change.get('text', '')}", style=style)
             )
     migrations = _list(schema.get("migrations"))
     if migrations:

@@ -226,7 +226,7 @@ def test_the_plan_shows_every_kind_of_change() -> None:
     assert shown(PLAN).splitlines() == [
         "Deploy plan for production (https://x) (version 4)",
         "Schema changes:",
-        "  ~ add field posts.slug (string, nullable)",
+        "  add field posts.slug (string, nullable)",
         "  ! drop field posts.old",
         "Migrations to run:",
         "  20260101120000_rename_slug.yaml",
