@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import tarfile
 import tracemalloc
 import zlib
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alyx_server.config import KEYS, KeyType
 from alyx_server.deploy import build_bundle, deployable_config, read_bundle
@@ -127,6 +130,42 @@ def test_the_same_project_gives_the_same_bytes_whatever_the_mtimes_and_file_orde
     second = build_bundle(other)
     assert second.data == first.data
     assert second.sha256 == first.sha256
+
+
+_NAMES = st.text(alphabet="abcXYZ_-.é0", min_size=1, max_size=12).filter(lambda n: n not in (".", ".."))
+
+
+@given(
+    tree=st.dictionaries(
+        st.lists(_NAMES, min_size=1, max_size=3).map(lambda parts: "functions/" + "/".join(parts)),
+        st.binary(max_size=64),
+        max_size=8,
+    ),
+    seed=st.randoms(use_true_random=False),
+)
+def test_any_tree_builds_the_same_bytes_in_any_write_order_and_reads_back(
+    tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], seed: random.Random
+) -> None:
+    names = sorted(tree)
+    # A name that is also another's folder cannot exist on disk; keep the first.
+    kept = [n for n in names if not any(o.startswith(n + "/") for o in names)]
+    kept = [n for n in kept if not n.rsplit("/", 1)[-1].startswith(".env")]
+    hashes = set()
+    for _ in range(2):
+        root = tmp_path_factory.mktemp("tree")
+        (root / "schema.yaml").write_text(SCHEMA)
+        order = list(kept)
+        seed.shuffle(order)
+        for name in order:
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(tree[name])
+            os.utime(path, (seed.randrange(2**31), seed.randrange(2**31)))
+        bundle = build_bundle(root)
+        hashes.add(bundle.sha256)
+        contents = read_bundle(bundle.data, expected_sha256=bundle.sha256)
+        assert dict(contents.files) == {"schema.yaml": SCHEMA.encode(), **{n: tree[n] for n in kept}}
+    assert len(hashes) == 1
 
 
 def test_a_content_change_changes_the_hash_and_that_files_sha_only(project: Path) -> None:
@@ -313,6 +352,12 @@ def test_a_well_formed_hand_built_bundle_is_read() -> None:
 )
 def test_hostile_members_are_refused_by_name(info: tarfile.TarInfo, data: bytes, message: str) -> None:
     assert message in refused(pack(GOOD, extra=((info, data),)))
+
+
+def test_a_pax_header_cannot_smuggle_a_path_past_the_checks() -> None:
+    smuggled = entry("functions/innocent.js", b"x", pax_headers={"path": "functions/../../etc/cron.d/x"})
+    message = refused(pack(GOOD, extra=((smuggled, b"x"),)))
+    assert "member 'functions/../../etc/cron.d/x' has an empty, '.' or '..' path component" in message
 
 
 def test_a_file_and_a_folder_of_the_same_name_are_refused() -> None:
