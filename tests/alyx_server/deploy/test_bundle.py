@@ -396,6 +396,7 @@ def test_config_keys_that_are_not_deployable_are_refused(key: str, message: str)
 
 def test_a_manifest_of_another_format_or_with_nested_config_values_is_refused() -> None:
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in GOOD.items()}
+    manifest: dict[str, object]
     for version in (2, True, "1", None):
         manifest = {"format": version, "files": hashes, "config": {}}
         assert "alyx.deploy.json is not a format 1 manifest" in refused(pack(GOOD, manifest=manifest))
