@@ -5,7 +5,7 @@
 (`.venv/`, `venv/`, any folder holding a `pyvenv.cfg`), `__pycache__/`, `.git/`, `.env*`
 files, and whatever `.alyxignore` lists. The project's `data/` folder is never read.
 `deployable_config` is the part of alyx.yaml that travels: registry keys marked deployable,
-as written (the server substitutes `${VAR}` from its own environment).
+each value as the text written (not `${VAR}`-substituted), for the server to convert.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 
 from alyx_server.config.registry import KEYS_BY_PATH, SECTIONS
 from alyx_server.errors import ValidationError
+from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 
 __all__ = ["deployable_config", "functions_folder", "project_files"]
 
@@ -153,37 +154,45 @@ def functions_folder(project: Path) -> Path:
 
 
 def _written_keys(project: Path) -> dict[str, object]:
-    """Every registry key alyx.yaml sets, nested or dotted, with its YAML value."""
+    """Every registry key alyx.yaml sets, nested or dotted, with its text as written.
+
+    Scalars travel as their text (YAML's own reading would turn `off` into false and
+    `1:30` into 90); an unquoted empty or `null` value travels as None (the default);
+    a list as a list of texts. The server reads them with the key's own converter."""
     path = project / "alyx.yaml"
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        root = compose_yaml(path.read_bytes())
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ValidationError(f"{path}: cannot read it ({e})", code=_INVALID) from e
+    except (OSError, YamlError, yaml.YAMLError) as e:
+        raise ValidationError(
+            f"{path}: cannot read it ({e}); alyx serve would refuse it too", code=_INVALID
+        ) from e
     found: dict[str, object] = {}
 
-    def walk(mapping: object, prefix: str) -> None:
-        if not isinstance(mapping, dict):
+    def walk(mapping: yaml.Node | None, prefix: str) -> None:
+        if not isinstance(mapping, yaml.MappingNode):
             return
-        for name, value in mapping.items():
-            dotted = f"{prefix}{name}"
+        for key_node, value_node in mapping.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            dotted = f"{prefix}{key_node.value}"
             if dotted in KEYS_BY_PATH:
-                found[dotted] = _plain(dotted, value)
+                found[dotted] = _as_written(dotted, value_node)
             elif dotted in SECTIONS:
-                walk(value, dotted + ".")
+                walk(value_node, dotted + ".")
 
-    walk(document, "")
+    walk(root, "")
     return found
 
 
-def _plain(path: str, value: object) -> object:
-    """A value JSON can carry as written: a scalar or a list of scalars."""
-    scalar = (str, int, float, bool, type(None))
-    if isinstance(value, scalar) or (
-        isinstance(value, list) and all(isinstance(item, scalar) for item in value)
-    ):
-        return value
+def _as_written(path: str, node: yaml.Node) -> object:
+    if isinstance(node, yaml.ScalarNode):
+        is_null = node.style is None and node.tag.endswith(":null")
+        return None if is_null else str(node.value)
+    if isinstance(node, yaml.SequenceNode) and all(isinstance(item, yaml.ScalarNode) for item in node.value):
+        return [str(item.value) for item in node.value]
+    line = node.start_mark.line + 1
     raise ValidationError(
-        f"alyx.yaml: {path}: expected a single value or a list, got {value!r}", code=_INVALID
+        f"alyx.yaml:{line}: {path}: expected a single value or a list of values", code=_INVALID
     )

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alyx_server.config import KEYS, KeyType
+from alyx_server.config import KEYS, KeyType, load_settings
 from alyx_server.deploy import build_bundle, deployable_config, read_bundle
 from alyx_server.errors import PayloadTooLarge, ValidationError
 
@@ -193,7 +193,7 @@ def test_only_deployable_config_travels_and_secrets_never_do(project: Path) -> N
     assert dict(bundle.config) == {
         "server.max_body_size": "2MiB",
         "auth.jwt.access_ttl": "5m",
-        "rules.eval_budget": 50000,
+        "rules.eval_budget": "50000",
         "logging.level": "debug",
     }
     assert deployable_config(project) == dict(bundle.config)
@@ -204,6 +204,42 @@ def test_only_deployable_config_travels_and_secrets_never_do(project: Path) -> N
 def test_config_values_travel_as_written_without_substitution(project: Path) -> None:
     (project / "alyx.yaml").write_text("logging:\n  level: ${LOG_LEVEL:-info}\n")
     assert deployable_config(project) == {"logging.level": "${LOG_LEVEL:-info}"}
+
+
+def test_config_values_mean_on_the_server_what_they_mean_in_the_project(tmp_path: Path) -> None:
+    """The server reads the bundle's values as overrides; the typed result must equal what
+    alyx.yaml itself gives, for the forms YAML reads surprisingly (off, 1:30, null)."""
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "schema.yaml").write_text(SCHEMA)
+    (project / "alyx.yaml").write_text(
+        "auth:\n"
+        "  rate_limit: {login: off, register: '10/minute', reset:}\n"
+        "  password.require_upper: yes\n"
+        "  jwt.access_ttl: 90\n"
+        "  bcrypt_cost: 0x0c\n"
+        "server.cors.allowed_origins: [https://app.example.com, 'https://b.example.com']\n"
+        "rules: {eval_budget: 1_000_000}\n"
+        "functions: {timeout: 1m30s}\n"
+        "realtime: {max_message_size: 128KiB}\n"
+    )
+    config = build_bundle(project).config
+    assert config["auth.rate_limit.login"] == "off"
+    assert config["auth.rate_limit.reset"] is None
+    from_file = load_settings(project, environ={})
+    empty = tmp_path / "server"
+    empty.mkdir()
+    on_server = load_settings(empty, environ={}, overrides=dict(config))
+    assert set(config) == {
+        "auth.rate_limit.login", "auth.rate_limit.register", "auth.rate_limit.reset",
+        "auth.password.require_upper", "auth.jwt.access_ttl", "auth.bcrypt_cost",
+        "server.cors.allowed_origins", "rules.eval_budget", "functions.timeout",
+        "realtime.max_message_size",
+    }  # fmt: skip
+    for key in config:
+        assert on_server.get(key) == from_file.get(key), key
+    assert on_server.auth.rate_limit.login is None
+    assert on_server.rules.eval_budget == 1_000_000
 
 
 def test_no_deployable_key_is_a_secret_a_path_or_an_smtp_setting() -> None:
