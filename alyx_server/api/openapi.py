@@ -23,6 +23,7 @@ from alyx_server.api.openapi_accounts import (
     json_body,
     ref,
 )
+from alyx_server.api.openapi_deploy import deploy_components, deploy_paths
 from alyx_server.config import PasswordPolicy
 from alyx_server.db.codec import INT64_MAX, INT64_MIN, MAX_CLIENT_ID
 from alyx_server.db.query import MAX_LIMIT, OPERATORS
@@ -33,7 +34,7 @@ from alyx_server.tools.timestamps import RFC3339_PATTERN
 
 __all__ = ["openapi_document"]
 
-# Every code an HTTP route answers with (SPEC §7, §8, §11).
+# Every code an HTTP route answers with (SPEC §7, §8, §11, and alyx deploy's).
 _ERROR_CODES = [
     "VALIDATION_ERROR", "INVALID_JSON", "INVALID_QUERY", "UNAUTHORIZED", "INVALID_TOKEN",
     "TOKEN_EXPIRED", "TOKEN_REUSED", "SESSION_REVOKED", "INVALID_CREDENTIALS", "FORBIDDEN",
@@ -42,6 +43,7 @@ _ERROR_CODES = [
     "UNIQUE_VIOLATION", "FOREIGN_KEY_VIOLATION", "USER_EXISTS", "LAST_ADMIN", "PAYLOAD_TOO_LARGE",
     "PASSWORD_TOO_SHORT", "PASSWORD_TOO_WEAK", "PASSWORD_TOO_LONG", "RATE_LIMITED",
     "INTERNAL_ERROR", "INVOCATION_ERROR", "UNAVAILABLE", "FUNCTIONS_BUSY", "FUNCTION_TIMEOUT",
+    "INVALID_BUNDLE", "STALE_PLAN", "DEPLOY_IN_PROGRESS", "MIGRATION_ERROR", "SCHEMA_ERROR", "RULE_ERROR",
 ]  # fmt: skip
 
 
@@ -395,6 +397,8 @@ def openapi_document(
     paths.update(_system_paths())
     paths.update(account_paths(password))
     components.update(account_components())
+    paths.update(deploy_paths())
+    components.update(deploy_components())
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Alyx API", "version": __version__},

@@ -30,7 +30,7 @@ from alyx_server.config import Settings
 from alyx_server.config.loader import load_settings
 from alyx_server.config.registry import KEYS_BY_PATH
 from alyx_server.config.settings import changed_keys
-from alyx_server.errors import MigrationError
+from alyx_server.errors import ConfigError, MigrationError, ValidationError
 from alyx_server.migrations import plan_migrations, read_history
 from alyx_server.migrations.history import latest_snapshot
 from alyx_server.schema.diff import diff_schemas
@@ -192,9 +192,14 @@ def _config_changes(
     """The deployable keys the bundle changes, and every value it sets (typed)."""
     if not config:
         return [], {}
-    new = load_settings(
-        settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
-    )
+    try:
+        new = load_settings(
+            settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
+        )
+    except ConfigError as e:
+        raise ValidationError(
+            f"invalid bundle: its alyx.yaml keys: {e.message}", code="INVALID_BUNDLE"
+        ) from e
     changed = [path for path in changed_keys(settings, new) if path in config]
     out = [
         {

@@ -44,7 +44,12 @@ async def token(client: Client, clock: ManualClock, kind: str = "deploy", **extr
 
     def make(conn: sqlite3.Connection) -> str:
         secret, _ = create_token(
-            conn, name=name, kind=kind, permissions=permissions, expires_at=expires_at, now=now  # type: ignore[arg-type]
+            conn,
+            name=name,
+            kind=kind,
+            permissions=permissions,
+            expires_at=expires_at,
+            now=now,  # type: ignore[arg-type]
         )
         return secret
 
@@ -72,14 +77,11 @@ def database_file(client: Client) -> Path:
 
 
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def checkpoint(path: Path) -> None:
-    """Move the WAL into the database file, so its hash holds every committed change."""
+    """The sha256 of the database file's bytes as SQLite reads them: the file with the
+    committed part of its WAL, so no checkpoint is needed to compare two moments."""
     conn = sqlite3.connect(path)
     try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return hashlib.sha256(conn.serialize()).hexdigest()
     finally:
         conn.close()
 
@@ -101,7 +103,6 @@ async def test_prepare_answers_the_plan_and_changes_nothing(
     (dev / "functions").mkdir()
     (dev / "functions" / "hello.py").write_text("def handler(request):\n    return {'ok': True}\n")
     db_file = database_file(client)
-    checkpoint(db_file)
     before = file_hash(db_file)
     server_schema = (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes()
 
@@ -123,7 +124,6 @@ async def test_prepare_answers_the_plan_and_changes_nothing(
     assert plan["functions"] == {"added": ["hello"], "changed": [], "removed": []}
     assert (plan["destructive"], plan["empty"], plan["warnings"]) == (False, False, [])
     # A dry run: the database file and the project's files are as they were.
-    checkpoint(db_file)
     assert file_hash(db_file) == before
     assert (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes() == server_schema
     assert "body" not in columns(db_file, "notes")
@@ -139,7 +139,8 @@ async def test_execute_applies_the_schema_and_records_the_version(
     dev = developer_project(tmp_path / "dev")
     _, plan = await prepare(client, dev, secret)
 
-    status, body = await execute(client, secret, plan, message="add a body", git_commit="abc123", git_dirty=False)
+    details = {"message": "add a body", "git_commit": "abc123", "git_dirty": False}
+    status, body = await execute(client, secret, plan, **details)
 
     assert status == 200, body
     assert (body["version"], body["outcome"]) == (1, "applied")
@@ -243,7 +244,6 @@ async def test_a_change_between_prepare_and_execute_makes_the_plan_stale(
     functions.mkdir(parents=True, exist_ok=True)
     (functions / "notes.txt").write_text("changed by hand\n", encoding="utf-8")
     db_file = database_file(client)
-    checkpoint(db_file)
     before = file_hash(db_file)
     status, body = await execute(client, secret, plan)
     assert (status, body["code"]) == (409, "STALE_PLAN")
@@ -251,7 +251,6 @@ async def test_a_change_between_prepare_and_execute_makes_the_plan_stale(
         "the server's schema, migrations, functions or configuration changed since this plan "
         "was made; run alyx deploy again to see the new plan"
     )
-    checkpoint(db_file)
     assert file_hash(db_file) == before
     assert "body" not in columns(db_file, "notes")
 
@@ -300,7 +299,6 @@ async def test_a_migration_failing_half_way_leaves_everything_as_it_was(
     project = client.app[RUNTIME].settings.project_dir
     schema_before = (project / "schema.yaml").read_bytes()
     db_file = database_file(client)
-    checkpoint(db_file)
     before = file_hash(db_file)
 
     status, body = await execute(client, secret, plan2)
@@ -308,7 +306,6 @@ async def test_a_migration_failing_half_way_leaves_everything_as_it_was(
     assert (status, body["code"]) == (409, "MIGRATION_ERROR"), body
     assert body["error"].startswith("migrations/002_tighten.yaml:")
     assert "nothing was changed" in body["error"]
-    checkpoint(db_file)
     assert file_hash(db_file) == before
     assert (project / "schema.yaml").read_bytes() == schema_before
     assert not (project / "migrations" / "002_tighten.yaml").exists()
