@@ -48,7 +48,7 @@ from alyx_server.functions.manifest import parse_manifest
 from alyx_server.migrations.files import parse_migration
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
-from tests.servers import cli_environment, free_port, port_is_free
+from tests.servers import AlyxProcess, cli_environment, free_port, port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -315,7 +315,39 @@ def run_admin(example: Example, tmp_path: Path) -> None:
     assert re.search(r"token 'ci' \(\S+\) revoked", out), out
 
 
+def run_first_server(example: Example, tmp_path: Path) -> None:
+    out = sh(example.text, tmp_path).stdout
+    url, token = (tmp_path / "ci.env").read_text().splitlines()
+    assert url == "ALYX_DEPLOY_URL=https://api.example.com"
+    assert token.startswith("ALYX_DEPLOY_TOKEN=alyx_deploy_"), token
+    assert out == f"{url}\n{token}\n"
+    assert (tmp_path / "alyx-server" / "data" / ".jwt_secret").is_file()
+
+
+def run_deploy(example: Example, tmp_path: Path) -> None:
+    """The first server made by the page's block before, served, then the project deployed."""
+    port = free_port()
+    first = one("deploy.md", "sh", "alyx init --server alyx-server")
+    sh(first.text.replace(" --url ", f" --port {port} --url "), tmp_path)
+    sh("alyx init myapp -t blog", tmp_path)
+    server = tmp_path / "alyx-server"
+    with AlyxProcess(server, "serve", port=port, log=tmp_path / "serve.log"):
+        out = sh(example.text.replace("8090", str(port)), tmp_path).stdout
+    assert "Deploy plan for http://127.0.0.1:" in out and "+ publish (added)" in out, out
+    assert "dry run: nothing was changed" in out
+    assert re.search(r"deployed version 1 to http://127\.0\.0\.1:\d+ in \d+ ms", out), out
+    assert re.search(r"^v1  applied  .*  by ci-deploy  first deploy$", out, flags=re.MULTILINE), out
+    assert re.search(r"version 1, idle$", out, flags=re.MULTILINE), out
+    assert (server / "functions" / "publish.mjs").read_bytes() == (
+        tmp_path / "myapp" / "functions" / "publish.mjs"
+    ).read_bytes()
+    with sqlite3.connect(server / "data" / "alyx.db") as conn:
+        assert conn.execute("SELECT count(*) FROM posts").fetchone() == (0,)
+
+
 SHELL_RUNNERS: dict[tuple[str, str], Callable[[Example, Path], None]] = {
+    ("deploy.md", "alyx init --server"): run_first_server,
+    ("deploy.md", "cd myapp"): run_deploy,
     ("cli.md", "alyx init myapp -t blog"): run_init,
     ("cli.md", "alyx migrate status"): run_migrate,
     ("cli.md", "alyx db seed seed.json"): run_db,
@@ -350,7 +382,7 @@ def test_every_example_is_checked_or_says_why_not() -> None:
     assert all(reason and reason.strip() for _, reason in reasons), reasons
     listing = "\n".join(f"  {name}: {reason}" for name, reason in reasons)
     print(f"\n{len(reasons)} docs examples not run as written:\n{listing}")
-    assert len(reasons) == 8, f"the not-run blocks changed; review them:\n{listing}"
+    assert len(reasons) == 13, f"the not-run blocks changed; review them:\n{listing}"
 
 
 def test_not_run_comments_stand_right_before_a_block() -> None:

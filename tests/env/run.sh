@@ -31,6 +31,8 @@ APT_PACKAGES=(
   debootstrap
   # docs/getting-started.md followed in a real browser (Playwright drives this chromium).
   chromium
+  # docs/deploy.md's reverse proxy, run with `tls internal` (tests/test_deploy_guide.py).
+  caddy
 )
 # Debian's npm, unless a Node.js distribution that bundles npm is installed already.
 if ! command -v npm >/dev/null 2>&1; then
