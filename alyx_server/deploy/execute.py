@@ -35,7 +35,7 @@ from typing import Any
 from alyx_server.config import Settings
 from alyx_server.config.loader import load_settings
 from alyx_server.config.settings import build_settings
-from alyx_server.deploy.bundle import read_bundle
+from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, read_bundle
 from alyx_server.deploy.plan import SKIPPED_FOLDERS, BundleLike, DeployPlan, live_fingerprint
 from alyx_server.deploy.store import (
     DeployInProgress,
@@ -261,7 +261,9 @@ def recover_interrupted(
             return None
         folder = deployments_folder(settings)
         data = read_bundle_file(folder, row.bundle_sha256)
-        contents = read_bundle(data, max_size=max(len(data), 1), expected_sha256=row.bundle_sha256)
+        limit = settings.values.get("deploy.max_bundle_size")
+        max_size = limit if isinstance(limit, int) else MAX_BUNDLE_SIZE_DEFAULT
+        contents = read_bundle(data, max_size=max_size, expected_sha256=row.bundle_sha256)
         staged = stage(contents, folder)
         swap_files(staged, settings, row.config)
         shutil.rmtree(staged, ignore_errors=True)
