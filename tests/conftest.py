@@ -56,6 +56,9 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/test_schema_rules_refused.py": ("slow",),
     "alyx_cli/dev/test_dev_loop.py": ("slow",),
     "alyx_server/db/test_crash.py": ("slow",),
+    "alyx_cli/test_init_server.py": ("slow",),
+    # docs/deploy.md: alyx serve, alyx dev and Debian's caddy as processes.
+    "test_deploy_guide.py": ("slow",),
     "test_readme.py": ("slow",),
     "test_docs_examples.py::test_shell_examples_run": ("slow",),
     "test_docs_examples.py::test_the_readme_tour_runs_as_written": ("slow",),
