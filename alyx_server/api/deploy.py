@@ -4,6 +4,8 @@
                                      X-Bundle-SHA256, optional ?message=; answers the plan
     POST /api/admin/deploy/execute   {plan_id, bundle_sha256, message?, git_commit?,
                                      git_dirty?}; answers {version, outcome, duration_ms, plan}
+    POST /api/admin/deploy/rollback  {version?, message?}: back to `version` (default: the
+                                     one before the version in force), as a new version
     GET  /api/admin/deploy/history   {deployments: [...]}, newest first
     GET  /api/admin/deploy/status    {version, running, bundle_sha256}
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import time
@@ -52,18 +55,21 @@ from alyx_server.deploy.execute import (
     swap_files,
     with_config,
 )
-from alyx_server.deploy.plan import DeployPlan, compute_plan
+from alyx_server.deploy.plan import DeployPlan, compute_plan, function_changes, functions_tree
+from alyx_server.deploy.rollback import choose_target, rollback_commit
 from alyx_server.deploy.store import (
     DeployInProgress,
     current_row,
     next_version,
     prune_bundles,
+    read_bundle_file,
     read_rows,
     swapping_row,
     write_bundle_file,
 )
 from alyx_server.errors import FieldIssue, ValidationError
 from alyx_server.rules.load import compile_schema_rules
+from alyx_server.schema.loader import parse_schema
 
 __all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context"]
 
@@ -242,6 +248,93 @@ async def _hot_swap(app: web.Application, plan: DeployPlan, contents: BundleCont
         await reload_settings(app, new)
 
 
+# -- rollback ----------------------------------------------------------------------------------
+_ROLLBACK_FIELDS = frozenset({"version", "restore_backup", "message"})
+
+
+def _rollback_body(body: Any) -> tuple[int | None, str]:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ValidationError('the body must be a JSON object, e.g. {"version": 3}')
+    unknown = sorted(set(body) - _ROLLBACK_FIELDS)
+    if unknown:
+        message = f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(_ROLLBACK_FIELDS))}"
+        raise ValidationError(message, [FieldIssue(k, "unknown", message) for k in unknown])
+    version = body.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        message = "version must be a deployed version number (alyx deploy history lists them)"
+        raise ValidationError(message, [FieldIssue("version", "invalid_type", message)])
+    if body.get("restore_backup"):
+        message = (
+            "restore_backup is not available: deploys take no database backup of their own yet; "
+            "restore one with alyx db restore"
+        )
+        raise ValidationError(message, [FieldIssue("restore_backup", "unsupported", message)])
+    text = body.get("message")
+    if text is not None and not isinstance(text, str):
+        message = "message must be a string"
+        raise ValidationError(message, [FieldIssue("message", "invalid_type", message)])
+    return version, text or ""
+
+
+async def rollback(request: web.Request) -> web.StreamResponse:
+    auth = require_admin(caller(request), "deploy")
+    raw = await request.read()
+    version, message = _rollback_body(await read_json(request) if raw.strip() else None)
+    app = request.app
+    deployer = app[DEPLOYER]
+    if deployer.lock.locked():
+        raise DeployInProgress(
+            "another deploy is executing on this server; wait for it to finish "
+            "(alyx deploy status shows it), then run this one again"
+        )
+    async with deployer.lock:
+        rt = app[RUNTIME]
+        settings = rt.settings
+        db = rt.ready_db()
+        started = time.monotonic()
+        current, target = await db.read(lambda conn: choose_target(conn, version))
+        folder = deployments_folder(settings)
+        data = await asyncio.to_thread(read_bundle_file, folder, target.bundle_sha256)
+        max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+        contents = await asyncio.to_thread(read_bundle, data, max_size=max_size)
+        schema = parse_schema(contents.files["schema.yaml"].decode("utf-8", errors="replace"))
+        staged = await asyncio.to_thread(stage, contents, folder)
+        live = await asyncio.to_thread(functions_tree, settings.functions.path)
+        bundled = {
+            p: hashlib.sha256(d).hexdigest() for p, d in contents.files.items() if p.startswith("functions/")
+        }
+        functions = function_changes(live, bundled)
+        details = {"token_name": _who(auth), "message": message}
+        new_version, undone = await db.run_exclusive(
+            lambda conn: rollback_commit(
+                conn, target, current.version, contents, details=details, clock=rt.clock
+            )
+        )
+        await asyncio.to_thread(swap_files, staged, settings, contents.config)
+        await reload_schema(app, schema)
+        names = [*functions["added"], *functions["changed"], *functions["removed"]]
+        if names:
+            await reload_functions(app, names)
+        new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
+        await reload_settings(app, new)
+        duration_ms = round((time.monotonic() - started) * 1000)
+        await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
+        await asyncio.to_thread(shutil.rmtree, staged, True)
+    log.info("rolled back to version %d as version %d", target.version, new_version)
+    return json_response(
+        {
+            "version": new_version,
+            "outcome": "applied",
+            "rollback_of": target.version,
+            "migrations_undone": undone,
+            "functions": functions,
+            "duration_ms": duration_ms,
+        }
+    )
+
+
 # -- history and status ------------------------------------------------------------------------
 async def history(request: web.Request) -> web.StreamResponse:
     require_admin(caller(request), "deploy")
@@ -275,5 +368,6 @@ def add_routes(app: web.Application) -> None:
     app[DEPLOYER] = Deployer()
     app.router.add_post("/api/admin/deploy/prepare", prepare)
     app.router.add_post("/api/admin/deploy/execute", execute)
+    app.router.add_post("/api/admin/deploy/rollback", rollback)
     app.router.add_get("/api/admin/deploy/history", history)
     app.router.add_get("/api/admin/deploy/status", status)

@@ -80,6 +80,22 @@ def deploy_components() -> dict[str, Any]:
             "duration_ms": {"type": "integer", "minimum": 0},
             "plan": ref("DeployPlan"),
         }),
+        "DeployRollback": _object(
+            {
+                "version": {"type": "integer", "minimum": 1},
+                "message": {"type": "string"},
+                "restore_backup": {"const": False},
+            },
+            [],
+        ),
+        "DeployRolledBack": _object({
+            "version": {"type": "integer"},
+            "outcome": {"const": "applied"},
+            "rollback_of": {"type": "integer"},
+            "migrations_undone": _NAMES,
+            "functions": _object({"added": _NAMES, "changed": _NAMES, "removed": _NAMES}),
+            "duration_ms": {"type": "integer", "minimum": 0},
+        }),
         "DeployHistory": _object({"deployments": {"type": "array", "items": row}}),
         "DeployStatus": _object({
             "version": {"type": ["integer", "null"]},
@@ -118,6 +134,13 @@ def deploy_paths() -> dict[str, Any]:
             "description": "Apply a prepared plan, all or nothing (STALE_PLAN, DEPLOY_IN_PROGRESS)",
             "requestBody": {"required": True, **json_body(ref("DeployExecute"))},
             "responses": {**_ok("Deployed", "DeployExecuted"), **errors(400, 409, 503)},
+        }},
+        "/api/admin/deploy/rollback": {"post": {
+            "operationId": "deploy_rollback", "tags": tag, "security": BEARER,
+            "description": "Back to an earlier version (default: the one before), as a new version; "
+                           "IRREVERSIBLE when a step since cannot be undone without losing data",
+            "requestBody": {"required": False, **json_body(ref("DeployRollback"))},
+            "responses": {**_ok("Rolled back", "DeployRolledBack"), **errors(400, 404, 409, 503)},
         }},
         "/api/admin/deploy/history": {"get": {
             "operationId": "deploy_history", "tags": tag, "security": BEARER,

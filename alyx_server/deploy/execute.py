@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -221,15 +221,17 @@ def read_deployed_config(settings: Settings) -> dict[str, object]:
     return dict(data) if isinstance(data, dict) else {}
 
 
-def with_config(settings: Settings, config: Mapping[str, object]) -> Settings:
-    """`settings` with the deployable keys of `config` (values as written) laid over."""
-    if not config:
+def with_config(settings: Settings, config: Mapping[str, object], reset: Iterable[str] = ()) -> Settings:
+    """`settings` with the deployable keys of `config` (values as written) laid over; the
+    keys in `reset` (set by the version being replaced) go back to alyx.yaml's values."""
+    keys = {*config, *reset}
+    if not keys:
         return settings
     typed = load_settings(
         settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
     )
     values = dict(settings.values)
-    for path in config:
+    for path in keys:
         values[path] = typed.values[path]
     return build_settings(
         values, project_dir=settings.project_dir, mode=settings.mode, config_file=settings.config_file

@@ -42,6 +42,7 @@ __all__ = [
     "BundleLike",
     "DeployPlan",
     "compute_plan",
+    "function_changes",
     "function_name",
     "functions_tree",
     "live_fingerprint",
@@ -137,7 +138,7 @@ def function_name(path: str) -> str:
     return first if folder else first.split(".", 1)[0]
 
 
-def _function_changes(live: Mapping[str, str], bundled: Mapping[str, str]) -> dict[str, list[str]]:
+def function_changes(live: Mapping[str, str], bundled: Mapping[str, str]) -> dict[str, list[str]]:
     def grouped(tree: Mapping[str, str]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
         for path, digest in tree.items():
@@ -249,7 +250,7 @@ def compute_plan(
             destructive = True
             warnings.append(f"destructive: {planned.migration.stem} {change.summary} ({change.reason})")
     bundled_functions = {p: _sha256(data) for p, data in bundle.files.items() if p.startswith("functions/")}
-    functions = _function_changes(functions_tree(settings.functions.path), bundled_functions)
+    functions = function_changes(functions_tree(settings.functions.path), bundled_functions)
     config, live_config = _config_changes(settings, bundle.config)
     restart = [c["key"] for c in config if c["restart"]]
     if restart:

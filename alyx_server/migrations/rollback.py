@@ -10,6 +10,7 @@ what that step added, data included. Rows are deleted with the change they undo.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from alyx_server.errors import MigrationError
@@ -26,7 +27,7 @@ from alyx_server.migrations.syntax import from_yaml
 from alyx_server.migrations.transactions import write_transaction
 from alyx_server.schema.model import Schema
 
-__all__ = ["rollback_migrations"]
+__all__ = ["rollback_atomically", "rollback_migrations"]
 
 
 def _undo(conn: sqlite3.Connection, row: HistoryRow, previous: Schema) -> None:
@@ -77,4 +78,35 @@ def rollback_migrations(
                 raise MigrationError(message) from e
             delete_row(conn, row.id)
         done.append(row.label)
+    return done
+
+
+def rollback_atomically(
+    conn: sqlite3.Connection, head: int, *, before_commit: Callable[[sqlite3.Connection], None]
+) -> list[str]:
+    """Undo every history row above id `head`, newest first, in ONE transaction that
+    `before_commit(conn)` joins last (`alyx deploy rollback`); all or nothing.
+
+    Refuses (MigrationError naming the row) a row without a down side before any change.
+    """
+    history = read_history(conn)
+    targets = [row for row in reversed(history) if row.id > head]
+    for row in targets:
+        problem = _irreversible(row)
+        if problem:
+            raise MigrationError(problem)
+    done: list[str] = []
+    with write_transaction(conn):
+        if history:
+            expect_head(conn, history[-1].id)
+        for row in targets:
+            position = history.index(row)
+            previous = history[position - 1].snapshot if position else Schema()
+            try:
+                _undo(conn, row, previous)
+            except (MigrationError, OperationRefused, sqlite3.Error) as e:
+                raise MigrationError(f"rolling back {row.label} failed: {e}; nothing was changed") from e
+            delete_row(conn, row.id)
+            done.append(row.label)
+        before_commit(conn)
     return done

@@ -311,3 +311,124 @@ async def test_a_migration_failing_half_way_leaves_everything_as_it_was(
     assert not (project / "migrations" / "002_tighten.yaml").exists()
     response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
     assert [r["version"] for r in (await response.json())["deployments"]] == [1]
+
+
+async def rollback(client: Client, secret: str, **body: Any) -> tuple[int, Any]:
+    response = await client.post("/api/admin/deploy/rollback", json=body, headers=bearer(secret))
+    return response.status, await response.json()
+
+
+async def deploy(client: Client, secret: str, project: Path) -> dict[str, Any]:
+    status, plan = await prepare(client, project, secret)
+    assert status == 200, plan
+    status, body = await execute(client, secret, plan)
+    assert status == 200, body
+    return dict(body)
+
+
+CONFIG = """\
+auth:
+  allow_registration: false
+realtime:
+  send_queue: 500
+"""
+
+
+async def test_config_keys_travel_and_rollback_restores_the_previous_version(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    project = client.app[RUNTIME].settings.project_dir
+    v1 = developer_project(tmp_path / "v1")
+    (v1 / "functions").mkdir()
+    (v1 / "functions" / "notes.txt").write_text("v1\n", encoding="utf-8")
+    await deploy(client, secret, v1)
+    # Version 2: a new field, a changed and an added file, two deployable keys.
+    v2_schema = WITH_BODY.replace(
+        "      body:  { type: string, nullable: true }\n",
+        "      body:  { type: string, nullable: true }\n      extra: { type: string, nullable: true }\n",
+    )
+    v2 = developer_project(tmp_path / "v2", v2_schema)
+    (v2 / "functions").mkdir()
+    (v2 / "functions" / "notes.txt").write_text("v2\n", encoding="utf-8")
+    (v2 / "functions" / "more.txt").write_text("new\n", encoding="utf-8")
+    (v2 / "alyx.yaml").write_text(CONFIG, encoding="utf-8")
+    status, plan = await prepare(client, v2, secret)
+    assert status == 200, plan
+    assert plan["functions"] == {"added": ["more"], "changed": ["notes"], "removed": []}
+    assert plan["config"]["changed"] == [
+        {"key": "auth.allow_registration", "from": True, "to": False, "restart": False},
+        {"key": "realtime.send_queue", "from": 1000, "to": 500, "restart": True},
+    ]
+    assert plan["needs_restart"] is True
+    assert plan["warnings"] == ["needs a restart to take effect: realtime.send_queue"]
+    assert (await execute(client, secret, plan))[0] == 200
+    response = await client.post("/api/auth/register", json={"email": "a@example.com", "password": "x" * 12})
+    assert (response.status, (await response.json())["code"]) == (403, "REGISTRATION_CLOSED")
+    assert "extra" in columns(database_file(client), "notes")
+
+    status, body = await rollback(client, secret)
+
+    assert status == 200, body
+    assert (body["version"], body["rollback_of"], body["outcome"]) == (3, 1, "applied")
+    assert body["functions"] == {"added": [], "changed": ["notes"], "removed": ["more"]}
+    assert (project / "schema.yaml").read_text(encoding="utf-8") == WITH_BODY
+    assert (project / "functions" / "notes.txt").read_text(encoding="utf-8") == "v1\n"
+    assert not (project / "functions" / "more.txt").exists()
+    assert "extra" not in columns(database_file(client), "notes")
+    response = await client.post("/api/auth/register", json={"email": "a@example.com", "password": "x" * 12})
+    assert response.status == 201
+    response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
+    rows = (await response.json())["deployments"]
+    assert [(r["version"], r["outcome"], r["rollback_of"]) for r in rows] == [
+        (3, "applied", 1), (2, "rolled_back", None), (1, "applied", None),
+    ]  # fmt: skip
+    status, body = await rollback(client, secret, version=3)
+    assert (status, body["error"]) == (400, "version 3 is not older than the version in force (3)")
+
+
+async def test_rollback_refuses_to_undo_a_dropped_field(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    await deploy(client, secret, developer_project(tmp_path / "v1"))
+    assert (await client.post("/api/collections/notes", json={"title": "t", "body": "kept?"})).status == 201
+    v2 = developer_project(tmp_path / "v2", NOTES)
+    (v2 / "migrations").mkdir()
+    (v2 / "migrations" / "002_drop_body.yaml").write_text(
+        "version: 2\nname: drop_body\noperations:\n  - drop_field: { collection: notes, field: body }\n",
+        encoding="utf-8",
+    )
+    status, plan = await prepare(client, v2, secret)
+    assert status == 200, plan
+    assert plan["destructive"] is True
+    assert plan["warnings"] == [plan["warnings"][0]] and plan["warnings"][0].startswith(
+        "destructive: 002_drop_body"
+    )
+    assert (await execute(client, secret, plan))[0] == 200
+    db_file = database_file(client)
+    before = file_hash(db_file)
+    schema_before = (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes()
+
+    status, body = await rollback(client, secret, version=1)
+
+    assert (status, body["code"]) == (409, "IRREVERSIBLE")
+    assert body["error"].startswith("cannot go back to version 1: 002_drop_body did ")
+    assert body["error"].endswith("restore a database backup taken before it instead (alyx db restore)")
+    assert file_hash(db_file) == before
+    assert (client.app[RUNTIME].settings.project_dir / "schema.yaml").read_bytes() == schema_before
+    status, body = await rollback(client, secret, version=1, restore_backup=True)
+    assert (status, body["code"]) == (400, "VALIDATION_ERROR")
+    assert body["error"].startswith("restore_backup is not available")
+
+
+async def test_rollback_with_nothing_deployed_is_refused(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    status, body = await rollback(client, secret)
+    assert (status, body["code"]) == (404, "NOT_FOUND")
+    assert body["error"] == "nothing was deployed to this server yet: there is no version to go back to"

@@ -95,12 +95,13 @@ include-operation-id = ["realtime", "admin_events"]
 enabled = false
 
 # alyx deploy's prepare takes a bundle (a gzip'd tar whose manifest must hold the sha256 of
-# every member, sent with its own hash in a header) and execute a plan_id only prepare
-# hands out: no JSON Schema describes either, so every generated call is refused (400,
-# 409) by design. tests/alyx_server/api/test_deploy_routes.py sends real bundles and the
-# refusals; history and status are fuzzed here like any route.
+# every member, sent with its own hash in a header), execute a plan_id only prepare hands
+# out, and rollback a version only an executed deploy creates: no JSON Schema describes
+# them, so every generated call is refused (400, 404, 409) by design.
+# tests/alyx_server/api/test_deploy_routes.py sends real bundles, plans and versions and
+# the refusals; history and status are fuzzed here like any route.
 [[operations]]
-include-operation-id = ["deploy_prepare", "deploy_execute"]
+include-operation-id = ["deploy_prepare", "deploy_execute", "deploy_rollback"]
 enabled = false
 
 # bcrypt reads 72 bytes of a password, so the server counts UTF-8 bytes; JSON Schema can
