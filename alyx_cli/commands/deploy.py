@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +52,21 @@ def _server_options(command: F) -> F:
 
 
 def _target(project_dir: Path, url: str | None, token: str | None, target: str | None) -> DeployTarget:
+    """The server of a subcommand; options given before its name (`alyx deploy --url U
+    history`) count as if given after it."""
+    given = click.get_current_context().find_object(_GroupOptions)
+    if given is not None:
+        url, token, target = url or given.url, token or given.token, target or given.target
+        project_dir = given.project_dir if project_dir == Path(".") else project_dir
     return resolve_target(project_dir.resolve(), url=url, token=token, target=target, environ=os.environ)
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupOptions:
+    url: str | None
+    token: str | None
+    target: str | None
+    project_dir: Path
 
 
 def _shown(target: DeployTarget) -> str:
@@ -85,6 +100,12 @@ def command(
       ALYX_DEPLOY_URL=https://api.example.com ALYX_DEPLOY_TOKEN=... alyx deploy --yes
     """
     if ctx.invoked_subcommand is not None:
+        for flag, given in (("--dry-run", dry_run), ("--yes", yes), ("--message", message is not None)):
+            if given:
+                raise CommandError(
+                    f"{flag} is an option of alyx deploy itself, not of {ctx.invoked_subcommand}"
+                )
+        ctx.obj = _GroupOptions(url, token, target, project_dir)
         return
     if not (yes or dry_run or _interactive()):
         raise CommandError(
@@ -115,8 +136,12 @@ def command(
     if not yes and not click.confirm(f"Deploy this to {_shown(server)}?", default=False, err=True):
         raise CommandError("deploy cancelled; nothing was changed")
     payload: dict[str, object] = {"plan_id": plan.get("plan_id"), "bundle_sha256": bundle.sha256}
-    given = {"message": message, "git_commit": commit, "git_dirty": dirty if commit else None}
-    payload |= {name: value for name, value in given.items() if value is not None}
+    fields: dict[str, object] = {
+        "message": message,
+        "git_commit": commit,
+        "git_dirty": dirty if commit else None,
+    }
+    payload |= {name: value for name, value in fields.items() if value is not None}
     with console(stderr=True).status("applying the plan on the server"):
         done = client.execute(payload)
     console().print(

@@ -76,6 +76,14 @@ def test_url_and_token_from_flags_or_the_environment(project: Path, closed_url: 
     )
 
 
+def test_server_options_before_a_subcommand_count(project: Path, closed_url: str) -> None:
+    args = ["deploy", "--url", closed_url, "--token", "t", "-C", str(project), "status"]
+    result = CliRunner().invoke(cli, args, env={"ALYX_DEPLOY_URL": None, "ALYX_DEPLOY_TOKEN": None})
+    assert f"cannot reach {closed_url}" in error_line(result)
+    result = CliRunner().invoke(cli, ["deploy", "--yes", "history", "-C", str(project)])
+    assert error_line(result) == "--yes is an option of alyx deploy itself, not of history"
+
+
 def test_a_token_in_alyx_yaml_is_refused(project: Path, closed_url: str) -> None:
     (project / "alyx.yaml").write_text(
         f"deploy:\n  targets:\n    production:\n      url: {closed_url}\n      token: abc\n"
