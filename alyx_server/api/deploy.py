@@ -40,7 +40,7 @@ from aiohttp import web
 from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
-from alyx_server.api.pipeline import json_response
+from alyx_server.api.pipeline import HTTP_POLICY, json_response
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.auth import AuthContext
 from alyx_server.auth.admin_users import require_admin
@@ -67,7 +67,7 @@ from alyx_server.deploy.store import (
     swapping_row,
     write_bundle_file,
 )
-from alyx_server.errors import FieldIssue, ValidationError
+from alyx_server.errors import FieldIssue, PayloadTooLarge, ValidationError
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 
@@ -78,6 +78,7 @@ log = logging.getLogger("alyx.deploy")
 PLAN_TTL = 3600.0
 MAX_PLANS = 16
 _SHA = "X-Bundle-SHA256"
+PREPARE_PATH = "/api/admin/deploy/prepare"
 
 
 @dataclass
@@ -133,7 +134,7 @@ async def prepare(request: web.Request) -> web.StreamResponse:
             f"send the bundle's sha256 in the {_SHA} header (alyx deploy does)", code="INVALID_BUNDLE"
         )
     max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
-    data = await request.read()
+    data = await _read_bundle_body(request, max_size)
     contents = await asyncio.to_thread(read_bundle, data, max_size=max_size, expected_sha256=announced)
     rt = request.app[RUNTIME]
     settings = rt.settings
@@ -148,6 +149,27 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     plan_id = deployer.keep(_Prepared(plan, contents, message, time.monotonic()))
     await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
     return json_response({"plan_id": plan_id, **plan.to_dict()})
+
+
+async def _read_bundle_body(request: web.Request, limit: int) -> bytes:
+    """The upload, up to deploy.max_bundle_size (not server.max_body_size: a bundle may be
+    bigger than any API body), refused as soon as it passes the limit."""
+
+    def too_big(size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the bundle is over deploy.max_bundle_size ({limit} bytes; {size} bytes sent): leave "
+            "large files out with .alyxignore, or raise deploy.max_bundle_size on the server"
+        )
+
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_big(length)
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise too_big(len(data))
+    return bytes(data)
 
 
 async def _prune(request: web.Request, exclude: set[str]) -> None:
@@ -366,7 +388,10 @@ async def deploy_context(app: web.Application) -> AsyncIterator[None]:
 
 def add_routes(app: web.Application) -> None:
     app[DEPLOYER] = Deployer()
-    app.router.add_post("/api/admin/deploy/prepare", prepare)
+    policy = app.get(HTTP_POLICY)
+    if policy is not None:
+        policy.own_limits.add(PREPARE_PATH)
+    app.router.add_post(PREPARE_PATH, prepare)
     app.router.add_post("/api/admin/deploy/execute", execute)
     app.router.add_post("/api/admin/deploy/rollback", rollback)
     app.router.add_get("/api/admin/deploy/history", history)

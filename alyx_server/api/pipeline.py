@@ -84,11 +84,14 @@ class HttpPolicy:
 
 class LiveHttpPolicy:
     """The part of the policy the pipeline reads per request; `update` swaps it while the
-    server runs (the keys are "live" in alyx.yaml)."""
+    server runs (the keys are "live" in alyx.yaml). `own_limits` holds the paths whose
+    handler enforces a body limit of its own instead of server.max_body_size (the deploy
+    bundle upload, bounded by deploy.max_bundle_size)."""
 
-    __slots__ = ("clock", "max_body", "origins", "trusted")
+    __slots__ = ("clock", "max_body", "origins", "own_limits", "trusted")
 
     def __init__(self, policy: HttpPolicy) -> None:
+        self.own_limits: set[str] = set()
         self.update(policy)
 
     def update(self, policy: HttpPolicy) -> None:
@@ -242,7 +245,7 @@ def make_pipeline(
                 response = preflight
             else:
                 length = request.content_length
-                if length is not None and length > live.max_body:
+                if length is not None and length > live.max_body and request.path not in live.own_limits:
                     raise web.HTTPRequestEntityTooLarge(live.max_body, length)
                 if authenticate is not None:
                     header = request.headers.get("Authorization")

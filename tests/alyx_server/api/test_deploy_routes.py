@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -432,3 +433,34 @@ async def test_rollback_with_nothing_deployed_is_refused(
     status, body = await rollback(client, secret)
     assert (status, body["code"]) == (404, "NOT_FOUND")
     assert body["error"] == "nothing was deployed to this server yet: there is no version to go back to"
+
+
+async def test_the_bundle_limit_is_deploy_max_bundle_size_not_the_api_body_limit(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app(**{"server.max_body_size": "2KiB", "deploy.max_bundle_size": "64KiB"})
+    secret = await token(client, clock)
+    dev = developer_project(tmp_path / "dev")
+    (dev / "functions").mkdir()
+    # Random text does not compress: the bundle is over 2 KiB and under 64 KiB.
+    (dev / "functions" / "data.txt").write_text(os.urandom(8 * 1024).hex(), encoding="utf-8")
+    assert 2 * 1024 < len(build_bundle(dev).data) < 64 * 1024
+    status, body = await prepare(client, dev, secret)
+    assert status == 200, body
+    # Any other route keeps server.max_body_size.
+    response = await client.post("/api/collections/notes", json={"title": "x" * 4096})
+    assert response.status == 413
+    (dev / "functions" / "data.txt").write_text(os.urandom(64 * 1024).hex(), encoding="utf-8")
+    bundle = build_bundle(dev, max_size=10 * 1024 * 1024)
+    size = len(bundle.data)
+    response = await client.post(
+        "/api/admin/deploy/prepare",
+        data=bundle.data,
+        headers={"X-Bundle-SHA256": bundle.sha256, **bearer(secret)},
+    )
+    body = await response.json()
+    assert (response.status, body["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert body["error"] == (
+        f"the bundle is over deploy.max_bundle_size (65536 bytes; {size} bytes sent): leave large "
+        "files out with .alyxignore, or raise deploy.max_bundle_size on the server"
+    )
