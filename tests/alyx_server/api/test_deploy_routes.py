@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from alyx_server.api.runtime import RUNTIME
+from alyx_server.app import create_app
 from alyx_server.auth.admin_tokens import create_token
 from alyx_server.deploy import build_bundle
 from alyx_server.tools.timestamps import ManualClock, format_timestamp
@@ -368,6 +369,10 @@ async def test_config_keys_travel_and_rollback_restores_the_previous_version(
     response = await client.post("/api/auth/register", json={"email": "a@example.com", "password": "x" * 12})
     assert (response.status, (await response.json())["code"]) == (403, "REGISTRATION_CLOSED")
     assert "extra" in columns(database_file(client), "notes")
+    # The deployed keys hold after a restart (data/deployments/deployed.json), the restart
+    # key included, over what the server's own settings say.
+    restarted = create_app(client.app[RUNTIME].settings)[RUNTIME].settings
+    assert (restarted.auth.allow_registration, restarted.realtime.send_queue) == (False, 500)
 
     status, body = await rollback(client, secret)
 
