@@ -7,7 +7,10 @@
   client trusting only Caddy's root certificate. Only what cannot hold in a test is
   changed: the site's name and ports, and the global options that keep Caddy offline and
   in the test's folder (TOOLING: `admin off`, `storage file_system DIR`).
-- `alyx deploy --dry-run` against a first server changes nothing in its database file.
+- Against a first server (`alyx init --server`, then `alyx serve`): `alyx deploy --dry-run`
+  changes nothing in its database file, nor does `alyx deploy` without a terminal or
+  --yes; two deploys and `alyx deploy rollback` bring the first function back, and
+  `history` and `status` say so.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ def digest(folder: Path) -> dict[str, str]:
     }
 
 
-def test_a_dry_run_changes_nothing_on_the_server(tmp_path: Path) -> None:
+def test_dry_run_changes_nothing_then_deploys_and_a_rollback(tmp_path: Path) -> None:
     port = free_port()
     server = tmp_path / "server"
     args = [
@@ -200,3 +203,30 @@ def test_a_dry_run_changes_nothing_on_the_server(tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert refused.stderr.startswith("Error: no terminal to confirm the plan on: pass --yes")
         assert digest(server) == before
+        first = (project / "functions" / "publish.mjs").read_bytes()
+        deploy_and_roll_back(project, server, env, first)
+
+
+def alyx(project: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(ALYX), "deploy", *args], cwd=project, env=env, capture_output=True, text=True,
+        timeout=DEADLINE, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def deploy_and_roll_back(project: Path, server: Path, env: dict[str, str], first: bytes) -> None:
+    """Deploy, change a function, deploy again, roll back: the first function serves again."""
+    assert "deployed version 1 to " in alyx(project, env, "--yes", "-m", "one")
+    (project / "functions" / "publish.mjs").write_bytes(first + b"\n// two\n")
+    second = alyx(project, env, "--yes", "-m", "two")
+    assert "~ publish (changed)" in second and "deployed version 2 to " in second, second
+    assert (server / "functions" / "publish.mjs").read_bytes().endswith(b"// two\n")
+    rolled = alyx(project, env, "rollback")
+    assert rolled.startswith("rolled back http://127.0.0.1:") and " to version 1 as version 3 in " in rolled
+    assert (server / "functions" / "publish.mjs").read_bytes() == first
+    history = alyx(project, env, "history").splitlines()
+    assert [line.split()[0] for line in history] == ["v3", "v2", "v1"], history
+    assert "rollback of v1" in history[0] and history[1].endswith("two"), history
+    assert alyx(project, env, "status").endswith(": version 3, idle\n")

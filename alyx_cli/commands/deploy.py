@@ -256,9 +256,10 @@ def rollback(
         payload["version"] = version
     with console(stderr=True).status("rolling back on the server"):
         done = DeployClient(server).rollback(payload)
-    console().print(
-        f"rolled back {_shown(server)}: now version {done.get('version')} ({done.get('outcome')})"
+    back = (
+        f"rolled back {_shown(server)} to version {done.get('rollback_of')} as version {done.get('version')}"
     )
+    console().print(f"{back} in {done.get('duration_ms')} ms")
 
 
 @command.command("status", short_help="Show the server's current version.")
