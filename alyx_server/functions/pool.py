@@ -8,6 +8,9 @@
 Waiters are served in order: a released worker, or the slot of a lost one, is handed
 directly to the oldest waiter, so a newcomer never overtakes the queue. A worker that
 timed out, crashed or left processes running is killed and never reused.
+
+`drain()` retires a pool that new code replaced: the calls it already took (running or
+queued) finish on its workers, nothing refills it, then it closes.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class FunctionPool:
         self._waiters: deque[asyncio.Future[Worker | None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._draining = False
+        self._settled = asyncio.Event()
         self.started = 0
         self.replaced = 0
 
@@ -134,6 +139,7 @@ class FunctionPool:
             self._starting -= 1
             # Hand the slot on, but do not refill: the next start would likely fail too.
             self._offer_slot(refill=False)
+            self._settled.set()
             raise
         self._starting -= 1
         self.started += 1
@@ -159,6 +165,7 @@ class FunctionPool:
             return
         worker.idle_since = time.monotonic()
         self._idle.append(worker)
+        self._settled.set()
 
     def _offer_slot(self, *, refill: bool = True) -> None:
         """A slot is free: the oldest waiter starts a worker in it, or the pool refills."""
@@ -173,6 +180,7 @@ class FunctionPool:
         self._busy.discard(worker)
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
+        self._settled.set()
 
     def _lose(self, worker: Worker) -> None:
         """Kill a worker that must not be reused; its slot goes to a waiter or a refill."""
@@ -190,7 +198,7 @@ class FunctionPool:
         task.add_done_callback(self._tasks.discard)
 
     def _refill(self) -> None:
-        if self._closed:
+        if self._closed or self._draining:
             return
         missing = self.limits.min_warm - self.total
         for _ in range(max(0, missing)):
@@ -202,6 +210,7 @@ class FunctionPool:
             worker = await self._factory()
         except Exception as e:
             self._starting -= 1
+            self._settled.set()
             log.warning("function %s: a warm worker did not start: %s", self.name, e)
             return
         self._starting -= 1
@@ -234,6 +243,25 @@ class FunctionPool:
                 stopped += 1
                 await worker.stop()
         return stopped
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations this pool has taken and not answered yet (running or queued)."""
+        return len(self._busy) + len(self._waiters) + self._starting
+
+    async def drain(self, timeout: float) -> None:
+        """Let the invocations already taken finish (at most `timeout` seconds: a call
+        still running then is past its own timeout), then close. Nothing refills meanwhile."""
+        self._draining = True
+
+        async def settle() -> None:
+            while self.in_flight:
+                self._settled.clear()
+                await self._settled.wait()
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settle(), timeout)
+        await self.close()
 
     async def close(self) -> None:
         """Stop every worker; waiters get 503."""

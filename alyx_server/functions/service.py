@@ -109,6 +109,7 @@ class FunctionService:
         self._compile_rule = compile_rule
         self.pools = {name: self._pool(spec) for name, spec in self.specs.items()}
         self._reaper: asyncio.Task[None] | None = None
+        self._retiring: dict[asyncio.Task[None], FunctionPool] = {}
         self._compile_rules()
 
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
@@ -163,43 +164,60 @@ class FunctionService:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        retiring = dict(self._retiring)
+        for task in retiring:
+            task.cancel()
+        pools = [*self.pools.values(), *retiring.values()]
+        await asyncio.gather(*(p.close() for p in pools), *retiring, return_exceptions=True)
         await self.backend.close()
 
     async def reload(self, discovery: Discovery, names: Iterable[str] | None = None) -> dict[str, str | None]:
-        """Take `names` (None: every function) from a fresh discovery, for `alyx dev`.
+        """Take `names` (None: every function) from a fresh discovery (`alyx dev`, deploys).
 
-        Each gets a new pool on its new code (the old workers are stopped) or, when it
-        cannot load, its problem; a name no longer discovered is gone. Returns
-        {name: None when served, else the problem}.
+        The cut-over never fails a call: each function's new pool is warmed on its new
+        code while the old pool keeps serving; then, with no await in between, new calls
+        go to the new pool; the old pool drains (the calls it already took, running or
+        queued, finish on the old code) and its workers stop. A function whose new code
+        cannot load gets its problem instead; a name no longer discovered is gone.
+        Returns {name: None when served, else the problem}.
         """
         found = {p.name: p.message for p in discovery.problems}
         every = {*discovery.functions, *found, *self.specs, *self.problems}
         wanted = set(names) if names is not None else every
-        old = [pool for name in wanted if (pool := self.pools.pop(name, None)) is not None]
-        fresh: dict[str, FunctionPool] = {}
+        fresh = {name: self._pool(spec) for name in sorted(wanted) if (spec := discovery.functions.get(name))}
+        results = await asyncio.gather(*(p.warm() for p in fresh.values()), return_exceptions=True)
+        cannot = {
+            name: str(result)
+            for name, result in zip(list(fresh), results, strict=True)
+            if isinstance(result, FunctionLoadFailed)
+        }
+        # The cut-over: from here to the end of the loop nothing awaits.
         for name in wanted:
-            self.specs.pop(name, None)
+            old_spec = self.specs.pop(name, None)
+            old = self.pools.pop(name, None)
+            if old is not None:
+                self._retire(old, (old_spec.timeout if old_spec is not None else 30.0) + 5.0)
             self.problems.pop(name, None)
             self._rules.pop(name, None)
             spec = discovery.functions.get(name)
-            if spec is None:
-                if name in found:
-                    self.problems[name] = found[name]
+            if spec is None or name in cannot:
+                if name in fresh:
+                    self._retire(fresh[name], 0.0)
+                if name in cannot or name in found:
+                    self.problems[name] = cannot.get(name) or found[name]
                 continue
             self.specs[name] = spec
             self.stats.setdefault(name, FunctionStats())
-            fresh[name] = self.pools[name] = self._pool(spec)
+            self.pools[name] = fresh[name]
         self._compile_rules()
-        # The old workers stop while the new ones start: neither waits for the other.
-        closing = asyncio.gather(*(pool.close() for pool in old), return_exceptions=True)
-        results = await asyncio.gather(*(p.warm() for p in fresh.values()), return_exceptions=True)
-        await closing
-        for name, result in zip(list(fresh), results, strict=True):
-            if isinstance(result, FunctionLoadFailed):
-                self._fail(name, str(result))
         known = {*self.specs, *self.problems}
         return {name: self.problems.get(name) for name in sorted(wanted) if name in known}
+
+    def _retire(self, pool: FunctionPool, timeout: float) -> None:
+        """Drain a replaced pool in the background; `close()` ends the ones still draining."""
+        task = asyncio.get_running_loop().create_task(pool.drain(timeout))
+        self._retiring[task] = pool
+        task.add_done_callback(lambda t: self._retiring.pop(t, None))
 
     # -- invocation --------------------------------------------------------------------------
     def authorize(self, name: str, data: Any, auth: Auth | None, request: RequestInfo) -> dict[str, Any]:
@@ -246,8 +264,9 @@ class FunctionService:
         try:
             answer = await self._run(spec, checked, auth, token)
         except FunctionLoadFailed as e:
-            self._fail(name, str(e))
-            log.error("function not served: %s", self.problems[name])
+            if self.specs.get(name) is spec:  # not a call the old code took before a reload
+                self._fail(name, str(e))
+                log.error("function not served: %s", self.problems[name])
             raise FunctionError(f"function {name} cannot load: {e}") from e
         finally:
             self.tokens.revoke(token)
