@@ -62,7 +62,8 @@ async def deploy(client: Client, project: Path, secret: str) -> dict[str, Any]:
     assert status == 200, plan
     status, body = await execute(client, secret, plan)
     assert status == 200, body
-    return plan
+    answered: dict[str, Any] = plan
+    return answered
 
 
 async def invoke(client: Client, data: dict[str, Any]) -> tuple[int, Any]:
