@@ -9,7 +9,10 @@ file name. The same project therefore gives the same bundle hash on any machine.
 `read_bundle` (the server side) takes bytes from the network and trusts nothing: it
 decompresses under a size limit (a gzip bomb stops at the limit, it is never inflated
 past it), accepts regular files and folders with plain relative names under the allowed
-top-level set only, refuses duplicates, and checks every file against the manifest.
+top-level set only, refuses duplicates and members `build_bundle` never packs (a
+`node_modules/`, `.venv/`, `__pycache__/` or `.git/` folder, a `.env*` file, a virtualenv's
+`pyvenv.cfg`: deploy/project_files.py's rules, so a deploy cannot overwrite what a server
+keeps for itself), and checks every file against the manifest.
 Nothing is written to disk here; the caller decides where the files go.
 """
 
@@ -29,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from alyx_server.config.registry import KEYS_BY_PATH
-from alyx_server.deploy.project_files import deployable_config, project_files
+from alyx_server.deploy.project_files import deployable_config, left_out_by_name, project_files
 from alyx_server.errors import PayloadTooLarge, ValidationError
 
 __all__ = [
@@ -289,6 +292,9 @@ def _check_name(member: tarfile.TarInfo) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise _invalid(f"member {shown} has an empty, '.' or '..' path component")
     if parts[0] in _TOP_FOLDERS and (len(parts) > 1 or member.isdir()):
+        reason = left_out_by_name(name + "/-" if member.isdir() else name)
+        if reason is not None:
+            raise _invalid(f"member {shown}: {reason} (alyx deploy leaves it out)")
         return name
     if name in _TOP_FILES:
         return name

@@ -6,6 +6,13 @@
 files, and whatever `.alyxignore` lists. The project's `data/` folder is never read.
 `deployable_config` is the part of alyx.yaml that travels: registry keys marked deployable,
 each value as the text written (not `${VAR}`-substituted), for the server to convert.
+
+The server reads its own project folder by the same rules (`server_tree`): what they leave
+out there, and links or special files, belong to the server (a `.env` beside a function,
+its `node_modules/`, what the server's own `.alyxignore` lists). A deploy neither compares
+them with the bundle nor replaces or deletes them (deploy/plan.py, deploy/swap.py).
+`left_out_by_name` is the part of the rules a bundle member's name alone decides; the
+server refuses a bundle holding such a member (deploy/bundle.py).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -22,9 +29,17 @@ from alyx_server.config.registry import KEYS_BY_PATH, SECTIONS
 from alyx_server.errors import ValidationError
 from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 
-__all__ = ["deployable_config", "functions_folder", "project_files"]
+__all__ = [
+    "ALWAYS_SKIPPED_FOLDERS",
+    "ServerTree",
+    "deployable_config",
+    "functions_folder",
+    "left_out_by_name",
+    "project_files",
+    "server_tree",
+]
 
-_ALWAYS_SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
+ALWAYS_SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
 _INVALID = "INVALID_BUNDLE"
 
 
@@ -38,9 +53,67 @@ def project_files(project: Path) -> dict[str, Path]:
         )
     ignore = _IgnoreRules.load(project / ".alyxignore")
     sources: dict[str, Path] = {"schema.yaml": project / "schema.yaml"}
-    sources.update(_collect(project, project / "migrations", "migrations", ignore))
-    sources.update(_collect(project, functions_folder(project), "functions", ignore))
+    for prefix, folder in (("migrations", project / "migrations"), ("functions", functions_folder(project))):
+        walked = _Walk(project, folder, prefix, ignore, strict=True)
+        walked.run()
+        sources.update(walked.files)
     return sources
+
+
+def left_out_by_name(name: str) -> str | None:
+    """Why a bundle member called `name` (e.g. `functions/a/node_modules/x.js`) could not
+    come from `project_files`, judged by its name alone; None when it could."""
+    *folders, last = name.split("/")
+    for part in folders:
+        if part in ALWAYS_SKIPPED_FOLDERS:
+            return f"a {part}/ folder never travels"
+    if last.startswith(".env"):
+        return ".env files never travel"
+    if last == "pyvenv.cfg":
+        return "a virtualenv never travels"
+    return None
+
+
+@dataclass(frozen=True)
+class ServerTree:
+    """A folder of the server's project (functions/ or migrations/) read by the bundle's rules.
+
+    `files`: archive name -> path of every file a bundle would take from it; `owned`:
+    archive name -> path of the entries the rules leave out (a skipped folder whole) and of
+    links and special files, all of which stay the server's own."""
+
+    prefix: str
+    files: dict[str, Path]
+    owned: dict[str, Path]
+    ignore: _IgnoreRules = field(repr=False)
+    relative: str = ""
+
+    def owns(self, name: str) -> bool:
+        """Whether the archive name `name` is the server's (left out by its rules, or at or
+        under an entry it owns): a deploy neither compares nor writes it."""
+        if left_out_by_name(name) is not None:
+            return True
+        parts = name.split("/")
+        for end in range(1, len(parts) + 1):
+            if "/".join(parts[:end]) in self.owned:
+                return True
+        inner = parts[1:]
+        for end in range(1, len(inner) + 1):
+            path = "/".join([self.relative, *inner[:end]])
+            if self.ignore.skips(path, is_folder=end < len(inner)):
+                return True
+        return False
+
+
+def server_tree(project: Path, folder: Path, prefix: str) -> ServerTree:
+    """`folder` of the server's `project` read as `project_files` reads a developer's: the
+    same skipped folders, virtualenvs, `.env*` files and `.alyxignore` (the server's own).
+    Links and special files are not refused here: they are the server's, left alone."""
+    project = project.resolve()
+    ignore = _IgnoreRules.load(project / ".alyxignore")
+    walked = _Walk(project, folder, prefix, ignore, strict=False)
+    walked.run()
+    return ServerTree(prefix, walked.files, walked.owned, ignore, walked.relative)
 
 
 class _IgnoreRules:
@@ -87,36 +160,62 @@ class _IgnoreRules:
         return False
 
 
-def _collect(project: Path, folder: Path, prefix: str, ignore: _IgnoreRules) -> Iterator[tuple[str, Path]]:
-    """(archive name, source path) for every file under `folder` that travels."""
-    if not folder.is_dir():
-        return
-    resolved = folder.resolve()
-    inside = resolved.is_relative_to(project)
-    project_relative = resolved.relative_to(project).as_posix() if inside else prefix
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        here = Path(root)
-        inner = here.relative_to(folder).as_posix()
-        inner = "" if inner == "." else inner + "/"
-        kept = []
-        for name in sorted(dirs):
-            path = here / name
-            if name in _ALWAYS_SKIPPED_FOLDERS or (path / "pyvenv.cfg").exists():
-                continue
-            if ignore.skips(f"{project_relative}/{inner}{name}", is_folder=True):
-                continue
-            if path.is_symlink():
+class _Walk:
+    """One walk of a project folder: the files that travel, and (with `strict` off) the
+    entries left out. `strict` (building a bundle) refuses links and special files."""
+
+    def __init__(
+        self, project: Path, folder: Path, prefix: str, ignore: _IgnoreRules, *, strict: bool
+    ) -> None:
+        self.folder = folder
+        self.prefix = prefix
+        self.ignore = ignore
+        self.strict = strict
+        self.files: dict[str, Path] = {}
+        self.owned: dict[str, Path] = {}
+        resolved = folder.resolve() if folder.exists() else folder
+        inside = resolved.is_relative_to(project)
+        self.relative = resolved.relative_to(project).as_posix() if inside else prefix
+
+    def run(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for root, dirs, names in os.walk(self.folder, followlinks=False):
+            here = Path(root)
+            inner = here.relative_to(self.folder).as_posix()
+            inner = "" if inner == "." else inner + "/"
+            dirs[:] = [name for name in sorted(dirs) if self._keeps_folder(here / name, inner + name)]
+            for name in sorted(names):
+                self._file(here / name, inner + name)
+
+    def _leave(self, path: Path, inner: str) -> None:
+        self.owned[f"{self.prefix}/{inner}"] = path
+
+    def _keeps_folder(self, path: Path, inner: str) -> bool:
+        name = path.name
+        if name in ALWAYS_SKIPPED_FOLDERS or (path / "pyvenv.cfg").exists():
+            self._leave(path, inner)
+            return False
+        if self.ignore.skips(f"{self.relative}/{inner}", is_folder=True):
+            self._leave(path, inner)
+            return False
+        if path.is_symlink():
+            if self.strict:
                 _refuse_special(path)
-            kept.append(name)
-        dirs[:] = kept
-        for name in sorted(names):
-            path = here / name
-            if name.startswith(".env") or ignore.skips(f"{project_relative}/{inner}{name}", is_folder=False):
-                continue
-            mode = path.lstat().st_mode
-            if not stat.S_ISREG(mode):
+            self._leave(path, inner)
+            return False
+        return True
+
+    def _file(self, path: Path, inner: str) -> None:
+        if path.name.startswith(".env") or self.ignore.skips(f"{self.relative}/{inner}", is_folder=False):
+            self._leave(path, inner)
+            return
+        if not stat.S_ISREG(path.lstat().st_mode):
+            if self.strict:
                 _refuse_special(path)
-            yield f"{prefix}/{inner}{name}", path
+            self._leave(path, inner)
+            return
+        self.files[f"{self.prefix}/{inner}"] = path
 
 
 def _refuse_special(path: Path) -> None:
