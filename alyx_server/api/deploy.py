@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import shutil
 import time
@@ -55,7 +54,7 @@ from alyx_server.deploy.execute import (
     swap_files,
     with_config,
 )
-from alyx_server.deploy.plan import DeployPlan, compute_plan, function_changes, functions_tree
+from alyx_server.deploy.plan import DeployPlan, compute_plan, live_function_changes
 from alyx_server.deploy.rollback import choose_target, rollback_commit
 from alyx_server.deploy.store import (
     DeployInProgress,
@@ -323,11 +322,7 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         contents = await asyncio.to_thread(read_bundle, data, max_size=max_size)
         schema = parse_schema(contents.files["schema.yaml"].decode("utf-8", errors="replace"))
         staged = await asyncio.to_thread(stage, contents, folder)
-        live = await asyncio.to_thread(functions_tree, settings.functions.path)
-        bundled = {
-            p: hashlib.sha256(d).hexdigest() for p, d in contents.files.items() if p.startswith("functions/")
-        }
-        functions = function_changes(live, bundled)
+        functions = await asyncio.to_thread(live_function_changes, settings, contents.files)
         details = {"token_name": _who(auth), "message": message}
         new_version, undone = await db.run_exclusive(
             lambda conn: rollback_commit(

@@ -36,7 +36,7 @@ from alyx_server.config import Settings
 from alyx_server.config.loader import load_settings
 from alyx_server.config.settings import build_settings
 from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, read_bundle
-from alyx_server.deploy.plan import SKIPPED_FOLDERS, BundleLike, DeployPlan, live_fingerprint
+from alyx_server.deploy.plan import BundleLike, DeployPlan, live_fingerprint, server_values
 from alyx_server.deploy.store import (
     DeployInProgress,
     current_row,
@@ -45,6 +45,7 @@ from alyx_server.deploy.store import (
     set_status,
     swapping_row,
 )
+from alyx_server.deploy.swap import replace_file, sync_tree
 from alyx_server.errors import AlyxError
 from alyx_server.migrations.history import head_id
 from alyx_server.migrations.runner import ApplyResult, apply_migrations_atomically
@@ -162,53 +163,18 @@ def mark_applied(
 
 # -- the files ---------------------------------------------------------------------------------
 def swap_files(staged: Path, settings: Settings, config: Mapping[str, object]) -> None:
-    """Put the staged bundle in place in the project folder; idempotent."""
+    """Put the staged bundle in place in the project folder; idempotent (deploy/swap.py):
+    the server's own files there (`.env*`, `node_modules/`, what its `.alyxignore` lists)
+    stay as they are."""
     project = settings.project_dir
-    _replace_file(staged / "schema.yaml", project / "schema.yaml")
-    _replace_tree(staged / "migrations", project / "migrations", keep=())
-    _replace_tree(staged / "functions", settings.functions.path, keep=SKIPPED_FOLDERS)
+    replace_file(staged / "schema.yaml", project / "schema.yaml")
+    sync_tree(staged / "migrations", project / "migrations", project, "migrations")
+    sync_tree(staged / "functions", settings.functions.path, project, "functions")
     folder = deployments_folder(settings)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{DEPLOYED_CONFIG}.tmp"
     tmp.write_text(json.dumps(dict(config), sort_keys=True, indent=2), encoding="utf-8")
     os.replace(tmp, folder / DEPLOYED_CONFIG)
-
-
-def _replace_file(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.deploy-tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-def _replace_tree(source: Path, target: Path, *, keep: frozenset[str] | tuple[str, ...]) -> None:
-    """Replace `target` by a copy of `source`; folders named in `keep` (node_modules...)
-    move over from the old tree, since the server installed them, not the bundle."""
-    new = target.with_name(f".{target.name}.deploy-new")
-    old = target.with_name(f".{target.name}.deploy-old")
-    for leftover in (new, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    shutil.copytree(source, new)
-    if target.is_dir():
-        for kept in _kept_folders(target, keep):
-            destination = new / kept.relative_to(target)
-            if destination.parent.is_dir() and not destination.exists():
-                os.replace(kept, destination)
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _kept_folders(root: Path, keep: frozenset[str] | tuple[str, ...]) -> list[Path]:
-    if not keep:
-        return []
-    found: list[Path] = []
-    for entry in root.iterdir():
-        if entry.is_dir() and entry.name in keep:
-            found.append(entry)
-        elif entry.is_dir():
-            found.extend(p for p in entry.iterdir() if p.is_dir() and p.name in keep)
-    return found
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -222,13 +188,17 @@ def read_deployed_config(settings: Settings) -> dict[str, object]:
 
 
 def with_config(settings: Settings, config: Mapping[str, object], reset: Iterable[str] = ()) -> Settings:
-    """`settings` with the deployable keys of `config` (values as written) laid over; the
-    keys in `reset` (set by the version being replaced) go back to alyx.yaml's values."""
+    """`settings` with the deployable keys of `config` (values as written, `${VAR}` taken
+    from this server's environment) laid over; the keys in `reset` (set by the version
+    being replaced) go back to alyx.yaml's values."""
     keys = {*config, *reset}
     if not keys:
         return settings
     typed = load_settings(
-        settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
+        settings.project_dir,
+        mode=settings.mode,
+        config_file=settings.config_file,
+        overrides=server_values(config),
     )
     values = dict(settings.values)
     for path in keys:

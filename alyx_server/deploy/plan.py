@@ -4,8 +4,12 @@
 history) and the server's project folder, and answers what `alyx migrate apply` would do
 with the bundle's schema.yaml and migrations/ (the same `plan_migrations`, run against the
 bundle's files extracted to a staging folder), which functions the bundle adds, changes or
-removes (per-file sha256 against the server's functions folder), and which deployable
-alyx.yaml keys it changes (with the registry's `apply`: live or restart).
+removes (per-file sha256 against the server's functions folder, read by the bundle's own
+rules: deploy/project_files.py's `server_tree`, so a server's `.env`, `node_modules/` or
+what its `.alyxignore` lists is neither compared nor reported), and which deployable
+alyx.yaml keys it changes (with the registry's `apply`: live or restart). Deployable
+values travel as written; `${VAR}` in them is substituted here, on the server, from the
+server's environment (`server_values`), as alyx.yaml's own values are at start-up.
 
 Refused at once, before any plan is shown (the deploy could never execute): a schema.yaml
 that does not load (its rules are compiled by the caller, api/deploy.py), an applied migration file the bundle
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,15 +35,16 @@ from alyx_server.config import Settings
 from alyx_server.config.loader import load_settings
 from alyx_server.config.registry import KEYS_BY_PATH
 from alyx_server.config.settings import changed_keys
+from alyx_server.deploy.project_files import server_tree
 from alyx_server.errors import ConfigError, MigrationError, ValidationError
 from alyx_server.migrations import plan_migrations, read_history
 from alyx_server.migrations.history import latest_snapshot
 from alyx_server.schema.diff import diff_schemas
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Schema
+from alyx_server.tools.envsubst import UnsetVariable, substitute
 
 __all__ = [
-    "SKIPPED_FOLDERS",
     "BundleLike",
     "DeployPlan",
     "compute_plan",
@@ -46,10 +52,9 @@ __all__ = [
     "function_name",
     "functions_tree",
     "live_fingerprint",
+    "live_function_changes",
+    "server_values",
 ]
-
-# Never part of the functions tree that is compared or replaced (the bundle leaves them out).
-SKIPPED_FOLDERS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
 
 
 class BundleLike(Protocol):
@@ -117,18 +122,25 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def functions_tree(folder: Path) -> dict[str, str]:
-    """`functions/<relative path>` -> sha256 of every file under the functions folder,
-    without dependency and cache folders (what a bundle would hold)."""
-    out: dict[str, str] = {}
-    if not folder.is_dir():
-        return out
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part in SKIPPED_FOLDERS for part in rel.parts) or not path.is_file() or path.is_symlink():
-            continue
-        out["functions/" + rel.as_posix()] = _sha256(path.read_bytes())
-    return out
+def functions_tree(settings: Settings) -> dict[str, str]:
+    """`functions/<relative path>` -> sha256 of every file of the server's functions folder
+    that a bundle would hold (deploy/project_files.py's rules, the server's .alyxignore)."""
+    tree = server_tree(settings.project_dir, settings.functions.path, "functions")
+    return {name: _sha256(path.read_bytes()) for name, path in tree.files.items()}
+
+
+def live_function_changes(settings: Settings, files: Mapping[str, bytes]) -> dict[str, list[str]]:
+    """The functions a bundle's `files` add, change and remove on this server. A bundle
+    file at a path the server owns (left out by its rules) is not compared: it is never
+    written there either (deploy/swap.py)."""
+    tree = server_tree(settings.project_dir, settings.functions.path, "functions")
+    live = {name: _sha256(path.read_bytes()) for name, path in tree.files.items()}
+    bundled = {
+        path: _sha256(data)
+        for path, data in files.items()
+        if path.startswith("functions/") and not tree.owns(path)
+    }
+    return function_changes(live, bundled)
 
 
 def function_name(path: str) -> str:
@@ -167,7 +179,7 @@ def live_fingerprint(conn: sqlite3.Connection, settings: Settings) -> str:
     state = {
         "schema": _sha256(schema_bytes),
         "history": history,
-        "functions": functions_tree(settings.functions.path),
+        "functions": functions_tree(settings),
         "config": {k: repr(v) for k, v in _deployable_values(settings).items()},
     }
     return _sha256(json.dumps(state, sort_keys=True).encode())
@@ -195,7 +207,10 @@ def _config_changes(
         return [], {}
     try:
         new = load_settings(
-            settings.project_dir, mode=settings.mode, config_file=settings.config_file, overrides=dict(config)
+            settings.project_dir,
+            mode=settings.mode,
+            config_file=settings.config_file,
+            overrides=server_values(config),
         )
     except ConfigError as e:
         raise ValidationError(
@@ -212,6 +227,34 @@ def _config_changes(
         for path in changed
     ]
     return out, {path: new.values[path] for path in config}
+
+
+def server_values(
+    config: Mapping[str, object], environ: Mapping[str, str] | None = None
+) -> dict[str, object]:
+    """Deployed keys (values as written) with `${VAR}` / `${VAR:-default}` substituted from
+    this server's environment (`environ`, default os.environ), the way alyx.yaml's values
+    are; `$${` is a literal `${`. ConfigError naming the key and the variable when it is unset
+    (at prepare: 400 INVALID_BUNDLE, nothing deployed)."""
+    env = os.environ if environ is None else environ
+
+    def one(path: str, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return substitute(value, env)
+        except UnsetVariable as e:
+            raise ConfigError(
+                f"{path}: ${{{e.name}}} is not set in this server's environment (set it where "
+                f"alyx serve runs, or give a default in alyx.yaml: ${{{e.name}:-value}})"
+            ) from e
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from e
+
+    return {
+        path: [one(path, v) for v in value] if isinstance(value, list) else one(path, value)
+        for path, value in config.items()
+    }
 
 
 def _plain(value: object) -> object:
@@ -249,8 +292,7 @@ def compute_plan(
         for change in dropped:
             destructive = True
             warnings.append(f"destructive: {planned.migration.stem} {change.summary} ({change.reason})")
-    bundled_functions = {p: _sha256(data) for p, data in bundle.files.items() if p.startswith("functions/")}
-    functions = function_changes(functions_tree(settings.functions.path), bundled_functions)
+    functions = live_function_changes(settings, bundle.files)
     config, live_config = _config_changes(settings, bundle.config)
     restart = [c["key"] for c in config if c["restart"]]
     if restart:
