@@ -78,6 +78,10 @@ def _shown(target: DeployTarget) -> str:
 @click.option("--dry-run", is_flag=True, help="Upload the bundle and show the plan; change nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Deploy without asking (needed without a terminal).")
 @click.option("-m", "--message", metavar="TEXT", help="A note kept in the deploy history.")
+@click.option("--history", "show_history", is_flag=True, help="The same as alyx deploy history.")
+@click.option(
+    "--rollback", "rollback_to", metavar="VERSION", type=int, help="The same as alyx deploy rollback VERSION."
+)
 @project_option
 @click.pass_context
 @reports_errors
@@ -89,6 +93,8 @@ def command(
     dry_run: bool,
     yes: bool,
     message: str | None,
+    show_history: bool,
+    rollback_to: int | None,
     project_dir: Path,
 ) -> None:
     """Deploy the project to a server: upload, show the plan, confirm, apply all or nothing.
@@ -98,7 +104,13 @@ def command(
       alyx deploy --dry-run
       alyx deploy --yes -m "add slugs"
       ALYX_DEPLOY_URL=https://api.example.com ALYX_DEPLOY_TOKEN=... alyx deploy --yes
+
+    --history and --rollback VERSION (SPEC §13's spelling) are the history and rollback
+    subcommands.
     """
+    if show_history or rollback_to is not None:
+        _spec_alias(ctx, show_history, rollback_to, dry_run=dry_run, message=message)
+        return
     if ctx.invoked_subcommand is not None:
         for flag, given in (("--dry-run", dry_run), ("--yes", yes), ("--message", message is not None)):
             if given:
@@ -147,6 +159,26 @@ def command(
     console().print(
         f"deployed version {done.get('version')} to {_shown(server)} in {done.get('duration_ms')} ms"
     )
+
+
+def _spec_alias(
+    ctx: click.Context, show_history: bool, rollback_to: int | None, *, dry_run: bool, message: str | None
+) -> None:
+    """`alyx deploy --history` / `--rollback VERSION`: run that subcommand."""
+    alias = "--history" if show_history else "--rollback"
+    if show_history and rollback_to is not None:
+        raise CommandError("--history and --rollback go one at a time")
+    if ctx.invoked_subcommand is not None:
+        raise CommandError(f"{alias} is alyx deploy {alias[2:]}; leave out {ctx.invoked_subcommand}")
+    for flag, given in (("--dry-run", dry_run), ("--message", message is not None)):
+        if given:
+            raise CommandError(f"{flag} does not go with {alias} (alyx deploy {alias[2:]})")
+    params = ctx.params
+    common = {name: params[name] for name in ("target", "url", "token", "project_dir")}
+    if show_history:
+        ctx.invoke(history, **common)
+    else:
+        ctx.invoke(rollback, version=rollback_to, restore_backup=False, **common)
 
 
 def _interactive() -> bool:

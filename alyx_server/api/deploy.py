@@ -4,8 +4,10 @@
                                      X-Bundle-SHA256, optional ?message=; answers the plan
     POST /api/admin/deploy/execute   {plan_id, bundle_sha256, message?, git_commit?,
                                      git_dirty?}; answers {version, outcome, duration_ms, plan}
-    POST /api/admin/deploy/rollback  {version?, message?}: back to `version` (default: the
-                                     one before the version in force), as a new version
+    POST /api/admin/deploy/rollback  {version?, restore_backup?, message?}: back to
+                                     `version` (default: the one before the version in
+                                     force), as a new version; restore_backup restores the
+                                     database copy taken before the version that replaced it
     GET  /api/admin/deploy/history   {deployments: [...]}, newest first
     GET  /api/admin/deploy/status    {version, running, bundle_sha256}
 
@@ -48,14 +50,16 @@ from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, BundleContents, r
 from alyx_server.deploy.execute import (
     StalePlan,
     commit,
+    deploy_lock,
     deployments_folder,
+    lease_taken,
     mark_applied,
     stage,
     swap_files,
     with_config,
 )
 from alyx_server.deploy.plan import DeployPlan, compute_plan, live_function_changes
-from alyx_server.deploy.rollback import choose_target, rollback_commit
+from alyx_server.deploy.rollback import choose_target, restore_commit, rollback_commit
 from alyx_server.deploy.store import (
     DeployInProgress,
     current_row,
@@ -214,22 +218,30 @@ async def execute(request: web.Request) -> web.StreamResponse:
             "(alyx deploy status shows it), then run this one again"
         )
     async with deployer.lock:
-        prepared = deployer.plans.get(body["plan_id"])
-        if prepared is None:
-            raise StalePlan("unknown or expired plan_id: run alyx deploy again for a new plan")
-        if body["bundle_sha256"].lower() != prepared.contents.sha256:
-            message = "bundle_sha256 is not the hash of the bundle this plan was made for"
-            raise ValidationError(message, [FieldIssue("bundle_sha256", "mismatch", message)])
-        details = {
-            "token_name": _who(auth),
-            "message": body.get("message") or prepared.message,
-            "git_commit": body.get("git_commit"),
-            "git_dirty": body.get("git_dirty"),
-        }
-        result = await _execute(request.app, prepared, details)
-        del deployer.plans[body["plan_id"]]
+        with deploy_lock(deployments_folder(request.app[RUNTIME].settings)):
+            result = await _execute_locked(request, body, auth)
     await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
     return json_response(result)
+
+
+async def _execute_locked(request: web.Request, body: dict[str, Any], auth: AuthContext) -> dict[str, Any]:
+    """Execute once the deploy lease is held (this process's lock and data/deployments/.lock)."""
+    deployer = request.app[DEPLOYER]
+    prepared = deployer.plans.get(body["plan_id"])
+    if prepared is None:
+        raise StalePlan("unknown or expired plan_id: run alyx deploy again for a new plan")
+    if body["bundle_sha256"].lower() != prepared.contents.sha256:
+        message = "bundle_sha256 is not the hash of the bundle this plan was made for"
+        raise ValidationError(message, [FieldIssue("bundle_sha256", "mismatch", message)])
+    details = {
+        "token_name": _who(auth),
+        "message": body.get("message") or prepared.message,
+        "git_commit": body.get("git_commit"),
+        "git_dirty": body.get("git_dirty"),
+    }
+    result = await _execute(request.app, prepared, details)
+    del deployer.plans[body["plan_id"]]
+    return result
 
 
 async def _execute(app: web.Application, prepared: _Prepared, details: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +285,7 @@ async def _hot_swap(app: web.Application, plan: DeployPlan, contents: BundleCont
 _ROLLBACK_FIELDS = frozenset({"version", "restore_backup", "message"})
 
 
-def _rollback_body(body: Any) -> tuple[int | None, str]:
+def _rollback_body(body: Any) -> tuple[int | None, bool, str]:
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -286,23 +298,21 @@ def _rollback_body(body: Any) -> tuple[int | None, str]:
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         message = "version must be a deployed version number (alyx deploy history lists them)"
         raise ValidationError(message, [FieldIssue("version", "invalid_type", message)])
-    if body.get("restore_backup"):
-        message = (
-            "restore_backup is not available: deploys take no database backup of their own yet; "
-            "restore one with alyx db restore"
-        )
-        raise ValidationError(message, [FieldIssue("restore_backup", "unsupported", message)])
+    restore = body.get("restore_backup", False)
+    if not isinstance(restore, bool):
+        message = "restore_backup must be true or false"
+        raise ValidationError(message, [FieldIssue("restore_backup", "invalid_type", message)])
     text = body.get("message")
     if text is not None and not isinstance(text, str):
         message = "message must be a string"
         raise ValidationError(message, [FieldIssue("message", "invalid_type", message)])
-    return version, text or ""
+    return version, restore, text or ""
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
     auth = require_admin(caller(request), "deploy")
     raw = await request.read()
-    version, message = _rollback_body(await read_json(request) if raw.strip() else None)
+    version, restore, message = _rollback_body(await read_json(request) if raw.strip() else None)
     app = request.app
     deployer = app[DEPLOYER]
     if deployer.lock.locked():
@@ -311,45 +321,62 @@ async def rollback(request: web.Request) -> web.StreamResponse:
             "(alyx deploy status shows it), then run this one again"
         )
     async with deployer.lock:
-        rt = app[RUNTIME]
-        settings = rt.settings
-        db = rt.ready_db()
-        started = time.monotonic()
-        current, target = await db.read(lambda conn: choose_target(conn, version))
-        folder = deployments_folder(settings)
-        data = await asyncio.to_thread(read_bundle_file, folder, target.bundle_sha256)
-        max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
-        contents = await asyncio.to_thread(read_bundle, data, max_size=max_size)
-        schema = parse_schema(contents.files["schema.yaml"].decode("utf-8", errors="replace"))
-        staged = await asyncio.to_thread(stage, contents, folder)
-        functions = await asyncio.to_thread(live_function_changes, settings, contents.files)
-        details = {"token_name": _who(auth), "message": message}
+        with deploy_lock(deployments_folder(app[RUNTIME].settings)):
+            return json_response(await _rollback_locked(request, auth, version, restore, message))
+
+
+async def _rollback_locked(
+    request: web.Request, auth: AuthContext, version: int | None, restore: bool, message: str
+) -> dict[str, Any]:
+    """Rollback once the deploy lease is held: undo migrations, or restore the database copy."""
+    app = request.app
+    rt = app[RUNTIME]
+    settings = rt.settings
+    db = rt.ready_db()
+    started = time.monotonic()
+    current, target = await db.read(lambda conn: choose_target(conn, version))
+    folder = deployments_folder(settings)
+    data = await asyncio.to_thread(read_bundle_file, folder, target.bundle_sha256)
+    max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+    contents = await asyncio.to_thread(read_bundle, data, max_size=max_size)
+    schema = parse_schema(contents.files["schema.yaml"].decode("utf-8", errors="replace"))
+    staged = await asyncio.to_thread(stage, contents, folder)
+    functions = await asyncio.to_thread(live_function_changes, settings, contents.files)
+    details = {"token_name": _who(auth), "message": message}
+    restored: str | None = None
+    if restore:
+        new_version, restored = await db.run_exclusive(
+            lambda conn: restore_commit(
+                conn, target, current.version, contents, folder, details=details, clock=rt.clock
+            )
+        )
+        undone: list[str] = []
+    else:
         new_version, undone = await db.run_exclusive(
             lambda conn: rollback_commit(
                 conn, target, current.version, contents, details=details, clock=rt.clock
             )
         )
-        await asyncio.to_thread(swap_files, staged, settings, contents.config)
-        await reload_schema(app, schema)
-        names = [*functions["added"], *functions["changed"], *functions["removed"]]
-        if names:
-            await reload_functions(app, names)
-        new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
-        await reload_settings(app, new)
-        duration_ms = round((time.monotonic() - started) * 1000)
-        await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
-        await asyncio.to_thread(shutil.rmtree, staged, True)
+    await asyncio.to_thread(swap_files, staged, settings, contents.config)
+    await reload_schema(app, schema)
+    names = [*functions["added"], *functions["changed"], *functions["removed"]]
+    if names:
+        await reload_functions(app, names)
+    new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
+    await reload_settings(app, new)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
+    await asyncio.to_thread(shutil.rmtree, staged, True)
     log.info("rolled back to version %d as version %d", target.version, new_version)
-    return json_response(
-        {
-            "version": new_version,
-            "outcome": "applied",
-            "rollback_of": target.version,
-            "migrations_undone": undone,
-            "functions": functions,
-            "duration_ms": duration_ms,
-        }
-    )
+    return {
+        "version": new_version,
+        "outcome": "applied",
+        "rollback_of": target.version,
+        "migrations_undone": undone,
+        "restored_backup": restored,
+        "functions": functions,
+        "duration_ms": duration_ms,
+    }
 
 
 # -- history and status ------------------------------------------------------------------------
@@ -363,7 +390,8 @@ async def status(request: web.Request) -> web.StreamResponse:
     require_admin(caller(request), "deploy")
     db = request.app[RUNTIME].ready_db()
     current, swapping = await db.read(lambda conn: (current_row(conn), swapping_row(conn)))
-    running = request.app[DEPLOYER].lock.locked() or swapping is not None
+    folder = deployments_folder(request.app[RUNTIME].settings)
+    running = request.app[DEPLOYER].lock.locked() or swapping is not None or lease_taken(folder)
     return json_response(
         {
             "version": None if current is None else current.version,

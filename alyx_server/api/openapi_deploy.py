@@ -84,7 +84,7 @@ def deploy_components() -> dict[str, Any]:
             {
                 "version": {"type": "integer", "minimum": 1},
                 "message": {"type": "string"},
-                "restore_backup": {"const": False},
+                "restore_backup": {"type": "boolean"},
             },
             [],
         ),
@@ -93,6 +93,7 @@ def deploy_components() -> dict[str, Any]:
             "outcome": {"const": "applied"},
             "rollback_of": {"type": "integer"},
             "migrations_undone": _NAMES,
+            "restored_backup": {"type": ["string", "null"]},
             "functions": _object({"added": _NAMES, "changed": _NAMES, "removed": _NAMES}),
             "duration_ms": {"type": "integer", "minimum": 0},
         }),

@@ -10,6 +10,18 @@
     recover_interrupted(settings)     at start-up, before schema.yaml is read: a row still
                                       `swapping` (the server died after the commit) has its
                                       bundle's files put in place, and is marked applied
+    deploy_lock(folder)               the lease one execute or rollback holds: an exclusive
+                                      flock on data/deployments/.lock, so a second deploy,
+                                      from this process or another one on the same data
+                                      folder, gets 409 DEPLOY_IN_PROGRESS; the kernel drops
+                                      it when its process dies (kill -9 included), and
+                                      taking it writes nothing to the database
+
+A plan with destructive steps (a dropped field or collection) makes `commit` take a
+database copy first, through SQLite's backup API on the writer connection (nothing else
+writes meanwhile): `data/deployments/backup-v<version>.db`, the database as it was just
+before that version. `alyx deploy rollback --restore-backup` restores it
+(deploy/rollback.py). A deploy that fails before its commit deletes its copy.
 
 The order makes a crash safe: before the commit nothing of the old version changed (the
 staging folder is ignored); after it, the row names the bundle that must be in place,
@@ -22,13 +34,15 @@ so they survive a restart (a deployed key wins over the server's alyx.yaml).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +53,8 @@ from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, read_bundle
 from alyx_server.deploy.plan import BundleLike, DeployPlan, live_fingerprint, server_values
 from alyx_server.deploy.store import (
     DeployInProgress,
+    DeploymentRow,
+    backup_path,
     current_row,
     insert_row,
     read_bundle_file,
@@ -57,8 +73,10 @@ __all__ = [
     "DEPLOYED_CONFIG",
     "StalePlan",
     "commit",
+    "deploy_lock",
     "deployed_settings",
     "deployments_folder",
+    "lease_taken",
     "mark_applied",
     "recover_interrupted",
     "stage",
@@ -80,6 +98,61 @@ class StalePlan(AlyxError):
 def deployments_folder(settings: Settings) -> Path:
     """`data/deployments/` beside the database file."""
     return settings.database.path.parent / "deployments"
+
+
+# -- the deploy lease --------------------------------------------------------------------------
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def deploy_lock(folder: Path) -> Iterator[None]:
+    """Hold the deploy lease of `folder` (data/deployments/) for the `with` block, or raise
+    DeployInProgress at once when another execute or rollback holds it (any process)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployInProgress(
+                "another deploy or rollback is executing on this server; wait for it to finish "
+                "(alyx deploy status shows it), then run this one again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def lease_taken(folder: Path) -> bool:
+    """Whether some execute or rollback holds the deploy lease of `folder` now."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _backup_live(conn: sqlite3.Connection, target: Path) -> None:
+    """A consistent copy of the database `conn` is open on, written beside `target` and
+    renamed into place (the same copy `alyx db backup` makes, from the writer itself)."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    dst = sqlite3.connect(partial)
+    try:
+        conn.backup(dst)
+        dst.execute("PRAGMA journal_mode = DELETE")
+    except BaseException:
+        dst.close()
+        partial.unlink(missing_ok=True)
+        raise
+    dst.close()
+    os.replace(partial, target)
 
 
 # -- staging -----------------------------------------------------------------------------------
@@ -111,7 +184,9 @@ def commit(
     """Check the plan is current, then migrations + the history row in one transaction.
 
     `details`: token_name, message, git_commit, git_dirty, rollback_of (None when absent).
-    Any failure raises before COMMIT: the database is left byte-identical.
+    A destructive plan first copies the database to `backup_path(folder, version)`.
+    Any failure raises before COMMIT: the database is left byte-identical (and the copy
+    is deleted).
     """
     if swapping_row(conn) is not None:
         raise DeployInProgress(
@@ -129,6 +204,12 @@ def commit(
         if p.startswith("functions/")
     }
 
+    backup = backup_path(deployments_folder(settings), plan.version) if plan.destructive else None
+    summary = plan.summary()
+    if backup is not None:
+        _backup_live(conn, backup)
+        summary["backup"] = backup.name
+
     def record(c: sqlite3.Connection) -> None:
         version = int(
             c.execute(f"SELECT COALESCE(MAX(version), 0) + 1 FROM {DEPLOYMENTS_TABLE}").fetchone()[0]
@@ -142,7 +223,7 @@ def commit(
             schema_text=bundle.files["schema.yaml"].decode("utf-8", errors="replace"),
             functions=bundled,
             config=dict(bundle.config),
-            summary=plan.summary(),
+            summary=summary,
             token_name=details.get("token_name"),
             message=str(details.get("message") or ""),
             git_commit=details.get("git_commit"),
@@ -151,7 +232,12 @@ def commit(
             rollback_of=details.get("rollback_of"),
         )
 
-    return apply_migrations_atomically(conn, plan.schema, staged / "migrations", before_commit=record)
+    try:
+        return apply_migrations_atomically(conn, plan.schema, staged / "migrations", before_commit=record)
+    except BaseException:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        raise
 
 
 def mark_applied(
@@ -232,24 +318,35 @@ def recover_interrupted(
         if row is None:
             return None
         folder = deployments_folder(settings)
-        data = read_bundle_file(folder, row.bundle_sha256)
-        limit = settings.values.get("deploy.max_bundle_size")
-        max_size = limit if isinstance(limit, int) else MAX_BUNDLE_SIZE_DEFAULT
-        contents = read_bundle(data, max_size=max_size, expected_sha256=row.bundle_sha256)
-        staged = stage(contents, folder)
-        swap_files(staged, settings, row.config)
-        shutil.rmtree(staged, ignore_errors=True)
-        with write_transaction(conn):
-            set_status(conn, row.version, "applied", now=clock.now())
-            summary = dict(row.summary, recovered=True)
-            conn.execute(
-                f"UPDATE {DEPLOYMENTS_TABLE} SET summary = ? WHERE version = ?",
-                (json.dumps(summary, sort_keys=True), row.version),
-            )
-        log.warning("deploy of version %d was interrupted; its files are now in place", row.version)
-        return row.version
+        try:
+            with deploy_lock(folder):
+                return _finish(conn, row, settings, folder, clock)
+        except DeployInProgress:
+            # Another server on this data folder is putting that version in place now.
+            return None
     finally:
         conn.close()
+
+
+def _finish(
+    conn: sqlite3.Connection, row: DeploymentRow, settings: Settings, folder: Path, clock: Clock
+) -> int:
+    data = read_bundle_file(folder, row.bundle_sha256)
+    limit = settings.values.get("deploy.max_bundle_size")
+    max_size = limit if isinstance(limit, int) else MAX_BUNDLE_SIZE_DEFAULT
+    contents = read_bundle(data, max_size=max_size, expected_sha256=row.bundle_sha256)
+    staged = stage(contents, folder)
+    swap_files(staged, settings, row.config)
+    shutil.rmtree(staged, ignore_errors=True)
+    with write_transaction(conn):
+        set_status(conn, row.version, "applied", now=clock.now())
+        summary = dict(row.summary, recovered=True)
+        conn.execute(
+            f"UPDATE {DEPLOYMENTS_TABLE} SET summary = ? WHERE version = ?",
+            (json.dumps(summary, sort_keys=True), row.version),
+        )
+    log.warning("deploy of version %d was interrupted; its files are now in place", row.version)
+    return row.version
 
 
 def _connect(path: Path) -> sqlite3.Connection:

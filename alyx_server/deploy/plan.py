@@ -102,7 +102,7 @@ class DeployPlan:
             "warnings": self.warnings,
             "destructive": self.destructive,
             "needs_restart": self.needs_restart,
-            "backup": False,
+            "backup": self.destructive,  # execute copies the database first (deploy/execute.py)
             "empty": self.empty,
         }
 
@@ -294,6 +294,11 @@ def compute_plan(
             warnings.append(f"destructive: {planned.migration.stem} {change.summary} ({change.reason})")
     functions = live_function_changes(settings, bundle.files)
     config, live_config = _config_changes(settings, bundle.config)
+    if destructive:
+        warnings.append(
+            "a database backup is taken just before this deploy (data/deployments/"
+            f"backup-v{version}.db): alyx deploy rollback --restore-backup brings it back"
+        )
     restart = [c["key"] for c in config if c["restart"]]
     if restart:
         warnings.append(f"needs a restart to take effect: {', '.join(restart)}")

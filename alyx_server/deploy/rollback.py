@@ -8,22 +8,33 @@ new history row (`rollback_of` = the target) and the replaced versions marked
 
 Refused with 409 IRREVERSIBLE, naming the step, before anything changes: a row without a
 down side (an `sql` step without `down`), and a row whose own change lost data (a dropped
-field or collection: undoing it brings the column back, not its values). A database
-backup restored with `alyx db restore` is the way back then; `restore_backup` is not
-offered, since deploys take no backup of their own yet.
+field or collection: undoing it brings the column back, not its values).
+
+`restore_commit` is the way back then (`restore_backup`): the version that replaced the
+target took a database copy just before it ran, when its plan had destructive steps
+(deploy/execute.py). That copy is copied once more, the full deploy history of the live
+database (and its AUTOINCREMENT counters, so change-feed ids are never reused) is
+written into it with the rollback's `swapping` row, and the result goes into the live
+database through SQLite's backup API on the writer connection: one write transaction,
+so connections stay open and readers see the old or the new database, never a mix.
+Everything written since that deploy (documents, users, sessions) is lost: that is what
+restoring a backup means, and the plan said a copy would be taken.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from alyx_server.deploy.plan import BundleLike
 from alyx_server.deploy.store import (
     DeployInProgress,
     DeploymentRow,
+    backup_path,
     current_row,
     insert_row,
     next_version,
@@ -39,7 +50,7 @@ from alyx_server.schema.model import Schema
 from alyx_server.schema.system_tables import DEPLOYMENTS_TABLE
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
-__all__ = ["IrreversibleRollback", "choose_target", "rollback_commit"]
+__all__ = ["IrreversibleRollback", "choose_target", "restore_commit", "rollback_commit"]
 
 
 class IrreversibleRollback(AlyxError):
@@ -84,7 +95,8 @@ def _check_reversible(conn: sqlite3.Connection, target: DeploymentRow) -> list[s
             if isinstance(item, Irreversible):
                 raise IrreversibleRollback(
                     f"cannot go back to version {target.version}: {row.label} cannot be undone "
-                    f"({item.where}); restore a database backup instead (alyx db restore)"
+                    f"({item.where}); restore the database copy taken before it instead "
+                    "(alyx deploy rollback --restore-backup, or alyx db restore)"
                 )
         position = history.index(row)
         previous = history[position - 1].snapshot if position else Schema()
@@ -92,8 +104,8 @@ def _check_reversible(conn: sqlite3.Connection, target: DeploymentRow) -> list[s
         if lost:
             raise IrreversibleRollback(
                 f"cannot go back to version {target.version}: {row.label} did {lost[0].summary}, "
-                "whose data a rollback cannot bring back; restore a database backup taken before "
-                "it instead (alyx db restore)"
+                "whose data a rollback cannot bring back; restore the database copy taken before "
+                "it instead (alyx deploy rollback --restore-backup, or alyx db restore)"
             )
     return [row.label for row in undone]
 
@@ -147,3 +159,106 @@ def rollback_commit(
 
     rollback_atomically(conn, target.history_head, before_commit=record)
     return version, labels
+
+
+def _functions_of(bundle: BundleLike) -> dict[str, str]:
+    return {
+        p.removeprefix("functions/"): hashlib.sha256(d).hexdigest()
+        for p, d in bundle.files.items()
+        if p.startswith("functions/")
+    }
+
+
+def restore_commit(
+    conn: sqlite3.Connection,
+    target: DeploymentRow,
+    expected_current: int,
+    bundle: BundleLike,
+    folder: Path,
+    *,
+    details: Mapping[str, Any],
+    clock: Clock = SYSTEM_CLOCK,
+) -> tuple[int, str]:
+    """Restore the database copy taken before the version that replaced `target`, as a new
+    version; returns (the new version, the copy's file name). `conn` is the writer's."""
+    if swapping_row(conn) is not None:
+        raise DeployInProgress("a deploy is being put in place on this server; try again once it is done")
+    current = current_row(conn)
+    if current is None or current.version != expected_current:
+        raise DeployInProgress("another deploy ran meanwhile; check alyx deploy status and try again")
+    row = conn.execute(
+        f"SELECT MIN(version) FROM {DEPLOYMENTS_TABLE} WHERE version > ? AND status = 'applied' "
+        "AND bundle_sha256 IS NOT NULL",
+        (target.version,),
+    ).fetchone()
+    replaced = int(row[0])
+    backup = backup_path(folder, replaced)
+    if not backup.is_file():
+        raise IrreversibleRollback(
+            f"cannot restore the database as it was at version {target.version}: version {replaced} "
+            "took no database copy (deploys take one only when their plan has destructive steps) "
+            "or it was pruned; restore a backup of your own with alyx db restore"
+        )
+    version = next_version(conn)
+    copy = folder / f".restore-v{version}.db"
+    shutil.copyfile(backup, copy)
+    try:
+        _prepare_copy(copy, conn, target, bundle, version, replaced, details, clock)
+        source = sqlite3.connect(copy)
+        try:
+            source.backup(conn)  # one step: one write transaction on the live database
+        finally:
+            source.close()
+    finally:
+        copy.unlink(missing_ok=True)
+    return version, backup.name
+
+
+def _prepare_copy(
+    copy: Path,
+    live: sqlite3.Connection,
+    target: DeploymentRow,
+    bundle: BundleLike,
+    version: int,
+    replaced: int,
+    details: Mapping[str, Any],
+    clock: Clock,
+) -> None:
+    """The copy as the live database must be once restored: the live deploy history,
+    counters no lower than the live ones, and the rollback's `swapping` row."""
+    names = [str(r[1]) for r in live.execute(f"PRAGMA table_info({DEPLOYMENTS_TABLE})")]
+    rows = live.execute(f"SELECT {', '.join(names)} FROM {DEPLOYMENTS_TABLE}").fetchall()
+    sequences = live.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
+    conn = sqlite3.connect(copy, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"DELETE FROM {DEPLOYMENTS_TABLE}")
+        marks = ", ".join("?" for _ in names)
+        conn.executemany(f"INSERT INTO {DEPLOYMENTS_TABLE} ({', '.join(names)}) VALUES ({marks})", rows)
+        for name, seq in sequences:
+            conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (seq, name))
+        now = clock.now()
+        for (v,) in conn.execute(
+            f"SELECT version FROM {DEPLOYMENTS_TABLE} WHERE version > ? AND status = 'applied'",
+            (target.version,),
+        ).fetchall():
+            set_status(conn, int(v), "rolled_back", now=now)
+        insert_row(
+            conn,
+            version=version,
+            bundle_sha256=target.bundle_sha256,
+            schema_text=bundle.files["schema.yaml"].decode("utf-8", errors="replace"),
+            functions=_functions_of(bundle),
+            config=dict(bundle.config),
+            summary={"rollback_of": target.version, "restored_backup": f"backup-v{replaced}.db"},
+            token_name=details.get("token_name"),
+            message=str(details.get("message") or f"rollback to version {target.version}, database restored"),
+            git_commit=target.git_commit,
+            git_dirty=target.git_dirty,
+            history_head=head_id(conn),
+            rollback_of=target.version,
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        conn.close()

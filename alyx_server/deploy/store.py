@@ -3,6 +3,9 @@
     data/deployments/<sha256>.tar.gz   every uploaded bundle, written atomically; the
                                        newest `deploy.keep_bundles` are kept, plus those
                                        a history row still needs for a rollback
+    data/deployments/backup-v<N>.db    the database just before version N, when its plan
+                                       had destructive steps; the newest
+                                       `deploy.keep_bundles` are kept
     _alyx_deployments                  one row per applied version (and per rollback)
 
 A history row is written in the same transaction as the deploy's migrations, so it exists
@@ -11,8 +14,8 @@ file byte-identical (no lease row, no failure row: the error goes to the caller 
 log). Its `status` is `swapping` until the project's files and the running server have
 taken the bundle, then `applied`; a row left `swapping` (the server was killed in between)
 is finished at the next start-up. Two deploys: the second gets 409 DEPLOY_IN_PROGRESS from
-the executor's lock in this process, or from a `swapping` row of another process, or its
-`BEGIN IMMEDIATE` waits and then finds the live state changed (409 STALE_PLAN).
+the deploy lease (an flock on data/deployments/.lock, held by any process for the whole
+execute or rollback: deploy/execute.py's `deploy_lock`), or from a `swapping` row.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from alyx_server.tools.timestamps import format_timestamp
 __all__ = [
     "DeployInProgress",
     "DeploymentRow",
+    "backup_path",
     "bundle_path",
     "current_row",
     "insert_row",
@@ -133,6 +137,11 @@ def write_bundle_file(folder: Path, sha256: str, data: bytes) -> Path:
     return target
 
 
+def backup_path(folder: Path, version: int) -> Path:
+    """The database copy taken just before `version` was deployed (destructive plans only)."""
+    return folder / f"backup-v{version}.db"
+
+
 def read_bundle_file(folder: Path, sha256: str) -> bytes:
     path = bundle_path(folder, sha256)
     try:
@@ -159,7 +168,15 @@ def prune_bundles(folder: Path, keep: int, needed: set[str]) -> list[str]:
             continue
         path.unlink(missing_ok=True)
         removed.append(sha)
+    backups = sorted(folder.glob("backup-v*.db"), key=_backup_version, reverse=True)
+    for path in backups[max(keep, 0) :]:
+        path.unlink(missing_ok=True)
     return removed
+
+
+def _backup_version(path: Path) -> int:
+    digits = path.stem.removeprefix("backup-v")
+    return int(digits) if digits.isdigit() else 0
 
 
 # -- history rows ------------------------------------------------------------------------------
