@@ -127,12 +127,14 @@ def command(
     from alyx_cli.deploy.client import DeployClient
     from alyx_server.config import load_settings
     from alyx_server.deploy.bundle import build_bundle
+    from alyx_server.deploy.project_files import checking_environment
 
     root = project_dir.resolve()
     if not (root / "schema.yaml").is_file():
         raise CommandError(f"no schema.yaml in {root}; run alyx deploy in the project folder or pass -C DIR")
     server = _target(root, url, token, target)
-    load_settings(root, mode="dev")  # a project whose alyx.yaml does not load is not shipped
+    # A project whose alyx.yaml does not load is not shipped; ${VAR}s are the server's to fill.
+    load_settings(root, mode="dev", environ=checking_environment(os.environ))
     bundle = build_bundle(root)
     client = DeployClient(server)
     commit, dirty = git_state(root)

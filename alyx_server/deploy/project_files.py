@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 __all__ = [
     "ALWAYS_SKIPPED_FOLDERS",
     "ServerTree",
+    "checking_environment",
     "deployable_config",
     "functions_folder",
     "left_out_by_name",
@@ -236,6 +238,29 @@ def deployable_config(project: Path) -> dict[str, object]:
         for path, value in _written_keys(project).items()
         if path in KEYS_BY_PATH and KEYS_BY_PATH[path].deployable
     }
+
+
+class _UnsetAsEmpty(Mapping[str, str]):
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        return self.environ.get(name, "")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.environ)
+
+    def __len__(self) -> int:
+        return len(self.environ)
+
+
+def checking_environment(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment `alyx deploy` loads the project's alyx.yaml with, to check it before
+    shipping: `environ`, where a variable it does not set reads as empty (so the key takes
+    its default). The deployable values travel as written and the server substitutes them
+    from its own environment; the other keys never travel. A CI job therefore needs none of
+    the variables alyx.yaml names (`${SMTP_PASSWORD}`, `${LOG_LEVEL}`) to deploy."""
+    return _UnsetAsEmpty(environ)
 
 
 def functions_folder(project: Path) -> Path:

@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from alyx_cli.main import cli
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.app import create_app
 from alyx_server.deploy import read_bundle
@@ -33,6 +35,7 @@ from tests.alyx_server.api.test_deploy_routes import (
 from tests.alyx_server.auth.support import AppFactory, Client, auth_app, bearer, clock, smtp
 from tests.alyx_server.deploy.test_bundle import GOOD, pack
 from tests.schemas import NOTES
+from tests.servers import free_port
 
 __all__ = ["auth_app", "clock", "smtp"]
 
@@ -254,3 +257,25 @@ async def test_a_variable_the_server_does_not_set_is_refused_by_name(
         "in this server's environment (set it where alyx serve runs, or give a default in "
         "alyx.yaml: ${DEPLOY_TEST_UNSET:-value})"
     )
+
+
+def test_alyx_deploy_needs_none_of_the_variables_alyx_yaml_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job deploys without the server's secrets: `alyx deploy` checks alyx.yaml without
+    them, and the request goes out (here to a closed port, whose refusal is the next error)."""
+    for name in ("DEPLOY_TEST_SMTP_PASSWORD", "DEPLOY_TEST_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    dev = developer_project(tmp_path / "dev", NOTES)
+    (dev / "alyx.yaml").write_text(
+        "auth:\n  smtp:\n    password: ${DEPLOY_TEST_SMTP_PASSWORD}\n"
+        "logging:\n  level: ${DEPLOY_TEST_LEVEL}\n",
+        encoding="utf-8",
+    )
+    closed = f"http://127.0.0.1:{free_port()}"
+    args = ["deploy", "--dry-run", "--url", closed, "--token", "t", "-C", str(dev)]
+
+    result = CliRunner().invoke(cli, args, env={"ALYX_DEPLOY_URL": None, "ALYX_DEPLOY_TOKEN": None})
+
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach {closed}: connection refused" in result.stderr, result.stderr
