@@ -220,9 +220,11 @@ class FunctionPool:
             return
         self._release(worker)
 
-    async def warm(self) -> None:
-        """Start min_warm workers now (the first load error is raised)."""
-        missing = max(0, min(self.limits.min_warm, self.limits.max_instances) - self.total)
+    async def warm(self, count: int | None = None) -> None:
+        """Start workers now up to `count` (default min_warm; at most max_instances); the
+        first load error is raised."""
+        wanted = self.limits.min_warm if count is None else max(count, self.limits.min_warm)
+        missing = max(0, min(wanted, self.limits.max_instances) - self.total)
         results = await asyncio.gather(*(self._start_busy() for _ in range(missing)), return_exceptions=True)
         for result in results:
             if isinstance(result, Worker):

@@ -175,7 +175,8 @@ class FunctionService:
         """Take `names` (None: every function) from a fresh discovery (`alyx dev`, deploys).
 
         The cut-over never fails a call: each function's new pool is warmed on its new
-        code while the old pool keeps serving; then, with no await in between, new calls
+        code (as many workers as the old pool runs, at least min_warm) while the old pool
+        keeps serving; then, with no await in between, new calls
         go to the new pool; the old pool drains (the calls it already took, running or
         queued, finish on the old code) and its workers stop. A function whose new code
         cannot load gets its problem instead; a name no longer discovered is gone.
@@ -185,7 +186,11 @@ class FunctionService:
         every = {*discovery.functions, *found, *self.specs, *self.problems}
         wanted = set(names) if names is not None else every
         fresh = {name: self._pool(spec) for name in sorted(wanted) if (spec := discovery.functions.get(name))}
-        results = await asyncio.gather(*(p.warm() for p in fresh.values()), return_exceptions=True)
+        # As many workers as the old pool has now: the load it carries moves over warm.
+        sizes = {name: pool.total for name, pool in self.pools.items()}
+        results = await asyncio.gather(
+            *(p.warm(sizes.get(name)) for name, p in fresh.items()), return_exceptions=True
+        )
         cannot = {
             name: str(result)
             for name, result in zip(list(fresh), results, strict=True)
