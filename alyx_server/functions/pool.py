@@ -220,11 +220,16 @@ class FunctionPool:
             return
         self._release(worker)
 
-    async def warm(self, count: int | None = None) -> None:
+    async def warm(self, count: int | None = None, *, one_by_one: bool = False) -> None:
         """Start workers now up to `count` (default min_warm; at most max_instances); the
-        first load error is raised."""
+        first load error is raised. `one_by_one` starts them in turn, not all at once: a
+        server under load keeps its CPU while a reload warms a new pool."""
         wanted = self.limits.min_warm if count is None else max(count, self.limits.min_warm)
         missing = max(0, min(wanted, self.limits.max_instances) - self.total)
+        if one_by_one:
+            for _ in range(missing):
+                self._release(await self._start_busy())
+            return
         results = await asyncio.gather(*(self._start_busy() for _ in range(missing)), return_exceptions=True)
         for result in results:
             if isinstance(result, Worker):

@@ -189,7 +189,8 @@ class FunctionService:
         # As many workers as the old pool has now: the load it carries moves over warm.
         sizes = {name: pool.total for name, pool in self.pools.items()}
         results = await asyncio.gather(
-            *(p.warm(sizes.get(name)) for name, p in fresh.items()), return_exceptions=True
+            *(p.warm(sizes.get(name), one_by_one=True) for name, p in fresh.items()),
+            return_exceptions=True,
         )
         cannot = {
             name: str(result)
