@@ -293,6 +293,8 @@ def rollback(
     back = (
         f"rolled back {_shown(server)} to version {done.get('rollback_of')} as version {done.get('version')}"
     )
+    if done.get("restored_backup"):
+        back += f", database restored from {done.get('restored_backup')}"
     console().print(f"{back} in {done.get('duration_ms')} ms")
 
 

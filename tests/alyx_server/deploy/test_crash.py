@@ -277,6 +277,25 @@ def test_the_spec_spellings_history_and_rollback_run_the_subcommands(tmp_path: P
             call(url, token, "GET", "/api/admin/deploy/history")["deployments"][0]["bundle_sha256"] == first
         )
         assert (server / "schema.yaml").read_text(encoding="utf-8") == schema(0)
+        # A destructive deploy (it drops the field n) takes a copy of the database; the
+        # subcommand's --restore-backup puts it back and says so.
+        developer.write(fill=True)
+        (developer.root / "migrations" / "003_drop_n.yaml").write_text(
+            "version: 3\nname: drop_n\noperations:\n  - drop_field: { collection: big, field: n }\n",
+            encoding="utf-8",
+        )
+        without_n = schema(0).replace("      n:  { type: int, default: 0 }\n", "")
+        (developer.root / "schema.yaml").write_text(without_n, encoding="utf-8")
+        assert deploy(url, token, developer.root)["plan"]["backup"] is True
+        restored = alyx("rollback", "--restore-backup")
+        assert restored.returncode == 0, restored.stderr
+        assert " to version 3 as version 5, database restored from backup-v4.db in " in restored.stdout
+        conn = sqlite3.connect(server / "data" / "alyx.db")
+        try:
+            assert [str(r[1]) for r in conn.execute('PRAGMA table_info("big")')] == ["id", "n"]
+        finally:
+            conn.close()
+        assert (server / "schema.yaml").read_text(encoding="utf-8") == schema(0)
 
         both = alyx("--history", "--rollback", "1")
         assert (both.returncode, both.stderr) == (1, "Error: --history and --rollback go one at a time\n")
