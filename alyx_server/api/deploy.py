@@ -42,6 +42,7 @@ from alyx_server.api.admin_live import reload_functions, reload_schema, reload_s
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
 from alyx_server.api.pipeline import HTTP_POLICY, json_response
+from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.auth import AuthContext
 from alyx_server.auth.admin_users import require_admin
@@ -359,6 +360,10 @@ async def _rollback_locked(
         )
     await asyncio.to_thread(swap_files, staged, settings, contents.config)
     await reload_schema(app, schema)
+    hub = app[REALTIME].hub
+    if restored is not None and hub is not None:
+        # Every collection's rows may differ now: each subscription gets a fresh snapshot.
+        await hub.revalidate(c.name for c in schema.collections)
     names = [*functions["added"], *functions["changed"], *functions["removed"]]
     if names:
         await reload_functions(app, names)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.deploy.execute import deployments_folder
@@ -52,6 +53,15 @@ async def notes(client: Client) -> list[dict[str, object]]:
     assert response.status == 200
     items: list[dict[str, object]] = (await response.json())["docs"]
     return items
+
+
+async def next_of(ws: Any, kind: str) -> dict[str, Any]:
+    """The next message of type `kind`, past any other (the server's greeting first)."""
+    while True:
+        message = await ws.receive_json(timeout=30)
+        assert message["type"] != "error", message
+        if message["type"] == kind:
+            return dict(message)
 
 
 def change_ids(path: Path) -> list[int]:
@@ -103,9 +113,18 @@ async def test_a_destructive_deploy_takes_a_copy_and_restore_backup_puts_it_back
     )
     assert file_hash(db_file) == before
 
+    subscriber = await client.ws_connect("/api/realtime")
+    await subscriber.send_json({"id": "s1", "type": "subscribe", "payload": {"collection": "notes"}})
+    first = await next_of(subscriber, "snapshot")
+    assert [d["title"] for d in first["payload"]["docs"]] == ["a", "b"], first
+
     status, body = await rollback(client, secret, version=1, restore_backup=True)
 
     assert status == 200, body
+    # The subscriber stays connected and gets the restored rows as a fresh snapshot.
+    fresh = await next_of(subscriber, "snapshot")
+    assert [(d["title"], d.get("body")) for d in fresh["payload"]["docs"]] == [("a", "kept")], fresh
+    await subscriber.close()
     assert (body["version"], body["rollback_of"], body["restored_backup"]) == (3, 1, "backup-v2.db")
     assert [(n["title"], n.get("body")) for n in await notes(client)] == [("a", "kept")]
     assert (settings.project_dir / "schema.yaml").read_text(encoding="utf-8") == WITH_BODY
