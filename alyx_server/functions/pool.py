@@ -122,6 +122,7 @@ class FunctionPool:
         """A waiter went away: return what it was handed, or leave the queue."""
         if future in self._waiters:
             self._waiters.remove(future)
+            self._settled.set()
         elif future.done() and not future.cancelled():
             handed = future.result()
             if handed is None:

@@ -1,5 +1,6 @@
-"""A deploy that changes a function while a call to it runs: the call finishes on the old
-code (its answer is the old one), the next call runs the new code, and nothing fails.
+"""A deploy that changes a function while a call to it runs and another waits for a worker:
+both finish on the old code (their answers are the old ones), the next call runs the new
+code, and nothing fails.
 
 The server is the real application on a loopback port (`auth_app`); the deploys go through
 `/api/admin/deploy/prepare` and `execute` as `alyx deploy` sends them. The "slow" call is
@@ -19,6 +20,7 @@ from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.conftest import auth_app, clock, smtp
 from tests.alyx_server.api.test_deploy_routes import developer_project, execute, prepare, token
 from tests.alyx_server.auth.support import AppFactory, Client
+from tests.alyx_server.functions.test_pools import until
 from tests.schemas import NOTES
 
 __all__ = ["auth_app", "clock", "smtp"]
@@ -74,7 +76,9 @@ async def invoke(client: Client, data: dict[str, Any]) -> tuple[int, Any]:
 async def test_a_call_in_flight_finishes_on_the_old_code_and_the_next_runs_the_new(
     auth_app: AppFactory, tmp_path: Path, clock: ManualClock
 ) -> None:
-    client = await auth_app(**{"functions.pool.min_warm": 1})
+    client = await auth_app(**{"functions.pool.min_warm": 1, "functions.pool.max_instances": 1})
+    service = client.app[FUNCTIONS].service
+    assert service is not None
     secret = await token(client, clock)
     await deploy(client, with_gate(tmp_path / "v1", "old"), secret)
     status, body = await invoke(client, {})
@@ -90,21 +94,25 @@ async def test_a_call_in_flight_finishes_on_the_old_code_and_the_next_runs_the_n
     async with gate:
         in_flight = asyncio.ensure_future(invoke(client, {"port": port}))
         held = await asyncio.wait_for(connected.get(), 30)  # the old code is running the call
+        old_pool = service.pools["gate"]
+        queued = asyncio.ensure_future(invoke(client, {}))  # waits for the one old worker
+        await until(lambda: old_pool.state["queued"] == 1)
 
         plan = await deploy(client, with_gate(tmp_path / "v2", "new"), secret)
         assert plan["functions"] == {"added": [], "changed": ["gate"], "removed": []}
         # New calls run the new code while the old call still waits at the gate.
         status, body = await invoke(client, {})
         assert (status, body["output"]) == (200, {"code": "new"})
-        assert not in_flight.done()
+        assert not in_flight.done() and not queued.done()
 
         held.write(b"x")
         await held.drain()
         status, body = await asyncio.wait_for(in_flight, 30)
         held.close()
     assert (status, body["success"], body["output"]) == (200, True, {"code": "old"})
+    # The call queued on the old pool before the cut-over ran on the old code too.
+    status, body = await asyncio.wait_for(queued, 30)
+    assert (status, body["output"]) == (200, {"code": "old"})
     status, body = await invoke(client, {})
     assert (status, body["output"]) == (200, {"code": "new"})
-    service = client.app[FUNCTIONS].service
-    assert service is not None
     assert service.describe()[0]["stats"]["failed"] == 0
