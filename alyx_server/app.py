@@ -237,6 +237,7 @@ async def _realtime_context(app: web.Application) -> AsyncIterator[None]:
     hub = RealtimeHub(
         db, rt.settings.realtime, rt.clock,
         metrics=rt.metrics, compile_where=compile_where, expander=realtime_api.live_expander(rt),
+        gate=app[HTTP_POLICY].gate,
     )  # fmt: skip
     state.hub = hub
     state.watch = CredentialWatch(db, hub, app[auth_api.AUTH_SERVICE])

@@ -22,6 +22,13 @@ files in place and swaps the running server over the way `alyx dev` reloads
 the added, changed and removed functions (fresh pools), and the live alyx.yaml keys.
 Connections stay up. Plans live in this process's memory; a plan not executed within
 PLAN_TTL, or once another deploy ran, is refused with STALE_PLAN.
+
+The commit and the schema swap happen under the schema gate's exclusive side
+(tools/gate.py): requests that touch documents and are in flight finish first on the old
+schema, new ones wait and then run on the new one, so none meets a table the schema it
+runs does not describe. If those in flight do not finish within Deployer.drain_timeout,
+the deploy (or rollback) is refused before it changed anything. Functions and alyx.yaml
+keys are swapped after the gate opens again (new pools warm while requests flow).
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from alyx_server.deploy.store import (
 from alyx_server.errors import FieldIssue, PayloadTooLarge, ValidationError
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
+from alyx_server.tools.gate import GateTimeout
 
 __all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context"]
 
@@ -83,6 +91,7 @@ PLAN_TTL = 3600.0
 MAX_PLANS = 16
 _SHA = "X-Bundle-SHA256"
 PREPARE_PATH = "/api/admin/deploy/prepare"
+DRAIN_TIMEOUT = 30.0
 
 
 @dataclass
@@ -95,10 +104,12 @@ class _Prepared:
 
 @dataclass
 class Deployer:
-    """The plans prepared in this process and the lock one execute holds."""
+    """The plans prepared in this process and the lock one execute holds. `drain_timeout`:
+    how long a commit-and-swap waits for the requests in flight on the old schema."""
 
     plans: dict[str, _Prepared] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    drain_timeout: float = DRAIN_TIMEOUT
 
     def keep(self, prepared: _Prepared) -> str:
         now = time.monotonic()
@@ -113,6 +124,21 @@ class Deployer:
 
 
 DEPLOYER = web.AppKey("deployer", Deployer)
+
+
+@contextlib.asynccontextmanager
+async def _schema_gate(app: web.Application) -> AsyncIterator[None]:
+    """Hold the schema gate exclusively (see the module docstring); DeployInProgress, with
+    nothing changed, when the requests in flight do not finish in time."""
+    timeout = app[DEPLOYER].drain_timeout
+    try:
+        async with app[HTTP_POLICY].gate.exclusive(timeout):
+            yield
+    except GateTimeout as e:
+        raise DeployInProgress(
+            f"nothing was changed: {e} on the old schema (requests that read or write "
+            "documents must finish before the schema is swapped); run the command again"
+        ) from None
 
 
 def _setting(request: web.Request, path: str, fallback: int) -> int:
@@ -253,12 +279,16 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     started = time.monotonic()
     staged = await asyncio.to_thread(stage, contents, folder)
     db = rt.ready_db()
-    await db.run_exclusive(
-        lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
-    )
-    # The commit point is passed: from here on the new version is the one in force, and a
-    # crash is finished at start-up (deploy.execute.recover_interrupted).
-    await asyncio.to_thread(swap_files, staged, settings, contents.config)
+    async with _schema_gate(app):
+        await db.run_exclusive(
+            lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
+        )
+        # The commit point is passed: from here on the new version is the one in force, and
+        # a crash is finished at start-up (deploy.execute.recover_interrupted).
+        await asyncio.to_thread(swap_files, staged, settings, contents.config)
+        reloaded = await reload_schema(app, plan.schema)
+    if reloaded.refused:
+        log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
     await _hot_swap(app, plan, contents)
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
@@ -268,11 +298,9 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
 
 
 async def _hot_swap(app: web.Application, plan: DeployPlan, contents: BundleContents) -> None:
-    """The running server takes the new schema, functions and live keys (no restart)."""
+    """The running server takes the new functions and live keys (no restart); the schema
+    was swapped under the gate."""
     rt = app[RUNTIME]
-    reloaded = await reload_schema(app, plan.schema)
-    if reloaded.refused:
-        log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
     f = plan.functions
     names = [*f["added"], *f["changed"], *f["removed"]]
     if names:
@@ -345,25 +373,26 @@ async def _rollback_locked(
     functions = await asyncio.to_thread(live_function_changes, settings, contents.files)
     details = {"token_name": _who(auth), "message": message}
     restored: str | None = None
-    if restore:
-        new_version, restored = await db.run_exclusive(
-            lambda conn: restore_commit(
-                conn, target, current.version, contents, folder, details=details, clock=rt.clock
+    undone: list[str] = []
+    async with _schema_gate(app):
+        if restore:
+            new_version, restored = await db.run_exclusive(
+                lambda conn: restore_commit(
+                    conn, target, current.version, contents, folder, details=details, clock=rt.clock
+                )
             )
-        )
-        undone: list[str] = []
-    else:
-        new_version, undone = await db.run_exclusive(
-            lambda conn: rollback_commit(
-                conn, target, current.version, contents, details=details, clock=rt.clock
+        else:
+            new_version, undone = await db.run_exclusive(
+                lambda conn: rollback_commit(
+                    conn, target, current.version, contents, details=details, clock=rt.clock
+                )
             )
-        )
-    await asyncio.to_thread(swap_files, staged, settings, contents.config)
-    await reload_schema(app, schema)
-    hub = app[REALTIME].hub
-    if restored is not None and hub is not None:
-        # Every collection's rows may differ now: each subscription gets a fresh snapshot.
-        await hub.revalidate(c.name for c in schema.collections)
+        await asyncio.to_thread(swap_files, staged, settings, contents.config)
+        await reload_schema(app, schema)
+        hub = app[REALTIME].hub
+        if restored is not None and hub is not None:
+            # Every collection's rows may differ now: each subscription gets a fresh snapshot.
+            await hub.revalidate(c.name for c in schema.collections)
     names = [*functions["added"], *functions["changed"], *functions["removed"]]
     if names:
         await reload_functions(app, names)

@@ -33,7 +33,7 @@ from alyx_server.api.operations import (
     prepare_get,
     prepare_update,
 )
-from alyx_server.api.pipeline import HttpPolicy, json_response, make_pipeline
+from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, json_response, make_pipeline
 from alyx_server.api.runtime import RUNTIME, Runtime
 from alyx_server.db import (
     Condition,
@@ -230,7 +230,10 @@ def _bounded(data: Mapping[str, Any], key: str, default: int, high: int) -> int:
 
 def create_internal_app(parent: web.Application, tokens: TokenRegistry) -> web.Application:
     """The internal API application, reading the database and policy of `parent`."""
-    app = web.Application(middlewares=[make_pipeline(HttpPolicy())])
+    # The parent's schema gate: a function's database calls wait for a deploy's swap too.
+    policy = parent.get(HTTP_POLICY)
+    gate = None if policy is None else policy.gate
+    app = web.Application(middlewares=[make_pipeline(HttpPolicy(), gate=gate)])
     app[PARENT] = parent
     app[TOKENS] = tokens
     app.router.add_post("/internal/v1/db/query", db_query)

@@ -1,4 +1,5 @@
-"""The one HTTP middleware: request id, CORS, client IP, error envelope, access log, metrics.
+"""The one HTTP middleware: request id, CORS, client IP, error envelope, access log, metrics,
+and the schema gate (tools/gate.py) around each request that touches documents.
 
 Everything a request passes through on its way in and out lives here, in one function,
 because each middleware layer in aiohttp costs a coroutine frame on the hot path
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from alyx_server.errors import AlyxError, RateLimited
 from alyx_server.logs import AccessLog
+from alyx_server.tools.gate import Gate
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
@@ -68,6 +70,19 @@ _HTTP_CODES = {
 
 _CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 
+# Requests that do not hold the schema gate: long-lived ones (the realtime socket, the
+# admin event stream), function calls (the function's own database calls come back
+# through the internal API, which holds it: holding it here too would wait on itself
+# while a deploy takes the gate), the deploy routes (which take it), health and metrics.
+_UNGATED = (
+    "/api/realtime",
+    "/api/functions/",
+    "/api/admin/deploy/",
+    "/api/admin/events",
+    "/health",
+    "/metrics",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class HttpPolicy:
@@ -86,12 +101,14 @@ class LiveHttpPolicy:
     """The part of the policy the pipeline reads per request; `update` swaps it while the
     server runs (the keys are "live" in alyx.yaml). `own_limits` holds the paths whose
     handler enforces a body limit of its own instead of server.max_body_size (the deploy
-    bundle upload, bounded by deploy.max_bundle_size)."""
+    bundle upload, bounded by deploy.max_bundle_size). `gate` is the application's schema
+    gate (tools/gate.py): deploys take its exclusive side."""
 
-    __slots__ = ("clock", "max_body", "origins", "own_limits", "trusted")
+    __slots__ = ("clock", "gate", "max_body", "origins", "own_limits", "trusted")
 
-    def __init__(self, policy: HttpPolicy) -> None:
+    def __init__(self, policy: HttpPolicy, gate: Gate | None = None) -> None:
         self.own_limits: set[str] = set()
+        self.gate = Gate() if gate is None else gate
         self.update(policy)
 
     def update(self, policy: HttpPolicy) -> None:
@@ -217,13 +234,17 @@ def make_pipeline(
     metrics: MetricsHook | None = None,
     authenticate: AuthHook | None = None,
     on_request: RequestHook | None = None,
+    gate: Gate | None = None,
 ) -> Any:
     """Build the middleware for one application from its HTTP policy (and hooks).
 
-    Given a `LiveHttpPolicy`, the pipeline follows its updates.
+    Given a `LiveHttpPolicy`, the pipeline follows its updates. `gate`: the schema gate to
+    hold (the functions' internal API passes its parent application's); by default the
+    policy's own.
     """
-    live = policy if isinstance(policy, LiveHttpPolicy) else LiveHttpPolicy(policy)
+    live = policy if isinstance(policy, LiveHttpPolicy) else LiveHttpPolicy(policy, gate)
     clock = live.clock
+    schema_gate = live.gate if gate is None else gate
     # Request ids: a random per-application prefix and a counter, 32 hex characters; as
     # unique as uuid4 for tracing, without a random draw per request.
     prefix = uuid.uuid4().hex[:16]
@@ -251,7 +272,21 @@ def make_pipeline(
                     header = request.headers.get("Authorization")
                     if header is not None:
                         authenticate(request, header)
-                response = await handler(request)
+                if request.path.startswith(_UNGATED):
+                    response = await handler(request)
+                else:
+                    if request.body_exists:
+                        # The body arrives before the gate is held (the handler reads the
+                        # cached copy): a client sending it slowly cannot hold a deploy up.
+                        await request.read()
+                    if schema_gate.closed:
+                        await schema_gate.enter()
+                    else:
+                        schema_gate.readers += 1
+                    try:
+                        response = await handler(request)
+                    finally:
+                        schema_gate.leave()
         except AlyxError as exc:
             response = _error_response(exc, request_id, clock)
         except web.HTTPException as exc:

@@ -18,6 +18,10 @@ Reading the doc's current state rather than replaying history makes every step
 idempotent: a view converges on the database whatever the interleaving of snapshots,
 re-runs and events. A subscription still waiting for its snapshot keeps the ids that
 changed meanwhile and takes them in right after it.
+
+Each tick holds the schema gate's shared side (tools/gate.py): while a deploy commits its
+migrations and swaps the schema, no tick reads the new tables with the old schema; the
+events wait and the next tick reads the docs as the new schema serves them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from alyx_server.realtime.index import CollectionRoutes, SubscriptionIndex
 from alyx_server.realtime.subscriptions import Subscription
 from alyx_server.realtime.windows import PendingDelta
 from alyx_server.schema.model import Collection
+from alyx_server.tools.gate import Gate
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["ChangeFanout", "Expander", "PublicDoc", "window_query"]
@@ -94,9 +99,15 @@ class ChangeFanout:
     """Turns committed changes into deltas; see the module docstring."""
 
     def __init__(
-        self, db: Database, index: SubscriptionIndex, clock: Clock, expander: Expander | None
+        self,
+        db: Database,
+        index: SubscriptionIndex,
+        clock: Clock,
+        expander: Expander | None,
+        gate: Gate | None = None,
     ) -> None:
         self._db = db
+        self._gate = Gate() if gate is None else gate
         self._index = index
         self._clock = clock
         self._expander = expander
@@ -151,7 +162,8 @@ class ChangeFanout:
                 events, self._pending = self._pending, []
                 backlogged, self._backlogged = self._backlogged, []
                 try:
-                    await self._tick(events, backlogged)
+                    async with self._gate.shared():
+                        await self._tick(events, backlogged)
                 except Exception:
                     log.exception("realtime: a tick of %d changes failed", len(events))
                 self._processed += len(events)

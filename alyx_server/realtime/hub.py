@@ -52,6 +52,7 @@ from alyx_server.realtime.subscriptions import (
     WhereCompiler,
     live_query,
 )
+from alyx_server.tools.gate import Gate
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["CLOSE_GOING_AWAY", "HubFull", "RealtimeHub"]
@@ -80,7 +81,11 @@ class RealtimeHub:
         metrics: Metrics | None = None,
         compile_where: WhereCompiler | None = None,
         expander: Expander | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        # The schema gate (tools/gate.py): subscribe and reauth snapshots and fan-out
+        # ticks hold its shared side, so none runs the old schema against new tables.
+        self._gate = gate = Gate() if gate is None else gate
         self._db = db
         self.settings = settings
         self._clock = clock
@@ -88,7 +93,7 @@ class RealtimeHub:
         self._compile_where = compile_where
         self._expander = expander
         self.index = SubscriptionIndex()
-        self.fanout = ChangeFanout(db, self.index, clock, expander)
+        self.fanout = ChangeFanout(db, self.index, clock, expander, gate)
         self._unsubscribe_feed = db.feed.subscribe(self.fanout.on_change)
         self.clients: dict[str, Client] = {}
         self._serial = itertools.count(1)
@@ -158,7 +163,8 @@ class RealtimeHub:
     async def handle(self, client: Client, message: ClientMessage) -> None:
         """Run one client message (not `auth`, which the handler authenticates first)."""
         if message.type == "subscribe":
-            await self.subscribe(client, message)
+            async with self._gate.shared():
+                await self.subscribe(client, message)
         elif message.type == "unsubscribe":
             self.unsubscribe(client, message)
         elif message.type == "ping":
@@ -205,6 +211,10 @@ class RealtimeHub:
 
     async def reauth(self, client: Client, access: Access, *, expires_at: float | None) -> None:
         """Swap in a new caller; every subscription gets a fresh snapshot as that caller."""
+        async with self._gate.shared():
+            await self._reauth(client, access, expires_at=expires_at)
+
+    async def _reauth(self, client: Client, access: Access, *, expires_at: float | None) -> None:
         client.access = access
         client.expires_at = expires_at
         client.expired = False
