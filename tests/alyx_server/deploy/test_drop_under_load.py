@@ -15,8 +15,9 @@ probe that names the old field gets the 400, in a body, `fields=` and a filter. 
 acknowledged write is in the database afterwards, and the realtime subscriber stays
 connected (writes acknowledged after version 3's copy are taken back by the restore, as
 restoring means: those are checked on the live database just before it, and a patch of
-a post the restore took back is answered 404). Without the schema gate (tools/gate.py), requests in flight when the migration
-commits run the old schema against the new table and some are answered 500.
+a post the restore took back is answered 404). Without the schema gate (tools/gate.py),
+requests in flight when the migration commits run the old schema against the new table
+and some are answered 500.
 """
 
 from __future__ import annotations
@@ -30,18 +31,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from click.testing import CliRunner
 
 from alyx_cli.commands.init import create_project
-from alyx_cli.main import cli
 from tests.alyx_server.deploy.test_under_load import (
     APP_CONFIG,
     MAX_OPS,
-    PASSWORD,
     Load,
     Tally,
     deploy,
     edit,
+    first_server,
     sign_up,
     subscriber,
     wait_for_more,
@@ -94,7 +93,9 @@ def answer(load: FieldLoad, tally: Tally, response: requests.Response | None, wh
     return None
 
 
-def send(tally: Tally, method: str, session: requests.Session, url: str, **kwargs: object) -> requests.Response | None:
+def send(
+    tally: Tally, method: str, session: requests.Session, url: str, **kwargs: object
+) -> requests.Response | None:
     try:
         return session.request(method, url, timeout=DEADLINE, **kwargs)  # type: ignore[arg-type]
     except requests.RequestException as e:
@@ -199,11 +200,7 @@ def moved_on(load: FieldLoad, *, subtitle: bool, note: str) -> None:
 
 def test_a_deploy_dropping_and_renaming_a_field_under_load_fails_no_request(tmp_path: Path) -> None:
     port = free_port()
-    server = tmp_path / "server"
-    args = ["init", "--server", str(server), "--admin", "ada@example.com", "--password-stdin", "--port", str(port)]
-    created = CliRunner().invoke(cli, args, input=PASSWORD + "\n")
-    assert created.exit_code == 0, created.output
-    token = created.stdout.splitlines()[1].removeprefix("ALYX_DEPLOY_TOKEN=")
+    server, token = first_server(tmp_path, port)
     project = tmp_path / "blog"
     create_project("blog", project, project_name="blog", force=False)
     (project / "alyx.yaml").write_text(APP_CONFIG, encoding="utf-8")

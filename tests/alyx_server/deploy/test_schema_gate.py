@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from alyx_server.api.deploy import DEPLOYER
+from alyx_server.api.deploy import DEPLOYER, DRAIN_TIMEOUT
 from alyx_server.api.pipeline import HTTP_POLICY
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.conftest import auth_app, clock, smtp
@@ -90,3 +90,8 @@ async def test_a_request_that_does_not_finish_in_time_makes_the_deploy_change_no
     status, body = await execute(client, secret, plan)  # the same plan, once it finished
     assert status == 200, body
     assert "body" in columns(db_file, "notes")
+
+
+def test_the_deploy_guide_states_the_drain_timeout() -> None:
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert f"have not finished after {DRAIN_TIMEOUT:g} seconds" in guide
