@@ -114,7 +114,9 @@ async def test_a_destructive_deploy_takes_a_copy_and_restore_backup_puts_it_back
     assert file_hash(db_file) == before
 
     subscriber = await client.ws_connect("/api/realtime")
-    await subscriber.send_json({"id": "s1", "type": "subscribe", "payload": {"collection": "notes"}})
+    await subscriber.send_json(
+        {"id": "s1", "type": "subscribe", "payload": {"collection": "notes", "sort": ["title"]}}
+    )
     first = await next_of(subscriber, "snapshot")
     assert [d["title"] for d in first["payload"]["docs"]] == ["a", "b"], first
 
