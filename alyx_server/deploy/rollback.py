@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,22 @@ def choose_target(conn: sqlite3.Connection, version: int | None) -> tuple[Deploy
     return current, target
 
 
+def _renamed_back(down: Sequence[Mapping[str, Any] | Irreversible]) -> set[tuple[str, str | None]]:
+    """What the down steps rename back into place: a renamed field or collection is not lost,
+    though the snapshots compare as a drop of its old name and an add of the new one."""
+    restored: set[tuple[str, str | None]] = set()
+    for step in down:
+        if isinstance(step, Irreversible):
+            continue
+        field = step.get("rename_field")
+        if isinstance(field, Mapping):
+            restored.add((str(field.get("collection")), str(field.get("to"))))
+        collection = step.get("rename_collection")
+        if isinstance(collection, Mapping):
+            restored.add((str(collection.get("to")), None))
+    return restored
+
+
 def _check_reversible(conn: sqlite3.Connection, target: DeploymentRow) -> list[str]:
     history = read_history(conn)
     undone = [row for row in reversed(history) if row.id > target.history_head]
@@ -100,7 +116,12 @@ def _check_reversible(conn: sqlite3.Connection, target: DeploymentRow) -> list[s
                 )
         position = history.index(row)
         previous = history[position - 1].snapshot if position else Schema()
-        lost = diff_schemas(previous, row.snapshot).destructive
+        restored = _renamed_back(row.down)
+        lost = [
+            change
+            for change in diff_schemas(previous, row.snapshot).destructive
+            if (change.collection, change.name) not in restored
+        ]
         if lost:
             raise IrreversibleRollback(
                 f"cannot go back to version {target.version}: {row.label} did {lost[0].summary}, "

@@ -429,6 +429,34 @@ async def test_rollback_refuses_to_undo_a_dropped_field(
     # restore_backup: tests/alyx_server/api/test_deploy_restore.py
 
 
+async def test_rollback_undoes_a_renamed_field_without_losing_its_data(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    await deploy(client, secret, developer_project(tmp_path / "v1"))
+    response = await client.post("/api/collections/notes", json={"title": "t", "body": "kept"})
+    assert response.status == 201
+    note_id = (await response.json())["id"]
+    v2 = developer_project(tmp_path / "v2", WITH_BODY.replace("      body:", "      text:"))
+    (v2 / "migrations").mkdir()
+    (v2 / "migrations" / "002_rename_body.yaml").write_text(
+        "version: 2\nname: rename_body\noperations:\n"
+        "  - rename_field: { collection: notes, from: body, to: text }\n",
+        encoding="utf-8",
+    )
+    await deploy(client, secret, v2)
+    assert (await (await client.get(f"/api/collections/notes/{note_id}")).json())["text"] == "kept"
+
+    status, body = await rollback(client, secret, version=1)
+
+    # A rename is undone by renaming back: nothing is lost, so no --restore-backup is needed.
+    assert status == 200, body
+    assert body["rollback_of"] == 1
+    assert "text" not in columns(database_file(client), "notes")
+    assert (await (await client.get(f"/api/collections/notes/{note_id}")).json())["body"] == "kept"
+
+
 async def test_rollback_with_nothing_deployed_is_refused(
     auth_app: AppFactory, tmp_path: Path, clock: ManualClock
 ) -> None:
