@@ -209,10 +209,17 @@ class Worker:
         self._dead = True
         if self.cgroup is not None:
             self.cgroup.kill_all()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        # The worker leads its own process group (start_new_session), so killpg reaches
+        # it and whatever it started. Not `process.kill()`: Popen polls before it signals,
+        # and that poll can reap the child under asyncio's child watcher, which then logs
+        # "Unknown child process pid N" and reports exit status 255.
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except PermissionError:
+                os.kill(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # the group is gone: the worker has exited already
         await self.process.wait()
         if self._stderr_task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
