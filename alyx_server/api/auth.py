@@ -54,7 +54,9 @@ def _session(user: Any, tokens: Any) -> dict[str, Any]:
 
 
 async def _optional_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    # body_exists, not can_read_body: the pipeline may have read the body already (it is
+    # read before the schema gate is held), which leaves nothing more to read but keeps it.
+    if not request.body_exists:
         return {}
     try:
         return await read_object(request)
