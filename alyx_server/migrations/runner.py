@@ -276,11 +276,7 @@ def apply_migrations_atomically(
     rolls everything back and the database is left as it was. The system migrations,
     which the server ran at start, are not part of it.
     """
-    plan = plan_migrations(conn, schema, migrations_dir)
-    if plan.edited:
-        raise MigrationError("\n".join(plan.edited))
-    if plan.blocked:
-        raise MigrationError(plan.blocked)
+    plan = _runnable_plan(conn, schema, migrations_dir)
     head = plan.history[-1].id if plan.history else 0
     with write_transaction(conn):
         expect_head(conn, head)
@@ -295,6 +291,17 @@ def apply_migrations_atomically(
     return ApplyResult((), files, auto)
 
 
+def _runnable_plan(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> MigrationPlan:
+    """The migration plan, refused (MigrationError) when an applied file was edited or a
+    destructive change has no pending file."""
+    plan = plan_migrations(conn, schema, migrations_dir)
+    if plan.edited:
+        raise MigrationError("\n".join(plan.edited))
+    if plan.blocked:
+        raise MigrationError(plan.blocked)
+    return plan
+
+
 def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> ApplyResult:
     """Bring the database to `schema`: system migrations, pending files, then the safe rest.
 
@@ -302,11 +309,7 @@ def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: P
     schema.yaml has destructive changes no pending file covers.
     """
     system = apply_system_migrations(conn)
-    plan = plan_migrations(conn, schema, migrations_dir)
-    if plan.edited:
-        raise MigrationError("\n".join(plan.edited))
-    if plan.blocked:
-        raise MigrationError(plan.blocked)
+    plan = _runnable_plan(conn, schema, migrations_dir)
     head = plan.history[-1].id if plan.history else 0
     for planned in plan.files:
         head = _apply_file(conn, planned, head)
