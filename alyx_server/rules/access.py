@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from alyx_server.db.query import Predicate
 from alyx_server.errors import Forbidden
 from alyx_server.rules.compiled import CompiledRule
-from alyx_server.rules.load import SchemaRules, compile_rule, compile_where, visible_fields
+from alyx_server.rules.load import SchemaRules, compile_rule, compile_where
 from alyx_server.rules.policy import USER_PROFILE_FIELDS, Auth, DocCheck, RequestInfo, doc_fields_in
 from alyx_server.schema.model import Collection
 
@@ -165,25 +165,17 @@ def _no_read_rule(collection: Collection) -> Forbidden:
     )
 
 
-_WHERE_CACHE: dict[tuple[int, tuple[str, ...], str], tuple[Collection, CompiledRule]] = {}
+_WHERE_CACHE: dict[tuple[int, str], tuple[Collection, CompiledRule]] = {}
 _WHERE_LOCK = threading.Lock()
 
 
-def where_predicate(
-    collection: Collection,
-    text: str,
-    auth: Auth | None,
-    request: RequestInfo,
-    visible: Sequence[str] | None = None,
-) -> Predicate:
-    """A REST `where=` expression as a list predicate, reading only the `visible` fields
-    (default: every non-internal field); compiled once per collection, visibility and text,
-    so an expression accepted for one set of fields is never reused for a narrower one."""
-    fields = visible_fields(collection) if visible is None else tuple(visible)
-    key = (id(collection), fields, text)
+def where_predicate(collection: Collection, text: str, auth: Auth | None, request: RequestInfo) -> Predicate:
+    """A REST `where=` expression as a list predicate, reading only the collection's
+    non-internal fields (`load.visible_fields`); compiled once per collection and text."""
+    key = (id(collection), text)
     entry = _WHERE_CACHE.get(key)
     if entry is None or entry[0] is not collection:
-        rule = compile_where(collection, text, fields)
+        rule = compile_where(collection, text)
         with _WHERE_LOCK:
             if len(_WHERE_CACHE) >= 512:
                 _WHERE_CACHE.clear()
