@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,31 @@ def generate_project(project: Path, output: Path, languages: tuple[str, ...] = L
     found = discover_functions(project / "functions", Defaults(), root=project)
     assert not found.problems, found.problems
     generate(schema, found.functions, languages, output)
+
+
+def check_typescript(src: Path, tsc: Path, cwd: Path) -> None:
+    """`tsc --strict --noEmit` over the `.ts` files in `src`, run from `cwd` (outside
+    tests/codegen_env: no Node types, as in a browser)."""
+    node = require("node", "apt-get install -y nodejs")
+    flags = ["--strict", "--noEmit", "--target", "ES2022", "--module", "ES2022"]
+    flags += ["--moduleResolution", "bundler", "--lib", "ES2022,DOM"]
+    run([node, str(tsc), *flags, *sorted(str(p) for p in src.glob("*.ts"))], cwd)
+
+
+def check_go(module: Path, go_bin: str, tool_cache: Path) -> None:
+    """The generated Go module is gofmt-clean, vets and builds offline."""
+    gofmt = str(Path(go_bin).resolve().parent / "gofmt")
+    assert run([gofmt, "-l", "."], module) == "", "generated Go is not gofmt-clean"
+    env = prepare_go_module(module, tool_cache, go_bin)
+    run([go_bin, "vet", "./..."], module, env)
+    run([go_bin, "build", "./..."], module, env)
+
+
+def check_python(folder: Path, tool_cache: Path) -> None:
+    """`mypy --strict` over the generated `alyx_client` package in `folder`."""
+    cache = str(tool_cache / "mypy")
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", cache]
+    run([*mypy, "--python-version", "3.11", "alyx_client"], folder)
 
 
 # -- a live server ------------------------------------------------------------------------------

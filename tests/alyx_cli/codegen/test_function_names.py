@@ -5,12 +5,17 @@ snake and kebab ones: each generated client names them validly and compiles (`ts
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.alyx_cli.codegen.conftest import GOLDEN_PROJECT, generate_project, prepare_go_module, require, run
+from tests.alyx_cli.codegen.conftest import (
+    GOLDEN_PROJECT,
+    check_go,
+    check_python,
+    check_typescript,
+    generate_project,
+)
 
 HANDLER = "from alyx_functions import define_function\n\nf = define_function(handler=lambda i, c: {})\n"
 SEND = """\
@@ -45,19 +50,7 @@ def test_typescript_names_camel_case_functions_as_written(project: Path, tsc: Pa
     assert "getURL(input: GetURLInput): Promise<GetURLOutput>;" in index
     assert 'this.callFunction<SendMessageInput, SendMessageOutput>("sendMessage", input)' in index
     assert "clearAll(input: ClearAllInput)" in index and "countWords(input: CountWordsInput)" in index
-    node = require("node", "apt-get install -y nodejs")
-    sources = sorted(str(p) for p in (out / "typescript").glob("*.ts"))
-    flags = [
-        "--strict",
-        "--noEmit",
-        "--target",
-        "ES2022",
-        "--module",
-        "ES2022",
-        "--moduleResolution",
-        "bundler",
-    ]
-    run([node, str(tsc), *flags, "--lib", "ES2022,DOM", *sources], tmp_path)
+    check_typescript(out / "typescript", tsc, tmp_path)
 
 
 def test_go_names_camel_case_functions_as_exported_methods(
@@ -69,12 +62,7 @@ def test_go_names_camel_case_functions_as_exported_methods(
     assert "func (f *Functions) SendMessage(ctx context.Context, input SendMessageInput)" in client
     assert 'callFunction[SendMessageOutput](ctx, f.t, "sendMessage", input)' in client
     assert "func (f *Functions) GetURL(ctx context.Context, input GetURLInput)" in client
-    module = out / "go"
-    gofmt = str(Path(go).resolve().parent / "gofmt")
-    assert run([gofmt, "-l", "."], module) == "", "generated Go is not gofmt-clean"
-    env = prepare_go_module(module, tool_cache, go)
-    run([go, "vet", "./..."], module, env)
-    run([go, "build", "./..."], module, env)
+    check_go(out / "go", go, tool_cache)
 
 
 def test_python_keeps_camel_case_function_names(project: Path, tmp_path: Path, tool_cache: Path) -> None:
@@ -84,18 +72,4 @@ def test_python_keeps_camel_case_function_names(project: Path, tmp_path: Path, t
     assert "def sendMessage(self, data: SendMessageInput) -> SendMessageOutput:" in client
     assert "self._client.call_function('sendMessage', data)" in client
     assert "def clear_all(self, data: ClearAllInput)" in client
-    cache = str(tool_cache / "mypy")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--cache-dir",
-            cache,
-            "--python-version",
-            "3.11",
-            "alyx_client",
-        ],
-        out / "python",
-    )
+    check_python(out / "python", tool_cache)
