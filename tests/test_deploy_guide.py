@@ -32,6 +32,7 @@ from click.testing import CliRunner
 
 from alyx_cli.commands.init import create_project
 from alyx_cli.main import cli
+from tests.alyx_server.deploy.load import first_server
 from tests.servers import ALYX, DEADLINE, AlyxProcess, cli_environment, free_port
 from tests.test_docs_examples import DOCS, page_examples
 
@@ -169,20 +170,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 def test_dry_run_changes_nothing_then_deploys_and_a_rollback(tmp_path: Path) -> None:
     port = free_port()
-    server = tmp_path / "server"
-    args = [
-        "init",
-        "--server",
-        str(server),
-        "--admin",
-        "ada@example.com",
-        "--password-stdin",
-        "--port",
-        str(port),
-    ]
-    created = CliRunner().invoke(cli, args, input=PASSWORD + "\n")
-    assert created.exit_code == 0, created.output
-    token = created.stdout.splitlines()[1].removeprefix("ALYX_DEPLOY_TOKEN=")
+    server, token = first_server(tmp_path, port)
     project = tmp_path / "app"
     create_project("blog", project, project_name="app", force=False)
     env = cli_environment(ALYX_DEPLOY_URL=f"http://127.0.0.1:{port}", ALYX_DEPLOY_TOKEN=token)

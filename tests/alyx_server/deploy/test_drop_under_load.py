@@ -33,7 +33,7 @@ import pytest
 import requests
 
 from alyx_cli.commands.init import create_project
-from tests.alyx_server.deploy.test_under_load import (
+from tests.alyx_server.deploy.load import (
     APP_CONFIG,
     MAX_OPS,
     Load,
