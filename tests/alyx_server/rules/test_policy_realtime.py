@@ -6,7 +6,6 @@ that narrows OpenAccess."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from alyx_server.rules import AccessPolicy, Auth, OpenAccess, RequestInfo
@@ -14,6 +13,8 @@ from alyx_server.rules.access import CelAccess
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Collection
+from tests.alyx_server.rules.test_load import AUTH as ALICE
+from tests.alyx_server.rules.test_load import REQUEST
 
 SCHEMA = """\
 version: 1
@@ -35,15 +36,6 @@ collections:
     fields:
       id: { type: uuid, primary: true, default: auto }
 """
-ALICE = {
-    "id": "u1",
-    "email": "a@example.com",
-    "role": "user",
-    "verified": True,
-    "metadata": {},
-    "app_metadata": {},
-}
-REQUEST = RequestInfo("GET", "127.0.0.1", datetime(2026, 1, 31, tzinfo=UTC), {})
 MINE = {"id": "d1", "author_id": "u1", "published": True}
 THEIRS = {"id": "d2", "author_id": "u2", "published": True}
 
