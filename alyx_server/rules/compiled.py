@@ -190,9 +190,9 @@ class CompiledRule:
         its owner refills (realtime: one budget per connection and changed document, so
         many subscriptions cannot multiply what one change may cost).
         """
-        auth_v, request_v = self._bound(auth, request)
         if not self.uses_doc:
             return self.allows(auth, request, {})
+        auth_v, request_v = self._bound(auth, request)
         allows = self._allows
         if self.budgeted:
             if shared is not None:
