@@ -23,7 +23,7 @@ from typing import Any
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.deploy.execute import deployments_folder
 from alyx_server.tools.timestamps import ManualClock
-from tests.alyx_server.api.test_deploy_routes import (
+from tests.alyx_server.api.deploy_support import (
     WITH_BODY,
     database_file,
     deploy,

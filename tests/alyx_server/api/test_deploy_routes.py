@@ -8,92 +8,30 @@ A "server" project (tests/alyx_server/auth/support.py's notes schema) is what ru
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.app import create_app
-from alyx_server.auth.admin_tokens import create_token
 from alyx_server.deploy import build_bundle
 from alyx_server.tools.timestamps import ManualClock, format_timestamp
-from tests.alyx_server.auth.support import AppFactory, Client, bearer, register
-from tests.schemas import NOTES
-
-WITH_BODY = NOTES.replace(
-    "      title: { type: string }\n",
-    "      title: { type: string }\n      body:  { type: string, nullable: true }\n",
+from tests.alyx_server.api.deploy_support import (
+    WITH_BODY,
+    columns,
+    database_file,
+    deploy,
+    developer_project,
+    execute,
+    file_hash,
+    prepare,
+    rollback,
+    token,
 )
-
-
-def developer_project(root: Path, schema: str = WITH_BODY) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "schema.yaml").write_text(schema, encoding="utf-8")
-    return root
-
-
-async def token(client: Client, clock: ManualClock, kind: str = "deploy", **extra: Any) -> str:
-    db = client.app[RUNTIME].ready_db()
-    now = format_timestamp(clock.now())
-    name = extra.pop("name", f"{kind}-token")
-    permissions = extra.pop("permissions", ())
-    expires_at = extra.pop("expires_at", None)
-
-    def make(conn: sqlite3.Connection) -> str:
-        secret, _ = create_token(
-            conn,
-            name=name,
-            kind=kind,
-            permissions=permissions,
-            expires_at=expires_at,
-            now=now,  # type: ignore[arg-type]
-        )
-        return secret
-
-    return await db.write(make)
-
-
-async def prepare(client: Client, project: Path, secret: str | None, **headers: str) -> tuple[int, Any]:
-    bundle = build_bundle(project)
-    sent = {"Content-Type": "application/gzip", "X-Bundle-SHA256": bundle.sha256, **headers}
-    if secret is not None:
-        sent.update(bearer(secret))
-    response = await client.post("/api/admin/deploy/prepare", data=bundle.data, headers=sent)
-    return response.status, await response.json()
-
-
-async def execute(client: Client, secret: str, plan: dict[str, Any], **extra: Any) -> tuple[int, Any]:
-    body = {"plan_id": plan["plan_id"], "bundle_sha256": plan["bundle_sha256"], **extra}
-    response = await client.post("/api/admin/deploy/execute", json=body, headers=bearer(secret))
-    return response.status, await response.json()
-
-
-def database_file(client: Client) -> Path:
-    path: Path = client.app[RUNTIME].settings.database.path
-    return path
-
-
-def file_hash(path: Path) -> str:
-    """The sha256 of the database file's bytes as SQLite reads them: the file with the
-    committed part of its WAL, so no checkpoint is needed to compare two moments."""
-    conn = sqlite3.connect(path)
-    try:
-        return hashlib.sha256(conn.serialize()).hexdigest()
-    finally:
-        conn.close()
-
-
-def columns(path: Path, table: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
-    finally:
-        conn.close()
+from tests.alyx_server.auth.support import AppFactory, bearer, register
+from tests.schemas import NOTES
 
 
 async def test_prepare_answers_the_plan_and_changes_nothing(
@@ -313,19 +251,6 @@ async def test_a_migration_failing_half_way_leaves_everything_as_it_was(
     assert not (project / "migrations" / "002_tighten.yaml").exists()
     response = await client.get("/api/admin/deploy/history", headers=bearer(secret))
     assert [r["version"] for r in (await response.json())["deployments"]] == [1]
-
-
-async def rollback(client: Client, secret: str, **body: Any) -> tuple[int, Any]:
-    response = await client.post("/api/admin/deploy/rollback", json=body, headers=bearer(secret))
-    return response.status, await response.json()
-
-
-async def deploy(client: Client, secret: str, project: Path) -> dict[str, Any]:
-    status, plan = await prepare(client, project, secret)
-    assert status == 200, plan
-    status, body = await execute(client, secret, plan)
-    assert status == 200, body
-    return dict(body)
 
 
 CONFIG = """\

@@ -18,7 +18,7 @@ from typing import Any
 from alyx_server.api.functions import FUNCTIONS
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.conftest import auth_app, clock, smtp
-from tests.alyx_server.api.test_deploy_routes import developer_project, execute, prepare, token
+from tests.alyx_server.api.deploy_support import developer_project, execute, prepare, token
 from tests.alyx_server.auth.support import AppFactory, Client
 from tests.alyx_server.functions.test_pools import until
 from tests.schemas import NOTES

@@ -24,7 +24,7 @@ from alyx_server.app import create_app
 from alyx_server.deploy import read_bundle
 from alyx_server.errors import ValidationError
 from alyx_server.tools.timestamps import ManualClock
-from tests.alyx_server.api.test_deploy_routes import (
+from tests.alyx_server.api.deploy_support import (
     WITH_BODY,
     developer_project,
     execute,

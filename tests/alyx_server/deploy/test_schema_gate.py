@@ -16,7 +16,7 @@ from alyx_server.api.deploy import DEPLOYER, DRAIN_TIMEOUT
 from alyx_server.api.pipeline import HTTP_POLICY
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.conftest import auth_app, clock, smtp
-from tests.alyx_server.api.test_deploy_routes import (
+from tests.alyx_server.api.deploy_support import (
     columns,
     database_file,
     developer_project,
