@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from alyx_server.auth.admin_tokens import TOKEN_PREFIX, token_for_secret
+from alyx_server.auth.admin_tokens import TOKEN_PREFIX, TokenRecord, token_for_secret
 from alyx_server.auth.cache import AuthCache
 from alyx_server.auth.context import AuthContext, token_principal
 from alyx_server.auth.mailer import Mailer, mailer_for
@@ -228,13 +228,15 @@ class AuthService:
         """When the access of a valid token ends (POSIX seconds), None when never."""
         if not token.startswith(TOKEN_PREFIX):
             return float(self.signer.check(token).expires)
-        now = self.stamp()
-        record = self.db.read_now(lambda conn: token_for_secret(conn, token, now))
+        record = self._token_record(token)
         return None if record.expires_at is None else parse_timestamp(record.expires_at).timestamp()
 
-    def _token_principal(self, token: str) -> AuthContext:
+    def _token_record(self, token: str) -> TokenRecord:
         now = self.stamp()
-        record = self.db.read_now(lambda conn: token_for_secret(conn, token, now))
+        return self.db.read_now(lambda conn: token_for_secret(conn, token, now))
+
+    def _token_principal(self, token: str) -> AuthContext:
+        record = self._token_record(token)
         return token_principal(record.id, record.name, record.kind, frozenset(record.permissions))
 
     def _principal(self, claims: AccessClaims) -> AuthContext:
