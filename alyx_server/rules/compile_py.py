@@ -376,11 +376,11 @@ class _Compiler:
     def _charged_in(self, left: Fn, right: Fn) -> Fn:
         """`x in list` inside a loop: a scan per element, charged by the list's length."""
         self.uses_budget = True
-        charge = cost.charge_size
+        charge, key = cost.charge_size, cost.BUDGET
 
         def member(a: Activation) -> Any:
             x = left(a)
-            return cel_in(x, charge(a[cost.BUDGET], right(a)))
+            return cel_in(x, charge(a[key], right(a)))
 
         return member
 
@@ -402,8 +402,8 @@ class _Compiler:
             return self._matches(node, all_args)
         if node.function in _SCANNING and scope and target is not None and len(args) == 1:
             self.uses_budget = True
-            charge, recv, (arg,) = cost.charge_size, target, args
-            return lambda a: impl(charge(a[cost.BUDGET], recv(a)), arg(a))
+            charge, key, recv, (arg,) = cost.charge_size, cost.BUDGET, target, args
+            return lambda a: impl(charge(a[key], recv(a)), arg(a))
         if len(all_args) == 1:
             (x,) = all_args
             return lambda a: impl(x(a))
@@ -416,12 +416,13 @@ class _Compiler:
         """`s.matches(p)` / `matches(s, p)`: RE2, charged to the budget for its work."""
         self.uses_budget = True
         text, pattern = all_args
+        key = cost.BUDGET
         regex = rx.literal_pattern(node)
         if regex is not None:
             search = rx.search
-            return lambda a: search(text(a), regex, a[cost.BUDGET])
+            return lambda a: search(text(a), regex, a[key])
         dynamic = rx.matches
-        return lambda a: dynamic(text(a), pattern(a), a[cost.BUDGET])
+        return lambda a: dynamic(text(a), pattern(a), a[key])
 
     def _message(self, node: Message, scope: frozenset[str]) -> Fn:
         raise Unsupported("protobuf message construction", node)
