@@ -20,10 +20,12 @@ from alyx_server.auth import AuthService
 from alyx_server.auth import admin_users as admin
 from alyx_server.errors import InvalidQuery
 
-__all__ = ["add_routes"]
+__all__ = ["MAX_LIMIT", "MAX_OFFSET", "add_routes"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**62
+"""The largest `offset`: what SQLite takes without overflow checks."""
 
 
 def _admin_service(request: web.Request) -> AuthService:
@@ -47,7 +49,7 @@ def _int_param(request: web.Request, name: str, default: int, maximum: int) -> i
 async def list_users(request: web.Request) -> web.StreamResponse:
     svc = _admin_service(request)
     limit = _int_param(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
-    offset = _int_param(request, "offset", 0, 2**62)
+    offset = _int_param(request, "offset", 0, MAX_OFFSET)
     users, total = await admin.list_accounts(
         svc, limit=limit, offset=offset, email=request.query.get("email")
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alyx_server.api.admin_users import MAX_LIMIT, MAX_OFFSET
 from alyx_server.auth.passwords import MAX_PASSWORD_BYTES
 from alyx_server.config import PasswordPolicy
 
@@ -27,8 +28,6 @@ BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 """A token is required: 401 without one."""
 OPTIONAL: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 """Anonymous callers are served; a token, when sent, must be valid."""
-# `offset` of /api/admin/users: the largest SQLite takes without overflow checks.
-_ADMIN_OFFSET_MAX = 2**62
 
 # What an email, a password and a role look like on the way in. auth.users.normalize_email
 # trims the text first, then matches Python's `\s`, which is not ECMA's (it holds \x1c-\x1f
@@ -261,9 +260,9 @@ def _admin_paths(policy: PasswordPolicy) -> dict[str, Any]:
                 "operationId": "admin_list_users", "tags": tag, "security": BEARER,
                 "parameters": [
                     {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}},
                     {"name": "offset", "in": "query",
-                     "schema": {"type": "integer", "minimum": 0, "maximum": _ADMIN_OFFSET_MAX}},
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}},
                     {"name": "email", "in": "query", "schema": {"type": "string"},
                      "description": "Substring of the email"},
                 ],
