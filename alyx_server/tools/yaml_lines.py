@@ -317,25 +317,20 @@ def _position(text: str, index: int) -> tuple[int, int]:
 
 
 class _Converter:
-    """Turns the composed node graph into located nodes, node by node."""
+    """Turns the composed node graph into located nodes, node by node.
+
+    The graph has passed `_check_expansion`, so it holds no recursive alias."""
 
     def __init__(self, loader: yaml.SafeLoader, text: str) -> None:
         self._loader = loader
         self._text = text
-        self._active: set[int] = set()
 
     def convert(self, node: yaml.Node) -> YamlNode:
-        if id(node) in self._active:
-            raise _error_at(node, "recursive alias: a node that contains itself")
-        self._active.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node)
-            if isinstance(node, yaml.SequenceNode):
-                return self._sequence(node)
-            return self._scalar(node)
-        finally:
-            self._active.discard(id(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node)
+        if isinstance(node, yaml.SequenceNode):
+            return self._sequence(node)
+        return self._scalar(node)
 
     def _scalar(self, node: yaml.Node) -> YamlScalar:
         try:
