@@ -20,6 +20,7 @@ from typing import Any
 
 from alyx_server.api.admin_users import MAX_LIMIT, MAX_OFFSET
 from alyx_server.auth.passwords import MAX_PASSWORD_BYTES
+from alyx_server.auth.users import ROLE_PATTERN
 from alyx_server.config import PasswordPolicy
 
 __all__ = ["BEARER", "OPTIONAL", "account_components", "account_paths", "errors", "json_body", "ref"]
@@ -48,7 +49,7 @@ _PASSWORD = {
     "maxLength": MAX_PASSWORD_BYTES,
     "description": f"At most {MAX_PASSWORD_BYTES} bytes in UTF-8",
 }
-_ROLE = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$", "description": "user, admin, editor, ..."}
+_ROLE = {"type": "string", "pattern": f"^{ROLE_PATTERN.pattern}$", "description": "user, admin, editor, ..."}
 _METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB"}
 _OPAQUE = {"type": "string", "description": "A token the server issued"}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
