@@ -50,10 +50,6 @@ def _strings(name: str, fn: Callable[[str, str], bool]) -> Impl:
     return impl
 
 
-def _matches(s: Any, pattern: Any) -> bool:
-    return matches(s, pattern)
-
-
 # -- conversions -------------------------------------------------------------------------
 def _to_int(v: Any) -> int:
     t = type(v)
@@ -295,8 +291,8 @@ _TABLE: dict[tuple[str, bool], dict[int, Impl]] = {
     ("startsWith", True): {1: _strings("startsWith", str.startswith)},
     ("endsWith", True): {1: _strings("endsWith", str.endswith)},
     ("contains", True): {1: _strings("contains", str.__contains__)},
-    ("matches", True): {1: _matches},
-    ("matches", False): {2: _matches},
+    ("matches", True): {1: matches},
+    ("matches", False): {2: matches},
     ("int", False): {1: _to_int},
     ("uint", False): {1: _to_uint},
     ("double", False): {1: _to_double},
