@@ -63,13 +63,12 @@ def _functions_status(app: web.Application) -> dict[str, Any]:
     service = app[FUNCTIONS].service
     if service is None:
         return {"status": "starting"}
-    pools = list(service.pools.values())
     return {
         "status": "degraded" if service.problems else "ok",
         "backend": service.backend.name,
         "functions": len(service.specs),
         "failed": len(service.problems),
-        "workers": sum(pool.total for pool in pools),
+        "workers": sum(pool.total for pool in service.pools.values()),
     }
 
 
