@@ -166,7 +166,7 @@ _SCANNING = frozenset({"contains", "startsWith", "endsWith"})
 class _Compiler:
     def __init__(self, env: CompileEnv) -> None:
         self.env = env
-        # Whether a closure reads the evaluation's budget (compile_node then supplies one).
+        # Whether a closure reads the evaluation's budget (compile_budgeted then wraps it to supply one).
         self.uses_budget = False
 
     def compile(self, node: Node, scope: frozenset[str]) -> Fn:
