@@ -14,6 +14,7 @@ from alyx_server.rules.cel import FallbackProgram, celpy_environment
 from alyx_server.rules.load import compile_schema_rules, compile_where
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.schema.loader import parse_schema
+from tests.alyx_server.rules.support import AUTH, REQUEST
 
 BASE = """\
 version: 1
@@ -27,15 +28,6 @@ collections:
     rules:
       read: "{rule}"
 """
-AUTH = {
-    "id": "u1",
-    "email": "a@example.com",
-    "role": "user",
-    "verified": True,
-    "metadata": {},
-    "app_metadata": {},
-}
-REQUEST = RequestInfo("GET", "127.0.0.1", datetime(2026, 1, 31, tzinfo=UTC), {})
 
 
 def _schema(rule: str) -> object:

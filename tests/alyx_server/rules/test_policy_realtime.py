@@ -13,8 +13,8 @@ from alyx_server.rules.access import CelAccess
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Collection
-from tests.alyx_server.rules.test_load import AUTH as ALICE
-from tests.alyx_server.rules.test_load import REQUEST
+from tests.alyx_server.rules.support import AUTH as ALICE
+from tests.alyx_server.rules.support import REQUEST
 
 SCHEMA = """\
 version: 1
