@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -50,7 +49,13 @@ from alyx_server.config import Settings
 from alyx_server.config.loader import load_settings
 from alyx_server.config.settings import build_settings
 from alyx_server.deploy.bundle import MAX_BUNDLE_SIZE_DEFAULT, read_bundle
-from alyx_server.deploy.plan import BundleLike, DeployPlan, live_fingerprint, server_values
+from alyx_server.deploy.plan import (
+    BundleLike,
+    DeployPlan,
+    bundled_functions,
+    live_fingerprint,
+    server_values,
+)
 from alyx_server.deploy.store import (
     DeployInProgress,
     DeploymentRow,
@@ -198,11 +203,7 @@ def commit(
             "the server's schema, migrations, functions or configuration changed since this "
             "plan was made; run alyx deploy again to see the new plan"
         )
-    bundled = {
-        p.removeprefix("functions/"): hashlib.sha256(data).hexdigest()
-        for p, data in bundle.files.items()
-        if p.startswith("functions/")
-    }
+    bundled = bundled_functions(bundle)
 
     backup = backup_path(deployments_folder(settings), plan.version) if plan.destructive else None
     summary = plan.summary()

@@ -47,6 +47,7 @@ from alyx_server.tools.envsubst import UnsetVariable, substitute
 __all__ = [
     "BundleLike",
     "DeployPlan",
+    "bundled_functions",
     "compute_plan",
     "function_changes",
     "function_name",
@@ -120,6 +121,16 @@ class DeployPlan:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def bundled_functions(bundle: BundleLike) -> dict[str, str]:
+    """Relative path under functions/ -> sha256 of each function file a bundle holds (what
+    a deployment's history row records)."""
+    return {
+        path.removeprefix("functions/"): _sha256(data)
+        for path, data in bundle.files.items()
+        if path.startswith("functions/")
+    }
 
 
 def functions_tree(settings: Settings) -> dict[str, str]:

@@ -23,14 +23,13 @@ restoring a backup means, and the plan said a copy would be taken.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alyx_server.deploy.plan import BundleLike
+from alyx_server.deploy.plan import BundleLike, bundled_functions
 from alyx_server.deploy.store import (
     DeployInProgress,
     DeploymentRow,
@@ -156,11 +155,7 @@ def rollback_commit(
             version=version,
             bundle_sha256=target.bundle_sha256,
             schema_text=bundle.files["schema.yaml"].decode("utf-8", errors="replace"),
-            functions={
-                p.removeprefix("functions/"): hashlib.sha256(d).hexdigest()
-                for p, d in bundle.files.items()
-                if p.startswith("functions/")
-            },
+            functions=bundled_functions(bundle),
             config=dict(bundle.config),
             summary={"rollback_of": target.version, "migrations_undone": labels},
             token_name=details.get("token_name"),
@@ -180,14 +175,6 @@ def rollback_commit(
 
     rollback_atomically(conn, target.history_head, before_commit=record)
     return version, labels
-
-
-def _functions_of(bundle: BundleLike) -> dict[str, str]:
-    return {
-        p.removeprefix("functions/"): hashlib.sha256(d).hexdigest()
-        for p, d in bundle.files.items()
-        if p.startswith("functions/")
-    }
 
 
 def restore_commit(
@@ -269,7 +256,7 @@ def _prepare_copy(
             version=version,
             bundle_sha256=target.bundle_sha256,
             schema_text=bundle.files["schema.yaml"].decode("utf-8", errors="replace"),
-            functions=_functions_of(bundle),
+            functions=bundled_functions(bundle),
             config=dict(bundle.config),
             summary={"rollback_of": target.version, "restored_backup": f"backup-v{replaced}.db"},
             token_name=details.get("token_name"),
