@@ -75,10 +75,10 @@ def doc_fields_in(text: str | None) -> frozenset[str] | None:
     """The `doc.<field>` names a CEL text reads; None when it uses `doc` otherwise."""
     if not text:
         return frozenset()
-    names = frozenset(_DOC_FIELD.findall(text))
-    if len(_DOC_ANY.findall(text)) != len(_DOC_FIELD.findall(text)):
+    found = _DOC_FIELD.findall(text)
+    if len(_DOC_ANY.findall(text)) != len(found):
         return None
-    return names
+    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)
