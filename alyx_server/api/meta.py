@@ -108,14 +108,13 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def openapi(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     schema: Schema = rt.catalog.schema
-    # auth.password.* is live, and the document states the policy: both key the cache.
+    # auth.password.* is live, and the document states the policy: both key the one entry.
     policy = request.app[AUTH_SERVICE].settings.password
-    cache: dict[int, tuple[Schema, PasswordPolicy, bytes]] = request.app[_OPENAPI]
-    entry = cache.get(id(schema))
+    cache: dict[str, tuple[Schema, PasswordPolicy, bytes]] = request.app[_OPENAPI]
+    entry = cache.get("document")
     if entry is None or entry[0] is not schema or entry[1] != policy:
-        cache.clear()
         entry = (schema, policy, orjson.dumps(openapi_document(schema, password=policy)))
-        cache[id(schema)] = entry
+        cache["document"] = entry
     return web.Response(body=entry[2], content_type="application/json")
 
 
