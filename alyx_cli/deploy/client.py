@@ -7,7 +7,6 @@ that cannot be reached is named with the reason.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,7 +77,7 @@ class DeployClient:
             raise CommandError(f"cannot reach {self.target.url}: {_reason(e)}") from e
         try:
             body = response.json()
-        except (json.JSONDecodeError, ValueError):
+        except ValueError:  # requests' JSONDecodeError is one
             body = None
         if response.status_code >= 400:
             raise CommandError(_refusal(route, response, body))
