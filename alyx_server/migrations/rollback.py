@@ -45,6 +45,22 @@ def _irreversible(row: HistoryRow) -> str | None:
     return None
 
 
+def _undo_plan(history: list[HistoryRow], count: int) -> list[tuple[HistoryRow, Schema]]:
+    """The newest `count` rows of `history`, newest first, each with the schema before it.
+
+    Refuses (MigrationError naming the row) a row without a down side, before any change.
+    """
+    start = len(history) - count
+    plan = [
+        (history[i], history[i - 1].snapshot if i else Schema()) for i in reversed(range(start, len(history)))
+    ]
+    for row, _previous in plan:
+        problem = _irreversible(row)
+        if problem:
+            raise MigrationError(problem)
+    return plan
+
+
 def rollback_migrations(
     conn: sqlite3.Connection, migrations_dir: Path | None = None, n: int = 1
 ) -> list[str]:
@@ -60,15 +76,8 @@ def rollback_migrations(
     history = read_history(conn)
     if len(history) < n:
         raise MigrationError(f"cannot roll back {n}: only {len(history)} migrations are applied")
-    targets = list(reversed(history[-n:]))
-    for row in targets:
-        problem = _irreversible(row)
-        if problem:
-            raise MigrationError(problem)
     done: list[str] = []
-    for row in targets:
-        position = history.index(row)
-        previous = history[position - 1].snapshot if position else Schema()
+    for row, previous in _undo_plan(history, n):
         with write_transaction(conn):
             expect_head(conn, row.id)
             try:
@@ -90,18 +99,12 @@ def rollback_atomically(
     Refuses (MigrationError naming the row) a row without a down side before any change.
     """
     history = read_history(conn)
-    targets = [row for row in reversed(history) if row.id > head]
-    for row in targets:
-        problem = _irreversible(row)
-        if problem:
-            raise MigrationError(problem)
+    plan = _undo_plan(history, sum(1 for row in history if row.id > head))
     done: list[str] = []
     with write_transaction(conn):
         if history:
             expect_head(conn, history[-1].id)
-        for row in targets:
-            position = history.index(row)
-            previous = history[position - 1].snapshot if position else Schema()
+        for row, previous in plan:
             try:
                 _undo(conn, row, previous)
             except (MigrationError, OperationRefused, sqlite3.Error) as e:
