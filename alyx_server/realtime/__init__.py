@@ -23,14 +23,12 @@ from alyx_server.realtime.protocol import (
 )
 from alyx_server.realtime.subscriptions import (
     Access,
-    DocCheck,
     LiveExpression,
     ReadChecks,
     ReadFields,
     ReadRoutes,
     Subscription,
     WhereCompiler,
-    doc_fields_in,
 )
 
 __all__ = [
@@ -38,7 +36,6 @@ __all__ = [
     "Access",
     "Client",
     "ClientMessage",
-    "DocCheck",
     "Expander",
     "HubFull",
     "LiveExpression",
@@ -50,7 +47,6 @@ __all__ = [
     "Subscription",
     "Transport",
     "WhereCompiler",
-    "doc_fields_in",
     "error_message",
     "parse_message",
     "parse_token",

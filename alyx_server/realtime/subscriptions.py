@@ -38,7 +38,6 @@ from alyx_server.tools.timestamps import normalize_timestamp
 __all__ = [
     "FILTER_OPERATORS",
     "Access",
-    "DocCheck",
     "LiveExpression",
     "LiveQuery",
     "ReadChecks",
@@ -46,7 +45,6 @@ __all__ = [
     "ReadRoutes",
     "Subscription",
     "WhereCompiler",
-    "doc_fields_in",
     "live_query",
     "parse_live_filter",
 ]
