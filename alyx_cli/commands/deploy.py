@@ -138,7 +138,7 @@ def command(
     bundle = build_bundle(root)
     client = DeployClient(server)
     commit, dirty = git_state(root)
-    plan = _prepare(client, bundle.data, bundle.sha256, commit, dirty, message)
+    plan = _prepare(client, bundle.data, bundle.sha256, message)
     from alyx_cli.deploy.plan_view import render_plan
 
     console().print(render_plan(plan, _shown(server)))
@@ -187,20 +187,17 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def _prepare(
-    client: DeployClient, data: bytes, sha256: str, commit: str | None, dirty: bool, message: str | None
-) -> dict[str, Any]:
+def _prepare(client: DeployClient, data: bytes, sha256: str, message: str | None) -> dict[str, Any]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     from alyx_cli.deploy.client import UploadBody
 
-    headers = {"X-Git-Commit": commit, "X-Git-Dirty": "true" if dirty else "false"} if commit else {}
     params = {"message": message} if message else {}
     columns = (TextColumn("uploading the bundle"), BarColumn(), DownloadColumn())
     with Progress(*columns, console=console(stderr=True), transient=True) as progress:
         task = progress.add_task("upload", total=len(data))
         body = UploadBody(data, lambda n: progress.advance(task, n))
-        plan: dict[str, Any] = client.prepare(body, sha256, headers, params)
+        plan: dict[str, Any] = client.prepare(body, sha256, params)
     return plan
 
 

@@ -51,10 +51,8 @@ class DeployClient:
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = f"Bearer {target.token}"
 
-    def prepare(
-        self, body: UploadBody, sha256: str, headers: Mapping[str, str], params: Mapping[str, str]
-    ) -> dict[str, Any]:
-        sent = {"Content-Type": "application/gzip", "X-Bundle-SHA256": sha256, **headers}
+    def prepare(self, body: UploadBody, sha256: str, params: Mapping[str, str]) -> dict[str, Any]:
+        sent = {"Content-Type": "application/gzip", "X-Bundle-SHA256": sha256}
         return self._call("POST", "prepare", data=body, headers=sent, params=dict(params))
 
     def execute(self, payload: Mapping[str, object]) -> dict[str, Any]:
