@@ -124,11 +124,15 @@ class Field:
         return not self.nullable and self.default is None
 
     @property
+    def server_sets(self) -> bool:
+        """A timestamp the server sets (`default: now` or `onUpdate: now`)."""
+        return self.on_update_now or (self.default is not None and self.default.kind == "now")
+
+    @property
     def server_managed(self) -> bool:
-        """A timestamp the server sets (`default: now`, `onUpdate: now`): clients may not
-        write it, unless the schema marks it `clientWritable: true`."""
-        sets_it = self.on_update_now or (self.default is not None and self.default.kind == "now")
-        return sets_it and not self.client_writable
+        """A timestamp the server sets (`server_sets`): clients may not write it, unless
+        the schema marks it `clientWritable: true`."""
+        return self.server_sets and not self.client_writable
 
 
 @dataclass(frozen=True, slots=True)

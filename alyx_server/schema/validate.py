@@ -226,7 +226,7 @@ def parse_field(src: SchemaSource, entry: YamlEntry, path: str) -> Field:
         validation=validation,
         location=src.location(entry.key, path),
     )
-    if field.client_writable and not (field.on_update_now or (default is not None and default.kind == "now")):
+    if field.client_writable and not field.server_sets:
         option = options["clientWritable"]
         raise src.error(
             "clientWritable applies only to a field the server sets (default: now or onUpdate: now)",
