@@ -141,6 +141,21 @@ async def _schema_gate(app: web.Application) -> AsyncIterator[None]:
         ) from None
 
 
+@contextlib.asynccontextmanager
+async def _deploy_lease(app: web.Application) -> AsyncIterator[None]:
+    """The deploy lease execute and rollback run under: this process's lock, then
+    data/deployments/.lock; DeployInProgress at once when this process's is taken."""
+    deployer = app[DEPLOYER]
+    if deployer.lock.locked():
+        raise DeployInProgress(
+            "another deploy is executing on this server; wait for it to finish "
+            "(alyx deploy status shows it), then run this one again"
+        )
+    async with deployer.lock:
+        with deploy_lock(deployments_folder(app[RUNTIME].settings)):
+            yield
+
+
 def _setting(request: web.Request, path: str, fallback: int) -> int:
     values = request.app[RUNTIME].settings.values
     value = values.get(path, fallback) if path in KEYS_BY_PATH else fallback
@@ -238,16 +253,10 @@ def _execute_body(body: Any) -> dict[str, Any]:
 async def execute(request: web.Request) -> web.StreamResponse:
     auth = require_admin(caller(request), "deploy")
     body = _execute_body(await read_json(request))
-    deployer = request.app[DEPLOYER]
-    if deployer.lock.locked():
-        raise DeployInProgress(
-            "another deploy is executing on this server; wait for it to finish "
-            "(alyx deploy status shows it), then run this one again"
-        )
-    async with deployer.lock:
-        with deploy_lock(deployments_folder(request.app[RUNTIME].settings)):
-            result = await _execute_locked(request, body, auth)
-    await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
+    async with _deploy_lease(request.app):
+        result = await _execute_locked(request, body, auth)
+    plans = request.app[DEPLOYER].plans
+    await _prune(request, exclude={p.contents.sha256 for p in plans.values()})
     return json_response(result)
 
 
@@ -342,16 +351,8 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     auth = require_admin(caller(request), "deploy")
     raw = await request.read()
     version, restore, message = _rollback_body(await read_json(request) if raw.strip() else None)
-    app = request.app
-    deployer = app[DEPLOYER]
-    if deployer.lock.locked():
-        raise DeployInProgress(
-            "another deploy is executing on this server; wait for it to finish "
-            "(alyx deploy status shows it), then run this one again"
-        )
-    async with deployer.lock:
-        with deploy_lock(deployments_folder(app[RUNTIME].settings)):
-            return json_response(await _rollback_locked(request, auth, version, restore, message))
+    async with _deploy_lease(request.app):
+        return json_response(await _rollback_locked(request, auth, version, restore, message))
 
 
 async def _rollback_locked(
