@@ -282,13 +282,10 @@ def apply_migrations_atomically(
         expect_head(conn, head)
         for planned in plan.files:
             _run_file(conn, planned)
-        auto: tuple[str, ...] = ()
         if plan.auto or plan.baseline:
             _run_auto(conn, plan.auto, plan.baseline)
-            auto = tuple(c.summary for c in plan.auto.changes)
         before_commit(conn)
-    files = tuple(p.migration.stem for p in plan.files) + tuple(f"{m.stem} (baseline)" for m in plan.baseline)
-    return ApplyResult((), files, auto)
+    return _applied(plan, ())
 
 
 def _runnable_plan(conn: sqlite3.Connection, schema: Schema, migrations_dir: Path) -> MigrationPlan:
@@ -313,12 +310,18 @@ def apply_migrations(conn: sqlite3.Connection, schema: Schema, migrations_dir: P
     head = plan.history[-1].id if plan.history else 0
     for planned in plan.files:
         head = _apply_file(conn, planned, head)
-    auto: tuple[str, ...] = ()
     if plan.auto or plan.baseline:
         _apply_auto(conn, plan.auto, head, plan.baseline)
+    return _applied(plan, tuple(system))
+
+
+def _applied(plan: MigrationPlan, system: tuple[str, ...]) -> ApplyResult:
+    """What applying `plan` did, after `system` (the system migrations that ran)."""
+    auto: tuple[str, ...] = ()
+    if plan.auto or plan.baseline:
         auto = tuple(c.summary for c in plan.auto.changes)
     files = tuple(p.migration.stem for p in plan.files) + tuple(f"{m.stem} (baseline)" for m in plan.baseline)
-    return ApplyResult(tuple(system), files, auto)
+    return ApplyResult(system, files, auto)
 
 
 def _history_rows(plan: MigrationPlan, files: dict[int, MigrationFile]) -> list[StatusRow]:
