@@ -38,7 +38,6 @@ from alyx_server.tools.yaml_lines import (
 
 __all__ = [
     "FIELD_OPTIONS",
-    "FORMAT_CHECKS",
     "NAME_PATTERN",
     "VALIDATION_OPTIONS",
     "SchemaSource",
