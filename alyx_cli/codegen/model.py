@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alyx_server.schema.model import USERS_TABLE, Field, FieldType, Schema
+from alyx_server.schema.model import Field, FieldType, Schema
+from alyx_server.schema.system_tables import USERS_TABLE
 
 __all__ = [
     "CodegenModel",

@@ -38,9 +38,9 @@ from alyx_server.db.connection import Synchronous, open_connection
 from alyx_server.db.documents import insert_doc
 from alyx_server.errors import AlyxError, Conflict, MigrationError, NotFound, ValidationError
 from alyx_server.migrations import ApplyResult, apply_migrations, plan_migrations, read_history
-from alyx_server.migrations.system import HISTORY_TABLE
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection, Schema
+from alyx_server.schema.system_tables import HISTORY_TABLE
 from alyx_server.tools.suggest import did_you_mean
 from alyx_server.tools.yaml_lines import YamlError, parse_yaml
 

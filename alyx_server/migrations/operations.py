@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
 from alyx_server.schema.model import (
-    USERS_TABLE,
     Collection,
     Default,
     Field,
@@ -30,6 +29,7 @@ from alyx_server.schema.model import (
     Schema,
     Validation,
 )
+from alyx_server.schema.system_tables import USERS_TABLE
 
 __all__ = [
     "AddField",

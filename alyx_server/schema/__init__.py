@@ -3,7 +3,6 @@
 from alyx_server.schema.model import (
     ACTIONS,
     SQL_TYPES,
-    USERS_TABLE,
     Collection,
     Default,
     Field,
@@ -14,6 +13,7 @@ from alyx_server.schema.model import (
     Schema,
     Validation,
 )
+from alyx_server.schema.system_tables import USERS_TABLE
 
 __all__ = [
     "ACTIONS",

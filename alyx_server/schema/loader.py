@@ -16,7 +16,6 @@ from alyx_server.errors import Location, SchemaError
 from alyx_server.schema.ddl import field_index_name, unique_index_name
 from alyx_server.schema.model import (
     ACTIONS,
-    USERS_TABLE,
     Collection,
     Field,
     FieldType,
@@ -24,6 +23,7 @@ from alyx_server.schema.model import (
     Rules,
     Schema,
 )
+from alyx_server.schema.system_tables import USERS_TABLE
 from alyx_server.schema.validate import (
     SchemaSource,
     check_name,
