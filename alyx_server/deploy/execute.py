@@ -60,7 +60,6 @@ from alyx_server.deploy.store import (
     DeployInProgress,
     DeploymentRow,
     backup_path,
-    current_row,
     insert_row,
     read_bundle_file,
     set_status,
@@ -354,8 +353,3 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn
-
-
-def current_version(conn: sqlite3.Connection) -> int | None:
-    row = current_row(conn)
-    return None if row is None else row.version
