@@ -310,7 +310,7 @@ def status(target: str | None, url: str | None, token: str | None, project_dir: 
 
     server = _target(project_dir, url, token, target)
     answer = DeployClient(server).status()
-    running = "a deploy is running" if answer.get("in_progress") or answer.get("running") else "idle"
+    running = "a deploy is running" if answer.get("running") else "idle"
     console().print(f"{_shown(server)}: version {answer.get('version')}, {running}")
 
 
