@@ -1,29 +1,148 @@
-"""Prometheus series of SPEC §12, one registry per application (no process globals).
+"""Prometheus series of SPEC §12: one registry per application, or one set across processes.
 
 Lower layers (db, realtime, functions) receive the `Metrics` object they need as a
 parameter; the HTTP pipeline records requests; `/metrics` renders the registry.
+
+A process started alone keeps its series in a private registry per application (no
+process globals). The processes serving one database (`alyx serve --workers N`, or
+several `alyx serve` started by hand on one project) share theirs instead through
+prometheus-client's multiprocess mode: each process writes its values to memory-mapped
+files in one directory, named by the `PROMETHEUS_MULTIPROC_DIR` environment variable,
+and `/metrics` on any of them renders the sum over every file in it — counters and
+histograms add up, the realtime gauges add the live processes' values (`livesum`).
+The variable must be set before `prometheus_client` is first imported, which this
+module does lazily for that reason: the supervisor calls `use_multiprocess()` before it
+imports the application, and its workers inherit the variable. Processes started by
+hand join by having the variable in their environment; the directory must be empty
+when the first of them starts (values left by an earlier run would be added in).
+
+Series names and labels are the same in both modes; in multiprocess mode counters
+carry no `_created` sample. The supervisor also counts worker restarts
+(`alyx_worker_restarts{worker}`) and removes a dead worker's live gauges
+(`worker_exited`); a process that exits normally removes its own.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = [
+    "CONTENT_TYPE",
+    "MULTIPROCESS_ENV",
+    "Metrics",
+    "multiprocess_directory",
+    "record_worker_restart",
+    "use_multiprocess",
+    "worker_exited",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable naming the directory the processes of one server share."""
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
+# Process-wide state of multiprocess mode only (the files are per process by nature):
+# the restart counter of the supervisor, and whether this process removes its live
+# gauges at exit.
+_process: dict[str, Any] = {}
+
+
+def use_multiprocess(directory: Path, *, empty: bool = False) -> None:
+    """Put this process, and the processes it starts, in multiprocess mode in `directory`.
+
+    Call it before anything imports `prometheus_client` (that is, before importing the
+    application): the library picks its storage once, at import. Raises RuntimeError when
+    it was already imported in another mode. The directory is created; `empty=True`
+    removes the files an earlier run left in it (the supervisor passes it once, at start;
+    a worker must not, its siblings' files are there).
+    """
+    directory = directory.resolve()
+    if "prometheus_client" in sys.modules and multiprocess_directory() != directory:
+        raise RuntimeError(
+            "prometheus_client was imported before alyx_server.metrics.use_multiprocess(); "
+            "call it before importing the application"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    if empty:
+        for leftover in directory.glob("*.db"):
+            leftover.unlink(missing_ok=True)
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+
+
+def multiprocess_directory() -> Path | None:
+    """The directory this process shares its series in, or None when it keeps its own."""
+    value = os.environ.get(MULTIPROCESS_ENV)
+    return Path(value).resolve() if value else None
+
+
+def worker_exited(pid: int) -> None:
+    """Forget the live gauges (realtime connections, subscriptions) of the exited process `pid`.
+
+    The supervisor calls it when it reaps a worker; counters and histograms stay (totals
+    never go back). Does nothing outside multiprocess mode.
+    """
+    directory = multiprocess_directory()
+    if directory is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def record_worker_restart(worker: str) -> None:
+    """Count one restart of `worker` (its name, "1".."N") in `alyx_worker_restarts`.
+
+    Called by the supervisor, in multiprocess mode, so that every worker's `/metrics`
+    shows it. Outside multiprocess mode the count stays in this process, unrendered.
+    """
+    counter = _process.get("restarts")
+    if counter is None:
+        from prometheus_client import Counter
+
+        counter = _process["restarts"] = Counter(
+            "alyx_worker_restarts", "Worker processes restarted after they died", ["worker"],
+            registry=None,
+        )  # fmt: skip
+    counter.labels(worker).inc()
+
+
+def _remove_own_live_gauges(directory: Path) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid(), str(directory))  # type: ignore[no-untyped-call]
+
 
 class Metrics:
-    """Every series Alyx exports, registered on a private registry."""
+    """Every series Alyx exports, on a private registry or in the shared directory."""
 
     def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+
+        self.directory = multiprocess_directory()
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        # In multiprocess mode the series live in the files; the registry only reads them.
+        r: Any = self.registry
+        if self.directory is not None:
+            if values.ValueClass is values.MutexValue:
+                raise RuntimeError(
+                    f"{MULTIPROCESS_ENV} was set after prometheus_client was imported; "
+                    "set it in the environment before the server starts"
+                )
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.directory.mkdir(parents=True, exist_ok=True)
+            MultiProcessCollector(self.registry, path=str(self.directory))  # type: ignore[no-untyped-call]
+            r = None
+            if not _process.get("cleanup"):
+                _process["cleanup"] = True
+                atexit.register(_remove_own_live_gauges, self.directory)
         self.http_requests = Counter(
             "alyx_http_requests",
             "HTTP requests by route, method and status",
@@ -38,11 +157,13 @@ class Metrics:
             registry=r,
         )
         self.realtime_connections = Gauge(
-            "alyx_realtime_connections", "Open realtime WebSocket connections", registry=r
-        )
+            "alyx_realtime_connections", "Open realtime WebSocket connections",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.realtime_subscriptions = Gauge(
-            "alyx_realtime_subscriptions", "Live query subscriptions", registry=r
-        )
+            "alyx_realtime_subscriptions", "Live query subscriptions",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.realtime_messages = Counter(
             "alyx_realtime_messages_sent", "Realtime messages sent by type", ["type"], registry=r
         )
@@ -82,4 +203,6 @@ class Metrics:
         self.write_batch_size.observe(size)
 
     def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
