@@ -39,6 +39,8 @@ from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded
 from alyx_server.db.writer import GroupListener, WriteQueue, WriteStats
 from alyx_server.errors import NotFound
 from alyx_server.schema.model import Collection, Schema
+from alyx_server.tools.filelocks import FileLock
+from alyx_server.tools.processes import run_dir
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, format_timestamp
 
 __all__ = ["Database"]
@@ -140,6 +142,7 @@ class Database:
         max_group: int = 256,
         poll_interval: float | None = 0.1,
         background_checkpoints: bool = True,
+        write_lock: bool = True,
     ) -> Database:
         """Open (creating if needed) the file at `path`.
 
@@ -148,7 +151,9 @@ class Database:
         task, call `poll_changes` / `prune_changes` yourself). `group_commit=False` runs
         one transaction per write (for comparison in benchmarks). `background_checkpoints`
         moves WAL checkpoints off the writer thread (see checkpoint.py); False leaves
-        them to SQLite's automatic checkpoint on commit.
+        them to SQLite's automatic checkpoint on commit. `write_lock=False` leaves the
+        writers of several processes to meet in SQLite's busy handler instead of taking
+        turns through the lock file (see writer.py; for comparison in benchmarks).
         """
         loop = asyncio.get_running_loop()
         file = Path(path)
@@ -160,8 +165,15 @@ class Database:
             raise
         feed = ChangeFeed(loop, high_water=latest_change_id(conn))
         checkpointer = Checkpointer(file, synchronous=synchronous) if background_checkpoints else None
+        lock = FileLock(run_dir(file) / "write.lock") if write_lock else None
         writer = WriteQueue(
-            conn, feed, loop, group_commit=group_commit, max_group=max_group, checkpointer=checkpointer
+            conn,
+            feed,
+            loop,
+            group_commit=group_commit,
+            max_group=max_group,
+            checkpointer=checkpointer,
+            write_lock=lock,
         )
         if checkpointer is not None:
             checkpointer.start()

@@ -15,6 +15,19 @@ fail its neighbours. A write is acknowledged only after COMMIT returned, i.e. on
 is as durable as `synchronous` makes it. If BEGIN or COMMIT fails, the whole group
 fails with that error. Exclusive jobs (migrations) run alone, outside any group, and
 manage their own transaction.
+
+Several processes on one file (`alyx serve --workers N`, or two servers started by
+hand) each have their own writer, and SQLite lets one of them write at a time. Their
+writers take turns through the database's write lock file (`write_lock`, an flock in
+the run directory, see tools/filelocks.py): a writer holds it from before `BEGIN
+IMMEDIATE` to after `COMMIT`, and a writer waiting for it sleeps in the kernel and
+starts the moment the other releases it. Without it, `BEGIN IMMEDIATE` meets the other
+process's transaction and SQLite's busy handler sleeps 1, 2, 5, ... up to 100 ms between
+tries; docs/benchmarks.md ("Writes from several processes") compares both, and one
+writer process fed over a Unix socket. While a process waits, its queue fills, so the
+next group is bigger: the processes share the commits as one writer's tasks do. The
+busy timeout stays as the backstop for writers outside Alyx (the CLI, a sqlite3 shell),
+which do not take the lock file.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from typing import Any, TypeVar
 
 from alyx_server.db.changes import ChangeFeed
 from alyx_server.db.checkpoint import Checkpointer
+from alyx_server.tools.filelocks import FileLock
 
 __all__ = ["GroupListener", "WriteQueue", "WriteStats"]
 
@@ -89,8 +103,10 @@ class WriteQueue:
         group_commit: bool = True,
         max_group: int = 256,
         checkpointer: Checkpointer | None = None,
+        write_lock: FileLock | None = None,
     ) -> None:
         self._conn = conn
+        self._write_lock = write_lock
         self._checkpointer = checkpointer
         if checkpointer is not None:
             # Checkpoints run on the checkpointer's thread (see checkpoint.py).
@@ -160,6 +176,8 @@ class WriteQueue:
                 group.append(nxt)
             self._guard(group, self._run_group)
         self._conn.close()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     def _guard(self, jobs: list[_Job], run: Callable[[list[_Job]], None]) -> None:
         """Run a group; an unexpected failure fails its writes instead of the thread."""
@@ -174,23 +192,40 @@ class WriteQueue:
         group = [j for j in group if not j.future.cancelled()]
         if not group:
             return
-        started = time.perf_counter()
+        self._take_turn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            self._failed_group(group, e)
-            return
-        try:
-            outcomes = [self._run_one(job) for job in group]
-            conn.execute("COMMIT")
-        except Exception as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._failed_group(group, e)
-            return
+            started = time.perf_counter()
+            try:
+                self._begin()
+            except sqlite3.Error as e:
+                self._failed_group(group, e)
+                return
+            try:
+                outcomes = [self._run_one(job) for job in group]
+                conn.execute("COMMIT")
+            except Exception as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._failed_group(group, e)
+                return
+        finally:
+            self._end_turn()
         self._count(outcomes, time.perf_counter() - started)
         self._publish(outcomes)
         self._committed()
+
+    def _take_turn(self) -> None:
+        """Wait for the other processes' writers to finish (see the module docstring)."""
+        if self._write_lock is not None:
+            self._write_lock.acquire()
+
+    def _end_turn(self) -> None:
+        if self._write_lock is not None:
+            self._write_lock.release()
+
+    def _begin(self) -> None:
+        """Start the group's transaction (a subclass may wait for the write lock its own way)."""
+        self._conn.execute("BEGIN IMMEDIATE")
 
     def _committed(self) -> None:
         checkpointer = self._checkpointer
@@ -217,18 +252,22 @@ class WriteQueue:
         (job,) = jobs
         conn = self._conn
         outcome: Outcome
+        self._take_turn()
         try:
-            outcome = (job.future, True, job.fn(conn))
-        except Exception as e:
-            outcome = (job.future, False, e)
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-            if outcome[1]:
-                outcome = (
-                    job.future,
-                    False,
-                    RuntimeError("an exclusive job left its transaction open"),
-                )
+            try:
+                outcome = (job.future, True, job.fn(conn))
+            except Exception as e:
+                outcome = (job.future, False, e)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+                if outcome[1]:
+                    outcome = (
+                        job.future,
+                        False,
+                        RuntimeError("an exclusive job left its transaction open"),
+                    )
+        finally:
+            self._end_turn()
         self._stats.exclusive += 1
         self._publish([outcome])
         self._committed()
