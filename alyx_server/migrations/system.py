@@ -29,6 +29,7 @@ from alyx_server.schema.system_tables import (
     CHANGES_TABLE,
     DEPLOYMENTS_TABLE,
     HISTORY_TABLE,
+    RATE_LIMITS_TABLE,
     SESSIONS_TABLE,
     SYSTEM_TRACKING_TABLE,
     TOKENS_TABLE,
@@ -39,6 +40,7 @@ __all__ = [
     "AUTH_TOKENS_TABLE",
     "DEPLOYMENTS_TABLE",
     "HISTORY_TABLE",
+    "RATE_LIMITS_TABLE",
     "SESSIONS_TABLE",
     "SYSTEM_MIGRATIONS",
     "SYSTEM_TRACKING_TABLE",
@@ -231,6 +233,22 @@ def _deploy_history() -> tuple[str, ...]:
     return tuple(f"ALTER TABLE {DEPLOYMENTS_TABLE} ADD COLUMN {c}" for c in columns)
 
 
+def _rate_limits() -> tuple[str, ...]:
+    # auth/ratelimit.py: the recent attempts of each key of each limit (`name` is login,
+    # register or reset), so that every process serving the database counts them all.
+    # `attempts` is a JSON array of Unix times, oldest first, at most the limit's count;
+    # `last` (the newest) lets old keys be swept.
+    return (
+        f"CREATE TABLE {RATE_LIMITS_TABLE} (\n"
+        "  name TEXT NOT NULL,\n"
+        "  key TEXT NOT NULL,\n"
+        "  attempts TEXT NOT NULL,\n"
+        "  last REAL NOT NULL,\n"
+        "  PRIMARY KEY (name, key)\n"
+        ") WITHOUT ROWID",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -238,6 +256,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(4, "tokens_and_deployments", _operations()),
     SystemMigration(5, "token_change_feed", _token_change_feed()),
     SystemMigration(6, "deploy_history", _deploy_history()),
+    SystemMigration(7, "rate_limits", _rate_limits()),
 )
 
 

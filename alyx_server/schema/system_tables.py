@@ -10,6 +10,7 @@ collections can never take these names: the loader refuses any name starting `_a
     _alyx_auth_tokens         one-time tokens: email verification, password reset
     _alyx_tokens              admin and deploy tokens
     _alyx_deployments         deployed versions
+    _alyx_rate_limits         recent attempts per rate-limit key, shared by every process
     _alyx_changes             the change log the triggers append to (the change feed)
     _alyx_migrations          the history of applied migrations, each with its snapshot
     _alyx_system_migrations   which system migration steps ran
@@ -22,6 +23,7 @@ __all__ = [
     "CHANGES_TABLE",
     "DEPLOYMENTS_TABLE",
     "HISTORY_TABLE",
+    "RATE_LIMITS_TABLE",
     "SESSIONS_TABLE",
     "SYSTEM_TRACKING_TABLE",
     "TOKENS_TABLE",
@@ -33,6 +35,7 @@ SESSIONS_TABLE = "_alyx_sessions"
 AUTH_TOKENS_TABLE = "_alyx_auth_tokens"
 TOKENS_TABLE = "_alyx_tokens"
 DEPLOYMENTS_TABLE = "_alyx_deployments"
+RATE_LIMITS_TABLE = "_alyx_rate_limits"
 CHANGES_TABLE = "_alyx_changes"
 HISTORY_TABLE = "_alyx_migrations"
 SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
