@@ -15,6 +15,8 @@ serves, and stops it. They start in this order and stop in the reverse one:
                         files and safe changes in the background while /health/ready
                         says 503
                stop: close it; every acknowledged write is committed first
+    peers      this worker's peer socket in the database's run directory (api/peer_app.py:
+               its state and admin events for the sibling workers); stop: remove it
     auth       say when no admin account exists; stop: send the emails in flight,
                stop the hashing threads
     realtime   the hub (subscribed to the change feed) and the credential watch
@@ -51,7 +53,7 @@ from pathlib import Path
 from aiohttp import web
 
 from alyx_server import __version__
-from alyx_server.api import admin, admin_users, batch, collections, meta
+from alyx_server.api import admin, admin_users, batch, collections, meta, peer_app
 from alyx_server.api import auth as auth_api
 from alyx_server.api import deploy as deploy_api
 from alyx_server.api import functions as functions_api
@@ -163,9 +165,11 @@ def create_app(
     functions_api.add_routes(app)
     admin.add_routes(app, events)
     deploy_api.add_routes(app)
+    peer_app.add_peers(app)
     app.cleanup_ctx.extend(
         (
             _database_context(schema),
+            peer_app.peers_context,
             deploy_api.deploy_context,
             _auth_context,
             _realtime_context,
@@ -359,9 +363,10 @@ def tune_collector() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def banner(settings: Settings, url: str) -> str:
+def banner(settings: Settings, url: str, workers: int = 1) -> str:
     """The one line printed at start."""
-    return f"Alyx {__version__} serving {settings.project_dir} at {url} ({settings.mode})"
+    how = f"{settings.mode}, {workers} workers" if workers > 1 else settings.mode
+    return f"Alyx {__version__} serving {settings.project_dir} at {url} ({how})"
 
 
 def bind_listeners(host: str, port: int) -> list[socket.socket]:
@@ -413,11 +418,14 @@ async def serve(
     *,
     on_started: Callable[[str], None] | None = None,
     sockets: list[socket.socket] | None = None,
+    accept_batch: int | None = None,
 ) -> int:
     """Run `app` until SIGINT/SIGTERM (exit status 0) or a fatal startup failure (1).
 
     `sockets`, from `bind_listeners`, are served instead of binding `host` and `port`
-    after start-up. `on_started(url)` is called once the socket listens. Shutdown closes
+    after start-up; `accept_batch` bounds the connections accepted from them per wake-up
+    (workers sharing one socket take 1, alyx_server/workers). `on_started(url)` is called
+    once the socket listens. Shutdown closes
     the listener, lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then
     closes the database, which commits every queued write.
     """
@@ -437,7 +445,10 @@ async def serve(
         if sockets is None:
             await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
         for sock in sockets or ():
-            await web.SockSite(runner, sock).start()
+            if accept_batch is None:
+                await web.SockSite(runner, sock).start()
+            else:
+                await web.SockSite(runner, sock, backlog=accept_batch).start()
         tune_collector()
         if on_started is not None:
             on_started(_url(runner, host, port))

@@ -1,6 +1,7 @@
 """The dashboard's admin API (SPEC §12): a live event stream, the schema and statistics.
 
-    GET /api/admin/events   WebSocket; every message is {"type", "payload"}:
+    GET /api/admin/events   WebSocket; every message is {"type", "payload"}, and every
+                            payload names the `worker` it comes from:
         hello        {version, mode, recent: [reload events so far]}    first, once
         request      {id, time, method, path, status, duration_ms, ip, user}
         change       {time, change_id, collection, op, doc_id, changed_fields}
@@ -9,8 +10,10 @@
         invocation   {time, function, status, success, duration_ms, logs, error}
         reload       {what, ok, summary, time}   schema, functions or alyx.yaml reloaded
         dropped      {count}   events this listener missed because it read too slowly
+        worker       {pid, state: "joined" | "left"}   a sibling worker's stream opened or ended
     GET /api/admin/schema   {schema, checksum, collections: [{name, fields, indexes, rules}]}
-    GET /api/admin/stats    {version, mode, phase, uptime, requests, realtime, functions, database}
+    GET /api/admin/stats    {version, mode, phase, uptime, requests, realtime, functions, database,
+                             worker, workers: [worker_state of each worker]}
 
 Admin users and admin tokens only: anonymous callers get 401, other users 403 (tokens
 need the `events`, `schema` or `stats` permission). The WebSocket also takes `?token=`,
@@ -20,6 +23,14 @@ which the access log redacts.
 listener, each event is encoded once and queued per listener, and a listener that falls
 1000 events behind loses the overflow (told by a `dropped` event) rather than slowing
 the server.
+
+Across workers (several processes on one database): while a dashboard listens on this
+worker, `AdminEvents.relay` (a `PeerFollower`, wired by api/peer_app.py) follows every
+sibling's own events through its peer socket and hands them, as they are, to this
+worker's dashboards. A sibling streams its requests, invocations, reloads and realtime
+summaries but not its changes: every worker's change feed sees every committed change,
+so the watched worker's own `change` events already show each one once. `worker_states`
+is each worker's `worker_state`, this one's and its siblings' (asked through the sockets).
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -38,9 +50,10 @@ from aiohttp import WSMsgType, web
 from alyx_server import __version__
 from alyx_server.api.auth import AUTH_SERVICE, caller
 from alyx_server.api.functions import FUNCTIONS
+from alyx_server.api.peers import Peer, PeerFollower, Peers
 from alyx_server.api.pipeline import CLIENT_IP, REQUEST_ID, json_response, redact_query
 from alyx_server.api.realtime import REALTIME
-from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.api.runtime import RUNTIME
 from alyx_server.auth import AuthContext
 from alyx_server.auth.admin_users import require_admin
 from alyx_server.db import Database
@@ -48,9 +61,24 @@ from alyx_server.db.changes import ChangeEvent
 from alyx_server.errors import AlyxError
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Schema
+from alyx_server.tools.processes import worker_name
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
-__all__ = ["ADMIN_EVENTS", "QUEUE_LIMIT", "AdminEvents", "add_routes", "realtime_summary", "schema_summary"]
+__all__ = [
+    "ADMIN_EVENTS",
+    "PEERS",
+    "PEER_EVENTS_PATH",
+    "PEER_STATE_PATH",
+    "QUEUE_LIMIT",
+    "AdminEvents",
+    "EventListener",
+    "add_routes",
+    "pump_events",
+    "realtime_summary",
+    "schema_summary",
+    "worker_state",
+    "worker_states",
+]
 
 log = logging.getLogger("alyx.admin")
 
@@ -59,9 +87,12 @@ RECENT_RELOADS = 50
 REALTIME_PERIOD = 1.0
 _FUNCTION_PREFIX = "/api/functions/"
 _FLAGS = ("primary", "unique", "nullable", "index", "internal")
+PEER_STATE_PATH = "/peer/v1/state"
+PEER_EVENTS_PATH = "/peer/v1/events"
+STATE_TIMEOUT = 1.0
 
 
-class _Listener:
+class EventListener:
     """One connected dashboard: its queue of encoded events and how many it missed."""
 
     __slots__ = ("dropped", "queue")
@@ -91,11 +122,18 @@ def _user_of(auth: object) -> str | None:
 
 
 class AdminEvents:
-    """The application's event fan-out for dashboards; see the module docstring."""
+    """The application's event fan-out for dashboards; see the module docstring.
 
-    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+    `listeners` are this worker's dashboards (its own events and its siblings');
+    `peer_listeners` are siblings following this worker (its own events but changes).
+    """
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, worker: str | None = None) -> None:
         self.clock = clock
-        self.listeners: set[_Listener] = set()
+        self.worker = worker_name() if worker is None else worker
+        self.listeners: set[EventListener] = set()
+        self.peer_listeners: set[EventListener] = set()
+        self.relay: PeerFollower | None = None
         self.requests = 0
         self.errors = 0
         self.reloads: deque[dict[str, Any]] = deque(maxlen=RECENT_RELOADS)
@@ -107,11 +145,27 @@ class AdminEvents:
             self._followed = db
             db.feed.subscribe(self.observe_change)
 
+    def encode(self, kind: str, payload: Mapping[str, Any]) -> bytes:
+        """One event of this worker, encoded as listeners receive it."""
+        return _encode(kind, {**payload, "worker": self.worker})
+
     def publish(self, kind: str, payload: Mapping[str, Any]) -> None:
         """Queue one event for every listener (nothing happens without one)."""
-        if not self.listeners:
+        peers = self.peer_listeners if kind != "change" else ()
+        if not self.listeners and not peers:
             return
-        data = _encode(kind, payload)
+        data = self.encode(kind, payload)
+        for listener in (*self.listeners, *peers):
+            listener.put(data)
+
+    def relayed(self, peer: Peer, data: bytes) -> None:
+        """A sibling's event, encoded by it: for this worker's dashboards only."""
+        for listener in self.listeners:
+            listener.put(data)
+
+    def sibling(self, peer: Peer, state: str) -> None:
+        """Tell the dashboards that a sibling's stream opened ("joined") or ended ("left")."""
+        data = _encode("worker", {"worker": peer.worker, "pid": peer.pid, "state": state})
         for listener in self.listeners:
             listener.put(data)
 
@@ -128,7 +182,7 @@ class AdminEvents:
         status = response.status
         if status >= 500:
             self.errors += 1
-        if not self.listeners:
+        if not self.listeners and not self.peer_listeners:
             return
         path = redact_query(request.path_qs) if request.query_string else request.path
         self.publish(
@@ -170,7 +224,8 @@ class AdminEvents:
         )
 
     def observe_change(self, event: ChangeEvent) -> None:
-        """The change feed's subscriber: committed writes, in commit order."""
+        """The change feed's subscriber: committed writes, in commit order (this worker's
+        dashboards only; see the module docstring)."""
         if not self.listeners:
             return
         self.publish(
@@ -187,6 +242,44 @@ class AdminEvents:
 
 
 ADMIN_EVENTS = web.AppKey("alyx.admin_events", AdminEvents)
+PEERS = web.AppKey("alyx.peers", Peers)
+
+
+# -- workers -------------------------------------------------------------------------------
+def worker_state(app: web.Application) -> dict[str, Any]:
+    """This worker: name, pid, phase, uptime, requests served, realtime counts, and how
+    many siblings follow its events now (`event_streams`)."""
+    rt = app[RUNTIME]
+    events = app[ADMIN_EVENTS]
+    hub = app[REALTIME].hub
+    return {
+        "name": events.worker,
+        "pid": os.getpid(),
+        "phase": rt.phase,
+        "uptime": round(time.monotonic() - rt.started, 3),
+        "requests": {"total": events.requests, "errors": events.errors},
+        "realtime": {
+            "connections": 0 if hub is None else len(hub.clients),
+            "subscriptions": 0 if hub is None else len(hub.index),
+        },
+        "event_streams": len(events.peer_listeners),
+    }
+
+
+async def worker_states(app: web.Application, timeout: float = STATE_TIMEOUT) -> list[dict[str, Any]]:
+    """Every worker's `worker_state`, sorted by name and pid: this one's, and each
+    sibling's through its socket. A sibling that does not answer within `timeout`
+    seconds is listed with phase "unresponsive"; one that is gone is left out."""
+    states = [worker_state(app)]
+    peers = app.get(PEERS)
+    if peers is not None:
+        for answer in await peers.call_all(PEER_STATE_PATH, timeout=timeout):
+            if answer.ok and isinstance(answer.body, dict):
+                states.append(answer.body)
+            else:
+                states.append({"name": answer.peer.worker, "pid": answer.peer.pid, "phase": "unresponsive"})
+    states.sort(key=lambda s: (str(s.get("name")), int(s.get("pid") or 0)))
+    return states
 
 
 # -- summaries -----------------------------------------------------------------------------
@@ -265,15 +358,15 @@ async def stats(request: web.Request) -> web.StreamResponse:
     service = app[FUNCTIONS].service
     functions = service.describe() if service is not None else []
     writes = db.stats
-    realtime = realtime_summary(app)
+    workers = await worker_states(app)
     return json_response(
         {
             "version": __version__,
             "mode": rt.settings.mode,
             "phase": rt.phase,
             "uptime": round(time.monotonic() - rt.started, 3),
-            "requests": {"total": events.requests, "errors": events.errors},
-            "realtime": {"connections": realtime["connections"], "subscriptions": realtime["subscriptions"]},
+            "requests": _total(workers, "requests", ("total", "errors")),
+            "realtime": _total(workers, "realtime", ("connections", "subscriptions")),
             "functions": {
                 "count": sum(1 for f in functions if f.get("state") != "failed"),
                 "failed": sum(1 for f in functions if f.get("state") == "failed"),
@@ -284,8 +377,21 @@ async def stats(request: web.Request) -> web.StreamResponse:
                 "rows": rows,
                 "writes": {"groups": writes.groups, "writes": writes.writes},
             },
+            "worker": events.worker,
+            "workers": workers,
         }
     )
+
+
+def _total(workers: list[dict[str, Any]], group: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """`group`'s counters summed over the workers that answered."""
+    out = dict.fromkeys(keys, 0)
+    for state in workers:
+        values = state.get(group)
+        if isinstance(values, dict):
+            for key in keys:
+                out[key] += int(values.get(key) or 0)
+    return out
 
 
 def _events_caller(request: web.Request) -> AuthContext:
@@ -305,11 +411,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub.follow(rt.ready_db())
     ws = web.WebSocketResponse(heartbeat=rt.settings.realtime.ping_interval, compress=False)
     await ws.prepare(request)
-    listener = _Listener()
+    listener = EventListener()
     hello = {"version": __version__, "mode": rt.settings.mode, "recent": list(hub.reloads)}
-    await ws.send_str(_encode("hello", hello).decode())
+    await ws.send_str(hub.encode("hello", hello).decode())
     hub.listeners.add(listener)
-    sender = asyncio.get_running_loop().create_task(_send(ws, listener, app, rt))
+    if hub.relay is not None:
+        hub.relay.watch()
+
+    async def send(data: bytes) -> None:
+        await ws.send_str(data.decode())
+
+    sender = asyncio.get_running_loop().create_task(pump_events(app, listener, send, lambda: ws.closed))
     try:
         async for frame in ws:
             if frame.type == WSMsgType.ERROR:
@@ -319,30 +431,39 @@ async def events(request: web.Request) -> web.StreamResponse:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
+        if hub.relay is not None:
+            await hub.relay.unwatch()
     return ws
 
 
-async def _send(ws: web.WebSocketResponse, listener: _Listener, app: web.Application, rt: Runtime) -> None:
-    """Write queued events; every second, the realtime summary when it changed."""
+async def pump_events(
+    app: web.Application,
+    listener: EventListener,
+    send: Callable[[bytes], Awaitable[None]],
+    closed: Callable[[], bool],
+) -> None:
+    """Send `listener`'s queued events until `closed()`; at once and then every second,
+    this worker's realtime summary when it changed."""
+    hub = app[ADMIN_EVENTS]
     last_realtime: dict[str, Any] | None = None
     next_check = 0.0
     try:
-        while not ws.closed:
+        while not closed():
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + REALTIME_PERIOD
                 current = realtime_summary(app)
                 if current != last_realtime:
                     last_realtime = current
-                    await ws.send_str(_encode("realtime", current).decode())
+                    await send(hub.encode("realtime", current))
             if listener.dropped:
                 missed, listener.dropped = listener.dropped, 0
-                await ws.send_str(_encode("dropped", {"count": missed}).decode())
+                await send(hub.encode("dropped", {"count": missed}))
             try:
                 data = await asyncio.wait_for(listener.queue.get(), max(0.01, next_check - time.monotonic()))
             except TimeoutError:
                 continue
-            await ws.send_str(data.decode())
+            await send(data)
     except (ConnectionError, RuntimeError, AlyxError) as e:
         log.info("admin event stream closed: %s", e)
 
