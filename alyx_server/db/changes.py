@@ -1,21 +1,26 @@
 """The change feed: committed `_alyx_changes` rows published as `ChangeEvent`s, in id order.
 
 Triggers on every collection table append a row to `_alyx_changes` for each insert,
-update and delete, whoever writes (this server, the CLI, a sqlite3 shell). Two paths read
-those rows and both go through `ChangeFeed.collect`:
+update and delete, whoever writes (this server, the CLI, a sqlite3 shell). Three paths
+read those rows and all go through `ChangeFeed.collect`:
 
 - the writer thread, right after each COMMIT (in-process writes are published at once);
-- the `ChangePoller`, every poll interval, on a reader connection (other processes).
+- `Database.catch_up` on the loop thread, when another process announced a commit
+  (notify.py: its wake datagram, or the shared commit counter a request checks);
+- the `ChangePoller`, every poll interval, on a reader connection (writers outside Alyx).
 
 `collect` reads the rows above a shared high-water mark and advances it under a lock,
-then hands the events to the event loop in that same order, so each change is
+then queues the events for the event loop in that same order, so each change is
 published exactly once, in id (= commit) order, whichever path saw it first. Ids come
-from AUTOINCREMENT, so they never go backwards, even after pruning.
+from AUTOINCREMENT, so they never go backwards, even after pruning. The loop delivers
+the queue in a callback; `catch_up` delivers it at once instead (`collect_now`), so
+that a cache checked right after holds nothing a commit before the call made stale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import sqlite3
@@ -99,6 +104,11 @@ class ChangeFeed:
         self._lock = threading.Lock()
         self._high_water = high_water
         self._subscribers: tuple[Subscriber, ...] = ()
+        # Batches read but not yet delivered, in id order; only the loop thread pops.
+        self._queued: collections.deque[tuple[list[ChangeEvent], Callable[[], None] | None]] = (
+            collections.deque()
+        )
+        self._delivering = False
         self.published = 0
 
     @property
@@ -144,11 +154,35 @@ class ChangeFeed:
                 self._schedule(events, then)
             return len(events)
 
+    def collect_now(self, conn: sqlite3.Connection) -> int:
+        """`collect`, then deliver everything queued so far before returning (loop thread).
+
+        Events the writer queued earlier are delivered first, so the order stays the
+        commit order. Returns the count this call read.
+        """
+        count = self.collect(conn)
+        self._deliver_queued()
+        return count
+
     def _schedule(self, events: list[ChangeEvent], then: Callable[[], None] | None) -> None:
+        # Under the lock: the queue holds batches in id order.
+        self._queued.append((events, then))
         try:
-            self._loop.call_soon_threadsafe(self._deliver, events, then)
+            self._loop.call_soon_threadsafe(self._deliver_queued)
         except RuntimeError:
             log.warning("event loop closed: %d change events not delivered", len(events))
+
+    def _deliver_queued(self) -> None:
+        if self._delivering:
+            return  # a subscriber caught up from inside a delivery: the outer loop goes on
+        self._delivering = True
+        try:
+            queued = self._queued
+            while queued:
+                events, then = queued.popleft()
+                self._deliver(events, then)
+        finally:
+            self._delivering = False
 
     def _deliver(self, events: list[ChangeEvent], then: Callable[[], None] | None) -> None:
         for event in events:
@@ -181,7 +215,11 @@ class EventStream:
 
 
 class ChangePoller:
-    """Polls `_alyx_changes` for writes by other processes and prunes old rows.
+    """Polls `_alyx_changes` for writes no process announced, and prunes old rows.
+
+    Alyx's own processes announce their commits (notify.py), so what the poller finds
+    first is a write from outside Alyx (a sqlite3 shell, a script), or one whose wake
+    was lost.
 
     `read` runs a function on a reader connection (normally `Database.read`); `prune`
     deletes expired rows (normally `Database.prune_changes`) every `prune_every` seconds.

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from alyx_server.db.changes import ChangeFeed, ChangePoller, latest_change_id, prune_changes
 from alyx_server.db.checkpoint import Checkpointer
 from alyx_server.db.connection import Synchronous, open_connection
+from alyx_server.db.notify import CommitSignal
 from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded
 from alyx_server.db.writer import GroupListener, WriteQueue, WriteStats
 from alyx_server.errors import NotFound
@@ -103,6 +104,7 @@ class Database:
         clock: Clock,
         changes_retention: float,
         poll_interval: float | None,
+        commits: CommitSignal | None = None,
     ) -> None:
         self.path = path
         self._schema = schema
@@ -124,6 +126,9 @@ class Database:
         )
         if poll_interval is not None:
             self.poller.start()
+        self.commits = commits
+        if commits is not None:
+            commits.listen(loop, self.catch_up)
         self._closed = False
         # Lists that started on the loop and ran past their step budget (see read_small).
         self.loop_reads_moved = 0
@@ -143,6 +148,7 @@ class Database:
         poll_interval: float | None = 0.1,
         background_checkpoints: bool = True,
         write_lock: bool = True,
+        announce: bool = True,
     ) -> Database:
         """Open (creating if needed) the file at `path`.
 
@@ -154,6 +160,8 @@ class Database:
         them to SQLite's automatic checkpoint on commit. `write_lock=False` leaves the
         writers of several processes to meet in SQLite's busy handler instead of taking
         turns through the lock file (see writer.py; for comparison in benchmarks).
+        `announce` tells the other processes on the file about each commit and listens
+        for theirs (notify.py); False leaves their changes to the poller.
         """
         loop = asyncio.get_running_loop()
         file = Path(path)
@@ -175,6 +183,10 @@ class Database:
             checkpointer=checkpointer,
             write_lock=lock,
         )
+        commits = CommitSignal(file) if announce else None
+        if commits is not None:
+            signal = commits
+            writer.add_group_listener(lambda _size, _seconds: signal.committed())
         if checkpointer is not None:
             checkpointer.start()
         writer.start()
@@ -190,6 +202,7 @@ class Database:
             clock=clock,
             changes_retention=changes_retention,
             poll_interval=poll_interval,
+            commits=commits,
         )
 
     # -- schema ------------------------------------------------------------------------------
@@ -314,6 +327,23 @@ class Database:
         """Publish changes committed by other processes now (the poller does it periodically)."""
         return await self.poller.poll_once()
 
+    def catch_up(self) -> None:
+        """Publish now, on the loop thread, every change another process committed before
+        this call; after it, no subscriber (a cache) holds what such a commit made stale.
+
+        Costs one read of the shared commit counter when nothing new was committed
+        elsewhere (notify.py); otherwise it reads the change log on the loop. Writers
+        outside Alyx announce nothing: the poller finds theirs.
+        """
+        commits = self.commits
+        if commits is None:
+            return
+        seen = commits.unseen()
+        if seen is None or self._closed:
+            return
+        self.feed.collect_now(self._loop_reader)
+        commits.seen(seen)
+
     async def prune_changes(self, now: datetime | None = None) -> int:
         """Delete published change rows older than `changes_retention`; returns the count.
 
@@ -339,6 +369,8 @@ class Database:
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.close)
         await asyncio.to_thread(self._readers.close)
+        if self.commits is not None:
+            self.commits.close()
         self._loop_reader.close()
         # Let the acknowledgements and events the writer scheduled last run.
         await asyncio.sleep(0)
