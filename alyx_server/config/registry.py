@@ -288,6 +288,8 @@ CLIENT_VARIABLES: Mapping[str, str] = MappingProxyType(
         "ALYX_TOKEN": "Admin token that `alyx tui` sends (its --token).",
         "ALYX_DEPLOY_URL": "Server URL that `alyx deploy` ships to (its --url).",
         "ALYX_DEPLOY_TOKEN": "Deploy token that `alyx deploy` sends (its --token).",
+        "ALYX_WORKER": "This server process's worker name among those serving one database "
+        "(`alyx serve --workers` sets it; 1 when unset); not a setting.",
     }
 )
 """`ALYX_*` variables that are not settings; the server leaves them alone."""
