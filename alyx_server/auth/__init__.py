@@ -8,7 +8,7 @@
     admin_tokens.py  admin and deploy tokens (`_alyx_tokens`)
     cache.py         accounts and families cached per process, dropped by the change feed
     context.py       `AuthContext`, the `auth` object of rules (SPEC §9)
-    ratelimit.py     sliding-window limits per address and per email
+    ratelimit.py     sliding-window limits per address and per email, counted in the database
     mailer.py        SMTP or the log
     service.py       `AuthService`: register, login, refresh, logout, authenticate
     account.py       self-service: profile, password, deletion, verification, reset

@@ -83,7 +83,7 @@ async def update_profile(svc: AuthService, auth: AuthContext | None, body: Mappi
 async def _check_own_password(
     svc: AuthService, user: UserRecord, password: object, client: Client, field: str
 ) -> None:
-    svc.login_limit.hit(f"ip:{client.ip}", f"email:{user.email}")
+    await svc.login_limit.hit(f"ip:{client.ip}", f"email:{user.email}")
     if not await svc.hasher.verify(password, user.password_hash):
         message = f"{field} is wrong"
         raise Unauthorized(
@@ -135,7 +135,7 @@ async def request_verification(
     address = None if email is None else normalize_email(email)
     if auth is not None and auth.user is not None:
         user = auth.user
-        svc.reset_limit.hit(f"ip:{client.ip}", f"email:{user.email}")
+        await svc.reset_limit.hit(f"ip:{client.ip}", f"email:{user.email}")
         if not user.verified:
             svc.spawn(svc.send_one_time(user, "verify"), "verification email")
         return
@@ -143,14 +143,14 @@ async def request_verification(
         if auth is None:
             raise Unauthorized('sign in to verify your own address, or send {"email": "..."}')
         raise Forbidden('an admin token has no address of its own: send {"email": "..."}')
-    svc.reset_limit.hit(f"ip:{client.ip}", f"email:{address}")
+    await svc.reset_limit.hit(f"ip:{client.ip}", f"email:{address}")
     svc.spawn(_send_if_account(svc, address, "verify"), "verification email")
 
 
 async def request_reset(svc: AuthService, email: object, client: Client) -> None:
     """Email a reset code when `email` has an account; the answer is the same when not."""
     address = normalize_email(email)
-    svc.reset_limit.hit(f"ip:{client.ip}", f"email:{address}")
+    await svc.reset_limit.hit(f"ip:{client.ip}", f"email:{address}")
     svc.spawn(_send_if_account(svc, address, "reset"), "password reset email")
 
 

@@ -1,39 +1,63 @@
-"""In-memory rate limits: at most `count` attempts per key in any window of `period` seconds.
+"""Rate limits: at most `count` attempts per key in any window of `period` seconds.
 
 A sliding log per key (the times of the recent attempts, at most `count` of them) gives
 an exact answer to "how many in the last period" and an exact `Retry-After`: the moment
 the oldest counted attempt leaves the window. Keys are client addresses or normalised
 emails, prefixed by the caller. Time comes from an injected clock, so tests move it
-instead of sleeping. The limits live in one process: a deployment behind several Alyx
-processes multiplies them by the number of processes.
+instead of sleeping.
+
+The logs live in the database (`_alyx_rate_limits`: one row per limit and key, the log
+as a JSON array), so every process serving it counts the same attempts: two workers
+allow the rate, not twice it. One attempt is one `Database.write`: the check and the
+new entry commit together in the writer's transaction, which one process at a time
+holds, so two processes cannot both take the last slot; it joins the group commit of
+the writes around it and never runs on the event loop. When any key is over its limit
+the write raises and leaves nothing behind: refused attempts are not counted. Every
+`SWEEP_EVERY` attempts a process deletes, in the same write, the keys of the limit whose
+newest attempt has left the window.
+
+A login or registration pays one more small write before its password hash (which
+stays the expensive part); docs/auth.md gives the figures.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections import deque
+import sqlite3
+from collections.abc import Callable
 
+from alyx_server.db import Database
 from alyx_server.errors import RateLimited
+from alyx_server.schema.system_tables import RATE_LIMITS_TABLE
 from alyx_server.tools.rates import Rate, format_rate
 from alyx_server.tools.timestamps import Clock
 
-__all__ = ["RateLimiter"]
+__all__ = ["SWEEP_EVERY", "RateLimiter", "count_attempt"]
 
 SWEEP_EVERY = 4096
-"""Attempts between sweeps that forget keys whose whole log has left the window."""
+"""Attempts (in one process) between sweeps that forget keys whose whole log has left the window."""
 
 
 class RateLimiter:
-    """One limit (`rate`, None = off) over any number of keys; `what` names it in messages."""
+    """One limit (`rate`, None = off) over any number of keys, stored in the database.
 
-    def __init__(self, rate: Rate | None, clock: Clock, what: str) -> None:
+    `name` tells this limit's rows apart from the others' (login, register, reset);
+    `what` names it in messages; `database` gives the open database (called per attempt,
+    so the limiter can be built before the database is open).
+    """
+
+    def __init__(
+        self, rate: Rate | None, clock: Clock, what: str, *, name: str, database: Callable[[], Database]
+    ) -> None:
         self.rate = rate
+        self.name = name
         self._clock = clock
         self._what = what
-        self._logs: dict[str, deque[float]] = {}
+        self._database = database
         self._since_sweep = 0
 
-    def hit(self, *keys: str) -> None:
+    async def hit(self, *keys: str) -> None:
         """Count one attempt against each key, or raise 429 RATE_LIMITED with the wait.
 
         When any key is over its limit nothing is counted, so refused attempts do not
@@ -43,31 +67,66 @@ class RateLimiter:
         if rate is None:
             return
         now = self._clock.now().timestamp()
-        start = now - rate.period_seconds
-        wait = 0.0
-        logs = []
-        for key in keys:
-            log = self._logs.get(key)
-            if log is None:
-                log = self._logs[key] = deque(maxlen=rate.count)
-            while log and log[0] <= start:
-                log.popleft()
-            if len(log) >= rate.count:
-                wait = max(wait, log[0] - start)
-            logs.append(log)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise RateLimited(
-                f"too many {self._what} (limit {format_rate(rate)}); try again in {seconds} s",
-                retry_after=seconds,
-            )
-        for log in logs:
-            log.append(now)
         self._since_sweep += 1
-        if self._since_sweep >= SWEEP_EVERY:
-            self._sweep(start)
+        sweep = self._since_sweep >= SWEEP_EVERY
+        if sweep:
+            self._since_sweep = 0
+        name, what = self.name, self._what
+        await self._database().write(
+            lambda conn: count_attempt(conn, name, rate, now, keys, what, sweep=sweep)
+        )
 
-    def _sweep(self, start: float) -> None:
-        self._since_sweep = 0
-        for key in [k for k, log in self._logs.items() if not log or log[-1] <= start]:
-            del self._logs[key]
+
+def count_attempt(
+    conn: sqlite3.Connection,
+    name: str,
+    rate: Rate,
+    now: float,
+    keys: tuple[str, ...],
+    what: str,
+    *,
+    sweep: bool = False,
+) -> None:
+    """Inside a write: record an attempt at `now` (Unix seconds) on every key of limit `name`.
+
+    Raises RateLimited, having written nothing, when a key already has `rate.count`
+    attempts in the window ending at `now`. `sweep` also deletes the limit's keys whose
+    newest attempt has left the window.
+    """
+    start = now - rate.period_seconds
+    wanted = list(dict.fromkeys(keys))
+    marks = ", ".join("?" * len(wanted))
+    stored = dict(
+        conn.execute(
+            f"SELECT key, attempts FROM {RATE_LIMITS_TABLE} WHERE name = ? AND key IN ({marks})",
+            (name, *wanted),
+        ).fetchall()
+    )
+    wait = 0.0
+    logs: list[list[float]] = []
+    for key in wanted:
+        raw = stored.get(key)
+        log = [t for t in json.loads(raw) if t > start] if raw is not None else []
+        if len(log) >= rate.count:
+            # The attempt whose leaving brings the key under its limit.
+            wait = max(wait, log[len(log) - rate.count] - start)
+        logs.append(log)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"too many {what} (limit {format_rate(rate)}); try again in {seconds} s",
+            retry_after=seconds,
+        )
+    rows = []
+    for key, log in zip(wanted, logs, strict=True):
+        log.append(now)
+        log.sort()  # other processes' clocks were read a moment apart
+        kept = log[-rate.count :]
+        rows.append((name, key, json.dumps(kept), kept[-1]))
+    conn.executemany(
+        f"INSERT INTO {RATE_LIMITS_TABLE} (name, key, attempts, last) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name, key) DO UPDATE SET attempts = excluded.attempts, last = excluded.last",
+        rows,
+    )
+    if sweep:
+        conn.execute(f"DELETE FROM {RATE_LIMITS_TABLE} WHERE name = ? AND last <= ?", (name, start))

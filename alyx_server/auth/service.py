@@ -141,9 +141,11 @@ class AuthService:
             settings.jwt.secret, issuer=settings.jwt.issuer, access_ttl=settings.jwt.access_ttl, clock=clock
         )
         limits = settings.rate_limit
-        self.login_limit = RateLimiter(limits.login, clock, "login attempts")
-        self.register_limit = RateLimiter(limits.register, clock, "registrations")
-        self.reset_limit = RateLimiter(limits.reset, clock, "email requests")
+        self.login_limit = RateLimiter(limits.login, clock, "login attempts", name="login", database=database)
+        self.register_limit = RateLimiter(
+            limits.register, clock, "registrations", name="register", database=database
+        )
+        self.reset_limit = RateLimiter(limits.reset, clock, "email requests", name="reset", database=database)
         self._cache: AuthCache | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -299,7 +301,7 @@ class AuthService:
         address = normalize_email(email)
         encoded = check_password_policy(password, self.settings.password)
         meta = check_metadata({} if metadata is None else metadata, "metadata")
-        self.register_limit.hit(f"ip:{client.ip}")
+        await self.register_limit.hit(f"ip:{client.ip}")
         db = self.db
         if db.read_now(lambda conn: user_by_email(conn, address)) is not None:
             raise _user_exists()
@@ -318,7 +320,7 @@ class AuthService:
         address = normalize_email(email)
         if isinstance(password, str) and len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
             raise password_error("PASSWORD_TOO_LONG", f"password is longer than {MAX_PASSWORD_BYTES} bytes")
-        self.login_limit.hit(f"ip:{client.ip}", f"email:{address}")
+        await self.login_limit.hit(f"ip:{client.ip}", f"email:{address}")
         user = self.db.read_now(lambda conn: user_by_email(conn, address))
         if not await self.hasher.verify(password, user.password_hash if user else None) or user is None:
             raise Unauthorized("the email or the password is wrong", code="INVALID_CREDENTIALS")
