@@ -459,9 +459,14 @@ async def serve(
             waiter.cancel()
         log.info("shutting down")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        try:
+            # The signal stays handled (ignored) while draining: a second SIGTERM (from
+            # systemd's whole-group stop and the supervisor's forward, or Ctrl-C twice)
+            # must not cut the requests in flight short.
+            await runner.cleanup()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
     return 1 if rt.fatal.is_set() else 0
 
 

@@ -250,10 +250,14 @@ class AccessLog:
         return handler
 
 
-def configure_logging(settings: LoggingSettings, *, stream: IO[str] | None = None) -> None:
+def configure_logging(
+    settings: LoggingSettings, *, stream: IO[str] | None = None, buffered: bool = True
+) -> None:
     """Send the `alyx` loggers to `stream` (stderr) at the configured level and format.
 
     Calling it again replaces the handler it installed before (a reloaded configuration).
+    `buffered=False` writes each line at once and starts no thread: what the supervisor
+    of `alyx serve --workers` uses, since it forks workers later (alyx_server/workers).
     """
     logger = logging.getLogger("alyx")
     logger.setLevel(_LEVELS[settings.level])
@@ -261,7 +265,8 @@ def configure_logging(settings: LoggingSettings, *, stream: IO[str] | None = Non
         if getattr(old, _MARK, False):
             logger.removeHandler(old)
             old.close()
-    handler = BufferedStreamHandler(stream or sys.stderr)
+    out = stream or sys.stderr
+    handler = BufferedStreamHandler(out) if buffered else logging.StreamHandler(out)
     setattr(handler, _MARK, True)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else ConsoleFormatter())
     logger.addHandler(handler)

@@ -8,6 +8,8 @@ server listens: `Alyx 0.1.0 serving /path/to/project at http://127.0.0.1:8090 (d
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -15,13 +17,16 @@ from typing import IO, TYPE_CHECKING
 import click
 from rich.text import Text
 
-from alyx_cli.output import CommandError, console, reports_errors
+from alyx_cli.output import CommandError, console, describe_os_error, reports_errors
 from alyx_cli.project import SCHEMA_FILE, project_option
+from alyx_server.errors import AlyxError
 
 if TYPE_CHECKING:
-    from alyx_server.config import Mode
+    from alyx_server.config import Mode, Settings
 
 __all__ = ["dev", "serve"]
+
+log = logging.getLogger("alyx.workers")
 
 
 def _start(
@@ -32,13 +37,12 @@ def _start(
     *,
     watch: bool = False,
     tui: bool = False,
+    workers: str | None = None,
 ) -> int:
     # The web stack loads only when a server starts, so other commands (`alyx generate`)
     # stay fast.
     from alyx_cli.listen import listen
-    from alyx_server.app import banner, create_app, run_server
     from alyx_server.config import load_settings
-    from alyx_server.logs import configure_logging
 
     root = project_dir.resolve()
     if not (root / SCHEMA_FILE).is_file():
@@ -49,8 +53,22 @@ def _start(
     if host is not None:
         overrides["server.host"] = host
     settings = load_settings(root, mode=mode, overrides=overrides)
+    count = 1
+    if mode == "serve":
+        from alyx_server.workers import worker_count
+
+        count = worker_count(workers or settings.server.workers)
     # Bound first: a port in use must stop the command before the database is touched.
     sockets = listen(settings, mode, port)
+    if count > 1:
+        try:
+            return _supervise(settings, sockets, count, overrides)
+        finally:
+            for sock in sockets:
+                sock.close()
+    from alyx_server.app import banner, create_app, run_server
+    from alyx_server.logs import configure_logging
+
     try:
         log_file: IO[str] | None = None
         if tui:
@@ -79,27 +97,98 @@ def _start(
             sock.close()
 
 
+def _supervise(
+    settings: Settings, sockets: list[socket.socket], count: int, overrides: dict[str, object]
+) -> int:
+    """`alyx serve` with `count` worker processes (alyx_server/workers)."""
+    from alyx_server import metrics
+    from alyx_server.tools.processes import run_dir
+
+    # Before prometheus_client is imported (by the application, below): the workers'
+    # series meet in one directory, which /metrics on any worker sums.
+    metrics.use_multiprocess(run_dir(settings.database.path) / "metrics", empty=True)
+    import alyx_server.app  # the application's modules, imported once and shared by the forks
+    from alyx_server.config import load_settings, split_changes
+    from alyx_server.logs import configure_logging
+    from alyx_server.workers import Supervisor, WorkerChannel
+    from alyx_server.workers.worker import serve_worker
+
+    # Unbuffered: the buffered handler writes from a thread, and the supervisor forks.
+    configure_logging(settings.logging, buffered=False)
+    current = [settings]
+
+    def work(index: int, channel: WorkerChannel) -> int:
+        try:
+            return serve_worker(current[0], sockets, channel)
+        except OSError as e:
+            raise AlyxError(describe_os_error(e)) from e
+
+    def reload() -> None:
+        new = load_settings(settings.project_dir, mode="serve", overrides=overrides)
+        _live, restart = split_changes(current[0], new)
+        fixed = [key for key in restart if key in _SUPERVISOR_KEYS]
+        if fixed:
+            log.warning("SIGHUP: %s changed; a full restart of alyx serve applies it", ", ".join(fixed))
+        current[0] = new
+        configure_logging(new.logging, buffered=False)
+
+    def announce() -> None:
+        url = _url(sockets[0])
+        print(alyx_server.app.banner(settings, url, workers=count), flush=True)
+
+    supervisor = Supervisor(
+        count, work, reload=reload, on_ready=announce,
+        on_restart=lambda slot: metrics.record_worker_restart(str(slot)),
+        on_exit=metrics.worker_exited,
+    )  # fmt: skip
+    return supervisor.run()
+
+
+# What the supervisor itself holds: SIGHUP cannot change them.
+_SUPERVISOR_KEYS = ("server.host", "server.port", "server.workers")
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 _PORT = click.option("-p", "--port", type=click.IntRange(1, 65535), help="Port (server.port).")
 _HOST = click.option("--host", help="Interface to listen on (server.host).")
+
+
+def _workers_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value == "auto" or (value.isdigit() and 1 <= int(value) <= 256):
+        return value
+    raise click.BadParameter(f"{value!r} is not a number of workers (write auto, or 1 to 256)")
 
 
 @click.command("serve")
 @project_option
 @_PORT
 @_HOST
+@click.option(
+    "-w", "--workers", callback=_workers_value, metavar="N|auto",
+    help="Worker processes (server.workers; default auto: one per usable CPU core).",
+)  # fmt: skip
 @reports_errors
-def serve(project_dir: Path, port: int | None, host: str | None) -> None:
+def serve(project_dir: Path, port: int | None, host: str | None, workers: str | None) -> None:
     """Run the production server for the project in the current directory.
 
     Needs auth.jwt.secret (ALYX_AUTH_JWT_SECRET). Applies pending migration files and
     safe schema changes at start; refuses to start on a destructive change that no
     migration file covers. /health/ready answers 503 until migrations are done.
 
+    Runs one worker process per usable CPU core on the one port (--workers, server.workers;
+    docs/workers.md): SIGTERM drains them all, SIGHUP restarts them one at a time.
+
     \b
     Example:
       ALYX_AUTH_JWT_SECRET=... alyx serve --host 0.0.0.0 -p 8090
+      ALYX_AUTH_JWT_SECRET=... alyx serve --workers 4
     """
-    sys.exit(_start("serve", project_dir, port, host))
+    sys.exit(_start("serve", project_dir, port, host, workers=workers))
 
 
 @click.command("dev")

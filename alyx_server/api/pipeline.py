@@ -26,6 +26,7 @@ from aiohttp import web
 from alyx_server.errors import AlyxError, RateLimited
 from alyx_server.logs import AccessLog
 from alyx_server.tools.gate import Gate
+from alyx_server.tools.processes import worker_name
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
@@ -250,6 +251,7 @@ def make_pipeline(
     prefix = uuid.uuid4().hex[:16]
     counter = itertools.count(1)
     access_log = AccessLog()
+    worker = worker_name()  # X-Alyx-Worker: which process answered (alyx serve --workers)
 
     @web.middleware
     async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -303,6 +305,7 @@ def make_pipeline(
         if not response.prepared:
             headers = response.headers
             headers["X-Request-ID"] = request_id
+            headers["X-Alyx-Worker"] = worker
             if origins:
                 for key, value in _cors_headers(request.headers.get("Origin"), origins).items():
                     headers[key] = value

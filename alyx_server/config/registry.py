@@ -126,6 +126,12 @@ def _email(text: str) -> str | None:
     return f"{text!r} is not an email address (write e.g. Alyx <noreply@example.com>)"
 
 
+def _workers(text: str) -> str | None:
+    if text == "auto" or (text.isdigit() and 1 <= int(text) <= 256):
+        return None
+    return f"{text!r} is not a number of workers (write auto, or a number from 1 to 256)"
+
+
 def _nonempty(text: str) -> str | None:
     return None if text.strip() else "must not be empty"
 
@@ -140,6 +146,9 @@ KEYS: tuple[Key, ...] = (
         "Address to listen on; 0.0.0.0 listens on every interface.", check=_nonempty),
     Key("server.port", _T.INT, 8090, "restart", "TCP port to listen on.",
         minimum=1, maximum=65535),
+    Key("server.workers", _T.STR, ModeDefault(dev="1", serve="auto"), "restart",
+        "Worker processes `alyx serve` runs on the one port: auto (one per usable CPU core) "
+        "or a number; `alyx dev` always runs one (docs/workers.md).", check=_workers),
     Key("server.cors.allowed_origins", _T.STR_LIST, ModeDefault(dev=["*"], serve=[]), "live",
         "Origins allowed to call the API from a browser; * allows any. Not applied to "
         "/api/realtime, which tokens authenticate, not cookies (docs/realtime.md).",

@@ -55,6 +55,8 @@ class CorsSettings:
 class ServerSettings:
     host: str
     port: int
+    workers: str
+    """`auto` or a number (alyx_server.workers.worker_count reads it)."""
     cors: CorsSettings
     max_body_size: int
     trusted_proxies: tuple[str, ...]

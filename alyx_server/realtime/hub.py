@@ -53,6 +53,7 @@ from alyx_server.realtime.subscriptions import (
     live_query,
 )
 from alyx_server.tools.gate import Gate
+from alyx_server.tools.processes import worker_name
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["CLOSE_GOING_AWAY", "HubFull", "RealtimeHub"]
@@ -98,6 +99,7 @@ class RealtimeHub:
         self.clients: dict[str, Client] = {}
         self._serial = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
+        self._worker = worker_name()
         self._sent: dict[str, Any] = {}
         self._revoked: dict[str, RealtimeError] = {}
 
@@ -135,7 +137,7 @@ class RealtimeHub:
         )  # fmt: skip
         self.clients[client_id] = client
         client.start()
-        client.message("connected", {"client_id": client_id})
+        client.message("connected", {"client_id": client_id, "worker": self._worker})
         self._gauges()
         return client
 
