@@ -5,9 +5,16 @@ session family is still live. Both are point reads, kept here after the first on
 the common request costs no query at all. Entries are dropped when the change feed
 reports their row changed: `_alyx_users` and `_alyx_sessions` carry change triggers, so
 writes from this process (published before the write is acknowledged) and from others
-(found by the change poller) both invalidate. A family's entry remembers its live row,
-the one a refresh retires or a logout revokes; inserts never change whether a family
-is live and are ignored.
+both invalidate. A family's entry remembers its live row, the one a refresh retires or
+a logout revokes; inserts never change whether a family is live and are ignored.
+
+Other processes on the same file (workers, a second server, the CLI) announce their
+commits (db/notify.py), and every look-up first calls `Database.catch_up`: one read of
+the shared commit counter (about 0.2 µs) when nothing was committed elsewhere, else the
+change log is read and its events delivered before the look-up. So a logout answered by
+one worker is refused by every other on the very next request, and a refresh-token reuse
+caught by one revokes the family everywhere, with no window for a stale entry. Writers
+outside Alyx (a sqlite3 shell) are found by the change poller, within its interval.
 
 Loads use `Database.read_now` on the event-loop thread, the same thread that delivers
 change events, so no event can slip between a read and the moment its result is cached.
@@ -66,6 +73,7 @@ class AuthCache:
 
     def user(self, user_id: str) -> UserRecord | None:
         """The account (None when deleted), from the cache or one point read."""
+        self.db.catch_up()
         try:
             return self._users[user_id]
         except KeyError:
@@ -79,6 +87,7 @@ class AuthCache:
 
     def family(self, family_id: str) -> FamilyState:
         """Whether a session family is live, from the cache or one point read."""
+        self.db.catch_up()
         try:
             return self._families[family_id]
         except KeyError:

@@ -171,11 +171,11 @@ class _Siblings:
         for name in stale:
             self._peers.pop(name).close()
             # The same path may already belong to a new process (a reused pid).
-            peer = self._connect(name)
-            if peer is not None:
-                self._peers[name] = peer
+            again = self._connect(name)
+            if again is not None:
+                self._peers[name] = again
                 with contextlib.suppress(OSError):
-                    peer.send(b"")
+                    again.send(b"")
 
     def close(self) -> None:
         for peer in self._peers.values():
