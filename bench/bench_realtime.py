@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,13 @@ async def pocketbase_client(
 # ---------------------------------------------------------------- run 1: fan-out latency
 
 
-async def fanout(label: str, base: str, create_path: str, args: argparse.Namespace) -> dict[str, Any]:
+async def fanout(
+    label: str, base: str, create_path: str, args: argparse.Namespace, *, bases: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The fan-out run against one server. With `bases` (several processes of one server,
+    each on its own port), the clients are spread over them in turn, and so are the writes."""
+    spread = list(bases) or [base]
+    opened_count = [0]
     starts: dict[int, float] = {}
     latencies: list[float] = []
     receipts = [0.0]
@@ -131,10 +137,12 @@ async def fanout(label: str, base: str, create_path: str, args: argparse.Namespa
 
         async def open_one() -> None:
             async with gate:
+                url = spread[opened_count[0] % len(spread)]
+                opened_count[0] += 1
                 if label == "Alyx":
-                    opened.append(await alyx_client(session, base, [{"author": RT_AUTHOR}], got))
+                    opened.append(await alyx_client(session, url, [{"author": RT_AUTHOR}], got))
                 else:
-                    opened.append(await pocketbase_client(session, base, [f"author='{RT_AUTHOR}'"], got))
+                    opened.append(await pocketbase_client(session, url, [f"author='{RT_AUTHOR}'"], got))
 
         await asyncio.gather(*(open_one() for _ in range(args.clients)))
         await asyncio.sleep(1.0)
@@ -151,7 +159,8 @@ async def fanout(label: str, base: str, create_path: str, args: argparse.Namespa
             n = 1_000_000 + i
             body = {"title": f"live {i}", "author": RT_AUTHOR, "n": n, "published": True}
             starts[n] = time.perf_counter()
-            writes.append(asyncio.ensure_future(session.post(base + create_path, json=body)))
+            url = spread[i % len(spread)] + create_path
+            writes.append(asyncio.ensure_future(session.post(url, json=body)))
             await asyncio.sleep(args.gap_ms / 1000)
         for resp in await asyncio.gather(*writes):
             if resp.status >= 300:
