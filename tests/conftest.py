@@ -50,6 +50,8 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     # alyx dev/serve (or another alyx command) started as a process, once or more per test.
     "alyx_cli/test_malformed_files.py": ("slow",),
     "alyx_cli/test_serve.py": ("slow",),
+    "alyx_server/api/test_peers.py": ("slow",),
+    "alyx_cli/tui/test_dashboard_workers.py": ("slow",),
     "alyx_cli/test_serve_children.py": ("slow",),
     "alyx_cli/test_serve_port.py": ("slow",),
     "alyx_cli/test_log_injection.py": ("slow",),

@@ -1,10 +1,18 @@
 """Health, metrics and the OpenAPI document (SPEC §12, §7).
 
-GET /health          {status, version, uptime, components{database, realtime, functions}}
+GET /health          {status, version, uptime, components{database, realtime, functions},
+                     worker, workers: [{name, pid, phase, uptime}]}
                      200 when the database answers and migrations are done, else 503;
-                     realtime and functions report the live hub and function service
+                     the components are the answering worker's (its hub, its function
+                     service); `workers` lists every process serving this database, asked
+                     through their peer sockets (api/peer_app.py): a sibling that does not
+                     answer within a second has phase "unresponsive", one that is gone is
+                     not listed. The status is the answering worker's.
 GET /health/live     200 while the process serves requests
-GET /health/ready    200 once startup migrations are applied, 503 before (and on failure)
+GET /health/ready    200 once startup migrations are applied, 503 before (and on failure);
+                     this worker's alone, asked of no sibling: each worker accepts
+                     connections itself, so the answer is about the one a balancer reaches,
+                     and it stays a local check a probe can call often
 GET /metrics         Prometheus text
 GET /api/openapi.json  OpenAPI 3.1 from the live schema (cached per schema)
 """
@@ -19,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from alyx_server import __version__
+from alyx_server.api.admin import ADMIN_EVENTS, worker_states
 from alyx_server.api.auth import AUTH_SERVICE
 from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.openapi import openapi_document
@@ -32,6 +41,7 @@ from alyx_server.schema.model import Schema
 __all__ = ["add_routes"]
 
 _OPENAPI = web.AppKey("alyx.openapi_cache", dict)
+_WORKER_KEYS = ("name", "pid", "phase", "uptime")
 
 
 def _database_status(rt: Runtime) -> dict[str, Any]:
@@ -85,6 +95,10 @@ async def health(request: web.Request) -> web.StreamResponse:
             "realtime": _realtime_status(request.app, ok),
             "functions": _functions_status(request.app),
         },
+        "worker": request.app[ADMIN_EVENTS].worker,
+        "workers": [
+            {key: state.get(key) for key in _WORKER_KEYS} for state in await worker_states(request.app)
+        ],
     }
     return json_response(body, 200 if ok else 503)
 
