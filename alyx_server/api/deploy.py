@@ -15,13 +15,18 @@ Admin users, admin tokens (`*`) and deploy tokens (`deploy` permission) only: an
 callers get 401, other users and tokens 403.
 
 Prepare stores the bundle under data/deployments/<sha256>.tar.gz, extracts it to a
-staging folder and computes the plan against the live state; nothing else is written.
+staging folder, computes the plan against the live state and keeps it (a small file
+under data/deployments/plans/); nothing else is written.
 Execute is all or nothing up to its commit point (deploy/execute.py), then puts the
 files in place and swaps the running server over the way `alyx dev` reloads
 (api/admin_live.py): the schema, rules and realtime subscriptions of changed collections,
 the added, changed and removed functions (fresh pools), and the live alyx.yaml keys.
-Connections stay up. Plans live in this process's memory; a plan not executed within
-PLAN_TTL, or once another deploy ran, is refused with STALE_PLAN.
+Connections stay up. A plan is kept in data/deployments/plans/ (deploy/store.py), so any
+server process can execute it (with `alyx serve --workers N`, prepare and execute may
+reach different workers): a process that did not prepare it computes it again from the
+stored bundle and refuses it unless the live state is still the one it was prepared
+against. A plan not executed within PLAN_TTL, or once another deploy ran, is refused
+with STALE_PLAN.
 
 The commit and the schema swap happen under the schema gate's exclusive side
 (tools/gate.py): requests that touch documents and are in flight finish first on the old
@@ -66,15 +71,21 @@ from alyx_server.deploy.execute import (
     swap_files,
     with_config,
 )
-from alyx_server.deploy.plan import DeployPlan, compute_plan, live_function_changes
+from alyx_server.deploy.plan import DeployPlan, compute_plan, live_fingerprint, live_function_changes
 from alyx_server.deploy.rollback import choose_target, restore_commit, rollback_commit
 from alyx_server.deploy.store import (
+    MAX_PLANS,
     DeployInProgress,
+    PlanRow,
     current_row,
+    delete_plan,
     next_version,
+    plan_bundles,
+    plan_row,
     prune_bundles,
     read_bundle_file,
     read_rows,
+    save_plan,
     swapping_row,
     write_bundle_file,
 )
@@ -87,8 +98,6 @@ __all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context"]
 
 log = logging.getLogger("alyx.deploy")
 
-PLAN_TTL = 3600.0
-MAX_PLANS = 16
 _SHA = "X-Bundle-SHA256"
 PREPARE_PATH = "/api/admin/deploy/prepare"
 DRAIN_TIMEOUT = 30.0
@@ -99,28 +108,22 @@ class _Prepared:
     plan: DeployPlan
     contents: BundleContents
     message: str
-    created: float
 
 
 @dataclass
 class Deployer:
-    """The plans prepared in this process and the lock one execute holds. `drain_timeout`:
-    how long a commit-and-swap waits for the requests in flight on the old schema."""
+    """The plans this process prepared or computed again (a cache of `_alyx_deploy_plans`,
+    which is the authority) and the lock one execute holds. `drain_timeout`: how long a
+    commit-and-swap waits for the requests in flight on the old schema."""
 
     plans: dict[str, _Prepared] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     drain_timeout: float = DRAIN_TIMEOUT
 
-    def keep(self, prepared: _Prepared) -> str:
-        now = time.monotonic()
-        for plan_id, old in list(self.plans.items()):
-            if now - old.created > PLAN_TTL:
-                del self.plans[plan_id]
+    def remember(self, plan_id: str, prepared: _Prepared) -> None:
         while len(self.plans) >= MAX_PLANS:
             del self.plans[next(iter(self.plans))]
-        plan_id = uuid.uuid4().hex
         self.plans[plan_id] = prepared
-        return plan_id
 
 
 DEPLOYER = web.AppKey("deployer", Deployer)
@@ -157,7 +160,11 @@ async def _deploy_lease(app: web.Application) -> AsyncIterator[None]:
 
 
 def _setting(request: web.Request, path: str, fallback: int) -> int:
-    values = request.app[RUNTIME].settings.values
+    return _setting_of(request.app, path, fallback)
+
+
+def _setting_of(app: web.Application, path: str, fallback: int) -> int:
+    values = app[RUNTIME].settings.values
     value = values.get(path, fallback) if path in KEYS_BY_PATH else fallback
     return int(value) if isinstance(value, int) else fallback
 
@@ -189,10 +196,13 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     db = rt.ready_db()
     plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
     compile_schema_rules(plan.schema)  # a rule that does not compile is refused now
-    deployer = request.app[DEPLOYER]
     message = request.query.get("message", "")
-    plan_id = deployer.keep(_Prepared(plan, contents, message, time.monotonic()))
-    await _prune(request, exclude={p.contents.sha256 for p in deployer.plans.values()})
+    plan_id = uuid.uuid4().hex
+    now = rt.clock.now().timestamp()
+    row = PlanRow(plan_id, plan.bundle_sha256, plan.fingerprint, plan.version, message, now)
+    await asyncio.to_thread(save_plan, folder, row)
+    request.app[DEPLOYER].remember(plan_id, _Prepared(plan, contents, message))
+    await _prune(request)
     return json_response({"plan_id": plan_id, **plan.to_dict()})
 
 
@@ -217,12 +227,52 @@ async def _read_bundle_body(request: web.Request, limit: int) -> bytes:
     return bytes(data)
 
 
-async def _prune(request: web.Request, exclude: set[str]) -> None:
+async def _prune(request: web.Request) -> None:
+    """Drop old bundles, never one a history row or a prepared plan still needs."""
     rt = request.app[RUNTIME]
     keep = _setting(request, "deploy.keep_bundles", 10)
-    rows = await rt.ready_db().read(lambda conn: read_rows(conn, limit=max(keep, 1)))
-    needed = exclude | {r.bundle_sha256 for r in rows}
-    await asyncio.to_thread(prune_bundles, deployments_folder(rt.settings), keep, needed)
+    db = rt.ready_db()
+    rows = await db.read(lambda conn: read_rows(conn, limit=max(keep, 1)))
+    folder = deployments_folder(rt.settings)
+    needed = await asyncio.to_thread(plan_bundles, folder) | {r.bundle_sha256 for r in rows}
+    await asyncio.to_thread(prune_bundles, folder, keep, needed)
+
+
+async def _load_plan(app: web.Application, plan_id: str) -> _Prepared:
+    """The plan `plan_id`, from this process's cache or computed again from its stored
+    bundle; StalePlan when it is unknown, expired, or the live state moved on."""
+    rt = app[RUNTIME]
+    db = rt.ready_db()
+    now = rt.clock.now().timestamp()
+    settings = rt.settings
+    folder = deployments_folder(settings)
+    row = await asyncio.to_thread(plan_row, folder, plan_id, now)
+    deployer = app[DEPLOYER]
+    if row is None:
+        deployer.plans.pop(plan_id, None)
+        raise StalePlan("unknown or expired plan_id: run alyx deploy again for a new plan")
+    cached = deployer.plans.get(plan_id)
+    if cached is not None:
+        return cached
+    stale = StalePlan(
+        "the server changed since this plan was prepared (another deploy ran, or its "
+        "files changed): run alyx deploy again for a new plan"
+    )
+    live = await db.read(lambda conn: (live_fingerprint(conn, settings), next_version(conn)))
+    if live != (row.fingerprint, row.version):
+        raise stale
+    max_size = _setting_of(app, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+    data = await asyncio.to_thread(read_bundle_file, folder, row.bundle_sha256)
+    contents = await asyncio.to_thread(
+        read_bundle, data, max_size=max_size, expected_sha256=row.bundle_sha256
+    )
+    staged = await asyncio.to_thread(stage, contents, folder)
+    plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    if (plan.fingerprint, plan.version) != (row.fingerprint, row.version):
+        raise stale
+    prepared = _Prepared(plan, contents, row.message)
+    deployer.remember(plan_id, prepared)
+    return prepared
 
 
 # -- execute -----------------------------------------------------------------------------------
@@ -255,17 +305,14 @@ async def execute(request: web.Request) -> web.StreamResponse:
     body = _execute_body(await read_json(request))
     async with _deploy_lease(request.app):
         result = await _execute_locked(request, body, auth)
-    plans = request.app[DEPLOYER].plans
-    await _prune(request, exclude={p.contents.sha256 for p in plans.values()})
+    await _prune(request)
     return json_response(result)
 
 
 async def _execute_locked(request: web.Request, body: dict[str, Any], auth: AuthContext) -> dict[str, Any]:
     """Execute once the deploy lease is held (this process's lock and data/deployments/.lock)."""
-    deployer = request.app[DEPLOYER]
-    prepared = deployer.plans.get(body["plan_id"])
-    if prepared is None:
-        raise StalePlan("unknown or expired plan_id: run alyx deploy again for a new plan")
+    plan_id = body["plan_id"]
+    prepared = await _load_plan(request.app, plan_id)
     if body["bundle_sha256"].lower() != prepared.contents.sha256:
         message = "bundle_sha256 is not the hash of the bundle this plan was made for"
         raise ValidationError(message, [FieldIssue("bundle_sha256", "mismatch", message)])
@@ -276,7 +323,8 @@ async def _execute_locked(request: web.Request, body: dict[str, Any], auth: Auth
         "git_dirty": body.get("git_dirty"),
     }
     result = await _execute(request.app, prepared, details)
-    del deployer.plans[body["plan_id"]]
+    request.app[DEPLOYER].plans.pop(plan_id, None)
+    await asyncio.to_thread(delete_plan, deployments_folder(request.app[RUNTIME].settings), plan_id)
     return result
 
 

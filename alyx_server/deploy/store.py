@@ -7,6 +7,12 @@
                                        had destructive steps; the newest
                                        `deploy.keep_bundles` are kept
     _alyx_deployments                  one row per applied version (and per rollback)
+    data/deployments/plans/<id>.json   prepared plans (bundle, live fingerprint, version,
+                                       message, time), so that any server process can
+                                       execute a plan another one prepared; the newest
+                                       MAX_PLANS younger than PLAN_TTL are kept. Beside
+                                       the bundles, not in the database: preparing (a
+                                       dry run) leaves the database file as it was
 
 A history row is written in the same transaction as the deploy's migrations, so it exists
 exactly when the deploy's database changes do, and a failed deploy leaves the database
@@ -33,21 +39,33 @@ from alyx_server.schema.system_tables import DEPLOYMENTS_TABLE
 from alyx_server.tools.timestamps import format_timestamp
 
 __all__ = [
+    "MAX_PLANS",
+    "PLAN_TTL",
     "DeployInProgress",
     "DeploymentRow",
+    "PlanRow",
     "backup_path",
     "bundle_path",
     "current_row",
+    "delete_plan",
     "insert_row",
     "next_version",
+    "plan_bundles",
+    "plan_row",
     "prune_bundles",
     "read_bundle_file",
     "read_rows",
     "row_by_version",
+    "save_plan",
     "set_status",
     "swapping_row",
     "write_bundle_file",
 ]
+
+PLAN_TTL = 3600.0
+"""Seconds a prepared plan stays executable."""
+MAX_PLANS = 16
+"""Prepared plans kept; preparing another drops the oldest."""
 
 _COLUMNS = (
     "version, bundle_sha256, token_name, message, git_commit, git_dirty, summary, status, "
@@ -267,3 +285,68 @@ def swapping_row(conn: sqlite3.Connection) -> DeploymentRow | None:
         f"SELECT {_COLUMNS} FROM {DEPLOYMENTS_TABLE} WHERE status = 'swapping' ORDER BY version LIMIT 1"
     ).fetchone()
     return None if r is None else _row(r)
+
+
+# -- prepared plans ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanRow:
+    """A prepared plan's identity: enough to compute it again from the stored bundle and
+    to know whether the live state is still the one it was computed against."""
+
+    plan_id: str
+    bundle_sha256: str
+    fingerprint: str
+    version: int
+    message: str
+    created: float  # seconds since the epoch
+
+
+def _plans(folder: Path) -> Path:
+    return folder / "plans"
+
+
+def save_plan(folder: Path, row: PlanRow) -> None:
+    """Keep `row`, dropping plans older than PLAN_TTL and all but the newest MAX_PLANS."""
+    plans = _plans(folder)
+    plans.mkdir(parents=True, exist_ok=True)
+    tmp = plans / f".{row.plan_id}.tmp"
+    tmp.write_text(json.dumps(row.__dict__), encoding="utf-8")
+    os.replace(tmp, plans / f"{row.plan_id}.json")
+    kept = sorted(_read_plans(folder), key=lambda r: r.created, reverse=True)
+    for old in kept[MAX_PLANS:] + [r for r in kept if row.created - r.created > PLAN_TTL]:
+        (plans / f"{old.plan_id}.json").unlink(missing_ok=True)
+
+
+def _read_plan(path: Path) -> PlanRow | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return PlanRow(**data)
+    except (OSError, ValueError, TypeError):
+        return None  # gone meanwhile, or not a plan: unknown
+
+
+def _read_plans(folder: Path) -> list[PlanRow]:
+    plans = _plans(folder)
+    if not plans.is_dir():
+        return []
+    return [r for p in plans.glob("*.json") if (r := _read_plan(p)) is not None]
+
+
+def plan_row(folder: Path, plan_id: str, now: float) -> PlanRow | None:
+    """The plan `plan_id`, or None when unknown or older than PLAN_TTL at `now`."""
+    if not plan_id.isalnum():
+        return None
+    row = _read_plan(_plans(folder) / f"{plan_id}.json")
+    if row is None or now - row.created > PLAN_TTL:
+        return None
+    return row
+
+
+def delete_plan(folder: Path, plan_id: str) -> None:
+    if plan_id.isalnum():
+        (_plans(folder) / f"{plan_id}.json").unlink(missing_ok=True)
+
+
+def plan_bundles(folder: Path) -> set[str]:
+    """The bundles prepared plans still need (never pruned)."""
+    return {r.bundle_sha256 for r in _read_plans(folder)}
