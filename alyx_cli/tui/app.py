@@ -90,8 +90,11 @@ def _status_line(url: str, s: dict[str, object]) -> str:
     realtime = s.get("realtime") if isinstance(s.get("realtime"), dict) else {}
     functions = s.get("functions") if isinstance(s.get("functions"), dict) else {}
     assert isinstance(requests, dict) and isinstance(realtime, dict) and isinstance(functions, dict)
+    workers = s.get("workers")
+    count = len(workers) if isinstance(workers, list) else 1
     return (
-        f"{url} · {s.get('mode')} · up {float(str(s.get('uptime') or 0)):.0f}s · "
+        f"{url} · {s.get('mode')}{f' · {count} workers' if count > 1 else ''} · "
+        f"up {float(str(s.get('uptime') or 0)):.0f}s · "
         f"{requests.get('total', 0)} requests ({requests.get('errors', 0)} errors) · "
         f"{realtime.get('connections', 0)} connections, {realtime.get('subscriptions', 0)} subscriptions · "
         f"{functions.get('count', 0)} functions, {functions.get('invocations', 0)} invocations"

@@ -3,6 +3,7 @@
 GET, post             the method (any case)
 404, 4xx, status:5xx  the status, exact or by class
 user:ada              the caller's email or token kind contains the text
+worker:2              served by that worker (exactly its name)
 anything else         the path contains it (case-insensitive)
 """
 
@@ -34,6 +35,9 @@ def _term(term: str) -> Test:
     if term.lower().startswith("user:"):
         who = term[5:].lower()
         return lambda r: who in str(r.get("user") or "anonymous").lower()
+    if term.lower().startswith("worker:"):
+        worker = term[7:]
+        return lambda r: str(r.get("worker", "")) == worker
     text = term.lower()
     return lambda r: text in str(r.get("path", "")).lower()
 

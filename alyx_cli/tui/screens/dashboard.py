@@ -1,9 +1,10 @@
 """`DashboardScreen`: five tabs fed by the admin event stream, and a status line.
 
-    Requests   the live request log (newest last), filtered by the box above it
-    Realtime   connections and their subscriptions
+    Requests   the live request log (newest last), filtered by the box above it; the
+               `worker` column names the worker process that served each request
+    Realtime   connections and their subscriptions, on every worker
     Functions  invocations; the highlighted one's logs below
-    Changes    reloads of the dev loop and committed data changes
+    Changes    reloads of the dev loop, committed data changes, workers joining and leaving
     Schema     collections, fields and rules as a tree
 
 The screen only renders: `DashboardApp` reads the stream and calls `handle(kind, payload)`.
@@ -79,6 +80,8 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.requests: deque[dict[str, Any]] = deque(maxlen=KEEP_ROWS)
         self.invocations: list[dict[str, Any]] = []
+        # Each worker's latest realtime summary (a server with several workers sends one each).
+        self.realtime: dict[str, dict[str, Any]] = {}
         self.filter = RequestFilter()
         self.paused = False
         self.status_text = "connecting…"
@@ -103,10 +106,10 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#request-log", DataTable).add_columns(
-            "time", "method", "path", "status", "ms", "user"
+            "time", "method", "path", "status", "ms", "user", "worker"
         )
         self.query_one("#connections", DataTable).add_columns(
-            "connection", "user", "ip", "subscription", "query"
+            "connection", "user", "ip", "subscription", "query", "worker"
         )
         self.query_one("#invocations", DataTable).add_columns("time", "function", "status", "result", "ms")
         self.query_one("#change-log", DataTable).add_columns("time", "kind", "what")
@@ -165,7 +168,13 @@ class DashboardScreen(Screen[None]):
         if kind == "request":
             self._add_request(payload)
         elif kind == "realtime":
-            self._render_realtime(payload)
+            self.realtime[str(payload.get("worker", ""))] = payload
+            self._render_realtime()
+        elif kind == "worker":
+            name, state = str(payload.get("worker", "")), str(payload.get("state", ""))
+            if state == "left" and self.realtime.pop(name, None) is not None:
+                self._render_realtime()
+            self._add_change(None, "worker", f"worker {name} (pid {payload.get('pid')}) {state}")
         elif kind == "invocation":
             self._add_invocation(payload)
         elif kind == "change":
@@ -189,7 +198,8 @@ class DashboardScreen(Screen[None]):
     def _request_row(self, r: dict[str, Any]) -> tuple[object, ...]:
         path = Text(str(r.get("path")))  # not markup: a path may hold `[`
         return (_clock(r.get("time")), r.get("method"), path, _status_cell(r.get("status")),
-                f"{float(r.get('duration_ms') or 0):.1f}", r.get("user") or "")  # fmt: skip
+                f"{float(r.get('duration_ms') or 0):.1f}", r.get("user") or "",
+                str(r.get("worker") or ""))  # fmt: skip
 
     def _add_request(self, request: dict[str, Any]) -> None:
         if str(request.get("path", "")).startswith(OWN_PATHS):
@@ -214,18 +224,21 @@ class DashboardScreen(Screen[None]):
         if table.row_count:
             table.move_cursor(row=table.row_count - 1)
 
-    def _render_realtime(self, summary: dict[str, Any]) -> None:
+    def _render_realtime(self) -> None:
         table = self.query_one("#connections", DataTable)
         table.clear()
-        for client in summary.get("clients", []):
-            subs = client.get("subscriptions") or [None]
-            for sub in subs:
-                query = Text("" if sub is None else _query_text(sub))  # not markup: `[` stays
-                table.add_row(
-                    client.get("id"), client.get("user") or "anonymous", client.get("ip") or "",
-                    f"{sub['id']} {sub['collection']}" if sub else "(none)", query,
-                )  # fmt: skip
-        label = f"2 Realtime ({summary.get('connections', 0)}/{summary.get('subscriptions', 0)})"
+        connections = subscriptions = 0
+        for worker, summary in sorted(self.realtime.items()):
+            connections += int(summary.get("connections") or 0)
+            subscriptions += int(summary.get("subscriptions") or 0)
+            for client in summary.get("clients", []):
+                for sub in client.get("subscriptions") or [None]:
+                    query = Text("" if sub is None else _query_text(sub))  # not markup: `[` stays
+                    table.add_row(
+                        client.get("id"), client.get("user") or "anonymous", client.get("ip") or "",
+                        f"{sub['id']} {sub['collection']}" if sub else "(none)", query, worker,
+                    )  # fmt: skip
+        label = f"2 Realtime ({connections}/{subscriptions})"
         self.query_one("#tabs", TabbedContent).get_tab("realtime").label = label
 
     def _add_invocation(self, invocation: dict[str, Any]) -> None:

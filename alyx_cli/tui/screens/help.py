@@ -22,6 +22,7 @@ HELP_TEXT = """\
   GET  post      the method
   404  4xx       the status, exact or by class (also status:5xx)
   user:ada       the caller's email contains "ada" (user:anonymous)
+  worker:2       served by worker 2 (alyx serve --workers)
   notes          anything else: the path contains it
 
 [b]Functions[/b]  highlight an invocation to see its logs below the table.
