@@ -53,6 +53,7 @@ from aiohttp import web
 from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
+from alyx_server.api.deploy_peers import SiblingHold, hold_siblings
 from alyx_server.api.pipeline import HTTP_POLICY, json_response
 from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME
@@ -130,18 +131,20 @@ DEPLOYER = web.AppKey("deployer", Deployer)
 
 
 @contextlib.asynccontextmanager
-async def _schema_gate(app: web.Application) -> AsyncIterator[None]:
-    """Hold the schema gate exclusively (see the module docstring); DeployInProgress, with
-    nothing changed, when the requests in flight do not finish in time."""
+async def _schema_gate(app: web.Application) -> AsyncIterator[SiblingHold]:
+    """Hold the schema gates of the other workers (api/deploy_peers.py), then this one's
+    exclusively (see the module docstring); DeployInProgress, with nothing changed, when
+    the requests in flight do not finish in time."""
     timeout = app[DEPLOYER].drain_timeout
-    try:
-        async with app[HTTP_POLICY].gate.exclusive(timeout):
-            yield
-    except GateTimeout as e:
-        raise DeployInProgress(
-            f"nothing was changed: {e} on the old schema (requests that read or write "
-            "documents must finish before the schema is swapped); run the command again"
-        ) from None
+    async with hold_siblings(app, timeout) as siblings:
+        try:
+            async with app[HTTP_POLICY].gate.exclusive(timeout):
+                yield siblings
+        except GateTimeout as e:
+            raise DeployInProgress(
+                f"nothing was changed: {e} on the old schema (requests that read or write "
+                "documents must finish before the schema is swapped); run the command again"
+            ) from None
 
 
 @contextlib.asynccontextmanager
@@ -336,7 +339,7 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     started = time.monotonic()
     staged = await asyncio.to_thread(stage, contents, folder)
     db = rt.ready_db()
-    async with _schema_gate(app):
+    async with _schema_gate(app) as siblings:
         await db.run_exclusive(
             lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
         )
@@ -344,9 +347,14 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         # a crash is finished at start-up (deploy.execute.recover_interrupted).
         await asyncio.to_thread(swap_files, staged, settings, contents.config)
         reloaded = await reload_schema(app, plan.schema)
+        await siblings.swap()
     if reloaded.refused:
         log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
-    await _hot_swap(app, plan, contents)
+    f = plan.functions
+    await asyncio.gather(
+        _hot_swap(app, plan, contents),
+        siblings.finish([*f["added"], *f["changed"], *f["removed"]], contents.config, ()),
+    )
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)
@@ -423,7 +431,7 @@ async def _rollback_locked(
     details = {"token_name": _who(auth), "message": message}
     restored: str | None = None
     undone: list[str] = []
-    async with _schema_gate(app):
+    async with _schema_gate(app) as siblings:
         if restore:
             new_version, restored = await db.run_exclusive(
                 lambda conn: restore_commit(
@@ -442,11 +450,16 @@ async def _rollback_locked(
         if restored is not None and hub is not None:
             # Every collection's rows may differ now: each subscription gets a fresh snapshot.
             await hub.revalidate(c.name for c in schema.collections)
+        await siblings.swap(revalidate_all=restored is not None)
     names = [*functions["added"], *functions["changed"], *functions["removed"]]
-    if names:
-        await reload_functions(app, names)
-    new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
-    await reload_settings(app, new)
+
+    async def here() -> None:
+        if names:
+            await reload_functions(app, names)
+        new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
+        await reload_settings(app, new)
+
+    await asyncio.gather(here(), siblings.finish(names, contents.config, list(current.config)))
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)

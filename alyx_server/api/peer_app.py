@@ -13,6 +13,10 @@ socket in the database's run directory; only this user can connect to it (the fo
                           this worker's requests, invocations, reloads and realtime
                           summaries, not its changes (see api/admin.py)
 
+    POST /peer/v1/deploy/{hold,swap,finish,release}
+                          a deploy executed by a sibling switches this worker too
+                          (api/deploy_peers.py)
+
 A route for siblings to call on each other is a handler added in `create_peer_app`, and
 the caller asks every sibling at once with `app[PEERS].call_all(path, payload, timeout)`.
 
@@ -39,6 +43,7 @@ from alyx_server.api.admin import (
     pump_events,
     worker_state,
 )
+from alyx_server.api.deploy_peers import add_peer_routes as add_deploy_routes
 from alyx_server.api.peers import Peer, PeerFollower, Peers
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME
@@ -88,6 +93,7 @@ def create_peer_app(main: web.Application) -> web.Application:
     peer[_CLOSING] = asyncio.Event()
     peer.router.add_get(PEER_STATE_PATH, state)
     peer.router.add_get(PEER_EVENTS_PATH, events)
+    add_deploy_routes(peer, main)
 
     async def closing(app: web.Application) -> None:
         app[_CLOSING].set()

@@ -53,6 +53,7 @@ class Load:
     events: dict[str, int] = field(default_factory=lambda: {"snapshot": 0, "delta": 0})
     subscriber_closed: list[str] = field(default_factory=list)
     subscribed: threading.Event = field(default_factory=threading.Event)
+    workers: set[str] = field(default_factory=set)  # X-Alyx-Worker of the answers
 
     def tally(self, name: str) -> Tally:
         t = Tally(name)

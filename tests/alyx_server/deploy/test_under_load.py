@@ -48,7 +48,12 @@ READERS = 2
 
 
 def expect(
-    tally: Tally, send: Callable[..., requests.Response], url: str, status: int, body: Any = None
+    tally: Tally,
+    send: Callable[..., requests.Response],
+    url: str,
+    status: int,
+    body: Any = None,
+    workers: set[str] | None = None,
 ) -> Any:
     """Send one request; an exception or another status is a failure (None returned)."""
     what = f"{getattr(send, '__name__', 'request').upper()} {url.split('/api/', 1)[-1]}"
@@ -61,6 +66,8 @@ def expect(
         tally.failures.append(f"{what}: {response.status_code} {response.text[:300]}")
         return None
     tally.done += 1
+    if workers is not None:
+        workers.add(response.headers.get("X-Alyx-Worker", "?"))
     return response.json()
 
 
@@ -103,7 +110,7 @@ def reader(load: Load, index: int) -> None:
     for _ in range(MAX_OPS):
         if load.stop.is_set():
             return
-        listed = expect(tally, session.get, posts, 200)
+        listed = expect(tally, session.get, posts, 200, workers=load.workers)
         items = listed.get("items") if isinstance(listed, dict) else None
         if items:
             expect(tally, session.get, f"{posts}/{items[0]['id']}", 200)
@@ -118,7 +125,9 @@ def test_three_deploys_and_a_rollback_under_load_fail_no_request(tmp_path: Path)
     schema, function = project / "schema.yaml", project / "functions" / "publish.mjs"
     base = f"http://127.0.0.1:{port}"
     env = cli_environment(ALYX_DEPLOY_URL=base, ALYX_DEPLOY_TOKEN=token)
-    with AlyxProcess(server, "serve", port=port, log=tmp_path / "serve.log") as process:
+    # Two workers: a deploy executed by one switches the other (api/deploy_peers.py).
+    serving = AlyxProcess(server, "serve", "--workers", "2", port=port, log=tmp_path / "serve.log")
+    with serving as process:
         assert "deployed version 1 to " in deploy(project, env, "--yes", "-m", "the blog")
         load = Load(base)
         threads = [threading.Thread(target=writer, args=(load, i), daemon=True) for i in range(WRITERS)]
@@ -167,6 +176,7 @@ def test_three_deploys_and_a_rollback_under_load_fail_no_request(tmp_path: Path)
         assert load.subscriber_closed == [], load.subscriber_closed
         assert load.events["delta"] > 0, load.events
         print(f"requests answered: {sum(load.counts())}, realtime events: {load.events}")
+        assert load.workers == {"1", "2"}, load.workers
         assert (server / "functions" / "publish.mjs").read_bytes() == v3_function
         assert process.process is not None and process.process.poll() is None
 

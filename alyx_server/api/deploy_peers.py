@@ -1,0 +1,263 @@
+"""A deploy switches every worker together: the other processes serving the database hold
+their schema gates while the executing process commits, then take the new version.
+
+With `alyx serve --workers N` (or several `alyx serve` on one project), the process that
+executes a deploy or rollback is one of several. The others serve the old schema from
+the same database file; between the commit of a migration and their swap, a request of
+theirs could meet a table its schema does not describe. So the executing process, before
+it takes its own gate (api/deploy.py):
+
+    hold     asks every sibling, through the peer sockets (api/peers.py), to take its
+             gate's exclusive side (their requests in flight finish on the old schema,
+             new ones wait); a sibling that cannot within the drain timeout answers 409
+             and the deploy is refused with nothing changed (the others are released)
+    swap     after the commit and its own schema swap: each sibling reads schema.yaml
+             from disk (the files are in place by then), swaps its schema, rules and
+             realtime queries, and opens its gate
+    finish   with its own gate open: each sibling takes the changed functions (fresh
+             pools) and the alyx.yaml keys the deploy set, as the executing process does
+    release  on any failure: the siblings read schema.yaml again (unchanged when the
+             failure came before the commit) and open their gates
+
+A sibling whose executor vanishes (killed between hold and swap) opens its gate after
+HOLD_LIMIT seconds by itself, reading schema.yaml again in case the commit happened; a
+SIGHUP (rolling restart) puts every worker on the deployed version in any case.
+
+A process alone (no sibling socket in the run directory) skips all of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from alyx_server.api.admin import PEERS
+from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
+from alyx_server.api.peers import PeerAnswer, PeerGone
+from alyx_server.api.pipeline import HTTP_POLICY, json_response
+from alyx_server.api.realtime import REALTIME
+from alyx_server.api.runtime import RUNTIME
+from alyx_server.deploy.execute import with_config
+from alyx_server.deploy.store import DeployInProgress
+from alyx_server.schema.loader import parse_schema
+from alyx_server.tools.gate import GateTimeout
+
+__all__ = [
+    "FINISH_PATH",
+    "HOLD_LIMIT",
+    "HOLD_PATH",
+    "RELEASE_PATH",
+    "SWAP_PATH",
+    "SiblingHold",
+    "add_peer_routes",
+    "hold_siblings",
+]
+
+log = logging.getLogger("alyx.deploy")
+
+HOLD_PATH = "/peer/v1/deploy/hold"
+SWAP_PATH = "/peer/v1/deploy/swap"
+FINISH_PATH = "/peer/v1/deploy/finish"
+RELEASE_PATH = "/peer/v1/deploy/release"
+HOLD_LIMIT = 120.0
+"""Seconds a sibling holds its gate for an executor that never says swap or release."""
+_SWAP_TIMEOUT = 60.0
+
+
+# -- the executing process ---------------------------------------------------------------------
+@dataclass
+class SiblingHold:
+    """The siblings holding their gates for one deploy (empty when the process is alone)."""
+
+    app: web.Application
+    hold_id: str
+    peers: list[Any] = field(default_factory=list)
+
+    async def swap(self, *, revalidate_all: bool = False) -> None:
+        """Every holding sibling swaps to the schema now on disk and opens its gate."""
+        await self._each(SWAP_PATH, {"hold_id": self.hold_id, "revalidate_all": revalidate_all})
+
+    async def finish(
+        self, functions: Sequence[str], config: Mapping[str, object], reset: Sequence[str]
+    ) -> None:
+        """Every sibling takes the changed functions and the deployed alyx.yaml keys."""
+        payload = {"functions": list(functions), "config": dict(config), "reset": list(reset)}
+        await self._each(FINISH_PATH, payload)
+
+    async def release(self) -> None:
+        await self._each(RELEASE_PATH, {"hold_id": self.hold_id})
+
+    async def _each(self, path: str, payload: dict[str, Any]) -> None:
+        if not self.peers:
+            return
+        peers = self.app[PEERS]
+        answers = await asyncio.gather(
+            *(peers.call(peer, path, payload, timeout=_SWAP_TIMEOUT) for peer in self.peers),
+            return_exceptions=True,
+        )
+        for peer, answer in zip(self.peers, answers, strict=True):
+            if not (isinstance(answer, PeerAnswer) and answer.ok) and not isinstance(answer, PeerGone):
+                log.error("deploy: worker %s did not answer %s: %s", peer.worker, path, _why(answer))
+
+
+def _why(answer: object) -> str:
+    if isinstance(answer, PeerAnswer):
+        return answer.error or f"status {answer.status}: {answer.body}"
+    return repr(answer)
+
+
+@contextlib.asynccontextmanager
+async def hold_siblings(app: web.Application, timeout: float) -> AsyncIterator[SiblingHold]:
+    """Hold every sibling's gate (see the module docstring). DeployInProgress, with every
+    sibling released and nothing changed, when one cannot hold within `timeout`."""
+    hold = SiblingHold(app, uuid.uuid4().hex)
+    peers = app.get(PEERS)
+    siblings = peers.siblings() if peers is not None else []
+    if siblings:
+        assert peers is not None
+        payload = {"hold_id": hold.hold_id, "timeout": timeout}
+        answers = await asyncio.gather(
+            *(peers.call(peer, HOLD_PATH, payload, timeout=timeout + 5) for peer in siblings),
+            return_exceptions=True,
+        )
+        failed: list[str] = []
+        for peer, answer in zip(siblings, answers, strict=True):
+            if isinstance(answer, PeerAnswer) and answer.ok:
+                hold.peers.append(peer)
+            elif isinstance(answer, PeerGone):
+                continue  # the worker exited meanwhile: nothing of it to hold
+            else:
+                failed.append(f"worker {peer.worker}: {_why(answer)}")
+        if failed:
+            await hold.release()
+            raise DeployInProgress(
+                "nothing was changed: another worker could not pause its requests on the old "
+                f"schema ({'; '.join(failed)}); run the command again"
+            )
+    try:
+        yield hold
+    except BaseException:
+        await hold.release()
+        raise
+
+
+# -- a sibling ---------------------------------------------------------------------------------
+@dataclass
+class _Held:
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    open: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+_HOLDS = web.AppKey("alyx.deploy_holds", dict)
+_MAIN = web.AppKey("alyx.deploy_peer_main", web.Application)
+
+
+def _main(request: web.Request) -> web.Application:
+    return request.app[_MAIN]
+
+
+def _holds(app: web.Application) -> dict[str, _Held]:
+    holds: dict[str, _Held] | None = app.get(_HOLDS)
+    if holds is None:
+        holds = {}
+        app[_HOLDS] = holds
+    return holds
+
+
+async def _hold_gate(app: web.Application, hold_id: str, entry: _Held, timeout: float) -> None:
+    try:
+        async with app[HTTP_POLICY].gate.exclusive(timeout):
+            entry.held.set()
+            try:
+                await asyncio.wait_for(entry.open.wait(), HOLD_LIMIT)
+            except TimeoutError:
+                log.error(
+                    "deploy: the worker executing it did not come back within %.0f s; "
+                    "serving schema.yaml as it is on disk",
+                    HOLD_LIMIT,
+                )
+                await _swap_from_disk(app, revalidate_all=False)
+    except GateTimeout as e:
+        entry.error = str(e)
+        entry.held.set()
+    finally:
+        _holds(app).pop(hold_id, None)
+
+
+async def _swap_from_disk(app: web.Application, *, revalidate_all: bool) -> None:
+    rt = app[RUNTIME]
+    path = rt.settings.project_dir / "schema.yaml"
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    schema = parse_schema(text)
+    reloaded = await reload_schema(app, schema)
+    if reloaded.refused:
+        log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
+    hub = app[REALTIME].hub
+    if revalidate_all and hub is not None:
+        await hub.revalidate(c.name for c in schema.collections)
+
+
+async def hold(request: web.Request) -> web.StreamResponse:
+    app = _main(request)
+    body = await request.json()
+    hold_id, timeout = str(body["hold_id"]), float(body["timeout"])
+    entry = _Held()
+    _holds(app)[hold_id] = entry
+    entry.task = asyncio.get_running_loop().create_task(
+        _hold_gate(app, hold_id, entry, timeout), name=f"alyx-deploy-hold-{hold_id[:8]}"
+    )
+    await entry.held.wait()
+    if entry.error is not None:
+        return json_response({"held": False, "error": entry.error}, status=409)
+    return json_response({"held": True})
+
+
+async def swap(request: web.Request) -> web.StreamResponse:
+    app = _main(request)
+    body = await request.json()
+    entry = _holds(app).get(str(body["hold_id"]))
+    if entry is None:  # opened by itself already (HOLD_LIMIT)
+        return json_response({"swapped": False, "error": "no such hold"}, status=404)
+    try:
+        await _swap_from_disk(app, revalidate_all=bool(body.get("revalidate_all")))
+    finally:
+        entry.open.set()
+        if entry.task is not None:
+            await entry.task
+    return json_response({"swapped": True})
+
+
+async def finish(request: web.Request) -> web.StreamResponse:
+    app = _main(request)
+    body = await request.json()
+    names = [str(n) for n in body.get("functions") or ()]
+    if names:
+        await reload_functions(app, names)
+    config, reset = body.get("config") or {}, [str(k) for k in body.get("reset") or ()]
+    if config or reset:
+        rt = app[RUNTIME]
+        new = await asyncio.to_thread(with_config, rt.settings, config, reset)
+        await reload_settings(app, new)
+    return json_response({"finished": True})
+
+
+async def release(request: web.Request) -> web.StreamResponse:
+    return await swap(request)
+
+
+def add_peer_routes(peer: web.Application, main: web.Application) -> None:
+    """The deploy routes on a worker's peer application (api/peer_app.py)."""
+    peer[_MAIN] = main
+    peer.router.add_post(HOLD_PATH, hold)
+    peer.router.add_post(SWAP_PATH, swap)
+    peer.router.add_post(FINISH_PATH, finish)
+    peer.router.add_post(RELEASE_PATH, release)
