@@ -101,9 +101,12 @@ class Project:
         """The project's database with Alyx's pragmas, closed afterwards.
 
         With `create=False` and no database file yet, an empty in-memory database stands in,
-        so that read-only commands (`migrate status`) never create files.
+        so that read-only commands (`migrate status`) never create files. When the block
+        wrote anything, the servers running on the file are told at once (db/notify.py):
+        `alyx admin revoke-token` refuses the token on the next request to any of them.
         """
         from alyx_server.db import open_connection
+        from alyx_server.db.notify import announce
 
         if not create and not self.database_path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -115,7 +118,14 @@ class Project:
             with database_errors(self.database_name):
                 yield conn
         finally:
+            wrote = conn.total_changes > 0
             conn.close()
+            if wrote:
+                try:
+                    announce(self.database_path)
+                except OSError as error:
+                    # Running servers still find the change with their poller.
+                    click.echo(f"warning: could not tell running servers about the change: {error}", err=True)
 
 
 @contextmanager
