@@ -151,7 +151,9 @@ async def test_a_logout_in_one_process_is_refused_by_the_other_at_once(
     a, b = (p.url for p in pair.processes)
     alice = await register(http, a, "alice@example.com")
     assert await me(http, b, alice["access_token"]) == (200, None)  # B caches the session
-    status, _ = await call(http, "POST", f"{a}/api/auth/logout", json={"refresh_token": alice["refresh_token"]})
+    status, _ = await call(
+        http, "POST", f"{a}/api/auth/logout", json={"refresh_token": alice["refresh_token"]}
+    )
     assert status == 204
     assert await me(http, b, alice["access_token"]) == (401, "SESSION_REVOKED")
 
