@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from alyx_server.db.changes import ChangeFeed
-from alyx_server.db.checkpoint import Checkpointer
+from alyx_server.db.checkpoint import LOG_SIZE_LIMIT, Checkpointer
 from alyx_server.tools.filelocks import FileLock
 
 __all__ = ["GroupListener", "WriteQueue", "WriteStats"]
@@ -111,6 +111,9 @@ class WriteQueue:
         if checkpointer is not None:
             # Checkpoints run on the checkpointer's thread (see checkpoint.py).
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # The log is truncated to this when it starts over, so its size tells other
+            # processes how long it is (see checkpoint.py).
+            conn.execute(f"PRAGMA journal_size_limit = {LOG_SIZE_LIMIT}")
         # Savepoint journals in memory: with the default (a temporary file) every write's
         # savepoint wrote its pages to a file that was created and deleted per group.
         conn.execute("PRAGMA temp_store = MEMORY")
