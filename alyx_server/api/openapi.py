@@ -329,8 +329,22 @@ def _health_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
                 "properties": {k: component for k in ("database", "realtime", "functions")},
                 "required": ["database", "realtime", "functions"],
             },
+            "worker": {"type": "string"},
+            "workers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "phase": {"type": "string"},
+                        "uptime": {"type": ["number", "null"]},
+                    },
+                    "required": ["name", "pid", "phase"],
+                },
+            },
         },
-        "required": ["status", "version", "uptime", "components"],
+        "required": ["status", "version", "uptime", "components", "worker", "workers"],
     }
     return health, {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
 
