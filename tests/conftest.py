@@ -59,6 +59,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/dev/test_dev_loop.py": ("slow",),
     "alyx_server/db/test_crash.py": ("slow",),
     "alyx_server/db/test_processes.py": ("slow",),
+    "alyx_cli/test_serve_one_database.py": ("slow",),
     "alyx_cli/test_init_server.py": ("slow",),
     # docs/deploy.md: alyx serve, alyx dev and Debian's caddy as processes.
     "test_deploy_guide.py": ("slow",),
