@@ -87,6 +87,7 @@ __all__ = [
     "banner",
     "bind_listeners",
     "create_app",
+    "hand_over",
     "reap_own_children",
     "run_server",
     "serve",
@@ -419,13 +420,15 @@ async def serve(
     on_started: Callable[[str], None] | None = None,
     sockets: list[socket.socket] | None = None,
     accept_batch: int | None = None,
+    handover: asyncio.Event | None = None,
 ) -> int:
     """Run `app` until SIGINT/SIGTERM (exit status 0) or a fatal startup failure (1).
 
     `sockets`, from `bind_listeners`, are served instead of binding `host` and `port`
     after start-up; `accept_batch` bounds the connections accepted from them per wake-up
-    (workers sharing one socket take 1, alyx_server/workers). `on_started(url)` is called
-    once the socket listens. Shutdown closes
+    (workers sharing one socket take 1, alyx_server/workers). `handover`, once set, stops
+    this process the way a worker replaced under load stops (`hand_over`), then as on
+    SIGTERM. `on_started(url)` is called once the socket listens. Shutdown closes
     the listener, lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then
     closes the database, which commits every queued write.
     """
@@ -454,9 +457,14 @@ async def serve(
             on_started(_url(runner, host, port))
         stopping = asyncio.ensure_future(stop.wait())
         failing = asyncio.ensure_future(rt.fatal.wait())
-        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (stopping, failing):
+        waiters = {stopping, failing}
+        if handover is not None:
+            waiters.add(asyncio.ensure_future(handover.wait()))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
             waiter.cancel()
+        if handover is not None and handover.is_set() and not stop.is_set():
+            await hand_over(app, runner, stop)
         log.info("shutting down")
     finally:
         try:
@@ -468,6 +476,33 @@ async def serve(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
     return 1 if rt.fatal.is_set() else 0
+
+
+HANDOVER_TIMEOUT = 5.0
+
+
+async def hand_over(app: web.Application, runner: web.AppRunner, stop: asyncio.Event) -> None:
+    """Leave the clients to the other workers before stopping, so that none sees a failure.
+
+    Closing an idle keep-alive connection races with the client sending its next request
+    on it (which then fails: a POST is not retried). So this process first stops
+    accepting (the other workers take the new connections), then answers every request
+    with `Connection: close`, and waits until its HTTP connections are gone (each client
+    reconnects to another worker) or HANDOVER_TIMEOUT seconds have passed, or SIGTERM.
+    The realtime connections are not waited for: they close at shutdown, and their
+    clients reconnect (docs/realtime.md).
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    app[HTTP_POLICY].closing = True
+    server = runner.server
+    end = asyncio.get_running_loop().time() + HANDOVER_TIMEOUT
+    while server is not None and not stop.is_set() and asyncio.get_running_loop().time() < end:
+        hub = app[realtime_api.REALTIME].hub
+        sockets = len(hub.clients) if hub is not None else 0
+        if len(server.connections) <= sockets:
+            return
+        await asyncio.sleep(0.02)
 
 
 def _url(runner: web.AppRunner, host: str, port: int) -> str:

@@ -139,7 +139,7 @@ def _supervise(
     supervisor = Supervisor(
         count, work, reload=reload, on_ready=announce,
         on_restart=lambda slot: metrics.record_worker_restart(str(slot)),
-        on_exit=metrics.worker_exited,
+        on_exit=metrics.worker_exited, listeners=sockets,
     )  # fmt: skip
     return supervisor.run()
 

@@ -105,10 +105,13 @@ class LiveHttpPolicy:
     bundle upload, bounded by deploy.max_bundle_size). `gate` is the application's schema
     gate (tools/gate.py): deploys take its exclusive side."""
 
-    __slots__ = ("clock", "gate", "max_body", "origins", "own_limits", "trusted")
+    __slots__ = ("clock", "closing", "gate", "max_body", "origins", "own_limits", "trusted")
 
     def __init__(self, policy: HttpPolicy, gate: Gate | None = None) -> None:
         self.own_limits: set[str] = set()
+        self.closing = False
+        """Set while a worker hands its clients over to the others (app.serve): every
+        response then closes its connection, and the client's next request connects anew."""
         self.gate = Gate() if gate is None else gate
         self.update(policy)
 
@@ -306,6 +309,8 @@ def make_pipeline(
             headers = response.headers
             headers["X-Request-ID"] = request_id
             headers["X-Alyx-Worker"] = worker
+            if live.closing:
+                response.force_close()
             if origins:
                 for key, value in _cors_headers(request.headers.get("Origin"), origins).items():
                     headers[key] = value

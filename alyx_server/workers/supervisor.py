@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from alyx_server.errors import AlyxError
@@ -49,6 +49,7 @@ STOP_GRACE = 60.0
 is bounded by app.SHUTDOWN_TIMEOUT, 30 s)."""
 
 _READY = b"ready"
+_STOP = b"stop"
 _FAILED = b"failed "
 
 Target = Callable[[int, "WorkerChannel"], int]
@@ -82,8 +83,9 @@ class WorkerChannel:
         """Start-up failed with this one-line message (the worker then exits)."""
         self._send(_FAILED + message.encode()[:60_000])
 
-    def watch(self, on_lost: Callable[[], None]) -> None:
-        """Call `on_lost` (on the running event loop) once the supervisor is gone."""
+    def watch(self, on_stop: Callable[[], None], on_lost: Callable[[], None]) -> None:
+        """On the running event loop: call `on_stop` when the supervisor says `stop` (hand
+        the clients over, then stop), `on_lost` once the supervisor is gone."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -96,7 +98,9 @@ class WorkerChannel:
                 return
             except OSError:
                 data = b""
-            if not data:
+            if data == _STOP:
+                on_stop()
+            elif not data:
                 loop.remove_reader(fd)
                 on_lost()
 
@@ -140,7 +144,9 @@ class Supervisor:
     before the rolling restart, may raise AlyxError to refuse it (the workers keep running).
     `on_ready` is called once, when every worker is first ready; `on_restart(slot)` each
     time a worker that exited on its own is started again; `on_exit(pid)` as each worker
-    process is reaped.
+    process is reaped. `listeners`, the sockets the workers share, are closed when the
+    workers are told to stop: once the last worker has closed its copy, the port refuses
+    new connections instead of queueing them for nobody.
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class Supervisor:
         on_ready: Callable[[], None] | None = None,
         on_restart: Callable[[int], None] | None = None,
         on_exit: Callable[[int], None] | None = None,
+        listeners: Sequence[socket.socket] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if count < 1:
@@ -162,6 +169,7 @@ class Supervisor:
         self._on_ready = on_ready
         self._on_restart = on_restart
         self._on_exit = on_exit
+        self._listeners = listeners
         self._clock = clock
         self._live: dict[int, _Worker] = {}
         self._slots: dict[int, _Worker] = {}
@@ -316,6 +324,7 @@ class Supervisor:
 
     def _ready(self, worker: _Worker) -> None:
         worker.ready_at = self._clock()
+        log.info("worker %s (pid %d) ready", worker.slot, worker.pid)
         self._start_failures[worker.slot] = 0
         if self._stopping:
             self._signal(worker, signal.SIGTERM)
@@ -328,10 +337,13 @@ class Supervisor:
             if old.pid not in self._live:  # it died meanwhile (and was not restarted)
                 self._next_roll()
                 return
-            log.info("worker %s (pid %d) ready; stopping pid %d", worker.slot, worker.pid, old.pid)
+            log.info("stopping the worker %s it replaces (pid %d)", worker.slot, old.pid)
             self._roll_old = old
             old.stopping = True
-            self._signal(old, signal.SIGTERM)
+            try:
+                old.channel.send(_STOP)
+            except OSError:
+                self._signal(old, signal.SIGTERM)
             return
         if worker.slot == 1 and not self._announced and len(self._slots) == 1:
             for slot in range(2, self.count + 1):
@@ -438,6 +450,8 @@ class Supervisor:
         if not self._stopping:
             self._stopping = True
             self._stop_deadline = self._clock() + STOP_GRACE
+            for sock in self._listeners:
+                sock.close()
         for worker in self._live.values():
             self._signal(worker, signal.SIGTERM)
 

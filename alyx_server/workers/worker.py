@@ -62,7 +62,8 @@ def serve_worker(
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        channel.watch(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        handover = asyncio.Event()
+        channel.watch(handover.set, lambda: os.kill(os.getpid(), signal.SIGTERM))
         tasks: set[asyncio.Task[None]] = set()
 
         def listening(_url: str) -> None:
@@ -72,8 +73,9 @@ def serve_worker(
 
         host, port = settings.server.host, settings.server.port
         return await serve(
-            app, host, port, on_started=listening, sockets=listeners, accept_batch=ACCEPT_BATCH
-        )
+            app, host, port, on_started=listening, sockets=listeners, accept_batch=ACCEPT_BATCH,
+            handover=handover,
+        )  # fmt: skip
 
     try:
         with asyncio.Runner() as runner:
