@@ -23,9 +23,11 @@ The `alyx` CLI announces its writes the same way (`announce`), so `alyx admin
 revoke-token` acts on running servers at once. Writers outside Alyx (a sqlite3 shell)
 announce nothing: the change poller finds their changes within its interval.
 
-Cost to the writer thread, per committed group: an `flock` pair, a `stat` of the run
-directory (the list of siblings is read again only when it changed) and one `send` per
-sibling, a few microseconds (docs/database.md has the figures). A PostgreSQL backend would
+A process that starts says hello (a one-byte datagram) to the others, whose writers then
+read the run directory again before their next wake; they also read it every second,
+and forget a sibling whose socket refuses. Cost to the writer thread, per committed
+group: an `flock` pair around the counter and one `send` per sibling, a few
+microseconds (docs/database.md has the figures). A PostgreSQL backend would
 put LISTEN/NOTIFY behind the same two calls, `committed` and `unseen`.
 """
 
@@ -41,6 +43,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +58,10 @@ _WAKE_PREFIX = "wake-"
 _WAKE_SUFFIX = ".sock"
 _COUNT = struct.Struct("=Q")
 _NEVER = -1
+_WAKE = b""
+_HELLO = b"h"
+RELIST_EVERY = 1.0
+"""Seconds between readings of the run directory by a writer, besides each newcomer's hello."""
 
 
 class _Counter:
@@ -111,20 +118,21 @@ class _Siblings:
     def __init__(self, folder: Path, own: str | None) -> None:
         self._folder = folder
         self._own = own
-        self._listed = -1  # the run directory's mtime when it was last listed
         self._peers: dict[str, socket.socket] = {}
+        # Set (from another thread) when a newcomer said hello; read by the writer.
+        self.stale = True
+        self._next_list = 0.0
         self.sent = 0
         self.dropped = 0
 
-    def refresh(self) -> bool:
-        """List the run directory again if it changed; True when it did."""
-        try:
-            mtime = os.stat(self._folder).st_mtime_ns
-        except FileNotFoundError:
-            mtime = -2
-        if mtime == self._listed:
-            return False
-        self._listed = mtime
+    def due(self) -> bool:
+        """Whether the list should be read again: a newcomer said hello, or a while passed."""
+        return self.stale or time.monotonic() >= self._next_list
+
+    def refresh(self) -> None:
+        """List the run directory again: connect to newcomers, forget the departed."""
+        self.stale = False
+        self._next_list = time.monotonic() + RELIST_EVERY
         try:
             names = {n for n in os.listdir(self._folder) if _is_wake_socket(n) and n != self._own}
         except FileNotFoundError:
@@ -135,7 +143,6 @@ class _Siblings:
             peer = self._connect(name)
             if peer is not None:
                 self._peers[name] = peer
-        return True
 
     def _connect(self, name: str) -> socket.socket | None:
         peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -154,12 +161,12 @@ class _Siblings:
             return None
         return peer
 
-    def wake(self) -> None:
-        """One empty datagram to every sibling; never blocks."""
+    def wake(self, message: bytes = _WAKE) -> None:
+        """One datagram to every sibling; never blocks."""
         stale: list[str] = []
         for name, peer in self._peers.items():
             try:
-                peer.send(b"")
+                peer.send(message)
                 self.sent += 1
             except BlockingIOError:
                 self.dropped += 1  # its queue is full: wakes are already pending
@@ -175,7 +182,7 @@ class _Siblings:
             if again is not None:
                 self._peers[name] = again
                 with contextlib.suppress(OSError):
-                    again.send(b"")
+                    again.send(message)
 
     def close(self) -> None:
         for peer in self._peers.values():
@@ -208,7 +215,9 @@ class CommitSignal:
     # -- writer thread -----------------------------------------------------------------------
     def committed(self) -> None:
         """Announce a commit of this process: bump the counter, wake every sibling."""
-        if self._siblings.refresh():
+        siblings = self._siblings
+        if siblings.due():
+            siblings.refresh()
             self._check_counter()
         before, after = self._counter.bump()
         with self._lock:
@@ -274,8 +283,10 @@ class CommitSignal:
         def readable() -> None:
             try:
                 while True:
-                    sock.recv(64)
-                    self.wakes_received += 1
+                    if sock.recv(64) == _HELLO:
+                        self._siblings.stale = True
+                    else:
+                        self.wakes_received += 1
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
@@ -286,6 +297,13 @@ class CommitSignal:
                 log.exception("catching up after a wake failed; the poller will")
 
         loop.add_reader(sock.fileno(), readable)
+        # Say hello, so that the others' writers wake this process from their next commit.
+        hello = _Siblings(self.folder, path.name)
+        try:
+            hello.refresh()
+            hello.wake(_HELLO)
+        finally:
+            hello.close()
 
     def close(self) -> None:
         """Stop listening and remove this process's socket."""
