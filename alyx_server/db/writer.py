@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 
 from alyx_server.db.changes import ChangeFeed
 from alyx_server.db.checkpoint import LOG_SIZE_LIMIT, Checkpointer
+from alyx_server.errors import AlyxError
 from alyx_server.tools.filelocks import FileLock
 
 __all__ = ["GroupListener", "WriteQueue", "WriteStats"]
@@ -78,6 +79,24 @@ class _Job:
 
 
 _STOP = object()
+
+
+def _refusal(error: sqlite3.Error) -> Exception:
+    """What the writes of a group that could not begin fail with.
+
+    Alyx's own writers take turns (see the module docstring), so a write lock still held
+    after the busy timeout belongs to a writer outside the server: a 503 saying so.
+    """
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return error
+    refusal = AlyxError(
+        "the database is locked by a process outside this server (an alyx command or a sqlite3 "
+        "shell holding a write transaction); try again when it has finished",
+        code="UNAVAILABLE",
+        status=503,
+    )
+    refusal.__cause__ = error
+    return refusal
 
 
 def _settle(outcomes: list[Outcome]) -> None:
@@ -201,7 +220,7 @@ class WriteQueue:
             try:
                 self._begin()
             except sqlite3.Error as e:
-                self._failed_group(group, e)
+                self._failed_group(group, _refusal(e))
                 return
             try:
                 outcomes = [self._run_one(job) for job in group]

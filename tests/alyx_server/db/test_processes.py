@@ -210,3 +210,25 @@ def test_a_checkpointer_that_does_not_own_checkpoints_sees_the_log_grow(tmp_path
         conn.close()
         checkpointer.close()
         owner.close()
+
+
+async def test_a_write_lock_held_outside_the_server_is_a_503_naming_it(tmp_path: Path) -> None:
+    from alyx_server.db import Database, insert_doc
+    from alyx_server.errors import AlyxError
+    from tests.alyx_server.db.conftest import COUNTERS, SCHEMA
+
+    path = tmp_path / "held.db"
+    create_tables(path)
+    db = await Database.open(path, SCHEMA, poll_interval=None)
+    shell = sqlite3.connect(path, isolation_level=None)  # a sqlite3 shell in a write transaction
+    try:
+        shell.execute("BEGIN IMMEDIATE")
+        with pytest.raises(AlyxError) as refused:
+            await db.write(lambda c: insert_doc(c, COUNTERS, {"n": 1}))
+        assert refused.value.status == 503
+        assert "locked by a process outside this server" in str(refused.value)
+        shell.execute("ROLLBACK")
+        assert (await db.write(lambda c: insert_doc(c, COUNTERS, {"n": 2})))["n"] == 2
+    finally:
+        shell.close()
+        await db.close()
