@@ -6,8 +6,12 @@
     POST /internal/v1/db/exec   {collection, method, id?, body?}    -> {status, body}
     POST /internal/v1/db/tx     {operations: [{method, collection, id?, body?}, ...]}
                                                                     -> {results: [{status, body}]}
+    POST /internal/v1/ping      {}                                  -> {ok: true}
 
-Every call carries `Authorization: Bearer <token>`, the token of one running invocation
+`ping` needs no token and touches nothing: an executor calls it at start, before it says
+it is ready, so that its first real call does not pay for loading and compiling the
+client's code (see `runtimes/node/executor.mjs`). Every other call carries
+`Authorization: Bearer <token>`, the token of one running invocation
 (`functions.tokens`); once the invocation ends the token answers 401 INVALID_TOKEN.
 Calls run as the function's caller under the access policy, or past it when the
 function is `privileged`. `filter` is an object `{"field": value}` or `{"field":
@@ -228,6 +232,12 @@ def _bounded(data: Mapping[str, Any], key: str, default: int, high: int) -> int:
     return value
 
 
+async def ping(request: web.Request) -> web.StreamResponse:
+    """The executors' warm-up call (see the module docstring)."""
+    await request.read()
+    return json_response({"ok": True})
+
+
 def create_internal_app(parent: web.Application, tokens: TokenRegistry) -> web.Application:
     """The internal API application, reading the database and policy of `parent`."""
     # The parent's schema gate: a function's database calls wait for a deploy's swap too.
@@ -239,4 +249,5 @@ def create_internal_app(parent: web.Application, tokens: TokenRegistry) -> web.A
     app.router.add_post("/internal/v1/db/query", db_query)
     app.router.add_post("/internal/v1/db/exec", db_exec)
     app.router.add_post("/internal/v1/db/tx", db_tx)
+    app.router.add_post("/internal/v1/ping", ping)
     return app

@@ -74,7 +74,8 @@ _CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 # Requests that do not hold the schema gate: long-lived ones (the realtime socket, the
 # admin event stream), function calls (the function's own database calls come back
 # through the internal API, which holds it: holding it here too would wait on itself
-# while a deploy takes the gate), the deploy routes (which take it), health and metrics.
+# while a deploy takes the gate), the deploy routes (which take it), health and metrics,
+# and the internal API's `ping` (a starting worker's warm-up touches no document).
 _UNGATED = (
     "/api/realtime",
     "/api/functions/",
@@ -82,6 +83,7 @@ _UNGATED = (
     "/api/admin/events",
     "/health",
     "/metrics",
+    "/internal/v1/ping",
 )
 
 

@@ -2,8 +2,8 @@
 
 A worker's container (image from `docker_images.RuntimeImages`) runs
 
-    python3 -I -B /alyx/runtime/executor.py <name> /alyx/function/<file>
-    node /alyx/runtime/executor.mjs <name> /alyx/function/<file>
+    python3 -I -B /alyx/runtime/executor.py <name> /alyx/function/<file> unix:///alyx/api.sock
+    node /alyx/runtime/executor.mjs <name> /alyx/function/<file> unix:///alyx/api.sock
 
 with stdin open and attached (`docker run -i`): requests go in as lines on stdin and
 answers come back on stdout, exactly as with the process backend, so the pool, the
@@ -315,13 +315,14 @@ class DockerBackend:
 
     def _launch(self, spec: FunctionSpec) -> Launch:
         inner = f"/alyx/function/{spec.source.name}"
+        url = f"unix://{SANDBOX_SOCKET}"
         if spec.runtime == "python":
-            argv = ["python3", "-I", "-B", "/alyx/runtime/executor.py", spec.name, inner]
+            argv = ["python3", "-I", "-B", "/alyx/runtime/executor.py", spec.name, inner, url]
         else:
-            argv = ["node", "/alyx/runtime/executor.mjs", spec.name, inner]
+            argv = ["node", "/alyx/runtime/executor.mjs", spec.name, inner, url]
         mounts = {str(spec.folder): "/alyx/function"} if spec.folder else {str(spec.source): inner}
         env = {**_BASE_ENV, **spec.env}
-        return Launch(argv, env, "/alyx/function", f"unix://{SANDBOX_SOCKET}", True, mounts)
+        return Launch(argv, env, "/alyx/function", url, True, mounts)
 
     def _create(self, spec: FunctionSpec, image: str, launch: Launch) -> Container:
         mounts = [Mount(inner, host, type="bind", read_only=True) for host, inner in launch.mounts.items()]

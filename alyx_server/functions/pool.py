@@ -65,6 +65,11 @@ class FunctionPool:
         return len(self._idle) + len(self._busy) + self._starting
 
     @property
+    def workers(self) -> tuple[Worker, ...]:
+        """The started workers, idle and busy."""
+        return (*self._idle, *self._busy)
+
+    @property
     def state(self) -> dict[str, int]:
         return {
             "idle": len(self._idle),

@@ -82,17 +82,19 @@ class ProcessSandbox:
             return self._bubblewrap(spec, self.bwrap)
         return self._plain(spec)
 
-    def _executor(self, spec: FunctionSpec, runtime_dir: str, file: str) -> list[str]:
+    def _executor(self, spec: FunctionSpec, runtime_dir: str, file: str, url: str) -> list[str]:
+        """The executor's command: `<name> <file> <internal API url>` (the url for its warm-up)."""
         if spec.runtime == "python":
-            return [self.runtimes.python, "-I", "-B", f"{runtime_dir}/executor.py", spec.name, file]
+            return [self.runtimes.python, "-I", "-B", f"{runtime_dir}/executor.py", spec.name, file, url]
         node = self.runtimes.node
         if node is None:
             raise FileNotFoundError("node is not installed: Node.js functions cannot run (install nodejs)")
-        return [node, f"{runtime_dir}/executor.mjs", spec.name, file]
+        return [node, f"{runtime_dir}/executor.mjs", spec.name, file, url]
 
     def _plain(self, spec: FunctionSpec) -> Launch:
         runtime_dir = self.runtimes.folder / spec.runtime
-        argv = self._executor(spec, str(runtime_dir), str(spec.source))
+        url = f"unix://{self.socket_path}"
+        argv = self._executor(spec, str(runtime_dir), str(spec.source), url)
         env = {**_BASE_ENV, **spec.env}
         if spec.runtime == "node":
             # Outside the sandbox "@alyx/functions" resolves through a loader hook (ES
@@ -100,7 +102,7 @@ class ProcessSandbox:
             argv[1:1] = ["--import", (runtime_dir / "register-hook.mjs").as_uri()]
             env["NODE_PATH"] = str(runtime_dir / "packages")
         cwd = spec.folder or spec.source.parent
-        return Launch(argv, env, str(cwd), f"unix://{self.socket_path}", False, {})
+        return Launch(argv, env, str(cwd), url, False, {})
 
     def _bubblewrap(self, spec: FunctionSpec, bwrap: str) -> Launch:
         runtime_dir = self.runtimes.folder / spec.runtime
@@ -130,7 +132,7 @@ class ProcessSandbox:
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--chdir", "/alyx/function", "--"]
-        argv = args + self._executor(spec, "/alyx/runtime", inner)
+        argv = args + self._executor(spec, "/alyx/runtime", inner, f"unix://{SANDBOX_SOCKET}")
         return Launch(argv, {}, "/", f"unix://{SANDBOX_SOCKET}", True, mounts)
 
     def _system_mounts(self, spec: FunctionSpec) -> list[str]:

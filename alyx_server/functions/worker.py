@@ -68,6 +68,9 @@ class Worker:
         self.invocations = 0
         self.idle_since = time.monotonic()
         self.baseline_processes = 0
+        # Whether the executor warmed up before its ready line (its invoke path run against
+        # the internal API's ping): the first real call then costs what the next ones do.
+        self.warmed = False
         self._stderr_task: asyncio.Task[None] | None = None
         self._dead = False
 
@@ -115,6 +118,7 @@ class Worker:
         error = message.get("error")
         if isinstance(error, dict):
             raise FunctionLoadFailed(self._load_message(error))
+        self.warmed = message.get("warm") is True
 
     def _load_message(self, error: dict[str, Any]) -> str:
         file = self._host_path(str(error.get("file") or ""))

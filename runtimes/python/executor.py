@@ -1,10 +1,10 @@
 """The long-lived Python executor: runs one function, one request at a time, over stdio.
 
-    python executor.py <function name> <path of its .py file>
+    python executor.py <function name> <path of its .py file> [<internal API url>]
 
-It loads the function, writes one line `{"type": "ready"}` (or `{"type": "ready", "error":
-{message, file, line}}` and exits when the module cannot load), then answers every JSON
-line on stdin,
+It loads the function, warms up (below), writes one line `{"type": "ready", "warm": bool}`
+(or `{"type": "ready", "error": {message, file, line}}` and exits when the module cannot
+load), then answers every JSON line on stdin,
 
     {"request_id", "function", "input", "context": {auth, env, alyx_url, internal_token}}
 
@@ -15,6 +15,12 @@ with one JSON line on stdout:
 
 Anything the function prints goes into its `logs`; the protocol keeps private copies of
 stdin and stdout, so a function writing to file descriptor 1 cannot corrupt it.
+
+The warm-up: before it says it is ready, the executor runs its own invoke path
+`WARM_UP_ROUNDS` times with a built-in handler that calls the internal API's `ping` (no
+token, touches nothing), so the first real call does not pay for the first use of the
+event loop, the socket client and the JSON paths. The function's own handler is never
+run. `warm` in the ready line says whether the ping was answered.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ from alyx_functions import (
     FunctionDefinition,
     Logger,
     call_handler,
+    define_function,
     make_context,
 )
+from alyx_functions._http import InternalApi
 
 __all__ = ["main"]
 
@@ -156,21 +164,54 @@ async def _invoke(definition: FunctionDefinition, request: dict[str, Any], file:
     return answer
 
 
+WARM_UP_ROUNDS = 2
+WARM_UP_SECONDS = 2.0  # a server too busy to answer in time does not hold the start back
+
+
+async def _warm_up(url: str, file: str) -> bool:
+    """Run the invoke path with a built-in handler that pings the internal API."""
+
+    async def ping(data: dict[str, Any], ctx: Context) -> bool:
+        ctx.log.info("warm-up")
+        answer = await InternalApi(url, "").post("ping", {})
+        return isinstance(answer, dict) and answer.get("ok") is True
+
+    warmer = define_function(handler=ping)
+    answer: dict[str, Any] = {}
+    for round_ in range(WARM_UP_ROUNDS):
+        request = {"request_id": f"warm-up-{round_}", "input": {}, "context": {"alyx_url": url}}
+        answer = await _invoke(warmer, request, file)
+        json.dumps(answer, default=_fallback_json)
+        if not answer.get("success"):
+            return False  # no internal API here: warming further is useless
+    return answer.get("output") is True
+
+
+def _warm(loop: asyncio.AbstractEventLoop, url: str | None, file: str) -> bool:
+    if url is None:
+        return False
+    try:
+        return loop.run_until_complete(asyncio.wait_for(_warm_up(url, file), WARM_UP_SECONDS))
+    except Exception:
+        return False
+
+
 def main(argv: list[str]) -> int:
     """Serve requests for the function named in `argv` until stdin closes."""
-    if len(argv) != 3:
-        print("usage: executor.py <function name> <file.py>", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print("usage: executor.py <function name> <file.py> [<internal API url>]", file=sys.stderr)
         return 2
     name, file = argv[1], argv[2]
+    url = argv[3] if len(argv) == 4 else None
     proto_in, proto_out = _private_stdio()
     try:
         definition = _load(name, file)
     except BaseException as e:
         _send(proto_out, {"type": "ready", "error": _load_error(e, file)})
         return 1
-    _send(proto_out, {"type": "ready"})
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    _send(proto_out, {"type": "ready", "warm": _warm(loop, url, file)})
     for line in proto_in:
         if not line.strip():
             continue

@@ -171,6 +171,8 @@ function makeContext(request, lines) {
     requestId: String(request.request_id || ""),
   };
   Object.defineProperty(ctx, "_internalToken", { value: token, enumerable: false });
+  // The executor's warm-up call (POST /internal/v1/ping, no token needed).
+  Object.defineProperty(ctx, "_ping", { value: () => api.post("ping", {}), enumerable: false });
   return ctx;
 }
 
