@@ -174,6 +174,19 @@ def pss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+def busiest(pids: list[int]) -> int:
+    """The process that has used the most CPU time: the worker that serves, not its supervisor."""
+
+    def cpu(pid: int) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return -1
+        return int(fields[11]) + int(fields[12])
+
+    return max(pids, key=cpu)
+
+
 def workers_option_available() -> bool:
     """True when this checkout's `alyx serve` takes `--workers`."""
     argv = [str(alyx_executable()), "serve", "--help"]
@@ -665,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if better:
                         t.results[case] = result
             if args.profile and case in one.cases:
-                profiler = Profiler(one.servers[0].process.pid, WORK / f"profile-{case}.txt")
+                profiler = Profiler(busiest(one.pids()), WORK / f"profile-{case}.txt")
                 try:
                     measure(case, one, wrk, workers, args)
                 finally:
