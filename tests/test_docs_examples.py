@@ -298,6 +298,38 @@ def run_serve(example: Example, tmp_path: Path) -> None:
     assert f"serving {project} at http://127.0.0.1:{port}" in served, served
 
 
+def run_workers(example: Example, tmp_path: Path) -> None:
+    """docs/workers.md: `alyx serve --workers 2` answers from both workers, then stops on SIGTERM."""
+    project = blog(tmp_path)
+    port = 8090 if port_is_free(8090) else free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            ["bash", "-c", example.text.replace("-p 8090", f"-p {port}")],
+            cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        for _ in range(600):
+            assert server.poll() is None, log.read_text()
+            if "(serve, 2 workers)" in log.read_text():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"alyx serve --workers 2 did not get ready:\n{log.read_text()}")
+        seen = set()
+        for _ in range(200):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+                seen.add(answer.headers["X-Alyx-Worker"])
+            if seen == {"1", "2"}:
+                break
+        assert seen == {"1", "2"}, seen
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert server.returncode == 0, log.read_text()
+    assert f"serving {project} at http://127.0.0.1:{port} (serve, 2 workers)" in log.read_text()
+
+
 def run_generate(example: Example, tmp_path: Path) -> None:
     project = blog(tmp_path, migrated=False)
     sh(example.text, project)
@@ -352,6 +384,7 @@ SHELL_RUNNERS: dict[tuple[str, str], Callable[[Example, Path], None]] = {
     ("cli.md", "alyx migrate status"): run_migrate,
     ("cli.md", "alyx db seed seed.json"): run_db,
     ("cli.md", "alyx serve"): run_serve,
+    ("workers.md", "alyx serve --workers 2"): run_workers,
     ("cli.md", "alyx generate -l"): run_generate,
     ("cli.md", "alyx admin create ada@example.com"): run_admin,
 }
@@ -382,7 +415,7 @@ def test_every_example_is_checked_or_says_why_not() -> None:
     assert all(reason and reason.strip() for _, reason in reasons), reasons
     listing = "\n".join(f"  {name}: {reason}" for name, reason in reasons)
     print(f"\n{len(reasons)} docs examples not run as written:\n{listing}")
-    assert len(reasons) == 13, f"the not-run blocks changed; review them:\n{listing}"
+    assert len(reasons) == 14, f"the not-run blocks changed; review them:\n{listing}"
 
 
 def test_not_run_comments_stand_right_before_a_block() -> None:

@@ -340,9 +340,13 @@ Type=simple
 User={user}
 WorkingDirectory={project}
 ExecStart={alyx} serve
-# alyx serve stops on SIGTERM after finishing in-flight requests.
+# alyx serve stops on SIGTERM after finishing in-flight requests; SIGTERM goes to it
+# alone (mixed), which stops its workers and their function processes in order.
 KillSignal=SIGTERM
+KillMode=mixed
 TimeoutStopSec=30
+# systemctl reload: restart the workers one at a time, with no failed request.
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
 # Hardening: the server writes only its own folder.

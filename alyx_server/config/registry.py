@@ -146,7 +146,7 @@ KEYS: tuple[Key, ...] = (
         "Address to listen on; 0.0.0.0 listens on every interface.", check=_nonempty),
     Key("server.port", _T.INT, 8090, "restart", "TCP port to listen on.",
         minimum=1, maximum=65535),
-    Key("server.workers", _T.STR, ModeDefault(dev="1", serve="auto"), "restart",
+    Key("server.workers", _T.STR, ModeDefault(dev=1, serve="auto"), "restart",
         "Worker processes `alyx serve` runs on the one port: auto (one per usable CPU core) "
         "or a number; `alyx dev` always runs one (docs/workers.md).", check=_workers),
     Key("server.cors.allowed_origins", _T.STR_LIST, ModeDefault(dev=["*"], serve=[]), "live",

@@ -106,7 +106,7 @@ def test_every_registry_key_is_a_settings_attribute(tmp_path: Path) -> None:
 
 
 def test_the_registry_holds_every_key_of_the_spec() -> None:
-    spec = """server.host server.port server.cors.allowed_origins server.max_body_size
+    spec = """server.host server.port server.workers server.cors.allowed_origins server.max_body_size
     server.trusted_proxies database.path database.synchronous database.changes_retention
     auth.jwt.secret auth.jwt.access_ttl auth.jwt.refresh_ttl auth.jwt.issuer auth.bcrypt_cost
     auth.password.min_length auth.password.require_upper auth.password.require_lower
