@@ -6,15 +6,16 @@ the oldest counted attempt leaves the window. Keys are client addresses or norma
 emails, prefixed by the caller. Time comes from an injected clock, so tests move it
 instead of sleeping.
 
-The logs live in the database (`_alyx_rate_limits`: one row per limit and key, the log
-as a JSON array), so every process serving it counts the same attempts: two workers
-allow the rate, not twice it. One attempt is one `Database.write`: the check and the
+The logs live in the database (`_alyx_rate_limits`: one row per counted attempt, indexed
+by limit, key and time), so every process serving it counts the same attempts: two
+workers allow the rate, not twice it. One attempt is one `Database.write`: the check and the
 new entry commit together in the writer's transaction, which one process at a time
 holds, so two processes cannot both take the last slot; it joins the group commit of
 the writes around it and never runs on the event loop. When any key is over its limit
-the write raises and leaves nothing behind: refused attempts are not counted. Every
-`SWEEP_EVERY` attempts a process deletes, in the same write, the keys of the limit whose
-newest attempt has left the window.
+the write raises and leaves nothing behind: refused attempts are not counted. Each
+attempt deletes its keys' attempts that have left the window, so a key keeps at most
+`count` rows; every `SWEEP_EVERY` attempts a process also deletes, in the same write,
+those of the keys nobody tried since.
 
 A login or registration pays one more small write before its password hash (which
 stays the expensive part); docs/auth.md gives the figures.
@@ -22,7 +23,6 @@ stays the expensive part); docs/auth.md gives the figures.
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from collections.abc import Callable
@@ -89,44 +89,32 @@ def count_attempt(
 ) -> None:
     """Inside a write: record an attempt at `now` (Unix seconds) on every key of limit `name`.
 
-    Raises RateLimited, having written nothing, when a key already has `rate.count`
-    attempts in the window ending at `now`. `sweep` also deletes the limit's keys whose
-    newest attempt has left the window.
+    Raises RateLimited (the caller's savepoint then undoes everything) when a key already
+    has `rate.count` attempts in the window ending at `now`. `sweep` also deletes the
+    limit's attempts that have left the window, whatever their key.
     """
     start = now - rate.period_seconds
     wanted = list(dict.fromkeys(keys))
-    marks = ", ".join("?" * len(wanted))
-    stored = dict(
-        conn.execute(
-            f"SELECT key, attempts FROM {RATE_LIMITS_TABLE} WHERE name = ? AND key IN ({marks})",
-            (name, *wanted),
-        ).fetchall()
-    )
     wait = 0.0
-    logs: list[list[float]] = []
     for key in wanted:
-        raw = stored.get(key)
-        log = [t for t in json.loads(raw) if t > start] if raw is not None else []
-        if len(log) >= rate.count:
-            # The attempt whose leaving brings the key under its limit.
-            wait = max(wait, log[len(log) - rate.count] - start)
-        logs.append(log)
+        conn.execute(_FORGET, (name, key, start))
+        # The attempt whose leaving brings the key under its limit: the count-th newest.
+        row = conn.execute(_NTH_NEWEST, (name, key, rate.count - 1)).fetchone()
+        if row is not None:
+            wait = max(wait, row[0] - start)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise RateLimited(
             f"too many {what} (limit {format_rate(rate)}); try again in {seconds} s",
             retry_after=seconds,
         )
-    rows = []
-    for key, log in zip(wanted, logs, strict=True):
-        log.append(now)
-        log.sort()  # other processes' clocks were read a moment apart
-        kept = log[-rate.count :]
-        rows.append((name, key, json.dumps(kept), kept[-1]))
-    conn.executemany(
-        f"INSERT INTO {RATE_LIMITS_TABLE} (name, key, attempts, last) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (name, key) DO UPDATE SET attempts = excluded.attempts, last = excluded.last",
-        rows,
-    )
+    conn.executemany(_COUNT, [(name, key, now) for key in wanted])
     if sweep:
-        conn.execute(f"DELETE FROM {RATE_LIMITS_TABLE} WHERE name = ? AND last <= ?", (name, start))
+        conn.execute(f"DELETE FROM {RATE_LIMITS_TABLE} WHERE name = ? AND at <= ?", (name, start))
+
+
+_FORGET = f"DELETE FROM {RATE_LIMITS_TABLE} WHERE name = ? AND key = ? AND at <= ?"
+_NTH_NEWEST = (
+    f"SELECT at FROM {RATE_LIMITS_TABLE} WHERE name = ? AND key = ? ORDER BY at DESC LIMIT 1 OFFSET ?"
+)
+_COUNT = f"INSERT INTO {RATE_LIMITS_TABLE} (name, key, at) VALUES (?, ?, ?)"

@@ -234,18 +234,16 @@ def _deploy_history() -> tuple[str, ...]:
 
 
 def _rate_limits() -> tuple[str, ...]:
-    # auth/ratelimit.py: the recent attempts of each key of each limit (`name` is login,
-    # register or reset), so that every process serving the database counts them all.
-    # `attempts` is a JSON array of Unix times, oldest first, at most the limit's count;
-    # `last` (the newest) lets old keys be swept.
+    # auth/ratelimit.py: the counted attempts of each key of each limit (`name` is login,
+    # register or reset), one row per attempt at `at` (Unix seconds), so that every
+    # process serving the database counts them all.
     return (
         f"CREATE TABLE {RATE_LIMITS_TABLE} (\n"
         "  name TEXT NOT NULL,\n"
         "  key TEXT NOT NULL,\n"
-        "  attempts TEXT NOT NULL,\n"
-        "  last REAL NOT NULL,\n"
-        "  PRIMARY KEY (name, key)\n"
-        ") WITHOUT ROWID",
+        "  at REAL NOT NULL\n"
+        ")",
+        f"CREATE INDEX ix_{RATE_LIMITS_TABLE}_key_at ON {RATE_LIMITS_TABLE} (name, key, at)",
     )
 
 

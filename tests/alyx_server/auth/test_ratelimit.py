@@ -34,7 +34,7 @@ def limiter(db: Database, rate: Rate | None, clock: ManualClock, what: str = "x"
 
 
 def rows(db: Database) -> list[tuple[str, str]]:
-    return db.read_now(lambda c: c.execute("SELECT name, key FROM _alyx_rate_limits").fetchall())
+    return db.read_now(lambda c: c.execute("SELECT DISTINCT name, key FROM _alyx_rate_limits").fetchall())
 
 
 async def test_limit_counts_per_key_and_tells_when_to_retry(databases: tuple[Database, Database]) -> None:
@@ -84,6 +84,20 @@ async def test_processes_share_the_count(databases: tuple[Database, Database]) -
         assert refused.value.retry_after == 55
     other = RateLimiter(Rate(3, 60), clock, "x", name="register", database=lambda: databases[1])
     await other.hit("ip:a")  # another limit keeps its own count for the same key
+
+
+async def test_a_lowered_limit_applies_to_the_attempts_already_counted(
+    databases: tuple[Database, Database],
+) -> None:
+    clock = ManualClock("2026-01-01T00:00:00Z")
+    limit = limiter(databases[0], Rate(5, 60), clock)
+    for _ in range(4):
+        await limit.hit("ip:a")
+        clock.advance(10)
+    limit.rate = Rate(2, 60)  # auth.rate_limit.* changes live
+    with pytest.raises(RateLimited) as refused:
+        await limit.hit("ip:a")
+    assert refused.value.retry_after == 40  # at t=40, under 2 once the one at t=20 leaves (t=80)
 
 
 async def test_off_never_refuses_nor_writes(databases: tuple[Database, Database]) -> None:

@@ -39,7 +39,7 @@ def test_creates_every_system_table_with_its_columns(conn: sqlite3.Connection) -
         assert "id" in columns(conn, table)
     assert "token_hash" in columns(conn, "_alyx_tokens")
     assert "rolled_back_at" in columns(conn, "_alyx_deployments")
-    assert columns(conn, "_alyx_rate_limits") == ["name", "key", "attempts", "last"]
+    assert columns(conn, "_alyx_rate_limits") == ["name", "key", "at"]
     tracked = conn.execute("SELECT version, name FROM _alyx_system_migrations").fetchall()
     assert tracked == [(m.version, m.name) for m in SYSTEM_MIGRATIONS]
 
