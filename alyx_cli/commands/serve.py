@@ -9,6 +9,7 @@ server listens: `Alyx 0.1.0 serving /path/to/project at http://127.0.0.1:8090 (d
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.text import Text
 from alyx_cli.output import CommandError, console, describe_os_error, reports_errors
 from alyx_cli.project import SCHEMA_FILE, project_option
 from alyx_server.errors import AlyxError
+from alyx_server.tools.processes import WORKER_ENV, run_dir
 
 if TYPE_CHECKING:
     from alyx_server.config import Mode, Settings
@@ -58,6 +60,13 @@ def _start(
         from alyx_server.workers import worker_count
 
         count = worker_count(workers or settings.server.workers)
+        named = os.environ.get(WORKER_ENV)
+        if count > 1 and named:
+            raise CommandError(
+                f"{WORKER_ENV}={named} names this process as one worker of a set started by "
+                f"hand, so it cannot run {count} workers: run it with --workers 1 "
+                f"(server.workers), or unset {WORKER_ENV}"
+            )
     # Bound first: a port in use must stop the command before the database is touched.
     sockets = listen(settings, mode, port)
     if count > 1:
@@ -102,7 +111,6 @@ def _supervise(
 ) -> int:
     """`alyx serve` with `count` worker processes (alyx_server/workers)."""
     from alyx_server import metrics
-    from alyx_server.tools.processes import run_dir
 
     # Before prometheus_client is imported (by the application, below): the workers'
     # series meet in one directory, which /metrics on any worker sums.

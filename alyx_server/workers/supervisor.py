@@ -65,8 +65,11 @@ def usable_cores() -> int:
 
 
 def worker_count(value: str) -> int:
-    """`server.workers` as a number: `auto` is `usable_cores()`."""
-    return usable_cores() if value == "auto" else int(value)
+    """`server.workers` as a number: `auto` is `usable_cores()`, or 1 in a process that
+    `ALYX_WORKER` names as one worker of a set started by hand."""
+    if value != "auto":
+        return int(value)
+    return 1 if os.environ.get(WORKER_ENV) else usable_cores()
 
 
 class WorkerChannel:

@@ -290,18 +290,19 @@ async def test_sighup_restarts_every_worker_under_load_without_a_failed_request(
     assert server.stop() == 0
 
 
+def serve_once(project: Path, env: dict[str, str], workers: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alyx_cli", "serve", "-p", str(free_port()), "--workers", workers],
+        cwd=project, env=env, capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+
+
 def test_a_refused_destructive_change_stops_serve_with_one_line(project: Path) -> None:
     env = cli_environment(ALYX_AUTH_JWT_SECRET=SECRET)
     with AlyxProcess(project, "serve", "--workers", "2", env=env):
         pass
     (project / "schema.yaml").write_text(NOTES.replace("      title: { type: string }\n", ""))
-    results = {
-        count: subprocess.run(
-            [sys.executable, "-m", "alyx_cli", "serve", "-p", str(free_port()), "--workers", count],
-            cwd=project, env=env, capture_output=True, text=True, timeout=DEADLINE,
-        )  # fmt: skip
-        for count in ("1", "2")
-    }
+    results = {count: serve_once(project, env, count) for count in ("1", "2")}
     alone, two = results["1"], results["2"]
     assert two.returncode == alone.returncode == 1
     errors = [line for line in two.stderr.splitlines() if line.startswith("Error: ")]
@@ -309,3 +310,14 @@ def test_a_refused_destructive_change_stops_serve_with_one_line(project: Path) -
     assert "schema.yaml has destructive changes" in errors[0]
     assert errors == [line for line in alone.stderr.splitlines() if line.startswith("Error: ")]
     assert "starting it again" not in two.stderr
+
+
+def test_a_process_named_by_alyx_worker_refuses_to_run_several(project: Path) -> None:
+    env = cli_environment(ALYX_AUTH_JWT_SECRET=SECRET, ALYX_WORKER="2")
+    result = serve_once(project, env, "3")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: ALYX_WORKER=2 names this process as one worker of a set started by hand, so it "
+        "cannot run 3 workers: run it with --workers 1 (server.workers), or unset ALYX_WORKER"
+    )
+    assert not (project / "data" / "alyx.db").exists()
