@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from alyx_server.workers import MAX_START_FAILURES
 from tests.schemas import NOTES
 from tests.servers import DEADLINE, AlyxProcess, cli_environment, free_port
 
@@ -270,6 +271,8 @@ async def test_sighup_restarts_every_worker_under_load_without_a_failed_request(
     clients = [asyncio.create_task(client(n)) for n in range(4)]
     while len(statuses) < 50:
         await asyncio.sleep(0.01)
+    # SIGHUP reads alyx.yaml again: the new workers take a smaller body limit.
+    (server.project / "alyx.yaml").write_text("server:\n  max_body_size: 1KiB\n", encoding="utf-8")
     assert server.process is not None
     server.process.send_signal(signal.SIGHUP)
 
@@ -287,7 +290,28 @@ async def test_sighup_restarts_every_worker_under_load_without_a_failed_request(
     assert len(statuses) >= 200
     assert set(statuses) <= {200, 201}, sorted(set(statuses))
     assert seen == {"1", "2"}
+    for name in ("1", "2"):
+        session = await session_on(url, name)
+        async with closing(session):
+            big = {"title": "x" * 2048}
+            async with session.post(f"{url}/api/collections/notes", json=big) as response:
+                assert response.status == 413
     assert server.stop() == 0
+
+
+async def test_a_worker_that_keeps_failing_to_start_stops_serve_with_its_reason(
+    server: AlyxProcess,
+) -> None:
+    (server.project / "schema.yaml").write_text("version: 1\ncollections: [\n", encoding="utf-8")
+    os.kill(workers(server)["2"], signal.SIGKILL)
+    assert server.process is not None
+    status = await asyncio.to_thread(server.process.wait, DEADLINE)
+    assert status == 1
+    output = server.output()
+    assert output.count("starting it again") == MAX_START_FAILURES  # the kill, then 4 failed starts
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: worker 2 failed to start {MAX_START_FAILURES} times in a row: ")
+    assert "schema.yaml" in last and "fix the YAML syntax" in last
 
 
 def serve_once(project: Path, env: dict[str, str], workers: str) -> subprocess.CompletedProcess[str]:
