@@ -53,6 +53,7 @@ from pathlib import Path
 from aiohttp import web
 
 from alyx_server import __version__
+from alyx_server.admin_ui import add_admin_ui
 from alyx_server.api import admin, admin_users, batch, collections, meta, peer_app
 from alyx_server.api import auth as auth_api
 from alyx_server.api import deploy as deploy_api
@@ -178,6 +179,8 @@ def create_app(
         )
     )
     app.on_shutdown.append(_close_realtime)
+    # Last: its cleanup context (alyx dev's sign-in link) needs the database open.
+    add_admin_ui(app)
     return app
 
 

@@ -17,7 +17,8 @@
 
 Admin users and admin tokens only: anonymous callers get 401, other users 403 (tokens
 need the `events`, `schema` or `stats` permission). The WebSocket also takes `?token=`,
-which the access log redacts.
+which the access log redacts, and the admin UI's session cookie (`BROWSER_AUTH`), only
+from a page of the server's own origin.
 
 `AdminEvents` costs a request two counter increments while nobody listens; with a
 listener, each event is encoded once and queued per listener, and a listener that falls
@@ -66,6 +67,7 @@ from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
 __all__ = [
     "ADMIN_EVENTS",
+    "BROWSER_AUTH",
     "PEERS",
     "PEER_EVENTS_PATH",
     "PEER_STATE_PATH",
@@ -76,6 +78,7 @@ __all__ = [
     "pump_events",
     "realtime_summary",
     "schema_summary",
+    "stats_report",
     "worker_state",
     "worker_states",
 ]
@@ -350,7 +353,11 @@ def _count_rows(names: tuple[str, ...]) -> Callable[[Any], dict[str, int]]:
 
 async def stats(request: web.Request) -> web.StreamResponse:
     require_admin(caller(request), "stats")
-    app = request.app
+    return json_response(await stats_report(request.app))
+
+
+async def stats_report(app: web.Application) -> dict[str, Any]:
+    """What GET /api/admin/stats answers (the admin UI's overview shows it too)."""
     rt = app[RUNTIME]
     events = app[ADMIN_EVENTS]
     db = rt.ready_db()
@@ -359,28 +366,26 @@ async def stats(request: web.Request) -> web.StreamResponse:
     functions = service.describe() if service is not None else []
     writes = db.stats
     workers = await worker_states(app)
-    return json_response(
-        {
-            "version": __version__,
-            "mode": rt.settings.mode,
-            "phase": rt.phase,
-            "uptime": round(time.monotonic() - rt.started, 3),
-            "requests": _total(workers, "requests", ("total", "errors")),
-            "realtime": _total(workers, "realtime", ("connections", "subscriptions")),
-            "functions": {
-                "count": sum(1 for f in functions if f.get("state") != "failed"),
-                "failed": sum(1 for f in functions if f.get("state") == "failed"),
-                "invocations": sum(f.get("stats", {}).get("invocations", 0) for f in functions),
-            },
-            "database": {
-                "path": str(rt.settings.database.path),
-                "rows": rows,
-                "writes": {"groups": writes.groups, "writes": writes.writes},
-            },
-            "worker": events.worker,
-            "workers": workers,
-        }
-    )
+    return {
+        "version": __version__,
+        "mode": rt.settings.mode,
+        "phase": rt.phase,
+        "uptime": round(time.monotonic() - rt.started, 3),
+        "requests": _total(workers, "requests", ("total", "errors")),
+        "realtime": _total(workers, "realtime", ("connections", "subscriptions")),
+        "functions": {
+            "count": sum(1 for f in functions if f.get("state") != "failed"),
+            "failed": sum(1 for f in functions if f.get("state") == "failed"),
+            "invocations": sum(f.get("stats", {}).get("invocations", 0) for f in functions),
+        },
+        "database": {
+            "path": str(rt.settings.database.path),
+            "rows": rows,
+            "writes": {"groups": writes.groups, "writes": writes.writes},
+        },
+        "worker": events.worker,
+        "workers": workers,
+    }
 
 
 def _total(workers: list[dict[str, Any]], group: str, keys: tuple[str, ...]) -> dict[str, int]:
@@ -394,17 +399,28 @@ def _total(workers: list[dict[str, Any]], group: str, keys: tuple[str, ...]) -> 
     return out
 
 
-def _events_caller(request: web.Request) -> AuthContext:
-    """The caller of the header or of `?token=`; 401 or 403 before any upgrade."""
+BrowserAuth = Callable[[web.Request], Awaitable[AuthContext | None]]
+BROWSER_AUTH: web.AppKey[BrowserAuth] = web.AppKey("alyx.admin_browser_auth")
+"""The admin UI's session cookie check (set by alyx_server/admin_ui when it is served):
+the cookie's admin, None without a cookie, 403 when the upgrade comes from another
+Origin than the server's own (no cross-site WebSocket hijacking)."""
+
+
+async def _events_caller(request: web.Request) -> AuthContext:
+    """The caller of the header, of `?token=` or of the admin UI's cookie; 401 or 403
+    before any upgrade."""
     auth = caller(request)
     token = request.query.get("token")
     if auth is None and token:
         auth = request.app[AUTH_SERVICE].authenticate(token)
+    browser = request.app.get(BROWSER_AUTH)
+    if auth is None and browser is not None:
+        auth = await browser(request)
     return require_admin(auth, "events")
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    _events_caller(request)
+    await _events_caller(request)
     app = request.app
     hub = app[ADMIN_EVENTS]
     rt = app[RUNTIME]

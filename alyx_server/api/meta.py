@@ -38,7 +38,7 @@ from alyx_server.config import PasswordPolicy
 from alyx_server.metrics import CONTENT_TYPE
 from alyx_server.schema.model import Schema
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "health_report"]
 
 _OPENAPI = web.AppKey("alyx.openapi_cache", dict)
 _WORKER_KEYS = ("name", "pid", "phase", "uptime")
@@ -83,24 +83,27 @@ def _functions_status(app: web.Application) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    body = await health_report(request.app)
+    return json_response(body, 200 if body["status"] == "ok" else 503)
+
+
+async def health_report(app: web.Application) -> dict[str, Any]:
+    """What GET /health answers (the admin UI's overview shows it too)."""
+    rt = app[RUNTIME]
     database = _database_status(rt)
     ok = database["status"] == "ok"
-    body = {
+    return {
         "status": "ok" if ok else database["status"],
         "version": __version__,
         "uptime": round(time.monotonic() - rt.started, 3),
         "components": {
             "database": database,
-            "realtime": _realtime_status(request.app, ok),
-            "functions": _functions_status(request.app),
+            "realtime": _realtime_status(app, ok),
+            "functions": _functions_status(app),
         },
-        "worker": request.app[ADMIN_EVENTS].worker,
-        "workers": [
-            {key: state.get(key) for key in _WORKER_KEYS} for state in await worker_states(request.app)
-        ],
+        "worker": app[ADMIN_EVENTS].worker,
+        "workers": [{key: state.get(key) for key in _WORKER_KEYS} for state in await worker_states(app)],
     }
-    return json_response(body, 200 if ok else 503)
 
 
 async def live(request: web.Request) -> web.StreamResponse:

@@ -255,10 +255,15 @@ KEYS: tuple[Key, ...] = (
         "Folder the client SDKs are written to, relative to the project."),
     # admin_ui
     Key("admin_ui.enabled", _T.BOOL, True, "restart",
-        "Reserved for a browser admin UI, which Alyx does not serve yet (use `alyx tui`)."),
+        "Whether the server serves the browser admin UI (docs/admin.md) at admin_ui.path."),
     Key("admin_ui.path", _T.STR, "/_admin", "restart",
-        "Reserved: the URL path of a future browser admin UI; nothing is served there yet.",
-        check=_url_path),
+        "The URL path of the browser admin UI.", check=_url_path),
+    Key("admin_ui.session_idle", _T.DURATION, "2h", "restart",
+        "An admin UI session ends after this long without a request.", minimum=1),
+    Key("admin_ui.session_max", _T.DURATION, "24h", "restart",
+        "An admin UI session ends this long after sign-in, however active.", minimum=1),
+    Key("admin_ui.link_ttl", _T.DURATION, "15m", "restart",
+        "How long the one-time sign-in link that `alyx dev` prints works.", minimum=1),
     # deploy
     Key("deploy.keep_bundles", _T.INT, 10, "live",
         "Deployed bundles kept under data/deployments/ for rollback; older ones are deleted.",

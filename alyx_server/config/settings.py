@@ -164,6 +164,9 @@ class DevSettings:
 class AdminUiSettings:
     enabled: bool
     path: str
+    session_idle: float
+    session_max: float
+    link_ttl: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from alyx_server.migrations.transactions import write_transaction
 from alyx_server.schema.ddl import NOW_SQL, UUID4_SQL, trigger_sql
 from alyx_server.schema.model import Collection, Field, FieldType
 from alyx_server.schema.system_tables import (
+    ADMIN_SESSIONS_TABLE,
     AUTH_TOKENS_TABLE,
     CHANGES_TABLE,
     DEPLOYMENTS_TABLE,
@@ -247,6 +248,29 @@ def _rate_limits() -> tuple[str, ...]:
     )
 
 
+def _admin_sessions() -> tuple[str, ...]:
+    # auth/admin_sessions.py: the admin UI's sessions (kind 'session') and the one-time
+    # sign-in links `alyx dev` prints (kind 'link'). Only the SHA-256 of the cookie or link
+    # secret is stored; every worker reads the same rows, so a sign-out or an expiry holds
+    # in all of them.
+    return (
+        f"CREATE TABLE {ADMIN_SESSIONS_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  kind TEXT NOT NULL CHECK (kind IN ('session', 'link')),\n"
+        f"  user_id TEXT NOT NULL REFERENCES {USERS_TABLE}(id) ON DELETE CASCADE,\n"
+        "  token_hash TEXT NOT NULL,\n"
+        f"  created_at {_NOW},\n"
+        "  last_seen_at TEXT NOT NULL,\n"
+        "  expires_at TEXT NOT NULL,\n"
+        "  revoked_at TEXT,\n"
+        "  ip TEXT,\n"
+        "  user_agent TEXT\n"
+        ")",
+        f"CREATE UNIQUE INDEX uq_{ADMIN_SESSIONS_TABLE}_token_hash ON {ADMIN_SESSIONS_TABLE} (token_hash)",
+        f"CREATE INDEX idx_{ADMIN_SESSIONS_TABLE}_user_id ON {ADMIN_SESSIONS_TABLE} (user_id)",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -255,6 +279,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(5, "token_change_feed", _token_change_feed()),
     SystemMigration(6, "deploy_history", _deploy_history()),
     SystemMigration(7, "rate_limits", _rate_limits()),
+    SystemMigration(8, "admin_sessions", _admin_sessions()),
 )
 
 

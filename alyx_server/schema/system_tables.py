@@ -11,6 +11,7 @@ collections can never take these names: the loader refuses any name starting `_a
     _alyx_tokens              admin and deploy tokens
     _alyx_deployments         deployed versions
     _alyx_rate_limits         recent attempts per rate-limit key, shared by every process
+    _alyx_admin_sessions      the admin UI's sign-in sessions and one-time sign-in links
     _alyx_changes             the change log the triggers append to (the change feed)
     _alyx_migrations          the history of applied migrations, each with its snapshot
     _alyx_system_migrations   which system migration steps ran
@@ -19,6 +20,7 @@ collections can never take these names: the loader refuses any name starting `_a
 from __future__ import annotations
 
 __all__ = [
+    "ADMIN_SESSIONS_TABLE",
     "AUTH_TOKENS_TABLE",
     "CHANGES_TABLE",
     "DEPLOYMENTS_TABLE",
@@ -36,6 +38,7 @@ AUTH_TOKENS_TABLE = "_alyx_auth_tokens"
 TOKENS_TABLE = "_alyx_tokens"
 DEPLOYMENTS_TABLE = "_alyx_deployments"
 RATE_LIMITS_TABLE = "_alyx_rate_limits"
+ADMIN_SESSIONS_TABLE = "_alyx_admin_sessions"
 CHANGES_TABLE = "_alyx_changes"
 HISTORY_TABLE = "_alyx_migrations"
 SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
