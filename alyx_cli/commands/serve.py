@@ -8,8 +8,10 @@ server listens: `Alyx 0.1.0 serving /path/to/project at http://127.0.0.1:8090 (d
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -99,6 +101,9 @@ def _start(
         def announce(url: str) -> None:
             print(banner(settings, url), flush=True)
 
+        if mode == "serve":
+            # `systemctl reload` (the unit's ExecReload) must not stop a one-worker server.
+            signal.signal(signal.SIGHUP, _one_process_reload)
         host, port_number = settings.server.host, settings.server.port
         return run_server(app, host, port_number, on_started=announce, sockets=sockets)
     finally:
@@ -123,6 +128,10 @@ def _supervise(
 
     # Unbuffered: the buffered handler writes from a thread, and the supervisor forks.
     configure_logging(settings.logging, buffered=False)
+    # What was imported moves to the collector's permanent generation: a worker's own
+    # collections then never write to those objects' pages, which stay shared.
+    gc.collect()
+    gc.freeze()
     current = [settings]
 
     def work(index: int, channel: WorkerChannel) -> int:
@@ -150,6 +159,13 @@ def _supervise(
         on_exit=metrics.worker_exited, listeners=sockets,
     )  # fmt: skip
     return supervisor.run()
+
+
+def _one_process_reload(_number: int, _frame: object) -> None:
+    log.warning(
+        "SIGHUP ignored: one worker has no other to take its clients during a rolling "
+        "restart; run alyx serve --workers 2 or more for that, or restart it"
+    )
 
 
 # What the supervisor itself holds: SIGHUP cannot change them.

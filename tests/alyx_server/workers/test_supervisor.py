@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -345,3 +346,15 @@ def test_a_process_named_by_alyx_worker_refuses_to_run_several(project: Path) ->
         "cannot run 3 workers: run it with --workers 1 (server.workers), or unset ALYX_WORKER"
     )
     assert not (project / "data" / "alyx.db").exists()
+
+
+def test_one_worker_is_one_process_that_survives_sighup(project: Path) -> None:
+    env = cli_environment(ALYX_AUTH_JWT_SECRET=SECRET)
+    with AlyxProcess(project, "serve", "--workers", "1", env=env) as server:
+        assert server.process is not None
+        assert not Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP ignored" in server.output(), server)
+        with urllib.request.urlopen(f"{server.url}/health", timeout=DEADLINE) as answer:
+            assert answer.headers["X-Alyx-Worker"] == "1"
+        assert server.stop() == 0
