@@ -77,6 +77,7 @@ def _start(
         finally:
             for sock in sockets:
                 sock.close()
+    from alyx_server.admin_ui import console_line
     from alyx_server.app import banner, create_app, run_server
     from alyx_server.logs import configure_logging
 
@@ -100,6 +101,9 @@ def _start(
 
         def announce(url: str) -> None:
             print(banner(settings, url), flush=True)
+            admin = console_line(app, url)
+            if admin is not None:
+                print(admin, flush=True)
 
         if mode == "serve":
             # `systemctl reload` (the unit's ExecReload) must not stop a one-worker server.

@@ -57,6 +57,7 @@ __all__ = [
     "DevSignIn",
     "Site",
     "add_admin_ui",
+    "console_line",
 ]
 
 PAGES: tuple[Callable[[web.Application, Site], None], ...] = (signin.add_routes, overview.add_routes)
@@ -82,6 +83,16 @@ def add_admin_ui(app: web.Application) -> None:
     site.public(app, "*", "{tail:.*}", _not_found)
     if app[RUNTIME].settings.mode == "dev":
         app.cleanup_ctx.append(_dev_link_context)
+
+
+def console_line(app: web.Application, url: str) -> str | None:
+    """What `alyx dev` prints below its banner: the admin UI's address and one-time
+    sign-in link (or how to make an admin account); None when there is nothing to say."""
+    site = app.get(SITE)
+    if site is None or site.dev_sign_in is None:
+        return None
+    line: str = site.dev_sign_in.line(url.rstrip("/"))
+    return line
 
 
 async def _socket_auth(request: web.Request) -> AuthContext | None:

@@ -349,7 +349,7 @@ class DevSignIn:
     def line(self, url: str) -> str:
         """The console line, for a server at `url` (`http://127.0.0.1:8000`)."""
         if self.link is None or self.email is None:
-            return f"Admin UI: {url}{self.base}/ ({NO_ADMIN_HINT}, then restart alyx dev)"
+            return f"Admin UI: {url}{self.base}/ ({NO_ADMIN_HINT}, then sign in there)"
         return (
             f"Admin UI: {url}{self.base}/ - sign in as {self.email} with {url}{self.link} "
             f"(works once, for {self.minutes} min)"

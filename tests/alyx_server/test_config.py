@@ -118,7 +118,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget realtime.poll_interval
     realtime.ping_interval realtime.max_connections realtime.max_subscriptions_per_client
     realtime.max_message_size realtime.send_queue realtime.max_queued_bytes dev.auto_migrate
-    dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path logging.level logging.format
+    dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path
+    admin_ui.session_idle admin_ui.session_max admin_ui.link_ttl logging.level logging.format
     deploy.keep_bundles deploy.max_bundle_size"""
     assert set(spec.split()) == set(KEYS_BY_PATH)
     assert KEYS_BY_PATH["auth.rate_limit.login"].env_var == "ALYX_AUTH_RATE_LIMIT_LOGIN"

@@ -40,6 +40,10 @@ def test_creates_every_system_table_with_its_columns(conn: sqlite3.Connection) -
     assert "token_hash" in columns(conn, "_alyx_tokens")
     assert "rolled_back_at" in columns(conn, "_alyx_deployments")
     assert columns(conn, "_alyx_rate_limits") == ["name", "key", "at"]
+    assert columns(conn, "_alyx_admin_sessions") == [
+        "id", "kind", "user_id", "token_hash", "created_at", "last_seen_at", "expires_at",
+        "revoked_at", "ip", "user_agent",
+    ]  # fmt: skip
     tracked = conn.execute("SELECT version, name FROM _alyx_system_migrations").fetchall()
     assert tracked == [(m.version, m.name) for m in SYSTEM_MIGRATIONS]
 
