@@ -424,6 +424,7 @@ async def serve(
     sockets: list[socket.socket] | None = None,
     accept_batch: int | None = None,
     handover: asyncio.Event | None = None,
+    listen_when_ready: bool = False,
 ) -> int:
     """Run `app` until SIGINT/SIGTERM (exit status 0) or a fatal startup failure (1).
 
@@ -431,7 +432,9 @@ async def serve(
     after start-up; `accept_batch` bounds the connections accepted from them per wake-up
     (workers sharing one socket take 1, alyx_server/workers). `handover`, once set, stops
     this process the way a worker replaced under load stops (`hand_over`), then as on
-    SIGTERM. `on_started(url)` is called once the socket listens. Shutdown closes
+    SIGTERM. `listen_when_ready`: accept nothing until the start-up migrations are done (a
+    worker joining others that already serve; alone, a server answers 503 meanwhile).
+    `on_started(url)` is called once the socket listens. Shutdown closes
     the listener, lets requests in flight finish (up to SHUTDOWN_TIMEOUT seconds), then
     closes the database, which commits every queued write.
     """
@@ -448,6 +451,8 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if listen_when_ready:
+            await _until_ready(rt, stop)
         if sockets is None:
             await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
         for sock in sockets or ():
@@ -479,6 +484,12 @@ async def serve(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
     return 1 if rt.fatal.is_set() else 0
+
+
+async def _until_ready(rt: Runtime, stop: asyncio.Event) -> None:
+    """Wait until the start-up migrations are done (or failed), or SIGTERM."""
+    while rt.phase not in ("ready", "failed") and not rt.fatal.is_set() and not stop.is_set():
+        await asyncio.sleep(0.01)
 
 
 HANDOVER_TIMEOUT = 5.0

@@ -21,7 +21,8 @@ exits 1). The supervisor stops a worker with SIGTERM (the worker drains, as `aly
 does alone); a worker whose channel closes (the supervisor was killed) stops itself.
 
 Start-up: worker 1 starts alone and runs the start-up migrations, as a single process does;
-the others start once it is ready, when there is nothing left to migrate. A start-up failure
+the others start once it is ready, when there is nothing left to migrate, and every worker
+but that first one accepts connections only once it is ready. A start-up failure
 of worker 1 (a refused destructive change, a bad schema.yaml) stops `alyx serve` with its
 one-line message and exit status 1, without restarting anything.
 

@@ -75,8 +75,12 @@ def worker_count(value: str) -> int:
 class WorkerChannel:
     """The worker's end of its control channel to the supervisor."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, leads: bool = False) -> None:
         self._sock = sock
+        self.leads = leads
+        """This worker runs the start-up migrations while the others wait (worker 1 at the
+        first start): it listens at once and answers 503 meanwhile, as one process does.
+        Any other worker listens only once it is ready, so no client meets its start-up."""
 
     def ready(self) -> None:
         """Listening, start-up migrations done: the supervisor may go on."""
@@ -270,7 +274,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            self._run_child(slot, theirs)
+            self._run_child(slot, theirs, leads=slot == 1 and not self._announced)
         theirs.close()
         ours.setblocking(False)
         worker = _Worker(slot, pid, ours, self._clock(), replaces=replaces)
@@ -280,7 +284,7 @@ class Supervisor:
         self._selector.register(ours, selectors.EVENT_READ, worker)
         return worker
 
-    def _run_child(self, slot: int, channel: socket.socket) -> None:
+    def _run_child(self, slot: int, channel: socket.socket, *, leads: bool) -> None:
         """In the forked worker: drop the supervisor's state, run the target, exit."""
         status = 1
         try:
@@ -295,7 +299,7 @@ class Supervisor:
             for other in self._live.values():
                 other.channel.close()
             os.environ[WORKER_ENV] = str(slot)
-            status = self._target(slot, WorkerChannel(channel))
+            status = self._target(slot, WorkerChannel(channel, leads=leads))
         except SystemExit as e:
             status = e.code if isinstance(e.code, int) else 1
         except BaseException as e:

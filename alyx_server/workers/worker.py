@@ -74,7 +74,7 @@ def serve_worker(
         host, port = settings.server.host, settings.server.port
         return await serve(
             app, host, port, on_started=listening, sockets=listeners, accept_batch=ACCEPT_BATCH,
-            handover=handover,
+            handover=handover, listen_when_ready=not channel.leads,
         )  # fmt: skip
 
     try:
