@@ -301,7 +301,7 @@ class Supervisor:
             os.environ[WORKER_ENV] = str(slot)
             status = self._target(slot, WorkerChannel(channel, leads=leads))
         except SystemExit as e:
-            status = e.code if isinstance(e.code, int) else 1
+            status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
         except BaseException as e:
             message = str(e) if isinstance(e, AlyxError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, AlyxError):
