@@ -174,17 +174,25 @@ def pss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def busiest(pids: list[int]) -> int:
-    """The process that has used the most CPU time: the worker that serves, not its supervisor."""
+TICKS = os.sysconf("SC_CLK_TCK")
 
-    def cpu(pid: int) -> int:
+
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """User + system CPU time of each live process, in clock ticks."""
+    found: dict[int, int] = {}
+    for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return -1
-        return int(fields[11]) + int(fields[12])
+            continue
+        found[pid] = int(fields[11]) + int(fields[12])
+    return found
 
-    return max(pids, key=cpu)
+
+def busiest(pids: list[int]) -> int:
+    """The process that has used the most CPU time: the worker that serves, not its supervisor."""
+    ticks = cpu_ticks(pids)
+    return max(pids, key=lambda pid: ticks.get(pid, -1))
 
 
 def workers_option_available() -> bool:
@@ -561,6 +569,8 @@ def report(targets: list[Target], workers: Target, one: Target, peer: Target) ->
     header = ["case", *labels, f"{workers.label} / PocketBase", "target", f"{one.label} / PocketBase"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for case, title in CASE_TITLES.items():
+        if any(case not in t.results for t in (workers, one, peer)):
+            continue
         cells = []
         for t in targets:
             r: Result | None = t.results.get(case)
@@ -667,8 +677,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for t in targets:
                     if case not in t.cases:
                         continue
+                    before = cpu_ticks(t.pids())
                     result = measure(case, t, wrk, workers, args)
-                    print(f"  {t.label:<30} {case:<8} {result.line()}", flush=True)
+                    spent = cpu_ticks(t.pids())
+                    split_cpu = " ".join(
+                        f"{(spent[pid] - before.get(pid, 0)) / TICKS:.1f}" for pid in sorted(spent)
+                    )
+                    print(
+                        f"  {t.label:<30} {case:<8} {result.line()}  CPU s by process {split_cpu}", flush=True
+                    )
                     best = t.results.get(case)
                     better = (
                         best is None
@@ -686,8 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in targets:
             t.note_memory("after the run")
     print(f"\n{machine_line_for(args, workers, supervised)}\n")
-    if set(cases) == set(CASE_TITLES):
-        print(report(targets, many, one, peer))
+    print(report(targets, many, one, peer))
     if args.bare:
         print(bare_table(bare, many, peer))
     for case, stacks in profiles.items():
