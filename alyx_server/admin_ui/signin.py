@@ -213,11 +213,7 @@ async def _open(request: web.Request, user_id: str, *, link: str | None = None) 
 
 def _safe_next(site: Site, value: object) -> str:
     """Where to go after signing in: a path of the UI, never another site."""
-    if (
-        isinstance(value, str)
-        and value.startswith(site.base + "/")
-        and not any(c in value for c in "\\\r\n")
-    ):
+    if isinstance(value, str) and value.startswith(site.base + "/") and not any(c in value for c in "\\\r\n"):
         return value
     return site.url("")
 
