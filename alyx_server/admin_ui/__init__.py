@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from alyx_server.admin_ui import overview, signin
+from alyx_server.admin_ui import data, overview, signin
 from alyx_server.admin_ui.signin import DevSignIn, dev_sign_in
 from alyx_server.admin_ui.site import NAV_SLOTS, SITE, Admin, Site
 from alyx_server.api.admin import BROWSER_AUTH
@@ -60,7 +60,11 @@ __all__ = [
     "console_line",
 ]
 
-PAGES: tuple[Callable[[web.Application, Site], None], ...] = (signin.add_routes, overview.add_routes)
+PAGES: tuple[Callable[[web.Application, Site], None], ...] = (
+    signin.add_routes,
+    overview.add_routes,
+    data.add_routes,
+)
 """Each page module's `add_routes(app, site)`, in any order (the navigation follows NAV_SLOTS)."""
 
 
