@@ -73,7 +73,7 @@ from alyx_server.deploy.execute import (
     with_config,
 )
 from alyx_server.deploy.plan import DeployPlan, compute_plan, live_fingerprint, live_function_changes
-from alyx_server.deploy.rollback import choose_target, restore_commit, rollback_commit
+from alyx_server.deploy.rollback import choose_target, plan_rollback, restore_commit, rollback_commit
 from alyx_server.deploy.store import (
     MAX_PLANS,
     DeployInProgress,
@@ -95,7 +95,7 @@ from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 from alyx_server.tools.gate import GateTimeout
 
-__all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context"]
+__all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context", "rollback_plan", "run_rollback"]
 
 log = logging.getLogger("alyx.deploy")
 
@@ -407,8 +407,42 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     auth = require_admin(caller(request), "deploy")
     raw = await request.read()
     version, restore, message = _rollback_body(await read_json(request) if raw.strip() else None)
+    return json_response(await run_rollback(request, auth, version, restore, message))
+
+
+async def run_rollback(
+    request: web.Request, auth: AuthContext, version: int | None, restore: bool, message: str
+) -> dict[str, Any]:
+    """The rollback of POST /api/admin/deploy/rollback, for a caller that read its own
+    request (the admin UI's confirmation form); answers that route's body."""
     async with _deploy_lease(request.app):
-        return json_response(await _rollback_locked(request, auth, version, restore, message))
+        return await _rollback_locked(request, auth, version, restore, message)
+
+
+async def rollback_plan(app: web.Application, version: int | None) -> dict[str, Any]:
+    """What a rollback to `version` (default: the one before the version in force) would
+    do, computed without changing anything: the admin UI shows it before it confirms."""
+    rt = app[RUNTIME]
+    settings = rt.settings
+    folder = deployments_folder(settings)
+    plan = await rt.ready_db().read(lambda conn: plan_rollback(conn, version, folder))
+    data = await asyncio.to_thread(read_bundle_file, folder, plan.target.bundle_sha256)
+    max_size = _setting_of(app, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+    contents = await asyncio.to_thread(read_bundle, data, max_size=max_size)
+    functions = await asyncio.to_thread(live_function_changes, settings, contents.files)
+    return {
+        "current": plan.current.to_dict(),
+        "target": plan.target.to_dict(),
+        "migrations_undone": plan.migrations_undone,
+        "irreversible": plan.refused,
+        "backup": plan.backup,
+        "functions": functions,
+        "config": sorted(
+            key
+            for key in {*contents.config, *plan.current.config}
+            if contents.config.get(key) != plan.current.config.get(key)
+        ),
+    }
 
 
 async def _rollback_locked(

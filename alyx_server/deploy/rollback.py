@@ -19,6 +19,10 @@ database through SQLite's backup API on the writer connection: one write transac
 so connections stay open and readers see the old or the new database, never a mix.
 Everything written since that deploy (documents, users, sessions) is lost: that is what
 restoring a backup means, and the plan said a copy would be taken.
+
+`plan_rollback` answers what a rollback would do without doing it (the admin UI shows it
+before its confirmation): the versions, the history rows the down steps undo, why only
+`restore_backup` can go back (when that is so), and the database copy it would restore.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +54,14 @@ from alyx_server.schema.model import Schema
 from alyx_server.schema.system_tables import DEPLOYMENTS_TABLE
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
-__all__ = ["IrreversibleRollback", "choose_target", "restore_commit", "rollback_commit"]
+__all__ = [
+    "IrreversibleRollback",
+    "RollbackPlan",
+    "choose_target",
+    "plan_rollback",
+    "restore_commit",
+    "rollback_commit",
+]
 
 
 class IrreversibleRollback(AlyxError):
@@ -130,6 +142,45 @@ def _check_reversible(conn: sqlite3.Connection, target: DeploymentRow) -> list[s
     return [row.label for row in undone]
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback would do (`plan_rollback`); nothing is changed to compute it."""
+
+    current: DeploymentRow
+    target: DeploymentRow
+    migrations_undone: list[str]
+    refused: str | None
+    """Why the down steps cannot go back (IRREVERSIBLE); only `restore_backup` can then."""
+    backup: str | None
+    """The database copy `restore_backup` would restore (None when there is none)."""
+
+
+def _replaced_by(conn: sqlite3.Connection, target: DeploymentRow) -> int | None:
+    """The version that replaced `target`: the one whose copy `restore_backup` restores."""
+    row = conn.execute(
+        f"SELECT MIN(version) FROM {DEPLOYMENTS_TABLE} WHERE version > ? AND status = 'applied' "
+        "AND bundle_sha256 IS NOT NULL",
+        (target.version,),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def plan_rollback(conn: sqlite3.Connection, version: int | None, folder: Path) -> RollbackPlan:
+    """What `rollback_commit` (or, with a copy, `restore_commit`) would do now: the same
+    target and checks, run without writing. `folder` is data/deployments/."""
+    current, target = choose_target(conn, version)
+    undone = [row.label for row in reversed(read_history(conn)) if row.id > target.history_head]
+    refused: str | None = None
+    try:
+        _check_reversible(conn, target)
+    except IrreversibleRollback as e:
+        refused = e.message
+    replaced = _replaced_by(conn, target)
+    backup = None if replaced is None else backup_path(folder, replaced)
+    found = backup.name if backup is not None and backup.is_file() else None
+    return RollbackPlan(current, target, undone, refused, found)
+
+
 def rollback_commit(
     conn: sqlite3.Connection,
     target: DeploymentRow,
@@ -194,12 +245,8 @@ def restore_commit(
     current = current_row(conn)
     if current is None or current.version != expected_current:
         raise DeployInProgress("another deploy ran meanwhile; check alyx deploy status and try again")
-    row = conn.execute(
-        f"SELECT MIN(version) FROM {DEPLOYMENTS_TABLE} WHERE version > ? AND status = 'applied' "
-        "AND bundle_sha256 IS NOT NULL",
-        (target.version,),
-    ).fetchone()
-    replaced = int(row[0])
+    replaced = _replaced_by(conn, target)
+    assert replaced is not None  # choose_target: the version in force is newer than the target
     backup = backup_path(folder, replaced)
     if not backup.is_file():
         raise IrreversibleRollback(
