@@ -30,11 +30,15 @@ from alyx_server.schema.system_tables import (
     CHANGES_TABLE,
     DEPLOYMENTS_TABLE,
     HISTORY_TABLE,
+    JOBS_TABLE,
     RATE_LIMITS_TABLE,
     SESSIONS_TABLE,
     SYSTEM_TRACKING_TABLE,
     TOKENS_TABLE,
     USERS_TABLE,
+    WEBHOOK_CURSOR_TABLE,
+    WEBHOOK_DELIVERIES_TABLE,
+    WEBHOOKS_TABLE,
 )
 
 __all__ = [
@@ -271,6 +275,75 @@ def _admin_sessions() -> tuple[str, ...]:
     )
 
 
+def _jobs_and_webhooks() -> tuple[str, ...]:
+    # alyx_server/jobs: times are Unix seconds (REAL) so that a claim compares numbers.
+    # A queued job with a dedupe_key holds its (name, key) until it is done or dead.
+    jobs = (
+        f"CREATE TABLE {JOBS_TABLE} (\n"
+        "  id TEXT PRIMARY KEY NOT NULL,\n"
+        "  name TEXT NOT NULL,\n"
+        "  payload TEXT NOT NULL DEFAULT '{}',\n"
+        "  state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'dead')),\n"
+        "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "  max_attempts INTEGER NOT NULL,\n"
+        "  run_at REAL NOT NULL,\n"
+        "  lease_owner TEXT,\n"
+        "  lease_until REAL,\n"
+        "  dedupe_key TEXT,\n"
+        "  last_error TEXT,\n"
+        "  result TEXT,\n"
+        "  created_at REAL NOT NULL,\n"
+        "  updated_at REAL NOT NULL,\n"
+        "  finished_at REAL\n"
+        ")"
+    )
+    # alyx_server/webhooks: those added through the admin API, the delivery log, and
+    # how far the dispatcher has read the change log (a fresh database starts at its end).
+    webhooks = (
+        f"CREATE TABLE {WEBHOOKS_TABLE} (\n"
+        "  name TEXT PRIMARY KEY NOT NULL,\n"
+        "  url TEXT NOT NULL,\n"
+        "  events TEXT NOT NULL DEFAULT '[]',\n"
+        "  secret TEXT NOT NULL,\n"
+        "  created_at REAL NOT NULL\n"
+        ")"
+    )
+    deliveries = (
+        f"CREATE TABLE {WEBHOOK_DELIVERIES_TABLE} (\n"
+        "  id TEXT PRIMARY KEY NOT NULL,\n"
+        "  webhook TEXT NOT NULL,\n"
+        "  event TEXT NOT NULL,\n"
+        "  change_id INTEGER,\n"
+        "  body TEXT NOT NULL,\n"
+        "  status TEXT NOT NULL DEFAULT 'pending'"
+        " CHECK (status IN ('pending', 'delivered', 'failed', 'refused')),\n"
+        "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "  response_status INTEGER,\n"
+        "  response_ms REAL,\n"
+        "  last_error TEXT,\n"
+        "  created_at REAL NOT NULL,\n"
+        "  updated_at REAL NOT NULL\n"
+        ")"
+    )
+    return (
+        jobs,
+        f"CREATE INDEX ix_{JOBS_TABLE}_due ON {JOBS_TABLE} (state, run_at)",
+        f"CREATE INDEX ix_{JOBS_TABLE}_name_state ON {JOBS_TABLE} (name, state)",
+        f"CREATE UNIQUE INDEX uq_{JOBS_TABLE}_dedupe ON {JOBS_TABLE} (name, dedupe_key) "
+        "WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')",
+        webhooks,
+        deliveries,
+        f"CREATE INDEX ix_{WEBHOOK_DELIVERIES_TABLE}_webhook "
+        f"ON {WEBHOOK_DELIVERIES_TABLE} (webhook, created_at)",
+        f"CREATE TABLE {WEBHOOK_CURSOR_TABLE} (\n"
+        "  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+        "  change_id INTEGER NOT NULL\n"
+        ")",
+        f"INSERT INTO {WEBHOOK_CURSOR_TABLE} (id, change_id) "
+        f"SELECT 1, coalesce(max(id), 0) FROM {CHANGES_TABLE}",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -280,6 +353,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(6, "deploy_history", _deploy_history()),
     SystemMigration(7, "rate_limits", _rate_limits()),
     SystemMigration(8, "admin_sessions", _admin_sessions()),
+    SystemMigration(9, "jobs_and_webhooks", _jobs_and_webhooks()),
 )
 
 

@@ -12,6 +12,10 @@ collections can never take these names: the loader refuses any name starting `_a
     _alyx_deployments         deployed versions
     _alyx_rate_limits         recent attempts per rate-limit key, shared by every process
     _alyx_admin_sessions      the admin UI's sign-in sessions and one-time sign-in links
+    _alyx_jobs                the job queue: queued, running (leased), done and dead jobs
+    _alyx_webhooks            webhooks added through the admin API (alyx.yaml's are not stored)
+    _alyx_webhook_deliveries  the delivery log: one row per event sent to a webhook
+    _alyx_webhook_cursor      the last change the webhook dispatcher turned into deliveries
     _alyx_changes             the change log the triggers append to (the change feed)
     _alyx_migrations          the history of applied migrations, each with its snapshot
     _alyx_system_migrations   which system migration steps ran
@@ -25,11 +29,15 @@ __all__ = [
     "CHANGES_TABLE",
     "DEPLOYMENTS_TABLE",
     "HISTORY_TABLE",
+    "JOBS_TABLE",
     "RATE_LIMITS_TABLE",
     "SESSIONS_TABLE",
     "SYSTEM_TRACKING_TABLE",
     "TOKENS_TABLE",
     "USERS_TABLE",
+    "WEBHOOKS_TABLE",
+    "WEBHOOK_CURSOR_TABLE",
+    "WEBHOOK_DELIVERIES_TABLE",
 ]
 
 USERS_TABLE = "_alyx_users"
@@ -39,6 +47,10 @@ TOKENS_TABLE = "_alyx_tokens"
 DEPLOYMENTS_TABLE = "_alyx_deployments"
 RATE_LIMITS_TABLE = "_alyx_rate_limits"
 ADMIN_SESSIONS_TABLE = "_alyx_admin_sessions"
+JOBS_TABLE = "_alyx_jobs"
+WEBHOOKS_TABLE = "_alyx_webhooks"
+WEBHOOK_DELIVERIES_TABLE = "_alyx_webhook_deliveries"
+WEBHOOK_CURSOR_TABLE = "_alyx_webhook_cursor"
 CHANGES_TABLE = "_alyx_changes"
 HISTORY_TABLE = "_alyx_migrations"
 SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
