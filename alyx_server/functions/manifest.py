@@ -10,6 +10,9 @@ each with its manifest `functions/<name>.yaml` beside it.
     rule: "auth != null"          CEL over auth, request and input; none: admins only
     network: false                outbound network (default off)
     privileged: false             database calls skip the rules
+    job: { max_attempts: 5 }      also a job of the queue (functions/job_manifest.py)
+    on, before, schedule, every, timezone, catch_up
+                                  run on writes and on time (triggers.py)
 
 A function's name is its file's (or folder's) name: a lower-case letter, then letters,
 digits, `_` or `-` (`getStats`, `get_stats`, `get-stats`). It is the URL
@@ -32,6 +35,15 @@ from types import MappingProxyType
 from typing import Literal
 
 from alyx_server.errors import Location, SchemaError
+from alyx_server.functions.job_manifest import JobOptions, parse_job
+from alyx_server.functions.triggers import (
+    AfterHook,
+    BeforeHook,
+    Schedule,
+    parse_after,
+    parse_before,
+    parse_schedule,
+)
 from alyx_server.functions.values import FieldSet
 from alyx_server.schema.model import Field
 from alyx_server.schema.validate import SchemaSource, expect_mapping, parse_field, reject_unknown
@@ -54,7 +66,10 @@ __all__ = [
 
 Runtime = Literal["python", "node"]
 EXTENSIONS: Mapping[str, Runtime] = MappingProxyType({".py": "python", ".js": "node", ".mjs": "node"})
-MANIFEST_KEYS = ("runtime", "timeout", "memory", "env", "input", "output", "rule", "network", "privileged")
+MANIFEST_KEYS = (
+    "runtime", "timeout", "memory", "env", "input", "output", "rule", "network", "privileged",
+    "on", "before", "schedule", "every", "timezone", "catch_up", "job",
+)  # fmt: skip
 FUNCTION_NAME = re.compile(r"[a-z][A-Za-z0-9_-]*")
 NAME_RULE = (
     "a function name starts with a lower-case letter, then letters, digits, _ or - (getStats, "
@@ -90,6 +105,10 @@ class FunctionSpec:
     rule_location: Location | None = None
     network: bool = False
     privileged: bool = False
+    on: AfterHook | None = None
+    before: BeforeHook | None = None
+    schedule: Schedule | None = None
+    job: JobOptions | None = None
 
     @property
     def folder(self) -> Path | None:
@@ -222,12 +241,13 @@ def parse_manifest(
     declared = _runtime(src, body.get("runtime"), runtime, source)
     rule_entry = body.get("rule")
     rule = _rule(src, rule_entry)
+    timeout = _amount(src, body.get("timeout"), parse_duration, defaults.timeout, (0.001, "1ms"))
     return FunctionSpec(
         name=name,
         runtime=declared,
         source=source,
         manifest=manifest,
-        timeout=_amount(src, body.get("timeout"), parse_duration, defaults.timeout, (0.001, "1ms")),
+        timeout=timeout,
         memory=int(_amount(src, body.get("memory"), parse_size, defaults.memory, (_MIN_MEMORY, "16MiB"))),
         env=_env(src, body.get("env")),
         input=_fields(src, body.get("input"), "input"),
@@ -236,6 +256,10 @@ def parse_manifest(
         rule_location=src.location(rule_entry.value, "rule") if rule and rule_entry else None,
         network=_flag(src, body.get("network")),
         privileged=_flag(src, body.get("privileged")),
+        on=parse_after(src, body.get("on")),
+        before=parse_before(src, body.get("before")),
+        schedule=parse_schedule(src, body),
+        job=parse_job(src, body.get("job"), timeout),
     )
 
 
