@@ -82,7 +82,9 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     _policy, auth, info = access_for(rt, request, body.get("input"))
     try:
-        result = await service.invoke(request.match_info["name"], body.get("input"), auth, info)
+        result = await service.invoke(
+            request.match_info["name"], body.get("input"), auth, info, request_id=request[REQUEST_ID]
+        )
     except FunctionError as e:
         # The pipeline hides 500 messages; this one is about the function, not the server.
         envelope = error_body(e.message, e.code, request[REQUEST_ID], e.details, rt.clock)

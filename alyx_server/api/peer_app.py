@@ -13,6 +13,12 @@ socket in the database's run directory; only this user can connect to it (the fo
                           this worker's requests, invocations, reloads and realtime
                           summaries, not its changes (see api/admin.py)
 
+    GET /peer/v1/invocations?function=NAME
+                          {"worker", "invocations": [...]}: this worker's remembered
+                          invocations of NAME (FunctionService.recent_invocations; every
+                          function without `function`), newest first; the admin UI's
+                          functions page gathers them from every worker
+
     POST /peer/v1/deploy/{hold,swap,finish,release}
                           a deploy executed by a sibling switches this worker too
                           (api/deploy_peers.py)
@@ -44,21 +50,37 @@ from alyx_server.api.admin import (
     worker_state,
 )
 from alyx_server.api.deploy_peers import add_peer_routes as add_deploy_routes
+from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.peers import Peer, PeerFollower, Peers
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME
 
-__all__ = ["PEERS", "SHUTDOWN_TIMEOUT", "add_peers", "create_peer_app", "peers_context"]
+__all__ = [
+    "PEERS",
+    "PEER_INVOCATIONS_PATH",
+    "SHUTDOWN_TIMEOUT",
+    "add_peers",
+    "create_peer_app",
+    "peers_context",
+]
 
 log = logging.getLogger("alyx.peers")
 
 SHUTDOWN_TIMEOUT = 2.0
+PEER_INVOCATIONS_PATH = "/peer/v1/invocations"
 _MAIN = web.AppKey("alyx.peer_main", web.Application)
 _CLOSING = web.AppKey("alyx.peer_closing", asyncio.Event)
 
 
 async def state(request: web.Request) -> web.StreamResponse:
     return json_response(worker_state(request.app[_MAIN]))
+
+
+async def invocations(request: web.Request) -> web.StreamResponse:
+    app = request.app[_MAIN]
+    service = app[FUNCTIONS].service
+    found = [] if service is None else service.recent_invocations(request.query.get("function"))
+    return json_response({"worker": app[ADMIN_EVENTS].worker, "invocations": found})
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -93,6 +115,7 @@ def create_peer_app(main: web.Application) -> web.Application:
     peer[_CLOSING] = asyncio.Event()
     peer.router.add_get(PEER_STATE_PATH, state)
     peer.router.add_get(PEER_EVENTS_PATH, events)
+    peer.router.add_get(PEER_INVOCATIONS_PATH, invocations)
     add_deploy_routes(peer, main)
 
     async def closing(app: web.Application) -> None:

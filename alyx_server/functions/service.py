@@ -9,8 +9,15 @@
         500 INVOCATION_ERROR      the worker crashed, ran out of memory or cannot load
         -> InvocationResult       success true with output, or false with the error a
                                   function raised (answered 200)
+    recent_invocations(name)      this process's last `RECENT_INVOCATIONS` calls of `name`
+                                  that ran (or timed out, crashed, found no worker), newest
+                                  first: {id, time, function, status, success, duration_ms,
+                                  user, logs, error}; kept in memory only, so a restart
+                                  forgets them and each worker process has its own
 
 Each invocation gets an internal API token (`TokenRegistry`) revoked when it ends.
+A recorded invocation keeps at most `KEPT_LOG_LINES` log lines of `KEPT_LOG_CHARS`
+characters each, so the record of a chatty function stays small.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +39,18 @@ from alyx_server.functions.pool import FunctionPool, PoolLimits
 from alyx_server.functions.tokens import Grant, TokenRegistry
 from alyx_server.functions.worker import FunctionLoadFailed, Worker, WorkerCrashed, WorkerTimeout
 from alyx_server.rules import Auth, RequestInfo
+from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, now_timestamp
 
-__all__ = ["FunctionService", "FunctionStats", "InvocationResult", "RuleCheck", "RuleCompiler"]
+__all__ = [
+    "KEPT_LOG_CHARS",
+    "KEPT_LOG_LINES",
+    "RECENT_INVOCATIONS",
+    "FunctionService",
+    "FunctionStats",
+    "InvocationResult",
+    "RuleCheck",
+    "RuleCompiler",
+]
 
 log = logging.getLogger("alyx.functions")
 
@@ -40,6 +58,11 @@ RuleCheck = Callable[[Auth | None, RequestInfo, Mapping[str, Any]], bool]
 """A compiled function rule: (auth, request, input) -> allowed."""
 RuleCompiler = Callable[[FunctionSpec], RuleCheck]
 """Compiles a manifest's rule (raises RuleError naming the manifest and column)."""
+
+RECENT_INVOCATIONS = 50
+"""How many invocations of each function a process remembers (`recent_invocations`)."""
+KEPT_LOG_LINES = 100
+KEPT_LOG_CHARS = 2000
 
 
 @dataclass(slots=True)
@@ -96,8 +119,10 @@ class FunctionService:
         tokens: TokenRegistry | None = None,
         show_stacks: bool = False,
         start_timeout: float = 15.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.backend = backend
+        self.clock = clock
         self.limits = limits
         self.tokens = tokens if tokens is not None else TokenRegistry()
         self.show_stacks = show_stacks
@@ -105,6 +130,7 @@ class FunctionService:
         self.specs: dict[str, FunctionSpec] = dict(discovery.functions)
         self.problems: dict[str, str] = {p.name: p.message for p in discovery.problems}
         self.stats: dict[str, FunctionStats] = {name: FunctionStats() for name in self.specs}
+        self.recent: dict[str, deque[dict[str, Any]]] = {}
         self._rules: dict[str, RuleCheck] = {}
         self._compile_rule = compile_rule
         self.pools = {name: self._pool(spec) for name, spec in self.specs.items()}
@@ -258,14 +284,18 @@ class FunctionService:
             return FunctionError(f"function {name} cannot load: {problem}")
         return FunctionError(f"function {name} cannot load; the server log says why")
 
-    async def invoke(self, name: str, data: Any, auth: Auth | None, request: RequestInfo) -> InvocationResult:
-        """Authorize, check the input, run on a warm worker; see the module docstring."""
+    async def invoke(
+        self, name: str, data: Any, auth: Auth | None, request: RequestInfo, *, request_id: str | None = None
+    ) -> InvocationResult:
+        """Authorize, check the input, run on a warm worker; see the module docstring.
+        `request_id` names the call in `recent_invocations`."""
         checked = self.authorize(name, data, auth, request)
         spec = self.specs[name]
         stats = self.stats[name]
         stats.invocations += 1
         stats.last_invoked = time.time()
         token = self.tokens.issue(Grant(name, auth, spec.privileged, request))
+        at = now_timestamp(self.clock)
         started = time.perf_counter()
         try:
             answer = await self._run(spec, checked, auth, token)
@@ -273,12 +303,59 @@ class FunctionService:
             if self.specs.get(name) is spec:  # not a call the old code took before a reload
                 self._fail(name, str(e))
                 log.error("function not served: %s", self.problems[name])
-            raise FunctionError(f"function {name} cannot load: {e}") from e
+            failed = FunctionError(f"function {name} cannot load: {e}")
+            self._remember(name, request_id, at, auth, started, failed)
+            raise failed from e
+        except AlyxError as e:
+            self._remember(name, request_id, at, auth, started, e)
+            raise
         finally:
             self.tokens.revoke(token)
             stats.total_ms += (time.perf_counter() - started) * 1000
         duration = round((time.perf_counter() - started) * 1000, 3)
-        return self._result(spec, stats, answer, duration)
+        result = self._result(spec, stats, answer, duration)
+        self._remember(name, request_id, at, auth, started, result)
+        return result
+
+    def _remember(
+        self,
+        name: str,
+        request_id: str | None,
+        at: str,
+        auth: Auth | None,
+        started: float,
+        outcome: InvocationResult | AlyxError,
+    ) -> None:
+        """Keep one invocation in `name`'s ring (see `recent_invocations`)."""
+        if isinstance(outcome, InvocationResult):
+            status, success, logs, error = 200, outcome.success, outcome.logs, outcome.error
+            duration = outcome.duration_ms
+        else:
+            status, success, logs = outcome.status, False, []
+            error = {"code": outcome.code, "message": outcome.message}
+            duration = round((time.perf_counter() - started) * 1000, 3)
+        user = None if auth is None else auth.get("email") or auth.get("name") or auth.get("id")
+        ring = self.recent.setdefault(name, deque(maxlen=RECENT_INVOCATIONS))
+        ring.append(
+            {
+                "id": request_id,
+                "time": at,
+                "function": name,
+                "status": status,
+                "success": success,
+                "duration_ms": duration,
+                "user": None if user is None else str(user),
+                "logs": _kept_logs(logs),
+                "error": error,
+            }
+        )
+
+    def recent_invocations(self, name: str | None = None) -> list[dict[str, Any]]:
+        """This process's remembered invocations of `name` (None: of every function), newest first."""
+        rings = [self.recent.get(name, ())] if name is not None else list(self.recent.values())
+        out = [record for ring in rings for record in reversed(ring)]
+        out.sort(key=lambda r: str(r["time"]), reverse=True)
+        return out
 
     async def _run(self, spec: FunctionSpec, data: dict[str, Any], auth: Auth | None, token: str) -> Any:
         request = {
@@ -359,3 +436,19 @@ class FunctionService:
         for name, message in sorted(self.problems.items()):
             out.append({"name": name, "state": "failed", "error": message})
         return out
+
+
+def _kept_logs(logs: list[Any]) -> list[Any]:
+    """At most KEPT_LOG_LINES lines, each message cut at KEPT_LOG_CHARS characters."""
+    kept: list[Any] = []
+    for line in logs[:KEPT_LOG_LINES]:
+        if isinstance(line, dict) and isinstance(line.get("message"), str):
+            message = line["message"]
+            if len(message) > KEPT_LOG_CHARS:
+                line = {**line, "message": message[:KEPT_LOG_CHARS] + " …"}
+        elif isinstance(line, str) and len(line) > KEPT_LOG_CHARS:
+            line = line[:KEPT_LOG_CHARS] + " …"
+        kept.append(line)
+    if len(logs) > KEPT_LOG_LINES:
+        kept.append({"level": "info", "message": f"… {len(logs) - KEPT_LOG_LINES} more lines not kept"})
+    return kept
