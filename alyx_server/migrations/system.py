@@ -25,13 +25,17 @@ from alyx_server.migrations.transactions import write_transaction
 from alyx_server.schema.ddl import NOW_SQL, UUID4_SQL, trigger_sql
 from alyx_server.schema.model import Collection, Field, FieldType
 from alyx_server.schema.system_tables import (
+    ACTOR_TABLE,
     ADMIN_SESSIONS_TABLE,
     AUTH_TOKENS_TABLE,
+    CHANGE_DOCS_TABLE,
     CHANGES_TABLE,
     DEPLOYMENTS_TABLE,
     HISTORY_TABLE,
+    HOOK_CURSORS_TABLE,
     JOBS_TABLE,
     RATE_LIMITS_TABLE,
+    SCHEDULES_TABLE,
     SESSIONS_TABLE,
     SYSTEM_TRACKING_TABLE,
     TOKENS_TABLE,
@@ -344,6 +348,47 @@ def _jobs_and_webhooks() -> tuple[str, ...]:
     )
 
 
+def _hooks_and_schedules() -> tuple[str, ...]:
+    # alyx_server/automation: times are Unix seconds (REAL) of the server's clock.
+    # `_alyx_change_docs` rows are written by the change triggers of collections that have
+    # after-write hooks (automation/capture.py), keyed by the `_alyx_changes` id; rows
+    # (JSON arrays of the columns in field order) are pruned with the change rows.
+    return (
+        f"CREATE TABLE {CHANGE_DOCS_TABLE} (\n"
+        "  change_id INTEGER PRIMARY KEY,\n"
+        "  doc TEXT,\n"
+        "  previous TEXT,\n"
+        "  actor TEXT\n"
+        ")",
+        f"CREATE TABLE {ACTOR_TABLE} (\n  id INTEGER PRIMARY KEY CHECK (id = 1),\n  actor TEXT\n)",
+        f"INSERT INTO {ACTOR_TABLE} (id, actor) VALUES (1, NULL)",
+        f"CREATE TABLE {HOOK_CURSORS_TABLE} (\n"
+        "  hook TEXT PRIMARY KEY NOT NULL,\n"
+        "  change_id INTEGER NOT NULL,\n"
+        "  lease_owner TEXT,\n"
+        "  lease_until REAL,\n"
+        "  delivered INTEGER NOT NULL DEFAULT 0,\n"
+        "  failed INTEGER NOT NULL DEFAULT 0,\n"
+        "  last_error TEXT,\n"
+        "  updated_at REAL\n"
+        ")",
+        f"CREATE TABLE {SCHEDULES_TABLE} (\n"
+        "  name TEXT PRIMARY KEY NOT NULL,\n"
+        "  spec TEXT NOT NULL,\n"
+        "  next_run REAL NOT NULL,\n"
+        "  last_run REAL,\n"
+        "  last_scheduled REAL,\n"
+        "  last_status TEXT,\n"
+        "  last_error TEXT,\n"
+        "  last_duration_ms REAL,\n"
+        "  runs INTEGER NOT NULL DEFAULT 0,\n"
+        "  skipped INTEGER NOT NULL DEFAULT 0,\n"
+        "  lease_owner TEXT,\n"
+        "  lease_until REAL\n"
+        ")",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -354,6 +399,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(7, "rate_limits", _rate_limits()),
     SystemMigration(8, "admin_sessions", _admin_sessions()),
     SystemMigration(9, "jobs_and_webhooks", _jobs_and_webhooks()),
+    SystemMigration(10, "hooks_and_schedules", _hooks_and_schedules()),
 )
 
 

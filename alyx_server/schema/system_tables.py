@@ -16,6 +16,11 @@ collections can never take these names: the loader refuses any name starting `_a
     _alyx_webhooks            webhooks added through the admin API (alyx.yaml's are not stored)
     _alyx_webhook_deliveries  the delivery log: one row per event sent to a webhook
     _alyx_webhook_cursor      the last change the webhook dispatcher turned into deliveries
+    _alyx_change_docs         the document after and before each change of a collection with hooks,
+                              and who wrote it (filled by that collection's change triggers)
+    _alyx_actor               the user of the write in progress (one row; the writer sets it)
+    _alyx_hook_cursors        each after-write hook's last handled change, and its lease
+    _alyx_schedules           each schedule's next and last runs, and its lease
     _alyx_changes             the change log the triggers append to (the change feed)
     _alyx_migrations          the history of applied migrations, each with its snapshot
     _alyx_system_migrations   which system migration steps ran
@@ -24,13 +29,17 @@ collections can never take these names: the loader refuses any name starting `_a
 from __future__ import annotations
 
 __all__ = [
+    "ACTOR_TABLE",
     "ADMIN_SESSIONS_TABLE",
     "AUTH_TOKENS_TABLE",
     "CHANGES_TABLE",
+    "CHANGE_DOCS_TABLE",
     "DEPLOYMENTS_TABLE",
     "HISTORY_TABLE",
+    "HOOK_CURSORS_TABLE",
     "JOBS_TABLE",
     "RATE_LIMITS_TABLE",
+    "SCHEDULES_TABLE",
     "SESSIONS_TABLE",
     "SYSTEM_TRACKING_TABLE",
     "TOKENS_TABLE",
@@ -54,3 +63,7 @@ WEBHOOK_CURSOR_TABLE = "_alyx_webhook_cursor"
 CHANGES_TABLE = "_alyx_changes"
 HISTORY_TABLE = "_alyx_migrations"
 SYSTEM_TRACKING_TABLE = "_alyx_system_migrations"
+CHANGE_DOCS_TABLE = "_alyx_change_docs"
+ACTOR_TABLE = "_alyx_actor"
+HOOK_CURSORS_TABLE = "_alyx_hook_cursors"
+SCHEDULES_TABLE = "_alyx_schedules"
