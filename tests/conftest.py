@@ -52,6 +52,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/test_serve.py": ("slow",),
     "alyx_server/api/test_peers.py": ("slow",),
     "alyx_server/admin_ui/test_dev_link.py": ("slow",),
+    "alyx_server/admin_ui/test_functions_workers.py": ("slow",),
     "alyx_server/api/test_shared_limits_metrics.py": ("slow",),
     "alyx_cli/tui/test_dashboard_workers.py": ("slow",),
     "alyx_server/workers/test_supervisor.py": ("slow",),
