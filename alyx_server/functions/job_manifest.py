@@ -54,7 +54,7 @@ def parse_job(src: SchemaSource, entry: YamlEntry | None, timeout: float) -> Job
     reject_unknown(src, body, "job", JOB_KEYS, "job option")
     values = {item.name: item for item in body}
     options = JobOptions(
-        max_attempts=_count(src, values.get("max_attempts"), 5, 100),
+        max_attempts=_count(src, values.get("max_attempts"), 5, 100) or 5,
         backoff=_duration(src, values.get("backoff"), 1.0),
         max_backoff=_duration(src, values.get("max_backoff"), 3600.0),
         concurrency=_count(src, values.get("concurrency"), None, 10_000),
