@@ -181,7 +181,7 @@ def form_value(f: Field, text: str, *, creating: bool) -> tuple[bool, Any, Field
     on edit it is null for a nullable field and "" for a string or text field (whose
     length rules then apply), null otherwise (reported as `required`)."""
     t = f.type
-    if text == "" and not (t is FieldType.BOOL and text):
+    if text == "":
         if creating:
             return False, None, None
         if not f.nullable and t in (FieldType.STRING, FieldType.TEXT):
@@ -194,10 +194,9 @@ def form_value(f: Field, text: str, *, creating: bool) -> tuple[bool, Any, Field
             return True, text, None
     if t is FieldType.FLOAT:
         try:
-            number = float(text.strip())
+            return True, float(text.strip()), None
         except ValueError:
             return True, text, None
-        return True, int(number) if number.is_integer() and "." not in text else number, None
     if t is FieldType.BOOL:
         low = text.strip().lower()
         return True, {"true": True, "false": False}.get(low, text), None

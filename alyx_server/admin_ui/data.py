@@ -59,6 +59,7 @@ from alyx_server.db import list_docs
 from alyx_server.errors import AlyxError, Conflict, FieldIssue, InvalidQuery, ValidationError
 from alyx_server.rules.access import where_predicate
 from alyx_server.schema.model import Field, FieldType
+from alyx_server.tools.timestamps import Clock
 
 __all__ = ["add_routes"]
 
@@ -212,7 +213,7 @@ async def table(request: web.Request, admin: Admin) -> web.StreamResponse:
         "order": ", ".join(f"{f.name} {'desc' if d else 'asc'}" for f, d in keys),
     }
     template = "data_rows.html" if q.get("fragment") == "1" else "data_table.html"
-    return site.render(request, template, context, admin=admin, status=400 if error else 200)
+    return site.render(request, template, context, admin=admin)
 
 
 def _row(site: Site, request: web.Request, view: CollectionView, doc: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +295,6 @@ def _render_form(
     issues: Mapping[str, str],
     message: str | None,
     doc_id: Any = None,
-    status: int = 200,
 ) -> web.StreamResponse:
     site = request.app[SITE]
     fields = _form_fields(view, creating)
@@ -324,7 +324,7 @@ def _render_form(
         "doc_id": doc_id,
         "cancel_url": site.url(f"data/{view.name}") if creating else _doc_url(site, view.name, doc_id),
     }
-    return site.render(request, "data_form.html", context, admin=admin, status=status)
+    return site.render(request, "data_form.html", context, admin=admin)
 
 
 def _widget(f: Field) -> str:
@@ -374,6 +374,21 @@ def _read_form(
     return body, texts, issues
 
 
+def _with_codec_issues(
+    view: CollectionView, early: list[FieldIssue], body: dict[str, Any], *, creating: bool, clock: Clock
+) -> dict[str, str]:
+    """The issues found reading the form, and those the codec finds in the rest of it (so
+    every field's problem shows at once)."""
+    issues = {i.field: i.message for i in early}
+    try:
+        data = view.codec.with_defaults(body, clock) if creating else body
+        view.codec.encode(data, partial=not creating)
+    except ValidationError as e:
+        for name, message in _issues(e).items():
+            issues.setdefault(name, message)
+    return issues
+
+
 async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
     site = request.app[SITE]
     rt = request.app[RUNTIME]
@@ -381,10 +396,10 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
     form = await request.post()
     body, texts, early = _read_form(view, form, creating=True, stored=None)
     if early:
-        issues = {i.field: i.message for i in early}
+        issues = _with_codec_issues(view, early, body, creating=True, clock=rt.clock)
         return _render_form(
             request, admin, view, creating=True, values=texts, issues=issues,
-            message="fix the fields marked below", status=422,
+            message="fix the fields marked below",
         )  # fmt: skip
     try:
         step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
@@ -393,7 +408,7 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
         issues = _issues(e)
         return _render_form(
             request, admin, view, creating=True, values=texts, issues=issues,
-            message=None if issues else e.message, status=e.status if 400 <= e.status < 500 else 500,
+            message=None if issues else e.message,
         )  # fmt: skip
     raise web.HTTPSeeOther(_doc_url(site, view.name, doc[view.codec.pk.name]) + "?saved=created")
 
@@ -424,8 +439,9 @@ async def update(request: web.Request, admin: Admin) -> web.StreamResponse:
     if early:
         return _render_form(
             request, admin, view, creating=False, values=texts,
-            issues={i.field: i.message for i in early}, message="fix the fields marked below",
-            doc_id=pk_value, status=422,
+            issues=_with_codec_issues(view, early, body, creating=False, clock=rt.clock),
+            message="fix the fields marked below",
+            doc_id=pk_value,
         )  # fmt: skip
     if body:
         try:
@@ -436,7 +452,6 @@ async def update(request: web.Request, admin: Admin) -> web.StreamResponse:
             return _render_form(
                 request, admin, view, creating=False, values=texts, issues=issues,
                 message=None if issues else e.message, doc_id=pk_value,
-                status=e.status if 400 <= e.status < 500 else 500,
             )  # fmt: skip
     raise web.HTTPSeeOther(
         _doc_url(site, view.name, pk_value) + "?saved=" + ("updated" if body else "unchanged")
