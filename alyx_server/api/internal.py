@@ -6,6 +6,7 @@
     POST /internal/v1/db/exec   {collection, method, id?, body?}    -> {status, body}
     POST /internal/v1/db/tx     {operations: [{method, collection, id?, body?}, ...]}
                                                                     -> {results: [{status, body}]}
+    POST /internal/v1/jobs/enqueue  {name, payload?, delay?, dedupe_key?} -> {id, created}
     POST /internal/v1/ping      {}                                  -> {ok: true}
 
 `ping` needs no token and touches nothing: an executor calls it at start, before it says
@@ -28,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from alyx_server.api.bodies import read_object
+from alyx_server.api.jobs import queue_of
 from alyx_server.api.operations import (
     Access,
     Step,
@@ -232,6 +234,21 @@ def _bounded(data: Mapping[str, Any], key: str, default: int, high: int) -> int:
     return value
 
 
+async def jobs_enqueue(request: web.Request) -> web.StreamResponse:
+    """`ctx.jobs.enqueue`: a function queues any job, whatever the job's rule says (the
+    function is the project's own code; the rule guards `POST /api/jobs/{name}`)."""
+    _grant(request)
+    data = await read_object(request)
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise ValidationError("name must be the name of a job function")
+    queue = queue_of(request.app[PARENT])
+    queued = await queue.enqueue(
+        name, data.get("payload"), delay=data.get("delay") or 0, dedupe_key=data.get("dedupe_key")
+    )
+    return json_response(queued.to_dict())
+
+
 async def ping(request: web.Request) -> web.StreamResponse:
     """The executors' warm-up call (see the module docstring)."""
     await request.read()
@@ -249,5 +266,6 @@ def create_internal_app(parent: web.Application, tokens: TokenRegistry) -> web.A
     app.router.add_post("/internal/v1/db/query", db_query)
     app.router.add_post("/internal/v1/db/exec", db_exec)
     app.router.add_post("/internal/v1/db/tx", db_tx)
+    app.router.add_post("/internal/v1/jobs/enqueue", jobs_enqueue)
     app.router.add_post("/internal/v1/ping", ping)
     return app

@@ -7,6 +7,7 @@ ConfigError naming the file and line (or the variable), the key and what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ from alyx_server.config.registry import KEYS, KEYS_BY_PATH, Key, Mode
 from alyx_server.config.settings import Settings, build_settings
 from alyx_server.config.sources import Given, read_environment, read_file, read_overrides
 from alyx_server.config.values import ValueProblem, convert, from_python, is_null, show
+from alyx_server.config.webhooks import read_webhook_targets
 from alyx_server.errors import ConfigError, Location
 
 __all__ = ["JWT_SECRET_FILE", "default_settings", "load_settings"]
@@ -47,7 +49,9 @@ def load_settings(
         *read_environment(environ),
         *read_overrides(overrides or {}, "overrides"),
     ]
-    return _assemble(project_dir, mode, config_file, given)
+    settings = _assemble(project_dir, mode, config_file, given)
+    targets = read_webhook_targets(config_file, _display(config_file, project_dir), environ)
+    return dataclasses.replace(settings, webhook_targets=targets) if targets else settings
 
 
 def default_settings(

@@ -23,6 +23,7 @@ __all__ = [
     "KEYS_BY_ENV",
     "KEYS_BY_PATH",
     "SECTIONS",
+    "STRUCTURED_KEYS",
     "Apply",
     "Key",
     "KeyType",
@@ -224,6 +225,22 @@ KEYS: tuple[Key, ...] = (
         "Idle time after which an instance above min_warm is stopped.", minimum=0.001, deployable=True),
     Key("functions.pool.max_queue", _T.INT, 100, "restart",
         "Invocations waiting for a free instance before new ones are refused.", minimum=0, deployable=True),
+    # jobs and webhooks (docs/automation.md)
+    Key("jobs.poll_interval", _T.DURATION, "500ms", "restart",
+        "How often each server process looks for due jobs (a job queued in the same process "
+        "starts at once; one queued by another process within this interval).",
+        minimum=0.001, maximum=_DAY),
+    Key("webhooks.allow_private_targets", _T.BOOL, False, "restart",
+        "Deliver webhooks to private, loopback and link-local addresses (refused by default, "
+        "against server-side request forgery)."),
+    Key("webhooks.timeout", _T.DURATION, "10s", "restart",
+        "Longest a webhook delivery may take, connection and response included.",
+        minimum=0.001, maximum=300),
+    Key("webhooks.max_attempts", _T.INT, 8, "restart",
+        "Deliveries tried before a webhook event is given up (with exponential backoff).",
+        minimum=1, maximum=100),
+    Key("webhooks.concurrency", _T.INT, 8, "restart",
+        "Deliveries in flight at once per server process.", minimum=1, maximum=1000),
     # rules
     Key("rules.eval_budget", _T.INT, 100000, "live",
         "Steps one rule or `where` evaluation may take (about 50 ms of work; loops, regex "
@@ -289,9 +306,18 @@ CLIENT_SECTIONS: Mapping[str, str] = MappingProxyType(
 )
 """alyx.yaml sections read by the `alyx` CLI; the server skips them without checking."""
 
+STRUCTURED_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "webhooks.targets": "The project's webhooks, a list of `{name, url, secret, events: "
+        "[{collection, events, when}]}` (docs/automation.md); read with file positions by "
+        "alyx_server/config/webhooks.py.",
+    }
+)
+"""alyx.yaml keys holding lists of mappings, which have parsers of their own."""
+
 SECTIONS: frozenset[str] = frozenset(
     path.rsplit(".", i)[0]
-    for path in (*(key.path for key in KEYS), *CLIENT_SECTIONS)
+    for path in (*(key.path for key in KEYS), *CLIENT_SECTIONS, *STRUCTURED_KEYS)
     for i in range(1, path.count(".") + 1)
 )
 """Every dotted prefix that names a group of keys (`server`, `server.cors`, `auth.jwt`...)."""

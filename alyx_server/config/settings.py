@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from alyx_server.config.registry import KEYS, KEYS_BY_PATH, Mode
+from alyx_server.config.webhooks import WebhookTarget
 from alyx_server.tools.rates import Rate
 from alyx_server.tools.suggest import did_you_mean
 
@@ -31,6 +32,7 @@ __all__ = [
     "FunctionPoolSettings",
     "FunctionsSettings",
     "GenerateSettings",
+    "JobsSettings",
     "JwtSettings",
     "LoggingSettings",
     "PasswordPolicy",
@@ -40,6 +42,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SmtpSettings",
+    "WebhooksSettings",
     "build_settings",
     "changed_keys",
     "split_changes",
@@ -144,6 +147,19 @@ class RealtimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JobsSettings:
+    poll_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksSettings:
+    allow_private_targets: bool
+    timeout: float
+    max_attempts: int
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
 class RulesSettings:
     eval_budget: int
 
@@ -194,12 +210,16 @@ class Settings:
     auth: AuthSettings
     functions: FunctionsSettings
     realtime: RealtimeSettings
+    jobs: JobsSettings
+    webhooks: WebhooksSettings
     rules: RulesSettings
     dev: DevSettings
     admin_ui: AdminUiSettings
     deploy: DeploySettings
     logging: LoggingSettings
     values: Mapping[str, object] = field(repr=False, compare=False, hash=False)
+    webhook_targets: tuple[WebhookTarget, ...] = ()
+    """`webhooks.targets` of alyx.yaml (config/webhooks.py)."""
 
     def get(self, path: str) -> Any:
         """The value of a dotted key, e.g. `settings.get("server.port")`."""

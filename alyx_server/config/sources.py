@@ -18,6 +18,7 @@ from alyx_server.config.registry import (
     KEYS_BY_ENV,
     KEYS_BY_PATH,
     SECTIONS,
+    STRUCTURED_KEYS,
     Key,
     KeyType,
 )
@@ -33,7 +34,7 @@ _VERBATIM_ENV_TYPES = frozenset(
     {KeyType.STR, KeyType.SECRET, KeyType.PATH, KeyType.ENUM, KeyType.DURATION, KeyType.SIZE,
      KeyType.RATE}
 )  # fmt: skip
-_KNOWN_PATHS = (*KEYS_BY_PATH, *SECTIONS)
+_KNOWN_PATHS = (*KEYS_BY_PATH, *SECTIONS, *STRUCTURED_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,8 @@ class _FileReader:
                 yield Given(key, self._raw(key, value_node, path), _at(self.display, value_node, path))
             elif path in CLIENT_SECTIONS:
                 continue  # read by the CLI (alyx deploy), which checks it; not a setting
+            elif path in STRUCTURED_KEYS:
+                continue  # a list of mappings, read by its own parser (config/webhooks.py)
             elif path in SECTIONS:
                 yield from self._section(value_node, path)
             else:

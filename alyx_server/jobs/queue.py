@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alyx_server.db import Database
-from alyx_server.errors import NotFound, ValidationError
+from alyx_server.errors import AlyxError, NotFound, ValidationError
 from alyx_server.functions.job_manifest import JobOptions
 from alyx_server.jobs.store import (
     ClaimedJob,
@@ -42,6 +42,7 @@ from alyx_server.jobs.store import (
     fail_job,
     next_due,
 )
+from alyx_server.tools.durations import parse_duration
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
 __all__ = ["MAX_DEDUPE_KEY", "EnqueueResult", "JobFailed", "JobKind", "JobQueue"]
@@ -81,7 +82,8 @@ class EnqueueResult:
 
 
 class JobQueue:
-    """See the module docstring. `kinds` may be replaced while running (`set_kinds`)."""
+    """See the module docstring. `source`, when given, is asked for the function kinds at
+    each pass (a reload of the functions changes them); `add_kind` adds fixed ones."""
 
     def __init__(
         self,
@@ -90,12 +92,14 @@ class JobQueue:
         clock: Clock = SYSTEM_CLOCK,
         poll_interval: float = 0.5,
         rand: Callable[[], float] = random.random,
+        source: Callable[[], Mapping[str, JobKind]] | None = None,
     ) -> None:
+        self._source = source
         self._database = database
         self.clock = clock
         self.poll_interval = poll_interval
         self._rand = rand
-        self.kinds: dict[str, JobKind] = {}
+        self._fixed: dict[str, JobKind] = {}
         self._inflight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -104,19 +108,23 @@ class JobQueue:
     def now(self) -> float:
         return self.clock.now().timestamp()
 
-    def set_kinds(self, kinds: Mapping[str, JobKind]) -> None:
-        self.kinds = dict(kinds)
-        self.wake()
+    @property
+    def kinds(self) -> dict[str, JobKind]:
+        """Every kind of job this process runs now."""
+        if self._source is None:
+            return self._fixed
+        return {**self._source(), **self._fixed}
 
     def add_kind(self, kind: JobKind) -> None:
-        self.kinds[kind.name] = kind
+        self._fixed[kind.name] = kind
         self.wake()
 
     # -- enqueue ---------------------------------------------------------------------------
     async def enqueue(
-        self, name: str, payload: Any = None, *, delay: float = 0.0, dedupe_key: str | None = None
+        self, name: str, payload: Any = None, *, delay: float | str = 0.0, dedupe_key: str | None = None
     ) -> EnqueueResult:
-        """Queue one job of `name` (see the module docstring)."""
+        """Queue one job of `name` (see the module docstring); `delay` in seconds or as a
+        duration such as "5m"."""
         kind = self.kinds.get(name)
         if kind is None:
             raise NotFound(
@@ -128,8 +136,13 @@ class JobQueue:
             raise ValidationError("a job's payload must be a JSON object")
         if kind.check_payload is not None:
             payload = kind.check_payload(payload)
+        if isinstance(delay, str):
+            try:
+                delay = parse_duration(delay)
+            except ValueError as e:
+                raise ValidationError(f"delay {delay!r} is not a duration such as 30s or 5m") from e
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < math.inf:
-            raise ValidationError("delay must be a number of seconds, 0 or more")
+            raise ValidationError("delay must be a number of seconds, 0 or more, or a duration such as 5m")
         if dedupe_key is not None and (
             not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= MAX_DEDUPE_KEY
         ):
@@ -173,6 +186,10 @@ class JobQueue:
                 claimed = await self.run_due()
             except asyncio.CancelledError:
                 raise
+            except AlyxError as e:
+                if e.code != "UNAVAILABLE":  # the database is still migrating: wait quietly
+                    log.error("jobs: claiming due jobs failed: %s", e)
+                claimed = 0
             except Exception:
                 log.exception("jobs: claiming due jobs failed; trying again in %ss", self.poll_interval)
                 claimed = 0
@@ -186,6 +203,8 @@ class JobQueue:
         if names:
             try:
                 due = await self._database().read(lambda conn: next_due(conn, names))
+            except AlyxError:
+                due = None
             except Exception:
                 log.exception("jobs: reading the next due job failed")
                 due = None
@@ -196,14 +215,14 @@ class JobQueue:
 
     async def run_due(self) -> int:
         """Claim what this process may run now and start each run; the number claimed."""
+        kinds, now = self.kinds, self.now()
         wanted = {
             name: kind.local_limit - self._inflight.get(name, 0)
-            for name, kind in self.kinds.items()
+            for name, kind in kinds.items()
             if kind.local_limit > self._inflight.get(name, 0)
         }
         if not wanted:
             return 0
-        kinds, now = dict(self.kinds), self.now()
 
         def claim(conn: sqlite3.Connection) -> list[tuple[JobKind, ClaimedJob]]:
             out: list[tuple[JobKind, ClaimedJob]] = []

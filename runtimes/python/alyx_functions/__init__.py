@@ -33,6 +33,7 @@ __all__ = [
     "Context",
     "DatabaseClient",
     "FunctionDefinition",
+    "Jobs",
     "Logger",
     "define_function",
 ]
@@ -196,15 +197,41 @@ class DatabaseClient:
         return [result["body"] for result in answer["results"]]
 
 
+class Jobs:
+    """`ctx.jobs.enqueue(name, payload, delay=..., dedupe_key=...)`: queue a job (a function
+    whose manifest has a `job:` section); returns {"id", "created"}."""
+
+    def __init__(self, api: InternalApi, bridge: _Bridge) -> None:
+        self._api = api
+        self._bridge = bridge
+
+    def enqueue(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        delay: float | str | None = None,
+        dedupe_key: str | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"name": name, "payload": dict(payload or {})}
+        if delay is not None:
+            body["delay"] = delay
+        if dedupe_key is not None:
+            body["dedupe_key"] = dedupe_key
+        return self._bridge.run(self._api.post("jobs/enqueue", body))
+
+
 @dataclass
 class Context:
-    """What a handler gets beside its input."""
+    """What a handler gets beside its input; `job` is {id, name, attempt} in a job's run."""
 
     auth: dict[str, Any] | None
     env: dict[str, str]
     log: Logger
     db: DatabaseClient
     request_id: str
+    jobs: Jobs | None = None
+    job: dict[str, Any] | None = None
     _internal_token: str = field(repr=False, default="")
 
 
@@ -219,6 +246,8 @@ def make_context(request: Mapping[str, Any], loop: asyncio.AbstractEventLoop) ->
         log=Logger(),
         db=DatabaseClient(api, _Bridge(loop)),
         request_id=str(request.get("request_id", "")),
+        jobs=Jobs(api, _Bridge(loop)),
+        job=context.get("job"),
         _internal_token=token,
     )
 

@@ -143,6 +143,19 @@ function makeDb(api) {
   });
 }
 
+function makeJobs(api) {
+  return {
+    // Queue a job (a function whose manifest has a job: section); resolves to {id, created}.
+    async enqueue(name, payload = {}, options = {}) {
+      const body = { name, payload };
+      if (options.delay !== undefined) body.delay = options.delay;
+      const dedupe = options.dedupeKey !== undefined ? options.dedupeKey : options.dedupe_key;
+      if (dedupe !== undefined) body.dedupe_key = dedupe;
+      return api.post("jobs/enqueue", body);
+    },
+  };
+}
+
 function makeLogger(lines) {
   const add = (level) => (...parts) => {
     const message = parts.map((p) => (typeof p === "string" ? p : safeInspect(p))).join(" ");
@@ -168,6 +181,8 @@ function makeContext(request, lines) {
     env: Object.freeze({ ...(context.env || {}) }),
     log: makeLogger(lines),
     db: makeDb(api),
+    jobs: makeJobs(api),
+    job: context.job || null,
     requestId: String(request.request_id || ""),
   };
   Object.defineProperty(ctx, "_internalToken", { value: token, enumerable: false });

@@ -67,11 +67,33 @@ export interface Logger {
   error(...parts: unknown[]): void;
 }
 
+export interface EnqueueOptions {
+  /** Seconds (or a duration such as "5m") before the job may run. */
+  delay?: number | string;
+  /** While a queued or running job of this name holds this key, enqueue returns that job. */
+  dedupeKey?: string;
+}
+
+export interface Jobs {
+  /** Queue a job: a function whose manifest has a `job:` section. */
+  enqueue(name: string, payload?: Record<string, unknown>, options?: EnqueueOptions):
+    Promise<{ id: string; created: boolean }>;
+}
+
+/** The job being run, when this invocation is a job's run. */
+export interface JobInfo {
+  id: string;
+  name: string;
+  attempt: number;
+}
+
 export interface Context {
   auth: Auth | null;
   env: Readonly<Record<string, string>>;
   log: Logger;
   db: Database & Record<string, CollectionClient>;
+  jobs: Jobs;
+  job: JobInfo | null;
   requestId: string;
 }
 
