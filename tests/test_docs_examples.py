@@ -317,11 +317,12 @@ def run_workers(example: Example, tmp_path: Path) -> None:
         else:
             pytest.fail(f"alyx serve --workers 2 did not get ready:\n{log.read_text()}")
         seen = set()
-        for _ in range(200):
+        for _ in range(600):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
                 seen.add(answer.headers["X-Alyx-Worker"])
             if seen == {"1", "2"}:
                 break
+            time.sleep(0.05)  # worker 2 starts once worker 1 is ready
         assert seen == {"1", "2"}, seen
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -149,7 +149,8 @@ class Supervisor:
 
     `target` is the worker's body (run in the forked child). `reload`, called on SIGHUP
     before the rolling restart, may raise AlyxError to refuse it (the workers keep running).
-    `on_ready` is called once, when every worker is first ready; `on_restart(slot)` each
+    `on_ready` is called once, when worker 1 is first ready (the server answers; the
+    others are starting), as one process announces itself; `on_restart(slot)` each
     time a worker that exited on its own is started again; `on_exit(pid)` as each worker
     process is reaped. `listeners`, the sockets the workers share, are closed when the
     workers are told to stop: once the last worker has closed its copy, the port refuses
@@ -353,12 +354,13 @@ class Supervisor:
                 self._signal(old, signal.SIGTERM)
             return
         if worker.slot == 1 and not self._announced and len(self._slots) == 1:
+            if self._on_ready is not None:
+                self._on_ready()
             for slot in range(2, self.count + 1):
                 self._spawn(slot)
         if not self._announced and self._all_ready():
             self._announced = True
-            if self._on_ready is not None:
-                self._on_ready()
+            log.info("all %d workers ready", self.count)
             if self._roll_again:
                 self._rolling_restart()
 
