@@ -174,7 +174,10 @@ def shoot(url: str, out: Path) -> list[Path]:
         for scheme in ("light", "dark"):
             context = browser.new_context(viewport=DESKTOP, color_scheme=scheme, device_scale_factor=1)
             page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console",
+                lambda m: errors.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None,
+            )
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/_admin/login")
             page.screenshot(path=str(out / f"login-{scheme}.png"))
