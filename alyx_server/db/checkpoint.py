@@ -116,7 +116,7 @@ class Checkpointer:
                     break
                 if not self.owner and lock.try_acquire():
                     self.owner = True
-                    log.info("worker %s checkpoints %s", worker_name(), self._path.name)
+                    log.debug("worker %s checkpoints %s", worker_name(), self._path.name)
                 if self.owner:
                     self.checkpoint(conn)
                 else:
