@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from alyx_server.api.automation import acting, before_write
 from alyx_server.api.bodies import read_object
 from alyx_server.api.expand import expand_docs
 from alyx_server.api.listing import PLAIN, Shape, parse_list, parse_shape
@@ -141,9 +142,9 @@ async def create_document(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
-    body = await read_object(request)
+    body = await before_write(request.app, view, "create", await read_object(request), caller(request))
     step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
-    status, doc = await db.write(step)
+    status, doc = await db.write(acting(request.app, view, step, caller(request)))
     return json_response(doc, status)
 
 
@@ -151,10 +152,13 @@ async def update_document(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
-    body = await read_object(request)
+    doc_id = request.match_info["id"]
+    body = await before_write(
+        request.app, view, "update", await read_object(request), caller(request), doc_id
+    )
     access = access_for(rt, request, body)
-    step = prepare_update(view, request.match_info["id"], body, access, rt.clock)
-    status, doc = await db.write(step)
+    step = prepare_update(view, doc_id, body, access, rt.clock)
+    status, doc = await db.write(acting(request.app, view, step, caller(request)))
     return json_response(doc, status)
 
 
@@ -162,7 +166,8 @@ async def delete_document(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
-    await db.write(prepare_delete(view, request.match_info["id"], access_for(rt, request)))
+    step = prepare_delete(view, request.match_info["id"], access_for(rt, request))
+    await db.write(acting(request.app, view, step, caller(request)))
     return web.Response(status=204)
 
 

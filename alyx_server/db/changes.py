@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import orjson
 
-from alyx_server.schema.system_tables import CHANGES_TABLE
+from alyx_server.schema.system_tables import CHANGE_DOCS_TABLE, CHANGES_TABLE, HOOK_CURSORS_TABLE
 
 __all__ = [
     "ChangeEvent",
@@ -52,6 +52,12 @@ _SELECT = (
 )
 _BATCH = 10000
 _PRUNE = f"DELETE FROM {CHANGES_TABLE} WHERE ts < ? AND id <= ?"
+# Changes an after-write hook has not handled yet are kept (functions/hooks.py), and the
+# documents captured for them go with them.
+_HOOKS_BOUND = f"SELECT min(change_id) FROM {HOOK_CURSORS_TABLE}"
+_PRUNE_DOCS = (
+    f"DELETE FROM {CHANGE_DOCS_TABLE} WHERE change_id < coalesce((SELECT min(id) FROM {CHANGES_TABLE}), ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +92,21 @@ def latest_change_id(conn: sqlite3.Connection) -> int:
 
 
 def prune_changes(conn: sqlite3.Connection, *, before: str, up_to_id: int) -> int:
-    """Delete change rows older than `before` (a stored timestamp) that were already published."""
+    """Delete change rows older than `before` (a stored timestamp) that were already published
+    and that every after-write hook has handled."""
+    try:
+        bound = conn.execute(_HOOKS_BOUND).fetchone()[0]
+    except sqlite3.OperationalError as e:
+        if "no such table" not in str(e):
+            raise
+        bound = None
+    if bound is not None:
+        up_to_id = min(up_to_id, int(bound))
     try:
         cursor = conn.execute(_PRUNE, (before, up_to_id))
+        if bound is not None or cursor.rowcount:
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute(_PRUNE_DOCS, (up_to_id + 1,))
     except sqlite3.OperationalError as e:
         if "no such table" in str(e):
             return 0
