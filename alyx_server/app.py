@@ -27,6 +27,10 @@ serves, and stops it. They start in this order and stop in the reverse one:
                the socket and the folder
     automation after-write hooks (capturing triggers installed, one task per hook) and
                the scheduler (api/automation.py); stop: their tasks, their leases freed
+    jobs       the job queue's runner (functions with a job: section, webhook
+               deliveries) and the webhook dispatcher reading the change log from its
+               cursor; stop: the runs in flight get a few seconds, then their leases
+               are left to expire (another process or the next start runs them again)
 
 The realtime connections also close on aiohttp's `on_shutdown`, the one other hook
 used: aiohttp waits for the handlers in flight (up to SHUTDOWN_TIMEOUT) before it runs
@@ -60,6 +64,7 @@ from alyx_server.api import admin, admin_users, automation, batch, collections, 
 from alyx_server.api import auth as auth_api
 from alyx_server.api import deploy as deploy_api
 from alyx_server.api import functions as functions_api
+from alyx_server.api import jobs as jobs_api
 from alyx_server.api import realtime as realtime_api
 from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
@@ -75,6 +80,8 @@ from alyx_server.functions.manifest import Defaults, discover_functions
 from alyx_server.functions.pool import PoolLimits
 from alyx_server.functions.service import FunctionService
 from alyx_server.functions.tokens import TokenRegistry
+from alyx_server.jobs import JobKind, JobQueue
+from alyx_server.jobs.functions import function_job_kinds
 from alyx_server.metrics import Metrics
 from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
 from alyx_server.migrations.history import latest_snapshot
@@ -168,6 +175,7 @@ def create_app(
     admin_users.add_routes(app)
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
+    jobs_api.add_routes(app)
     admin.add_routes(app, events)
     deploy_api.add_routes(app)
     peer_app.add_peers(app)
@@ -179,6 +187,7 @@ def create_app(
             _auth_context,
             _realtime_context,
             _functions_context,
+            _jobs_context,
             automation.automation_context,
         )
     )
@@ -298,6 +307,27 @@ async def _functions_context(app: web.Application) -> AsyncIterator[None]:
             await service.close()
         await internal.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
+    rt = app[RUNTIME]
+    settings = rt.settings
+    service = app[functions_api.FUNCTIONS].service
+    pool_size = settings.functions.pool.max_instances
+
+    def function_jobs() -> dict[str, JobKind]:
+        return function_job_kinds(service, pool_size) if service is not None else {}
+
+    interval = settings.jobs.poll_interval
+    queue = JobQueue(rt.ready_db, clock=rt.clock, poll_interval=interval, source=function_jobs)
+    app[jobs_api.JOBS].queue = queue
+    queue.start()
+    try:
+        yield
+    finally:
+        app[jobs_api.JOBS].queue = None
+        await queue.close()
 
 
 def _migrations_dir(settings: Settings) -> Path:
