@@ -8,9 +8,11 @@ server listens: `Alyx 0.1.0 serving /path/to/project at http://127.0.0.1:8090 (d
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -122,8 +124,15 @@ def _supervise(
     from alyx_server import metrics
 
     # Before prometheus_client is imported (by the application, below): the workers'
-    # series meet in one directory, which /metrics on any worker sums.
-    metrics.use_multiprocess(run_dir(settings.database.path) / "metrics", empty=True)
+    # series meet in one directory, which /metrics on any worker sums. One directory per
+    # supervisor (emptied now, removed at the end), so that a second `alyx serve` on the
+    # same database keeps its own series instead of wiping these; a directory the user
+    # gives in PROMETHEUS_MULTIPROC_DIR (several servers summed together) is used as it is.
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given) if given else run_dir(settings.database.path) / f"metrics-{os.getpid()}"
+    metrics.use_multiprocess(folder, empty=not given)
+    if not given:
+        atexit.register(shutil.rmtree, folder, True)
     import alyx_server.app  # the application's modules, imported once and shared by the forks
     from alyx_server.config import load_settings, split_changes
     from alyx_server.logs import configure_logging
