@@ -35,12 +35,16 @@ async def mixed_writes(client: TestClient[Any, Any], count: int, headers: dict[s
     while made < count:
         roll = rng.random()
         if not live or roll < 0.35:
-            response = await client.post("/api/collections/posts", json={"title": "t", "n": made}, headers=headers)
+            response = await client.post(
+                "/api/collections/posts", json={"title": "t", "n": made}, headers=headers
+            )
             assert response.status == 201, await response.text()
             live.append((await response.json())["id"])
         elif roll < 0.85:
             doc_id = rng.choice(live)
-            response = await client.patch(f"/api/collections/posts/{doc_id}", json={"n": made}, headers=headers)
+            response = await client.patch(
+                f"/api/collections/posts/{doc_id}", json={"n": made}, headers=headers
+            )
             assert response.status == 200, await response.text()
         else:
             doc_id = live.pop(rng.randrange(len(live)))
@@ -57,7 +61,9 @@ async def test_every_event_of_1000_mixed_writes_arrives_once_in_order(
     client = await aiohttp_client(make_app(root))
     headers = await _admin(client)
     made = await mixed_writes(client, 1000, headers)
-    changes = rows(root, "SELECT id, operation, doc_id FROM _alyx_changes WHERE collection = 'posts' ORDER BY id")
+    changes = rows(
+        root, "SELECT id, operation, doc_id FROM _alyx_changes WHERE collection = 'posts' ORDER BY id"
+    )
     assert len(changes) == made
     await wait_for(lambda: rows(root, "SELECT count(*) FROM seen")[0][0] >= made)
     seen = rows(root, "SELECT change_id, event, post_id, n, previous_n, user FROM seen ORDER BY id")
@@ -99,8 +105,10 @@ async def test_when_filters_on_doc_and_previous(tmp_path: Path, aiohttp_client: 
     await wait_for(lambda: rows(root, "SELECT count(*) FROM seen")[0][0] >= 2)
     # The cursor passes every change; only the two that turned the flag on ran the function.
     await wait_for(
-        lambda: rows(root, "SELECT change_id FROM _alyx_hook_cursors")[0][0]
-        == rows(root, "SELECT max(id) FROM _alyx_changes WHERE collection = 'posts'")[0][0]
+        lambda: (
+            rows(root, "SELECT change_id FROM _alyx_hook_cursors")[0][0]
+            == rows(root, "SELECT max(id) FROM _alyx_changes WHERE collection = 'posts'")[0][0]
+        )
     )
     assert [r[0] for r in rows(root, "SELECT n FROM seen ORDER BY id")] == [2, 5]
 
