@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.alyx_server.automation.support import RECORD_PY, rows, wait_for, write_project, make_app
+from tests.alyx_server.automation.support import RECORD_PY, make_app, rows, wait_for, write_project
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
