@@ -5,8 +5,11 @@
         404 FUNCTION_NOT_FOUND, 403 FORBIDDEN, 400 VALIDATION_ERROR, 503 FUNCTIONS_BUSY,
         504 FUNCTION_TIMEOUT, 500 INVOCATION_ERROR (with its message: it is about the
         function, not the server's internals)
-    GET /api/admin/functions -> {"functions": [{name, runtime, state, instances, stats...}],
-                                 "backend": {...}}
+    GET /api/admin/functions -> {"functions": [{name, runtime, state, instances, stats...,
+                                 hook?, before?, schedule?}], "backend": {...}}
+        hook: {collection, events, when, cursor, behind, delivered, failed, last_error, runner}
+        schedule: {schedule | every, timezone, catch_up, next_run, last_run, last_scheduled,
+                   last_status, last_error, last_duration_ms, runs, skipped, running}
 
 The handlers read the application's `FunctionService` under `FUNCTIONS`; app.py builds
 it, with the internal API it needs, in a cleanup context of its own.
@@ -22,6 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from alyx_server.api.auth import caller
+from alyx_server.api.automation import describe as describe_automation
 from alyx_server.api.bodies import read_object
 from alyx_server.api.collections import access_for
 from alyx_server.api.pipeline import REQUEST_ID, error_body, json_response
@@ -99,7 +103,11 @@ async def list_functions(request: web.Request) -> web.StreamResponse:
     if not auth.allows("functions"):
         raise Forbidden("only admins may list functions")
     service = _service(request.app)
-    return json_response({"functions": service.describe(), "backend": service.backend.describe()})
+    functions = service.describe()
+    automation = await describe_automation(request.app)
+    for entry in functions:
+        entry.update(automation.get(entry["name"], {}))
+    return json_response({"functions": functions, "backend": service.backend.describe()})
 
 
 def add_routes(app: web.Application) -> None:

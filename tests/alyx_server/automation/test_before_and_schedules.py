@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from alyx_server.api.automation import AUTOMATION
+from alyx_server.api.runtime import RUNTIME
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.automation.support import TICK_PY, make_app, rows, write_project
 
@@ -169,3 +171,29 @@ async def test_one_run_at_a_time_with_two_servers_on_one_file(
         counts = await asyncio.gather(*(s.tick() for s in schedulers if s is not None))
         assert sorted(counts) == [0, 1]
     assert len(_runs(root, "slow")) == 5
+
+
+async def test_next_and_last_runs_in_the_admin_api(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    root = write_project(tmp_path / "p", _tick_files("often", "every: 30s\ncatch_up: all\n"))
+    clock = ManualClock("2026-03-02T10:00:00Z")
+    app = make_app(root, clock=clock)
+    app[AUTOMATION].run_scheduler = False
+    client = await aiohttp_client(app)
+    clock.advance(30)
+    scheduler = client.app[AUTOMATION].scheduler
+    assert scheduler is not None and await scheduler.tick() == 1
+    password = "correct horse battery"
+    await client.post("/api/auth/register", json={"email": "a@example.com", "password": password})
+    with sqlite3.connect(root / "data" / "alyx.db") as conn:
+        conn.execute("UPDATE _alyx_users SET role = 'admin'")
+    await client.app[RUNTIME].db.poll_changes()
+    response = await client.post("/api/auth/login", json={"email": "a@example.com", "password": password})
+    token = (await response.json())["tokens"]["access_token"]
+    response = await client.get("/api/admin/functions", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 200
+    (entry,) = (await response.json())["functions"]
+    schedule = entry["schedule"]
+    assert schedule["every"] == 30 and schedule["catch_up"] == "all"
+    assert schedule["last_scheduled"] == "2026-03-02T10:00:30.000Z"
+    assert schedule["next_run"] == "2026-03-02T10:01:00.000Z"
+    assert schedule["last_status"] == "ok" and schedule["runs"] == 1
