@@ -11,7 +11,9 @@ The plan is `api.deploy.rollback_plan` (deploy/rollback.py's `plan_rollback`: th
 target and reversibility checks as the rollback itself, run without writing), and the
 confirmed rollback is `api.deploy.run_rollback`, the code behind POST
 /api/admin/deploy/rollback and `alyx deploy rollback`: same lease, same schema gate, same
-history rows. The page needs the `migrations` permission, the rollback `deploy`.
+history rows. The page needs the `migrations` permission, the rollback `deploy`. Like
+the deploy routes, the rollback's path does not hold the schema gate (api/pipeline.py's
+`ungated`): it takes the gate's exclusive side itself.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from alyx_server.admin_ui.site import SITE, Admin, Site, wants_json
 from alyx_server.api.deploy import rollback_plan, run_rollback
-from alyx_server.api.pipeline import json_response
+from alyx_server.api.pipeline import HTTP_POLICY, json_response
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.deploy.store import DeploymentRow, current_row, read_rows
 from alyx_server.errors import AlyxError, FieldIssue, ValidationError
@@ -71,7 +73,7 @@ def _history(conn: sqlite3.Connection) -> dict[str, Any]:
     return {
         "migrations": [_migration(r) for r in reversed(read_history(conn))][:HISTORY_LIMIT],
         "deployments": [_deployment(r, version) for r in read_rows(conn, HISTORY_LIMIT)],
-        "current": version,
+        "in_force": version,
     }
 
 
@@ -105,7 +107,7 @@ async def confirm(request: web.Request, admin: Admin) -> web.StreamResponse:
     plan = await rollback_plan(request.app, _version(request.query.get("version")))
     if wants_json(request):
         return json_response(plan)
-    return request.app[SITE].render(request, "rollback.html", {"plan": plan}, admin=admin)
+    return request.app[SITE].render(request, "rollback.html", {"plan": plan, "error": None}, admin=admin)
 
 
 async def rollback(request: web.Request, admin: Admin) -> web.StreamResponse:
@@ -124,7 +126,7 @@ async def rollback(request: web.Request, admin: Admin) -> web.StreamResponse:
         except AlyxError:
             raise e from None
         return request.app[SITE].render(
-            request, "rollback.html", {"plan": plan, "error": e.message}, admin=admin, status=e.status
+            request, "rollback.html", {"plan": plan, "error": e.message}, admin=admin
         )
     if wants_json(request):
         return json_response(done)
@@ -135,6 +137,11 @@ async def rollback(request: web.Request, admin: Admin) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application, site: Site) -> None:
+    policy = app.get(HTTP_POLICY)
+    if policy is not None:
+        # The rollback takes the schema gate's exclusive side: holding its shared side
+        # around the request, as the pipeline does for pages, would wait on itself.
+        policy.ungated.add(site.url("migrations/rollback"))
     site.nav("migrations", "Deploys", "migrations")
     site.get(app, "migrations", page, permission="migrations")
     site.get(app, "migrations/rollback", confirm, permission="deploy")

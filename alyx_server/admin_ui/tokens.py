@@ -115,7 +115,7 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
     except AlyxError as e:
         if wants_json(request):
             raise
-        return await _render(request, admin, error=e.message, form=kept, status=e.status)
+        return await _render(request, admin, error=e.message, form=kept)
     if wants_json(request):
         return json_response({"token": secret, **token.to_dict()}, 201)
     return await _render(request, admin, created={"secret": secret, **token.to_dict()}, status=201)

@@ -14,8 +14,9 @@ configured mailer. Password hashes are never read into a page: the template gets
 `UserRecord.for_admin()`.
 
 A browser is answered by a redirect back to the list (with what was done), or the list
-again with the error shown above it; a script (JSON, bearer token) by `{user}`, or the
-error envelope.
+again with the error shown above it (200, like every form of the UI that is shown again:
+the form is the answer); a script (JSON, bearer token) by `{user}`, or the error envelope
+with the error's status.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ async def _render(
     notice: str | None = None,
     error: str | None = None,
     form: dict[str, Any] | None = None,
-    status: int = 200,
 ) -> web.Response:
     svc: AuthService = request.app[AUTH_SERVICE]
     site = request.app[SITE]
@@ -109,7 +109,6 @@ async def _render(
             "last_admin": admins <= 1,
         },
         admin=admin,
-        status=status,
     )
 
 
@@ -159,9 +158,7 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
         if wants_json(request):
             raise
         kept = {"email": body["email"], "role": role, "verified": body["verified"]}
-        return await _render(
-            request, admin, query=query, page=number, error=e.message, form=kept, status=e.status
-        )
+        return await _render(request, admin, query=query, page=number, error=e.message, form=kept)
     if wants_json(request):
         return json_response({"user": user.for_admin()}, 201)
     raise web.HTTPSeeOther(site.url("users", q=user.email, done="created", user=user.id))
@@ -180,7 +177,7 @@ async def act(request: web.Request, admin: Admin) -> web.StreamResponse:
     except AlyxError as e:
         if wants_json(request):
             raise
-        return await _render(request, admin, query=query, page=number, error=e.message, status=e.status)
+        return await _render(request, admin, query=query, page=number, error=e.message)
     if wants_json(request):
         return json_response({"user": user})
     where = {"q": query, "page": str(number) if number > 1 else ""}

@@ -105,12 +105,15 @@ class LiveHttpPolicy:
     server runs (the keys are "live" in alyx.yaml). `own_limits` holds the paths whose
     handler enforces a body limit of its own instead of server.max_body_size (the deploy
     bundle upload, bounded by deploy.max_bundle_size). `gate` is the application's schema
-    gate (tools/gate.py): deploys take its exclusive side."""
+    gate (tools/gate.py): deploys take its exclusive side. `ungated` holds more paths that
+    do not hold the gate, like those of `_UNGATED` (the admin UI's rollback, which takes
+    it, under the configurable admin_ui.path)."""
 
-    __slots__ = ("clock", "closing", "gate", "max_body", "origins", "own_limits", "trusted")
+    __slots__ = ("clock", "closing", "gate", "max_body", "origins", "own_limits", "trusted", "ungated")
 
     def __init__(self, policy: HttpPolicy, gate: Gate | None = None) -> None:
         self.own_limits: set[str] = set()
+        self.ungated: set[str] = set()
         self.closing = False
         """Set while a worker hands its clients over to the others (app.serve): every
         response then closes its connection, and the client's next request connects anew."""
@@ -279,7 +282,7 @@ def make_pipeline(
                     header = request.headers.get("Authorization")
                     if header is not None:
                         authenticate(request, header)
-                if request.path.startswith(_UNGATED):
+                if request.path.startswith(_UNGATED) or request.path in live.ungated:
                     response = await handler(request)
                 else:
                     if request.body_exists:
