@@ -19,6 +19,8 @@ serves, and stops it. They start in this order and stop in the reverse one:
                its state and admin events for the sibling workers); stop: remove it
     auth       say when no admin account exists; stop: send the emails in flight,
                stop the hashing threads
+    oauth      read the OpenID providers' discovery documents (serve: an unreachable
+               issuer stops the start; dev: a warning)
     realtime   the hub (subscribed to the change feed) and the credential watch
                stop: close them (see below)
     deploy     drop the staging folders of unfinished prepares (data/deployments/staging)
@@ -65,12 +67,14 @@ from alyx_server.api import auth as auth_api
 from alyx_server.api import deploy as deploy_api
 from alyx_server.api import functions as functions_api
 from alyx_server.api import jobs as jobs_api
+from alyx_server.api import oauth as oauth_api
 from alyx_server.api import realtime as realtime_api
 from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
 from alyx_server.api.realtime_credentials import CredentialWatch
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
 from alyx_server.auth import AuthService
+from alyx_server.auth.oauth import OAuthService
 from alyx_server.auth.users import NO_ADMIN_HINT, admin_missing
 from alyx_server.config import Settings
 from alyx_server.db import Database
@@ -165,6 +169,9 @@ def create_app(
     app[RUNTIME] = runtime
     app[HTTP_POLICY] = http
     app[auth_api.AUTH_SERVICE] = AuthService(settings.auth, clock=clock, database=runtime.ready_db)
+    app[oauth_api.OAUTH] = OAuthService(
+        app[auth_api.AUTH_SERVICE], settings.auth.oauth, settings.oauth_providers
+    )
     app[functions_api.FUNCTIONS] = functions_api.Functions()
     app[automation.AUTOMATION] = automation.Automation()
     app[realtime_api.REALTIME] = realtime_api.RealtimeState()
@@ -172,6 +179,7 @@ def create_app(
     batch.add_routes(app)
     meta.add_routes(app)
     auth_api.add_routes(app)
+    oauth_api.add_routes(app)
     admin_users.add_routes(app)
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
@@ -185,6 +193,7 @@ def create_app(
             peer_app.peers_context,
             deploy_api.deploy_context,
             _auth_context,
+            contextlib.asynccontextmanager(oauth_api.oauth_context),
             _realtime_context,
             _functions_context,
             _jobs_context,

@@ -263,6 +263,10 @@ class AuthService:
         )
         return Tokens(access, refresh_token, format_timestamp(expires))
 
+    async def open_session(self, user: UserRecord, client: Client) -> Tokens:
+        """A new session for `user` (a sign-in that checked its credentials elsewhere)."""
+        return await self._open_session(user, client)
+
     async def _open_session(self, user: UserRecord, client: Client) -> Tokens:
         secret = new_secret()
         token_hash, now, expires = (

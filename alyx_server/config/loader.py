@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from alyx_server.config.oauth import read_oauth_providers
 from alyx_server.config.registry import KEYS, KEYS_BY_PATH, Key, Mode
 from alyx_server.config.settings import Settings, build_settings
 from alyx_server.config.sources import Given, read_environment, read_file, read_overrides
@@ -50,8 +51,12 @@ def load_settings(
         *read_overrides(overrides or {}, "overrides"),
     ]
     settings = _assemble(project_dir, mode, config_file, given)
-    targets = read_webhook_targets(config_file, _display(config_file, project_dir), environ)
-    return dataclasses.replace(settings, webhook_targets=targets) if targets else settings
+    display = _display(config_file, project_dir)
+    targets = read_webhook_targets(config_file, display, environ)
+    providers = read_oauth_providers(config_file, display, environ, project_dir)
+    if targets or providers:
+        settings = dataclasses.replace(settings, webhook_targets=targets, oauth_providers=providers)
+    return settings
 
 
 def default_settings(

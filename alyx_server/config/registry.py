@@ -133,6 +133,17 @@ def _workers(text: str) -> str | None:
     return f"{text!r} is not a number of workers (write auto, or a number from 1 to 256)"
 
 
+def _absolute_url(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname and not parts.fragment:
+        return None
+    return f"{text!r} is not an absolute http or https URL (write e.g. https://app.example.com/signed-in)"
+
+
+def _base_url(text: str) -> str | None:
+    return None if not text else _absolute_url(text)
+
+
 def _nonempty(text: str) -> str | None:
     return None if text.strip() else "must not be empty"
 
@@ -207,6 +218,20 @@ KEYS: tuple[Key, ...] = (
     Key("auth.smtp.password", _T.SECRET, "", "live", "SMTP password."),
     Key("auth.smtp.from", _T.STR, "", "live",
         "Sender of outgoing email, e.g. `Alyx <noreply@example.com>`.", check=_email),
+    Key("auth.oauth.public_url", _T.STR, "", "restart",
+        "The server's public URL; OAuth providers call back to "
+        "<public_url>/api/auth/oauth/<name>/callback. Empty: the URL each request came to "
+        "(docs/auth.md).", check=_base_url),
+    Key("auth.oauth.allowed_redirects", _T.STR_LIST, [], "restart",
+        "Absolute app URLs an OAuth sign-in may return to (`redirect` of "
+        "/api/auth/oauth/<name>/start); any other is refused.", check=_absolute_url),
+    Key("auth.oauth.unverified_email", _T.ENUM, "new_account", "restart",
+        "A provider account whose email the provider has not verified: new_account signs "
+        "it up as an unverified account (never linked to an existing one), refuse refuses it.",
+        choices=("new_account", "refuse")),
+    Key("auth.oauth.timeout", _T.DURATION, "10s", "restart",
+        "Longest a call to an OAuth provider (discovery, keys, token, user) may take.",
+        minimum=0.001, maximum=120),
     # functions
     Key("functions.path", _T.PATH, "functions", "restart",
         "Folder holding the project's functions, relative to the project."),
@@ -287,6 +312,21 @@ KEYS: tuple[Key, ...] = (
         minimum=1),
     Key("deploy.max_bundle_size", _T.SIZE, "50MiB", "live",
         "Largest deploy bundle accepted, packed or unpacked; larger ones get 413.", minimum=1024),
+    # storage
+    Key("storage.backend", _T.ENUM, "local", "restart",
+        "Where the bytes of file fields live: local (a folder, storage.path).",
+        choices=("local",)),
+    Key("storage.path", _T.PATH, "data/storage", "restart",
+        "Folder of the local file storage, relative to the project."),
+    Key("storage.max_file_size", _T.SIZE, "100MiB", "live",
+        "Largest file accepted in an upload, whatever a field's maxSize; uploads stream to "
+        "storage, so this is not bounded by server.max_body_size.", minimum=1),
+    Key("storage.file_token_ttl", _T.DURATION, "2m", "live",
+        "Lifetime of a file token (POST /api/files/token) for a protected file.",
+        minimum=1, maximum=_DAY),
+    Key("storage.thumb_max_pixels", _T.INT, 40_000_000, "live",
+        "Largest image (width x height) a thumbnail is made of; larger ones are refused "
+        "before any pixel is decoded (decompression bombs).", minimum=1, maximum=1_000_000_000),
     # logging
     Key("logging.level", _T.ENUM, "info", "live", "Least severe log level written.",
         choices=("debug", "info", "warning", "error"), deployable=True),
@@ -311,6 +351,10 @@ STRUCTURED_KEYS: Mapping[str, str] = MappingProxyType(
         "webhooks.targets": "The project's webhooks, a list of `{name, url, secret, events: "
         "[{collection, events, when}]}` (docs/automation.md); read with file positions by "
         "alyx_server/config/webhooks.py.",
+        "auth.oauth.providers": "OAuth2 / OpenID Connect sign-in providers, a mapping of "
+        "`NAME: {client_id, client_secret: ${VAR}, scopes, issuer, ...}` with presets google, "
+        "github, microsoft, apple, discord, gitlab (docs/auth.md); read with file positions by "
+        "alyx_server/config/oauth.py.",
     }
 )
 """alyx.yaml keys holding lists of mappings, which have parsers of their own."""

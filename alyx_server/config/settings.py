@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
+from alyx_server.config.oauth import OAuthProviderConfig
 from alyx_server.config.registry import KEYS, KEYS_BY_PATH, Mode
 from alyx_server.config.webhooks import WebhookTarget
 from alyx_server.tools.rates import Rate
@@ -35,6 +36,7 @@ __all__ = [
     "JobsSettings",
     "JwtSettings",
     "LoggingSettings",
+    "OAuthSettings",
     "PasswordPolicy",
     "RateLimitSettings",
     "RealtimeSettings",
@@ -108,6 +110,14 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuthSettings:
+    public_url: str
+    allowed_redirects: tuple[str, ...]
+    unverified_email: Literal["new_account", "refuse"]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     jwt: JwtSettings
     bcrypt_cost: int
@@ -116,6 +126,7 @@ class AuthSettings:
     allow_registration: bool
     require_verification: bool
     smtp: SmtpSettings
+    oauth: OAuthSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +231,8 @@ class Settings:
     values: Mapping[str, object] = field(repr=False, compare=False, hash=False)
     webhook_targets: tuple[WebhookTarget, ...] = ()
     """`webhooks.targets` of alyx.yaml (config/webhooks.py)."""
+    oauth_providers: tuple[OAuthProviderConfig, ...] = ()
+    """`auth.oauth.providers` of alyx.yaml (config/oauth.py)."""
 
     def get(self, path: str) -> Any:
         """The value of a dotted key, e.g. `settings.get("server.port")`."""

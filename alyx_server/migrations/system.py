@@ -33,7 +33,9 @@ from alyx_server.schema.system_tables import (
     DEPLOYMENTS_TABLE,
     HISTORY_TABLE,
     HOOK_CURSORS_TABLE,
+    IDENTITIES_TABLE,
     JOBS_TABLE,
+    OAUTH_FLOWS_TABLE,
     RATE_LIMITS_TABLE,
     SCHEDULES_TABLE,
     SESSIONS_TABLE,
@@ -389,6 +391,47 @@ def _hooks_and_schedules() -> tuple[str, ...]:
     )
 
 
+def _identities() -> tuple[str, ...]:
+    # auth/identities.py: OAuth / OpenID identities, one per (provider, subject), each
+    # linked to one account. auth/oauth_flows.py: the sign-ins in progress (kind 'state':
+    # the state's SHA-256, the PKCE verifier, the nonce, the browser binding), the one-time
+    # exchange codes (kind 'exchange') and link tickets (kind 'link'), in the database so
+    # that any process serving it can finish a flow another one started.
+    return (
+        f"CREATE TABLE {IDENTITIES_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  provider TEXT NOT NULL,\n"
+        "  subject TEXT NOT NULL,\n"
+        f"  user_id TEXT NOT NULL REFERENCES {USERS_TABLE}(id) ON DELETE CASCADE,\n"
+        "  email TEXT,\n"
+        "  email_verified INTEGER NOT NULL DEFAULT 0 CHECK (email_verified IN (0, 1)),\n"
+        f"  created_at {_NOW},\n"
+        f"  updated_at {_NOW},\n"
+        "  last_sign_in_at TEXT\n"
+        ")",
+        f"CREATE UNIQUE INDEX uq_{IDENTITIES_TABLE}_provider_subject "
+        f"ON {IDENTITIES_TABLE} (provider, subject)",
+        f"CREATE INDEX idx_{IDENTITIES_TABLE}_user_id ON {IDENTITIES_TABLE} (user_id)",
+        f"CREATE TABLE {OAUTH_FLOWS_TABLE} (\n"
+        f"  id {_ID},\n"
+        "  kind TEXT NOT NULL CHECK (kind IN ('state', 'exchange', 'link')),\n"
+        "  token_hash TEXT NOT NULL,\n"
+        "  provider TEXT NOT NULL,\n"
+        "  redirect TEXT NOT NULL,\n"
+        "  callback_url TEXT,\n"
+        "  code_verifier TEXT,\n"
+        "  nonce TEXT,\n"
+        "  browser_hash TEXT,\n"
+        f"  user_id TEXT REFERENCES {USERS_TABLE}(id) ON DELETE CASCADE,\n"
+        "  expires_at TEXT NOT NULL,\n"
+        "  used_at TEXT,\n"
+        f"  created_at {_NOW}\n"
+        ")",
+        f"CREATE UNIQUE INDEX uq_{OAUTH_FLOWS_TABLE}_token_hash ON {OAUTH_FLOWS_TABLE} (token_hash)",
+        f"CREATE INDEX idx_{OAUTH_FLOWS_TABLE}_expires_at ON {OAUTH_FLOWS_TABLE} (expires_at)",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -400,6 +443,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(8, "admin_sessions", _admin_sessions()),
     SystemMigration(9, "jobs_and_webhooks", _jobs_and_webhooks()),
     SystemMigration(10, "hooks_and_schedules", _hooks_and_schedules()),
+    SystemMigration(11, "identities", _identities()),
 )
 
 

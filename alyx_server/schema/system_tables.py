@@ -21,6 +21,9 @@ collections can never take these names: the loader refuses any name starting `_a
     _alyx_actor               the user of the write in progress (one row; the writer sets it)
     _alyx_hook_cursors        each after-write hook's last handled change, and its lease
     _alyx_schedules           each schedule's next and last runs, and its lease
+    _alyx_identities          OAuth / OpenID sign-in identities (provider, subject) linked to accounts
+    _alyx_oauth_flows         OAuth sign-ins in progress: state, PKCE verifier, nonce; one-time
+                              exchange codes and link tickets (shared by every process)
     _alyx_changes             the change log the triggers append to (the change feed)
     _alyx_migrations          the history of applied migrations, each with its snapshot
     _alyx_system_migrations   which system migration steps ran
@@ -37,7 +40,9 @@ __all__ = [
     "DEPLOYMENTS_TABLE",
     "HISTORY_TABLE",
     "HOOK_CURSORS_TABLE",
+    "IDENTITIES_TABLE",
     "JOBS_TABLE",
+    "OAUTH_FLOWS_TABLE",
     "RATE_LIMITS_TABLE",
     "SCHEDULES_TABLE",
     "SESSIONS_TABLE",
@@ -67,3 +72,5 @@ CHANGE_DOCS_TABLE = "_alyx_change_docs"
 ACTOR_TABLE = "_alyx_actor"
 HOOK_CURSORS_TABLE = "_alyx_hook_cursors"
 SCHEDULES_TABLE = "_alyx_schedules"
+IDENTITIES_TABLE = "_alyx_identities"
+OAUTH_FLOWS_TABLE = "_alyx_oauth_flows"
