@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from alyx_server.admin_ui import deploys, functions, logs, overview, schema, signin, tokens, users
+from alyx_server.admin_ui import data, deploys, functions, logs, overview, schema, signin, tokens, users
 from alyx_server.admin_ui.signin import DevSignIn, dev_sign_in
 from alyx_server.admin_ui.site import NAV_SLOTS, SITE, Admin, Site
 from alyx_server.api.admin import BROWSER_AUTH
@@ -63,12 +63,13 @@ __all__ = [
 PAGES: tuple[Callable[[web.Application, Site], None], ...] = (
     signin.add_routes,
     overview.add_routes,
+    data.add_routes,
+    functions.add_routes,
+    logs.add_routes,
     schema.add_routes,
     users.add_routes,
     tokens.add_routes,
     deploys.add_routes,
-    functions.add_routes,
-    logs.add_routes,
 )
 """Each page module's `add_routes(app, site)`, in any order (the navigation follows NAV_SLOTS)."""
 
