@@ -23,7 +23,14 @@ from aiohttp import web
 from alyx_server.admin_ui.site import SITE, Admin, Site, wants_json
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME
-from alyx_server.auth.admin_tokens import PERMISSIONS, TokenRecord, create_token, list_tokens, revoke_token
+from alyx_server.auth.admin_tokens import (
+    PERMISSIONS,
+    TokenKind,
+    TokenRecord,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 from alyx_server.errors import AlyxError, FieldIssue, ValidationError
 from alyx_server.tools.durations import parse_duration
 from alyx_server.tools.timestamps import format_timestamp
@@ -97,7 +104,7 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     form = await request.post()
     name = str(form.get("name") or "").strip()
-    kind = "deploy" if form.get("kind") == "deploy" else "admin"
+    kind: TokenKind = "deploy" if form.get("kind") == "deploy" else "admin"
     permissions = tuple(str(p) for p in form.getall("permissions", []))
     expires = str(form.get("expires") or "")
     kept = {"name": name, "kind": kind, "permissions": list(permissions), "expires": expires}
