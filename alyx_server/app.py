@@ -65,10 +65,12 @@ from alyx_server.admin_ui import add_admin_ui
 from alyx_server.api import admin, admin_users, automation, batch, collections, meta, peer_app
 from alyx_server.api import auth as auth_api
 from alyx_server.api import deploy as deploy_api
+from alyx_server.api import files as files_api
 from alyx_server.api import functions as functions_api
 from alyx_server.api import jobs as jobs_api
 from alyx_server.api import oauth as oauth_api
 from alyx_server.api import realtime as realtime_api
+from alyx_server.api.file_service import FILES, FileService
 from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
 from alyx_server.api.realtime_credentials import CredentialWatch
@@ -94,6 +96,8 @@ from alyx_server.rules import AccessPolicy
 from alyx_server.rules.access import CelAccess
 from alyx_server.rules.load import compile_schema_rules, compile_where, load_schema_rules
 from alyx_server.schema.model import Schema
+from alyx_server.storage import open_storage
+from alyx_server.storage.tokens import FileTokens
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -175,6 +179,7 @@ def create_app(
     app[functions_api.FUNCTIONS] = functions_api.Functions()
     app[automation.AUTOMATION] = automation.Automation()
     app[realtime_api.REALTIME] = realtime_api.RealtimeState()
+    app[FILES] = FileService(open_storage(settings), FileTokens(settings.auth.jwt.secret))
     collections.add_routes(app)
     batch.add_routes(app)
     meta.add_routes(app)
@@ -186,6 +191,7 @@ def create_app(
     jobs_api.add_routes(app)
     admin.add_routes(app, events)
     deploy_api.add_routes(app)
+    files_api.add_routes(app)
     peer_app.add_peers(app)
     app.cleanup_ctx.extend(
         (
@@ -193,6 +199,7 @@ def create_app(
             peer_app.peers_context,
             deploy_api.deploy_context,
             _auth_context,
+            _storage_context,
             contextlib.asynccontextmanager(oauth_api.oauth_context),
             _realtime_context,
             _functions_context,
@@ -241,6 +248,14 @@ def _database_context(
             rt.attach(None)
 
     return database
+
+
+@contextlib.asynccontextmanager
+async def _storage_context(app: web.Application) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await app[FILES].storage.close()
 
 
 @contextlib.asynccontextmanager

@@ -23,9 +23,10 @@ _BASE = {
     FieldType.FLOAT: "float64",
     FieldType.BOOL: "bool",
     FieldType.JSON: "any",
+    FieldType.FILE: "any",
 }
 # Types whose zero value already encodes JSON null.
-_NILABLE = frozenset({FieldType.BLOB, FieldType.JSON})
+_NILABLE = frozenset({FieldType.BLOB, FieldType.JSON, FieldType.FILE})
 _INITIALISMS = frozenset(
     {"id", "url", "uri", "api", "http", "https", "json", "uuid", "ip", "sql", "html", "db"}
 )

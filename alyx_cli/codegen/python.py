@@ -21,6 +21,7 @@ _BASE = {
     FieldType.FLOAT: "float",
     FieldType.BOOL: "bool",
     FieldType.JSON: "Any",
+    FieldType.FILE: "Any",
 }
 
 

@@ -22,6 +22,7 @@ _BASE = {
     FieldType.FLOAT: "number",
     FieldType.BOOL: "boolean",
     FieldType.JSON: "unknown",
+    FieldType.FILE: "unknown",
 }
 
 

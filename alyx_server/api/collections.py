@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from alyx_server.api.automation import acting, before_write
-from alyx_server.api.bodies import read_object
 from alyx_server.api.expand import expand_docs
 from alyx_server.api.listing import PLAIN, Shape, parse_list, parse_shape
 from alyx_server.api.operations import (
@@ -26,6 +25,7 @@ from alyx_server.api.operations import (
 )
 from alyx_server.api.pipeline import CLIENT_IP, json_response
 from alyx_server.api.runtime import RUNTIME, CollectionView, Runtime
+from alyx_server.api.uploads import receive, release
 from alyx_server.db import ListQuery, list_docs
 from alyx_server.rules import Auth, RequestInfo
 from alyx_server.rules.access import where_predicate
@@ -142,9 +142,10 @@ async def create_document(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
-    body = await before_write(request.app, view, "create", await read_object(request), caller(request))
-    step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
-    status, doc = await db.write(acting(request.app, view, step, caller(request)))
+    async with receive(request, view) as upload:
+        body = await before_write(request.app, view, "create", upload.body, caller(request))
+        step = prepare_create(view, body, access_for(rt, request, body), rt.clock, upload.edits)
+        status, doc = await db.write(acting(request.app, view, step, caller(request)))
     return json_response(doc, status)
 
 
@@ -153,12 +154,11 @@ async def update_document(request: web.Request) -> web.StreamResponse:
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
     doc_id = request.match_info["id"]
-    body = await before_write(
-        request.app, view, "update", await read_object(request), caller(request), doc_id
-    )
-    access = access_for(rt, request, body)
-    step = prepare_update(view, doc_id, body, access, rt.clock)
-    status, doc = await db.write(acting(request.app, view, step, caller(request)))
+    async with receive(request, view) as upload:
+        body = await before_write(request.app, view, "update", upload.body, caller(request), doc_id)
+        access = access_for(rt, request, body)
+        step = prepare_update(view, doc_id, body, access, rt.clock, upload.edits, upload.released)
+        status, doc = await db.write(acting(request.app, view, step, caller(request)))
     return json_response(doc, status)
 
 
@@ -166,8 +166,10 @@ async def delete_document(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     db = rt.ready_db()
     view = rt.catalog.get(request.match_info["collection"])
-    step = prepare_delete(view, request.match_info["id"], access_for(rt, request))
+    released: list[str] = []
+    step = prepare_delete(view, request.match_info["id"], access_for(rt, request), released)
     await db.write(acting(request.app, view, step, caller(request)))
+    await release(request, released)
     return web.Response(status=204)
 
 

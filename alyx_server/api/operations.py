@@ -16,6 +16,8 @@ from alyx_server.api.runtime import CollectionView
 from alyx_server.db import delete_doc, get_doc, insert_doc, update_doc
 from alyx_server.errors import AlyxError, FieldIssue, NotFound, ValidationError
 from alyx_server.rules import AccessPolicy, Auth, RequestInfo
+from alyx_server.schema.model import FieldType
+from alyx_server.storage.files import FileEdit, apply_edit, file_entries
 from alyx_server.tools.timestamps import Clock
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "prepare_get",
     "prepare_update",
     "public",
+    "split_file_edits",
     "stored_doc",
 ]
 
@@ -89,13 +92,71 @@ def check_input_keys(view: CollectionView, body: Mapping[str, Any]) -> None:
             for k in body
             if k not in view.public_names and k in view.codec.fields
         ]
+    issues += _file_value_issues(view, body)
     if issues:
         listed = "; ".join(i.message for i in issues)
         raise ValidationError(f"invalid {view.name} document: {listed}", issues)
 
 
-def prepare_create(view: CollectionView, body: Mapping[str, Any], access: Access, clock: Clock) -> Step:
+def _file_value_issues(view: CollectionView, body: Mapping[str, Any]) -> list[FieldIssue]:
+    # File metadata comes only from what the server stored (api/uploads.py): a client that
+    # could write it could point a document at another document's file.
+    issues = []
+    for key, value in body.items():
+        fc = view.codec.fields.get(key)
+        if fc is not None and fc.field.type is FieldType.FILE and value is not None and value != []:
+            message = (
+                f"{key} is a file field: upload files with multipart/form-data, or send null to clear it"
+            )
+            issues.append(FieldIssue(key, "invalid_type", message))
+    return issues
+
+
+def split_file_edits(
+    view: CollectionView, body: Mapping[str, Any], edits: Mapping[str, FileEdit] | None = None
+) -> tuple[dict[str, Any], dict[str, FileEdit]]:
+    """The body without its file edits, and the edits of each file field: the uploads
+    (`edits`, from a multipart body), `<field>-` names to remove, `<field>: null` or `[]`
+    to clear. Other values of file fields stay in the body, where check_input_keys
+    refuses them."""
+    out: dict[str, Any] = {}
+    found = {
+        n: FileEdit(e.replace, list(e.append), list(e.remove), e.clear) for n, e in (edits or {}).items()
+    }
+    for key, value in body.items():
+        name = key[:-1] if key.endswith("-") else key
+        fc = view.codec.fields.get(name)
+        if fc is None or fc.field.type is not FieldType.FILE:
+            out[key] = value
+            continue
+        edit = found.setdefault(name, FileEdit())
+        if key.endswith("-"):
+            names = value if isinstance(value, list) else [value]
+            if not all(isinstance(n, str) for n in names):
+                message = f"{key} takes the names of files to remove"
+                raise ValidationError(message, [FieldIssue(key, "invalid_type", message)])
+            edit.remove.extend(names)
+        elif value is None or value == []:
+            edit.clear = True
+        else:
+            out[key] = value
+    return out, found
+
+
+def prepare_create(
+    view: CollectionView,
+    body: Mapping[str, Any],
+    access: Access,
+    clock: Clock,
+    edits: Mapping[str, FileEdit] | None = None,
+) -> Step:
+    """`edits`: the uploads of a multipart body, by file field (api/uploads.py)."""
+    body, found = split_file_edits(view, body, edits)
     check_input_keys(view, body)
+    for name, edit in found.items():
+        value, _ = apply_edit(view.codec.fields[name].field, None, edit)
+        if value is not None or name not in body:
+            body[name] = value
     doc = view.codec.with_defaults(body, clock)
     policy, auth, request = access
     policy.check_create(view.collection, auth, request, doc)
@@ -108,28 +169,52 @@ def prepare_create(view: CollectionView, body: Mapping[str, Any], access: Access
 
 
 def prepare_update(
-    view: CollectionView, doc_id: Any, body: Mapping[str, Any], access: Access, clock: Clock
+    view: CollectionView,
+    doc_id: Any,
+    body: Mapping[str, Any],
+    access: Access,
+    clock: Clock,
+    edits: Mapping[str, FileEdit] | None = None,
+    released: list[str] | None = None,
 ) -> Step:
+    """`edits`: the uploads of a multipart body; `released` receives the storage keys of
+    the files the update replaces or removes, for the caller to delete after the commit."""
+    body, found = split_file_edits(view, body, edits)
     check_input_keys(view, body)
     policy, auth, request = access
     collection = view.collection
 
     def step(conn: sqlite3.Connection) -> tuple[int, Any]:
         stored = stored_doc(conn, view, doc_id, access)
-        policy.check_update(collection, auth, request, stored, body)
-        return 200, update_doc(conn, collection, doc_id, body, clock=clock)
+        values = dict(body)
+        dropped: list[str] = []
+        for name, edit in found.items():
+            values[name], keys = apply_edit(view.codec.fields[name].field, stored.get(name), edit)
+            dropped += keys
+        policy.check_update(collection, auth, request, stored, values)
+        doc = update_doc(conn, collection, doc_id, values, clock=clock)
+        if released is not None:
+            released.extend(dropped)
+        return 200, doc
 
     return step
 
 
-def prepare_delete(view: CollectionView, doc_id: Any, access: Access) -> Step:
+def prepare_delete(
+    view: CollectionView, doc_id: Any, access: Access, released: list[str] | None = None
+) -> Step:
+    """`released` receives the storage keys of the doc's files, to delete after the commit."""
     policy, auth, request = access
     collection = view.collection
+    file_fields = [f.name for f in collection.fields if f.type is FieldType.FILE]
 
     def step(conn: sqlite3.Connection) -> tuple[int, Any]:
         stored = stored_doc(conn, view, doc_id, access)
         policy.check_delete(collection, auth, request, stored)
         delete_doc(conn, collection, doc_id)
+        if released is not None:
+            for name in file_fields:
+                released.extend(str(x["key"]) for x in file_entries(stored.get(name)) if "key" in x)
         return 204, None
 
     return step

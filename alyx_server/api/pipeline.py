@@ -85,6 +85,12 @@ _UNGATED = (
     "/metrics",
     "/internal/v1/ping",
 )
+# Downloads stream without holding the gate (their handlers hold it for their reads only).
+_FILES = "/api/files/"
+# Multipart bodies of these paths stream to file storage (api/uploads.py): no pre-read, no
+# server.max_body_size (storage.max_file_size bounds each file), and the handler takes the
+# gate once the files are stored.
+_STREAMED = "/api/collections/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +282,26 @@ def make_pipeline(
                 response = preflight
             else:
                 length = request.content_length
-                if length is not None and length > live.max_body and request.path not in live.own_limits:
+                streamed = (
+                    request.path.startswith(_STREAMED) and request.content_type == "multipart/form-data"
+                )
+                if (
+                    length is not None
+                    and length > live.max_body
+                    and not streamed
+                    and request.path not in live.own_limits
+                ):
                     raise web.HTTPRequestEntityTooLarge(live.max_body, length)
                 if authenticate is not None:
                     header = request.headers.get("Authorization")
                     if header is not None:
                         authenticate(request, header)
-                if request.path.startswith(_UNGATED) or request.path in live.ungated:
+                if (
+                    streamed
+                    or request.path.startswith(_UNGATED)
+                    or request.path.startswith(_FILES)
+                    or request.path in live.ungated
+                ):
                     response = await handler(request)
                 else:
                     if request.body_exists:

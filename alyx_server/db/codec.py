@@ -196,6 +196,18 @@ def _blob(name: str) -> Converter:
     return convert
 
 
+def _file(name: str) -> Converter:
+    # File metadata is never taken from client JSON (api/operations.check_input_keys refuses
+    # it); the upload path gives the values it built from what it stored (storage/files.py).
+    def convert(v: Any) -> Any:
+        if not isinstance(v, dict | list):
+            message = f"{name} is a file field: upload files with multipart/form-data"
+            raise InvalidValue("invalid_type", message)
+        return orjson.dumps(v).decode()
+
+    return convert
+
+
 _CONVERTERS: Mapping[FieldType, Callable[[str], Converter]] = {
     FieldType.UUID: _uuid,
     FieldType.STRING: lambda n: _text(n, "a string"),
@@ -206,6 +218,7 @@ _CONVERTERS: Mapping[FieldType, Callable[[str], Converter]] = {
     FieldType.TIMESTAMP: _timestamp,
     FieldType.JSON: _json,
     FieldType.BLOB: _blob,
+    FieldType.FILE: _file,
 }
 
 
@@ -226,6 +239,7 @@ _DECODERS: Mapping[FieldType, Converter] = {
     FieldType.BOOL: _decode_bool,
     FieldType.JSON: _decode_json,
     FieldType.BLOB: _decode_blob,
+    FieldType.FILE: _decode_json,
 }
 
 

@@ -70,7 +70,7 @@ _ORDERED = frozenset(
     }
 )
 _TEXTUAL = frozenset({FieldType.UUID, FieldType.STRING, FieldType.TEXT, FieldType.TIMESTAMP})
-_EQUALITY = _ANY - {FieldType.JSON, FieldType.BLOB}
+_EQUALITY = _ANY - {FieldType.JSON, FieldType.BLOB, FieldType.FILE}
 _APPLIES = {
     "eq": _EQUALITY, "ne": _EQUALITY, "in": _EQUALITY, "not_in": _EQUALITY,
     "gt": _ORDERED, "gte": _ORDERED, "lt": _ORDERED, "lte": _ORDERED,

@@ -53,7 +53,7 @@ FILTER_OPERATORS = {
     "$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte",
     "$like": "like", "$contains": "contains", "$in": "in", "$nin": "not_in", "$exists": "exists",
 }  # fmt: skip
-_UNSORTABLE = frozenset({FieldType.JSON, FieldType.BLOB})
+_UNSORTABLE = frozenset({FieldType.JSON, FieldType.BLOB, FieldType.FILE})
 
 
 class LiveExpression(Protocol):

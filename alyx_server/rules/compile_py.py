@@ -119,6 +119,7 @@ _FIELD_CONVERTERS: Mapping[FieldType, Callable[[Any], Any]] = {
     FieldType.TIMESTAMP: _parse_ts,
     FieldType.BLOB: _blob,
     FieldType.JSON: from_json,
+    FieldType.FILE: from_json,
 }
 
 

@@ -99,6 +99,7 @@ _COLUMN_KIND = {
     FieldType.UUID: "string", FieldType.STRING: "string", FieldType.TEXT: "string",
     FieldType.INT: "int", FieldType.FLOAT: "double", FieldType.BOOL: "bool",
     FieldType.TIMESTAMP: "timestamp", FieldType.JSON: "json", FieldType.BLOB: "bytes",
+    FieldType.FILE: "json",
 }  # fmt: skip
 _NUMERIC = frozenset({"int", "double"})
 _ORDERED = frozenset({"int", "double", "string", "bytes", "bool", "timestamp"})

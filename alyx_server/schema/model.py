@@ -26,6 +26,7 @@ __all__ = [
     "Default",
     "Field",
     "FieldType",
+    "FileOptions",
     "Index",
     "Reference",
     "Rules",
@@ -46,6 +47,7 @@ class FieldType(StrEnum):
     TIMESTAMP = "timestamp"
     JSON = "json"
     BLOB = "blob"
+    FILE = "file"
 
 
 # SPEC §4: how each type is stored in SQLite.
@@ -59,6 +61,8 @@ SQL_TYPES: Mapping[FieldType, str] = {
     FieldType.TIMESTAMP: "TEXT",
     FieldType.JSON: "TEXT",
     FieldType.BLOB: "BLOB",
+    # The metadata of the stored file(s) as JSON (storage/files.py); the bytes live in storage.
+    FieldType.FILE: "TEXT",
 }
 
 
@@ -99,6 +103,52 @@ class Validation:
 
 
 @dataclass(frozen=True, slots=True)
+class FileOptions:
+    """The options of a `file` field (schema/file_options.py reads them).
+
+    `max_files` 1 is a single file (the column holds one metadata object), more a list;
+    `max_size` in bytes (None: `storage.max_file_size` only); `mime_types` the content types
+    allowed, as sniffed from the bytes (`image/*` patterns allowed; empty: any);
+    `protected` downloads need a file token; `thumbs` the `WxH` sizes (with an optional
+    `f` suffix for fit instead of crop) thumbnails may be asked in.
+    """
+
+    max_files: int = 1
+    max_size: int | None = None
+    mime_types: tuple[str, ...] = ()
+    protected: bool = False
+    thumbs: tuple[str, ...] = ()
+
+    @property
+    def multiple(self) -> bool:
+        return self.max_files > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.max_files != 1:
+            out["maxFiles"] = self.max_files
+        if self.max_size is not None:
+            out["maxSize"] = self.max_size
+        if self.mime_types:
+            out["mimeTypes"] = list(self.mime_types)
+        if self.protected:
+            out["protected"] = True
+        if self.thumbs:
+            out["thumbs"] = list(self.thumbs)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FileOptions:
+        return cls(
+            max_files=int(d.get("maxFiles", 1)),
+            max_size=d.get("maxSize"),
+            mime_types=tuple(d.get("mimeTypes") or ()),
+            protected=bool(d.get("protected", False)),
+            thumbs=tuple(d.get("thumbs") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Field:
     name: str
     type: FieldType
@@ -112,6 +162,8 @@ class Field:
     internal: bool = False
     client_writable: bool = False
     validation: Validation = field(default_factory=Validation)
+    file: FileOptions | None = None
+    """The options of a `file` field; None for every other type."""
     location: Location | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -265,6 +317,8 @@ def _field_to_dict(f: Field) -> dict[str, Any]:
     if f.client_writable:
         out["clientWritable"] = True
     out.update(_validation_to_dict(f.validation))
+    if f.file is not None:
+        out.update(f.file.to_dict())
     return out
 
 
@@ -317,6 +371,7 @@ def _field_from_dict(name: str, d: Mapping[str, Any]) -> Field:
             enum=tuple(enum) if enum is not None else None,
             format=d.get("format"),
         ),
+        file=FileOptions.from_dict(d) if d["type"] == FieldType.FILE.value else None,
     )
 
 

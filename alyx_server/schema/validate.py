@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from alyx_server.errors import Location, SchemaError
+from alyx_server.schema.file_options import FILE_OPTIONS, parse_file_options
 from alyx_server.schema.formats import FORMAT_CHECKS
 from alyx_server.schema.model import Default, Field, FieldType, Reference, Validation
 from alyx_server.schema.patterns import PatternError, compile_pattern
@@ -56,6 +57,7 @@ VALIDATION_OPTIONS = ("minLength", "maxLength", "min", "max", "pattern", "enum",
 FIELD_OPTIONS = (
     "type", "primary", "unique", "nullable", "index", "default", "references",
     "onDelete", "onUpdate", "internal", "clientWritable", "validate", *VALIDATION_OPTIONS,
+    *FILE_OPTIONS,
 )  # fmt: skip
 _FLAGS = ("primary", "unique", "nullable", "index", "internal", "clientWritable")
 _TEXT_TYPES = (FieldType.STRING, FieldType.TEXT)
@@ -98,6 +100,8 @@ def _is_number(value: object) -> bool:
 
 
 def _fits(ftype: FieldType, value: Any) -> bool:
+    if ftype is FieldType.FILE:
+        return False
     if ftype in (FieldType.STRING, FieldType.TEXT):
         return isinstance(value, str)
     if ftype is FieldType.UUID:
@@ -132,6 +136,7 @@ _NOT_A = {
     FieldType.TIMESTAMP: "is not an ISO-8601 timestamp",
     FieldType.JSON: "cannot be stored as JSON (quote dates; no binary)",
     FieldType.BLOB: "is not a base64 string",
+    FieldType.FILE: "cannot be a literal (files are uploaded)",
 }
 
 
@@ -206,6 +211,11 @@ def parse_field(src: SchemaSource, entry: YamlEntry, path: str) -> Field:
     body = expect_mapping(src, entry.value, path, f'field "{name}"', "{ type: string }")
     options = _collect_options(src, body, path)
     ftype = _field_type(src, options.get("type"), body, path)
+    file_options = None
+    if ftype is FieldType.FILE:
+        file_options = parse_file_options(src, options, path)
+    else:
+        _refuse_file_options(src, ftype, options)
     flags = {flag: _flag(src, options[flag]) for flag in _FLAGS if flag in options}
     validation = _validation(src, ftype, options)
     primary, nullable = flags.get("primary", False), flags.get("nullable", False)
@@ -223,6 +233,7 @@ def parse_field(src: SchemaSource, entry: YamlEntry, path: str) -> Field:
         internal=flags.get("internal", False),
         client_writable=flags.get("clientWritable", False),
         validation=validation,
+        file=file_options,
         location=src.location(entry.key, path),
     )
     if field.client_writable and not field.server_sets:
@@ -232,6 +243,16 @@ def parse_field(src: SchemaSource, entry: YamlEntry, path: str) -> Field:
             option.node, option.path, "remove clientWritable: every other field is written by clients",
         )  # fmt: skip
     return field
+
+
+def _refuse_file_options(src: SchemaSource, ftype: FieldType, options: Mapping[str, _Option]) -> None:
+    for name in FILE_OPTIONS:
+        if name in options:
+            option = options[name]
+            raise src.error(
+                f'"{name}" applies only to file fields, not {ftype.value}',
+                option.entry.key, option.path, f"remove {name} or change the type to file",
+            )  # fmt: skip
 
 
 def _collect_options(src: SchemaSource, body: YamlMapping, path: str) -> dict[str, _Option]:
