@@ -54,7 +54,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     started = await service.start(
         name, request.query.get("redirect"), request_origin=_origin(request), link=request.query.get("link")
     )
-    response = web.HTTPFound(started.authorize_url)
+    response = web.Response(status=302, headers={"Location": started.authorize_url})
     form_post = service.provider(name).config.preset == "apple"
     secure = request.scheme == "https" or service.settings.public_url.startswith("https:")
     response.set_cookie(
@@ -82,7 +82,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         browser_secret=request.cookies.get(COOKIE),
         client=client_of(request),
     )
-    response = web.HTTPFound(target)
+    response = web.Response(status=302, headers={"Location": target})
     response.del_cookie(COOKIE, path=_COOKIE_PATH)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
