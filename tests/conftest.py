@@ -47,6 +47,8 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     # Live servers as processes of their own, fuzzed or attacked for many requests.
     "alyx_server/api/test_schemathesis.py": ("slow",),
     "alyx_server/api/test_regex_safety.py": ("slow",),
+    # alyx dev as a process of its own, sent a 200 MB upload while its memory is sampled.
+    "alyx_server/storage/test_upload_memory.py": ("slow",),
     # alyx dev/serve (or another alyx command) started as a process, once or more per test.
     "alyx_cli/test_malformed_files.py": ("slow",),
     "alyx_cli/test_serve.py": ("slow",),

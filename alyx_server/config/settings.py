@@ -44,6 +44,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SmtpSettings",
+    "StorageSettings",
     "WebhooksSettings",
     "build_settings",
     "changed_keys",
@@ -203,6 +204,17 @@ class DeploySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """File storage (alyx_server/storage/): sizes int bytes, the token lifetime float seconds."""
+
+    backend: Literal["local"]
+    path: Path
+    max_file_size: int
+    file_token_ttl: float
+    thumb_max_pixels: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: Literal["debug", "info", "warning", "error"]
     format: Literal["console", "json"]
@@ -227,6 +239,7 @@ class Settings:
     dev: DevSettings
     admin_ui: AdminUiSettings
     deploy: DeploySettings
+    storage: StorageSettings
     logging: LoggingSettings
     values: Mapping[str, object] = field(repr=False, compare=False, hash=False)
     webhook_targets: tuple[WebhookTarget, ...] = ()

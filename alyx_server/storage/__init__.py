@@ -9,8 +9,6 @@ fields. `open_storage(settings)` builds the configured backend.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alyx_server.config import Settings
 from alyx_server.storage.backend import (
     InvalidKey,
@@ -38,7 +36,4 @@ __all__ = [
 
 def open_storage(settings: Settings) -> Storage:
     """The backend `storage.backend` names, configured from `settings`."""
-    values = settings.values
-    path = values.get("storage.path")
-    root = path if isinstance(path, Path) else settings.project_dir / "data" / "storage"
-    return LocalStorage(root)
+    return LocalStorage(settings.storage.path)

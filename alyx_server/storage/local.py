@@ -17,9 +17,9 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from alyx_server.storage.backend import (
     CHUNK_SIZE,
@@ -61,20 +61,17 @@ class LocalStorage:
         try:
             pending: list[bytes] = []
             pending_size = 0
-            async for chunk in chunks:
+            async for chunk in chunks:  # its own errors (a client gone) pass through as they are
                 size += len(chunk)
                 if size > max_size:
                     raise ObjectTooLarge(f"the file is over {max_size} bytes", max_size)
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= _WRITE_BATCH:
-                    await asyncio.to_thread(_write, handle, digest, pending)
+                    await _on_disk(_write, handle, digest, pending)
                     pending, pending_size = [], 0
-            await asyncio.to_thread(_write, handle, digest, pending)
-            await asyncio.to_thread(_finish, handle, partial, target, self._fsync)
-        except OSError as e:
-            await asyncio.shield(asyncio.to_thread(_discard, handle, partial))
-            raise StorageUnavailable(f"cannot write to the file storage: {e.strerror}") from e
+            await _on_disk(_write, handle, digest, pending)
+            await _on_disk(_finish, handle, partial, target, self._fsync)
         except BaseException:
             await asyncio.shield(asyncio.to_thread(_discard, handle, partial))
             raise
@@ -128,6 +125,14 @@ class LocalStorage:
 
     async def close(self) -> None:
         return None
+
+
+async def _on_disk(fn: Callable[..., None], *args: Any) -> None:
+    """`fn(*args)` on a thread; a failing disk is StorageUnavailable (503)."""
+    try:
+        await asyncio.to_thread(fn, *args)
+    except OSError as e:
+        raise StorageUnavailable(f"cannot write to the file storage: {e.strerror or e}") from e
 
 
 def _open_new(path: Path) -> BinaryIO:

@@ -75,9 +75,7 @@ def _changed_field(draw: st.DrawFn, f: Field) -> Field | None:
             return f
         return replace(f, type=ftype, default=None, validation=Validation(), on_update_now=False)
     if op == "constraints":
-        return replace(
-            f, nullable=draw(st.booleans()), unique=draw(st.booleans()), index=draw(st.booleans())
-        )
+        return replace(f, nullable=draw(st.booleans()), unique=draw(st.booleans()), index=draw(st.booleans()))
     return f
 
 
@@ -208,9 +206,7 @@ def fill(data: st.DataObject, conn: sqlite3.Connection, schema: Schema) -> None:
             for f in c.fields:
                 row[f.name] = _value(data, f, c.name, row, stored)
             try:
-                conn.execute(
-                    f"INSERT INTO {quote(c.name)} ({cols}) VALUES ({marks})", list(row.values())
-                )
+                conn.execute(f"INSERT INTO {quote(c.name)} ({cols}) VALUES ({marks})", list(row.values()))
             except sqlite3.IntegrityError:
                 continue
             stored[c.name].append(row)
@@ -404,14 +400,14 @@ def check_rows(
 # Pairs whose SQL refuses more than the Python model: SQLite cannot tell every number
 # literal from other text, so only its own canonical forms convert; and its printf does
 # not round-trip every double at the far ends of the exponent range.
-_STRICTER_IN_SQL = {(t, T.FLOAT) for t in _TEXTUAL} | {
-    (T.FLOAT, t) for t in (T.STRING, T.TEXT, T.JSON)
-}
+_STRICTER_IN_SQL = {(t, T.FLOAT) for t in _TEXTUAL} | {(T.FLOAT, t) for t in (T.STRING, T.TEXT, T.JSON)}
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), [(a, b) for a in FieldType for b in FieldType if a != b], ids=str
-)
+# File fields have no drawn values (a change to or from file converts only NULLs).
+_DRAWN = [t for t in FieldType if t is not FieldType.FILE]
+
+
+@pytest.mark.parametrize(("old", "new"), [(a, b) for a in _DRAWN for b in _DRAWN if a != b], ids=str)
 @settings(max_examples=4)  # per pair, for 72 pairs
 @given(data=st.data())
 def test_a_type_change_converts_each_value_or_names_every_refused_row(
