@@ -41,8 +41,10 @@ from typing import Any
 import click
 import pytest
 import yaml
+from joserfc.jwk import ECKey
 
 from alyx_cli.main import cli
+from alyx_server.config import load_settings
 from alyx_server.functions import Defaults
 from alyx_server.functions.manifest import parse_manifest
 from alyx_server.migrations.files import parse_migration
@@ -202,10 +204,24 @@ def _check_automation_manifest(example: Example, tmp_path: Path) -> None:
     assert spec.on or spec.before or spec.schedule, example.name
 
 
+def _check_alyx_yaml(example: Example, tmp_path: Path) -> None:
+    """An alyx.yaml (docs/auth.md's OAuth providers): loaded as the server loads it, with
+    each `${VAR}` set and each key file it names made."""
+    for key_file in re.findall(r"private_key_file: (\S+)", example.text):
+        (tmp_path / key_file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key_file).write_text(ECKey.generate_key("P-256").as_pem().decode(), encoding="utf-8")
+    (tmp_path / "alyx.yaml").write_text(example.text, encoding="utf-8")
+    environ = {name: "a-secret" for name in re.findall(r"\$\{(\w+)\}", example.text)}
+    settings = load_settings(tmp_path, mode="dev", environ=environ)
+    assert settings.oauth_providers, example.name
+
+
 def check_yaml(example: Example, tmp_path: Path) -> None:
     data = yaml.safe_load(example.text)
     assert isinstance(data, dict), f"{example.name}: expected a mapping"
-    if "collections" in data:
+    if "auth" in data:
+        _check_alyx_yaml(example, tmp_path)
+    elif "collections" in data:
         _check_schema(data, example.name)
     elif "operations" in data:
         path = Path(f"{data['version']:03d}_{data['name']}.yaml")
@@ -429,7 +445,7 @@ def test_every_example_is_checked_or_says_why_not() -> None:
     assert all(reason and reason.strip() for _, reason in reasons), reasons
     listing = "\n".join(f"  {name}: {reason}" for name, reason in reasons)
     print(f"\n{len(reasons)} docs examples not run as written:\n{listing}")
-    assert len(reasons) == 16, f"the not-run blocks changed; review them:\n{listing}"
+    assert len(reasons) == 21, f"the not-run blocks changed; review them:\n{listing}"
 
 
 def test_not_run_comments_stand_right_before_a_block() -> None:

@@ -41,14 +41,14 @@ async def provider() -> AsyncIterator[OidcProvider]:
         await found.stop()
 
 
-def project_with(root: Path, issuer: str, extra: str = "") -> Path:
+def project_with(root: Path, issuer: str, extra: str = "", redirect: str = APP) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "schema.yaml").write_text(NOTES, encoding="utf-8")
     (root / "alyx.yaml").write_text(
         "auth:\n"
         "  bcrypt_cost: 4\n"
         "  oauth:\n"
-        f"    allowed_redirects: [{APP}]\n"
+        f"    allowed_redirects: [{redirect}]\n"
         f"{extra}"
         "    providers:\n"
         "      test:\n"
@@ -369,7 +369,7 @@ def test_a_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
     root = project_with(tmp_path, "https://login.example.com")
     text = (root / "alyx.yaml").read_text().replace("${TEST_OIDC_SECRET}", "plain-secret")
     (root / "alyx.yaml").write_text(text)
-    with pytest.raises(ConfigError, match="a client secret is not written in alyx.yaml"):
+    with pytest.raises(ConfigError, match=r"a client secret is not written in alyx\.yaml"):
         load_settings(root, mode="dev", environ={})
 
 
@@ -386,7 +386,7 @@ async def test_serve_refuses_to_start_with_an_unreachable_issuer(tmp_path: Path)
     settings = load_settings(root, mode="serve", environ=ENV | {"ALYX_AUTH_JWT_SECRET": "x" * 40})
     runner = web.AppRunner(create_app(settings))
     try:
-        with pytest.raises(ConfigError, match="auth.oauth.providers.test: test could not be reached"):
+        with pytest.raises(ConfigError, match=r"auth\.oauth\.providers\.test: test could not be reached"):
             await runner.setup()
     finally:
         await runner.cleanup()
