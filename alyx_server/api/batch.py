@@ -9,6 +9,12 @@
 Every operation runs in one transaction, in order, so a later one sees what an earlier
 one wrote. The first failure rolls back all of them: the answer is that operation's error
 (status and code), with `details: [{index, code, message}]` naming it.
+
+Each create and update first goes through its collection's before-write hooks, as the
+REST routes' do (api/automation.before_write), in order and before the batch is queued;
+a hook that refuses (or fails, or times out) fails the whole batch with its status and
+code, naming the operation's index, and nothing is written. Writes to a collection an
+after-write hook watches carry the acting user, as the REST routes' do.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from alyx_server.api.automation import acting, before_write
 from alyx_server.api.bodies import read_object
-from alyx_server.api.collections import access_for
+from alyx_server.api.collections import access_for, caller
 from alyx_server.api.operations import (
     Step,
     all_or_nothing,
@@ -87,18 +94,22 @@ def _checked(index: int, op: Any) -> tuple[str, str, Any, Any]:
     return method, collection, doc_id, body
 
 
-def _prepare(rt: Runtime, request: web.Request, index: int, op: Any) -> Step:
+async def _prepare(rt: Runtime, request: web.Request, index: int, op: Any) -> Step:
     method, name, doc_id, body = _checked(index, op)
     try:
         view = rt.catalog.get(name)
-        access = access_for(rt, request, body)
+        auth = caller(request)
         if method == "POST":
-            return prepare_create(view, body, access, rt.clock)
-        if method == "PATCH":
-            return prepare_update(view, doc_id, body, access, rt.clock)
-        if method == "DELETE":
-            return prepare_delete(view, doc_id, access)
-        return prepare_get(view, doc_id, access)
+            body = await before_write(request.app, view, "create", body, auth)
+            step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
+        elif method == "PATCH":
+            body = await before_write(request.app, view, "update", body, auth, doc_id)
+            step = prepare_update(view, doc_id, body, access_for(rt, request, body), rt.clock)
+        elif method == "DELETE":
+            step = prepare_delete(view, doc_id, access_for(rt, request))
+        else:
+            return prepare_get(view, doc_id, access_for(rt, request))
+        return acting(request.app, view, step, auth)
     except AlyxError as e:
         raise _failed(index, e) from e
 
@@ -114,7 +125,7 @@ async def run_batch(request: web.Request) -> web.StreamResponse:
         raise ValidationError("operations must be an array")
     if len(ops) > MAX_OPERATIONS:
         raise ValidationError(f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}")
-    steps = [_prepare(rt, request, i, op) for i, op in enumerate(ops)]
+    steps = [await _prepare(rt, request, i, op) for i, op in enumerate(ops)]
 
     results = await db.write(all_or_nothing(steps, _failed)) if steps else []
     return json_response({"results": results})
