@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from alyx_server.api.admin_users import MAX_LIMIT, MAX_OFFSET
+from alyx_server.api.openapi_oauth import oauth_paths
 from alyx_server.auth.passwords import MAX_PASSWORD_BYTES
 from alyx_server.auth.users import ROLE_PATTERN
 from alyx_server.config import PasswordPolicy
@@ -331,4 +332,4 @@ def _function_paths() -> dict[str, Any]:
 
 def account_paths(policy: PasswordPolicy) -> dict[str, Any]:
     """Paths of the account, admin, function and realtime routes; `policy` bounds new passwords."""
-    return {**_auth_paths(policy), **_admin_paths(policy), **_function_paths()}
+    return {**_auth_paths(policy), **oauth_paths(), **_admin_paths(policy), **_function_paths()}
