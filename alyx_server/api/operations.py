@@ -16,6 +16,7 @@ from alyx_server.api.runtime import CollectionView
 from alyx_server.db import delete_doc, get_doc, insert_doc, update_doc
 from alyx_server.errors import AlyxError, FieldIssue, NotFound, ValidationError
 from alyx_server.rules import AccessPolicy, Auth, RequestInfo
+from alyx_server.rules.lookups import reading
 from alyx_server.schema.model import FieldType
 from alyx_server.storage.files import FileEdit, apply_edit, file_entries
 from alyx_server.tools.timestamps import Clock
@@ -77,7 +78,9 @@ def stored_doc(conn: sqlite3.Connection, view: CollectionView, doc_id: Any, acce
     if doc is None:
         policy.read_predicate(view.collection, auth, request)
         raise not_found(view, doc_id)
-    if not policy.can_read(view.collection, auth, request, doc):
+    with reading(conn):
+        allowed = policy.can_read(view.collection, auth, request, doc)
+    if not allowed:
         raise not_found(view, doc_id)
     return doc
 
@@ -159,10 +162,12 @@ def prepare_create(
             body[name] = value
     doc = view.codec.with_defaults(body, clock)
     policy, auth, request = access
-    policy.check_create(view.collection, auth, request, doc)
     collection = view.collection
 
     def step(conn: sqlite3.Connection) -> tuple[int, Any]:
+        # In the write transaction: a rule's lookups (get, exists) read what it holds.
+        with reading(conn):
+            policy.check_create(collection, auth, request, doc)
         return 201, insert_doc(conn, collection, doc, clock=clock)
 
     return step
@@ -191,7 +196,8 @@ def prepare_update(
         for name, edit in found.items():
             values[name], keys = apply_edit(view.codec.fields[name].field, stored.get(name), edit)
             dropped += keys
-        policy.check_update(collection, auth, request, stored, values)
+        with reading(conn):
+            policy.check_update(collection, auth, request, stored, values)
         doc = update_doc(conn, collection, doc_id, values, clock=clock)
         if released is not None:
             released.extend(dropped)
@@ -210,7 +216,8 @@ def prepare_delete(
 
     def step(conn: sqlite3.Connection) -> tuple[int, Any]:
         stored = stored_doc(conn, view, doc_id, access)
-        policy.check_delete(collection, auth, request, stored)
+        with reading(conn):
+            policy.check_delete(collection, auth, request, stored)
         delete_doc(conn, collection, doc_id)
         if released is not None:
             for name in file_fields:

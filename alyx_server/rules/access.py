@@ -25,7 +25,7 @@ from typing import Any
 from alyx_server.db.query import Predicate
 from alyx_server.errors import Forbidden
 from alyx_server.rules.compiled import CompiledRule
-from alyx_server.rules.load import SchemaRules, compile_rule, compile_where
+from alyx_server.rules.load import SchemaRules, compile_rule, compile_where, schema_tables
 from alyx_server.rules.policy import USER_PROFILE_FIELDS, Auth, DocCheck, RequestInfo, doc_fields_in
 from alyx_server.schema.model import Collection
 
@@ -50,6 +50,7 @@ class CelAccess:
         # id(collection) -> (collection, {action: rule or None}); the entry keeps the
         # collection alive, so an id is never reused while cached.
         self._cache: dict[int, tuple[Collection, dict[str, CompiledRule | None]]] = {}
+        self._tables = schema_tables(compiled.schema) if compiled is not None else None
         if compiled is not None:
             for c in compiled.schema.collections:
                 rules = {a: compiled.get(c.name, a) for a in ("create", "read", "update", "delete")}
@@ -63,7 +64,10 @@ class CelAccess:
                 rules: dict[str, CompiledRule | None] = {}
                 for a in ("create", "read", "update", "delete"):
                     text = collection.rules.get(a)
-                    rules[a] = None if text is None else compile_rule(collection, a, text)
+                    tables = self._tables
+                    if tables is not None and tables.get(collection.name) is not collection:
+                        tables = None
+                    rules[a] = None if text is None else compile_rule(collection, a, text, tables)
                 if len(self._cache) > 256:
                     self._cache.clear()
                 entry = (collection, rules)

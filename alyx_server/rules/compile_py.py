@@ -26,6 +26,7 @@ from typing import Any
 
 from alyx_server.rules import budget as cost
 from alyx_server.rules import functions as fns
+from alyx_server.rules import lookups as lk
 from alyx_server.rules import regex as rx
 from alyx_server.rules.syntax import (
     And,
@@ -101,6 +102,8 @@ class CompileEnv:
     strict_functions: bool = True
     # Steps one evaluation may take (rules.eval_budget); see budget.EvalBudget.
     eval_budget: int = cost.DEFAULT_EVAL_BUDGET
+    # The schema's collections by name: `get` and `exists` may read them (rules/lookups.py).
+    tables: Mapping[str, Any] | None = None
 
 
 def _parse_ts(text: Any) -> Any:
@@ -386,6 +389,8 @@ class _Compiler:
         return member
 
     def _call(self, node: Call, scope: frozenset[str]) -> Fn:
+        if self.env.tables is not None and lk.is_lookup(node):
+            return self._lookup(node, scope)
         args = [self.compile(x, scope) for x in node.args]
         target = None if node.target is None else self.compile(node.target, scope)
         impl = fns.lookup(node.function, target is not None, len(args))
@@ -424,6 +429,24 @@ class _Compiler:
             return lambda a: search(text(a), regex, a[key])
         dynamic = rx.matches
         return lambda a: dynamic(text(a), pattern(a), a[key])
+
+    def _lookup(self, node: Call, scope: frozenset[str]) -> Fn:
+        """`get(c, id)` (the doc, read by primary key) and `exists(c, {f: v})`: point reads
+        through `lookups.READER`, each charged to the evaluation's budget."""
+        assert self.env.tables is not None
+        self.uses_budget = True
+        target = self.env.tables[node.args[0].value]  # type: ignore[attr-defined]
+        key = cost.BUDGET
+        if node.function == "get":
+            ident = self.compile(node.args[1], scope)
+            fields = {f.name: f.type for f in target.fields}
+            get, convert = lk.point_get, doc_value
+            return lambda a: convert(get(target, ident(a), a.get(key)), fields)
+        spec = node.args[1]
+        assert isinstance(spec, MapLit)
+        values = [(k.value, self.compile(v, scope)) for k, v in spec.entries]  # type: ignore[attr-defined]
+        exists = lk.point_exists
+        return lambda a: exists(target, {name: fn(a) for name, fn in values}, a.get(key))
 
     def _message(self, node: Message, scope: frozenset[str]) -> Fn:
         raise Unsupported("protobuf message construction", node)

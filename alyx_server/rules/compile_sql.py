@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from alyx_server.rules.lookups import has_lookup, is_lookup
 from alyx_server.rules.syntax import (
     And,
     Call,
@@ -57,6 +58,7 @@ __all__ = [
     "NotSQL",
     "SqlEnv",
     "SqlExpr",
+    "children",
     "compile_bool",
     "free_names",
     "sql_for_constant_activation",
@@ -93,6 +95,10 @@ class SqlEnv:
     constant: Callable[[Node], Any]
     # False keeps operators on constants in SQL (the conformance run exercises SQLite with them).
     fold: bool = True
+    # Lookups (rules/lookups.py): the schema's collections by name, and the listed table's
+    # name, which qualifies its columns inside the lookups' subqueries.
+    tables: Mapping[str, Any] | None = None
+    outer: str | None = None
 
 
 _COLUMN_KIND = {
@@ -116,17 +122,18 @@ _uses_doc_memo: dict[int, tuple[Node, bool]] = {}
 
 
 def uses_doc(node: Node, scope: frozenset[str] = _NO_SCOPE) -> bool:
-    """Whether the expression reads the `doc` variable (outside a macro that shadows it).
+    """Whether the expression reads the `doc` variable (outside a macro that shadows it),
+    or the database (a lookup: `get`, `exists`), so that it is never folded to a constant.
 
     Rules are turned into SQL on every request, asking this of each subtree: answers
     for the outermost scope are remembered per node (a rule's nodes live as long as it).
     """
     if scope:
-        return "doc" in free_names(node, scope)
+        return "doc" in free_names(node, scope) or has_lookup(node)
     hit = _uses_doc_memo.get(id(node))
     if hit is not None and hit[0] is node:
         return hit[1]
-    answer = "doc" in free_names(node)
+    answer = "doc" in free_names(node) or has_lookup(node)
     if len(_uses_doc_memo) >= _USES_DOC_MAX:
         _uses_doc_memo.clear()
     _uses_doc_memo[id(node)] = (node, answer)
@@ -136,14 +143,21 @@ def uses_doc(node: Node, scope: frozenset[str] = _NO_SCOPE) -> bool:
 def free_names(node: Node, scope: frozenset[str] = _NO_SCOPE) -> frozenset[str]:
     """The variables an expression reads (`auth`, `request`, `doc`), outside macro scopes."""
     if isinstance(node, Ident):
-        return frozenset() if node.name in scope else frozenset((node.name,))
+        return frozenset() if node.name in scope and not node.root else frozenset((node.name,))
     if isinstance(node, Comprehension):
-        inner = scope | {node.var}
+        inner = scope | node.variables
         names = free_names(node.range, scope) | free_names(node.body, inner)
         if node.filter is not None:
             names |= free_names(node.filter, inner)
         return names
     return frozenset().union(*(free_names(child, scope) for child in _children(node)))
+
+
+def children(node: Node) -> list[Node]:
+    """The direct sub-expressions of a node (a macro's range, body and filter too)."""
+    if isinstance(node, Comprehension):
+        return [node.range, node.body] + ([node.filter] if node.filter is not None else [])
+    return _children(node)
 
 
 def _children(node: Node) -> list[Node]:
@@ -170,7 +184,7 @@ def _children(node: Node) -> list[Node]:
 
 def compile_bool(node: Node, env: SqlEnv) -> SqlExpr:
     """The tri-state SQL of a boolean expression (1 true, 0 false, NULL error or non-bool)."""
-    return _logical(_Compiler(env).value(node))
+    return _Compiler(env).boolean(node)
 
 
 # -- constants ---------------------------------------------------------------------------
@@ -232,6 +246,34 @@ class _Compiler:
     def __init__(self, env: SqlEnv) -> None:
         self.env = env
         self._depth = 0
+        # Rows a `get(...)` reads, pending until the enclosing boolean wraps them in one
+        # subquery: (table, alias, primary key, id expression).
+        self._sources: list[tuple[str, str, str, SqlExpr]] | None = None
+        self._aliases = 0
+
+    def boolean(self, node: Node) -> SqlExpr:
+        """`node` in a boolean position; the `get` rows it reads joined in one subquery,
+        which yields NULL (an error) when one of them does not exist."""
+        saved, self._sources = self._sources, []
+        try:
+            x = _logical(self.value(node))
+            sources = self._sources
+        finally:
+            self._sources = saved
+        if not sources:
+            return x
+        tables = ", ".join(f"{quote(t)} AS {a}" for t, a, _, _ in sources)
+        where = " AND ".join(f"{a}.{quote(pk)} = {e.sql}" for _, a, pk, e in sources)
+        params = (*x.params, *(p for *_, e in sources for p in e.params))
+        return SqlExpr(f"(SELECT {x.sql} FROM {tables} WHERE {where})", params)
+
+    def _alias(self) -> str:
+        self._aliases += 1
+        return f"_l{self._aliases}"
+
+    def _column(self, name: str) -> str:
+        outer = self.env.outer
+        return f"{quote(outer)}.{quote(name)}" if outer is not None else quote(name)
 
     def value(self, node: Node) -> SqlExpr:
         if isinstance(node, Lit):
@@ -270,10 +312,12 @@ class _Compiler:
             if node.test_only:
                 return SqlExpr("1", (), "bool", "never", const=True)
             kind = _COLUMN_KIND[fields[node.field]]
-            col = quote(node.field)
+            col = self._column(node.field)
             if kind == "json":
                 return SqlExpr(col, (), "json", "error", json=(col, "$"))
             return SqlExpr(col, (), kind, "null")
+        if isinstance(op, Call) and op.function == "get" and is_lookup(op) and self.env.tables is not None:
+            return self._get_field(op, node)
         base = self.value(op)
         if base.kind != "json" or base.json is None:
             raise NotSQL("selection from a non-json value")
@@ -284,6 +328,58 @@ class _Compiler:
             sql = f"(CASE {parent.sql} WHEN 'object' THEN json_type({col}, ?) IS NOT NULL ELSE NULL END)"
             return SqlExpr(sql, (*parent.params, *base.params, child), "bool")
         return SqlExpr(col, base.params, "json", "error", json=(col, child))
+
+    def _get_field(self, call: Call, node: Select) -> SqlExpr:
+        """`get(c, id).f`: the column of a row joined in the enclosing boolean's subquery."""
+        assert self.env.tables is not None
+        if node.test_only or self._sources is None:
+            raise NotSQL("get() outside a comparison")
+        target = self.env.tables[call.args[0].value]  # type: ignore[attr-defined]
+        ident = self.value(call.args[1])
+        if ident.kind == "error":
+            return ERROR
+        if ident.kind not in ("string", "int", "double", "null"):
+            raise NotSQL("get() of an id that is not a scalar")
+        alias = self._alias()
+        pk = target.primary.name
+        self._sources.append((target.name, alias, pk, ident))
+        field = target.field(node.field)
+        kind = _COLUMN_KIND[field.type]
+        col = f"{alias}.{quote(node.field)}"
+        if kind == "json":
+            return SqlExpr(col, (), "json", "error", json=(col, "$"))
+        return SqlExpr(col, (), kind, "null" if field.nullable or field.primary else "never")
+
+    def _exists(self, node: Call) -> SqlExpr:
+        """`exists(c, {f: v, ...})`: EXISTS over c, correlated with the listed doc."""
+        assert self.env.tables is not None
+        target = self.env.tables[node.args[0].value]  # type: ignore[attr-defined]
+        spec = node.args[1]
+        if not isinstance(spec, MapLit):
+            raise NotSQL("exists() without a map literal")
+        alias = self._alias()
+        saved, self._sources = self._sources, []
+        try:
+            conds: list[SqlExpr] = []
+            for key, value in spec.entries:
+                field = target.field(key.value)  # type: ignore[attr-defined]
+                v = self.value(value)
+                if v.kind == "error":
+                    return ERROR
+                if v.kind not in ("string", "int", "double", "bool", "timestamp", "bytes", "null"):
+                    raise NotSQL("exists() with a value that is not a scalar")
+                null = "null" if field.nullable else "never"
+                col = SqlExpr(f"{alias}.{quote(field.name)}", (), _COLUMN_KIND[field.type], null)
+                conds.append(_equal(col, v))
+            if self._sources:
+                raise NotSQL("get() inside exists()")
+        finally:
+            self._sources = saved
+        # Each condition is 1, 0 or NULL; WHERE keeps only the 1s.
+        where = " AND ".join(c.sql for c in conds)
+        sql = f"EXISTS (SELECT 1 FROM {quote(target.name)} AS {alias} WHERE {where})"
+        params = tuple(p for c in conds for p in c.params)
+        return SqlExpr(f"({sql})", params, "bool", "never")
 
     def _index(self, node: Index) -> SqlExpr:
         base = self.value(node.operand)
@@ -308,15 +404,15 @@ class _Compiler:
         return self._kleene(node.left, node.right, "OR")
 
     def _kleene(self, left: Node, right: Node, op: str) -> SqlExpr:
-        a, b = _logical(self.value(left)), _logical(self.value(right))
+        a, b = self.boolean(left), self.boolean(right)
         return SqlExpr(f"({a.sql} {op} {b.sql})", (*a.params, *b.params))
 
     def _not(self, node: Not) -> SqlExpr:
-        a = _logical(self.value(node.operand))
+        a = self.boolean(node.operand)
         return SqlExpr(f"(NOT {a.sql})", a.params)
 
     def _cond(self, node: Cond) -> SqlExpr:
-        c = _logical(self.value(node.cond))
+        c = self.boolean(node.cond)
         a, b = self.value(node.then), self.value(node.orelse)
         if a.kind != "bool" or b.kind != "bool":
             raise NotSQL("conditional that is not boolean")
@@ -364,6 +460,8 @@ class _Compiler:
             self.env.fold or name not in ("size", "startsWith", "endsWith", "contains")
         ):
             return self._fold(node)
+        if name == "exists" and is_lookup(node) and self.env.tables is not None:
+            return self._exists(node)
         if name == "size":
             subject = node.target if node.target is not None else (args[0] if len(args) == 1 else None)
             if subject is None or (node.target is not None and args):

@@ -41,6 +41,7 @@ from alyx_server.rules.compile_py import (
     compile_node,
 )
 from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
+from alyx_server.rules.lookups import check_lookups
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json
@@ -97,6 +98,8 @@ class CompiledRule:
         self._fields: Mapping[str, FieldType] = env.doc_fields or {}
         self._consts: dict[int, Fn] = {}
         self.parts = _conjuncts(node)
+        # The collections the expression looks up (get, exists), checked against the schema.
+        self.lookups = check_lookups(node, env.tables) if env.tables is not None else frozenset()
         try:
             self._fn, self.budgeted = compile_budgeted(node, env)
             self.part_fns: list[Fn] | None = [compile_node(p, env) for p in self.parts]
@@ -114,7 +117,7 @@ class CompiledRule:
         names = _ALL_NAMES if self.fallback else free_names(node)
         self.uses_auth = "auth" in names
         self.uses_request = "request" in names
-        self.uses_doc = "doc" in names
+        self.uses_doc = "doc" in names or bool(self.lookups)
         self._predicates: dict[int, tuple[object, int, Predicate]] = {}
         self._logged_at = -_LOG_EVERY
         self._unlogged = 0
@@ -240,7 +243,12 @@ class CompiledRule:
         act: dict[str, Any] = {"auth": auth_value(auth), "request": request_value(request)}
         if limit is None:
             limit = self._limit(request)
-        env = SqlEnv(self._fields, self._constant(act))
+        env = SqlEnv(
+            self._fields,
+            self._constant(act),
+            tables=self._env.tables,
+            outer=self.collection.name if self.lookups else None,
+        )
         sqls: list[str] = []
         params: list[Any] = []
         rest: list[int] = []

@@ -36,20 +36,32 @@ __all__ = [
     "compile_schema_rules",
     "compile_where",
     "load_schema_rules",
+    "schema_tables",
     "visible_fields",
 ]
 
 RULE_VARIABLES = frozenset({"doc", "auth", "request"})
 
 
-def _env(collection: Collection) -> CompileEnv:
+Tables = Mapping[str, Collection]
+"""The schema's collections by name: what a rule's lookups (get, exists) may read."""
+
+
+def _env(collection: Collection, tables: Tables | None = None) -> CompileEnv:
     fields = {f.name: f.type for f in collection.fields}
-    return CompileEnv(variables=RULE_VARIABLES, doc_fields=fields, collection=collection.name)
+    return CompileEnv(variables=RULE_VARIABLES, doc_fields=fields, collection=collection.name, tables=tables)
 
 
-def _compile(collection: Collection, text: str, label: str, node: Node | None = None) -> CompiledRule:
+def _compile(
+    collection: Collection, text: str, label: str, node: Node | None = None, tables: Tables | None = None
+) -> CompiledRule:
     node = parse(text) if node is None else node
-    return CompiledRule(text, node, collection, _env(collection), label)
+    return CompiledRule(text, node, collection, _env(collection, tables), label)
+
+
+def schema_tables(schema: Schema) -> Tables:
+    """The collections a rule of `schema` may look up."""
+    return {c.name: c for c in schema.collections}
 
 
 def _shown(text: str, limit: int = 200) -> str:
@@ -66,11 +78,15 @@ def _where_in_file(base: Location | None, error: CelCompileError) -> Location | 
     return Location(base.file, base.line, (base.column or 1) + error.column - 1, base.path)
 
 
-def compile_rule(collection: Collection, action: str, text: str) -> CompiledRule:
-    """One rule of `collection`; RuleError with file, line, column, collection and action."""
+def compile_rule(
+    collection: Collection, action: str, text: str, tables: Tables | None = None
+) -> CompiledRule:
+    """One rule of `collection`; RuleError with file, line, column, collection and action.
+
+    With `tables` (`schema_tables`) the rule may look up those collections."""
     label = f"{collection.name}.{action}"
     try:
-        return _compile(collection, text, label)
+        return _compile(collection, text, label, tables=tables)
     except CelCompileError as e:
         where = _where_in_file(collection.rule_locations.get(action), e)
         message = (
@@ -101,10 +117,11 @@ class SchemaRules:
 def compile_schema_rules(schema: Schema) -> SchemaRules:
     """Compile all rules at schema load; the first bad rule raises RuleError."""
     out: dict[tuple[str, str], CompiledRule | None] = {}
+    tables = schema_tables(schema)
     for c in schema.collections:
         for action in ACTIONS:
             text = c.rules.get(action)
-            out[(c.name, action)] = None if text is None else compile_rule(c, action, text)
+            out[(c.name, action)] = None if text is None else compile_rule(c, action, text, tables)
     return SchemaRules(schema, out)
 
 

@@ -1,0 +1,328 @@
+"""Lookups in rules: `get(collection, id).field` and `exists(collection, {field: value})`.
+
+    get('teams', doc.team_id).owner_id == auth.id
+    exists('members', {'team_id': doc.team_id, 'user_id': auth.id})
+
+A rule may read other collections of the schema, by primary key (`get`, always followed
+by one `.field`) or by equality on fields (`exists`). Checked when the schema loads
+(`check_lookups`), with the location of the offending call in the error:
+
+    the collection      a collection of the schema, written as a string literal
+    the fields          fields of that collection that are not `internal`
+    get(...)            read one field at a time: `get(c, id).f`; never the whole doc
+    exists(...)         a non-empty map literal with literal keys; at least one of them
+                        an indexed field of that collection (primary, unique, `index`,
+                        or the first field of a declared index), so no list query ever
+                        scans the looked-up table once per document (a cross join)
+    depth               lookups nested in the arguments of lookups at most
+                        `rules.lookup_depth` deep (`set_lookup_depth`)
+
+Semantics. A lookup runs with system privileges over the looked-up collection: its read
+rule does not apply. Only the rule's boolean result leaves the server; no looked-up value
+reaches a response or an error message (evaluation errors are logged without values).
+`get` of an id that does not exist is an error (so the rule denies); `exists` is true when
+at least one document has every listed field equal (CEL equality, `null` matching null).
+
+Evaluation. For lists and realtime queries a lookup is SQL: `get` a scalar subquery on the
+primary key, `exists` an `EXISTS (SELECT 1 ...)` correlated with the listed document
+(compile_sql.py). For one document (get, update, delete, create, a realtime event) the
+closure does point reads through the connection in `READER` (the write transaction's, or a
+reader's), each charged `LOOKUP_COST` steps of the evaluation budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from alyx_server.rules import budget as cost
+from alyx_server.rules.syntax import (
+    Call,
+    CelCompileError,
+    Comprehension,
+    Lit,
+    MapLit,
+    Node,
+    Select,
+)
+from alyx_server.rules.values import CelEvalError
+from alyx_server.schema.ddl import quote
+from alyx_server.schema.model import Collection, FieldType
+from alyx_server.tools.timestamps import format_timestamp
+
+__all__ = [
+    "DEFAULT_LOOKUP_DEPTH",
+    "LOOKUP_COST",
+    "LOOKUP_FUNCTIONS",
+    "READER",
+    "Reader",
+    "check_lookups",
+    "has_lookup",
+    "indexed_fields",
+    "is_lookup",
+    "lookup_depth",
+    "point_exists",
+    "point_get",
+    "reading",
+    "set_lookup_depth",
+]
+
+LOOKUP_FUNCTIONS = frozenset({"get", "exists"})
+DEFAULT_LOOKUP_DEPTH = 2
+LOOKUP_COST = 1000
+"""Budget steps one point read costs (rules.eval_budget 100,000: at most 100 per evaluation)."""
+
+Reader = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+"""Runs a function of a connection and returns its result (a point read)."""
+
+READER: ContextVar[Reader | None] = ContextVar("alyx_rule_reader", default=None)
+_DEPTH = [DEFAULT_LOOKUP_DEPTH]
+
+
+def set_lookup_depth(depth: int) -> None:
+    """The server's `rules.lookup_depth`: how deep lookups may nest (checked at load)."""
+    _DEPTH[0] = depth
+
+
+def lookup_depth() -> int:
+    return _DEPTH[0]
+
+
+@contextlib.contextmanager
+def reading(reader: Reader | sqlite3.Connection) -> Iterator[None]:
+    """Lookups evaluated inside run through `reader` (a connection: its transaction)."""
+    if isinstance(reader, sqlite3.Connection):
+        conn = reader
+
+        def run(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            return fn(conn)
+
+        reader = run
+    token = READER.set(reader)
+    try:
+        yield
+    finally:
+        READER.reset(token)
+
+
+def is_lookup(node: Node) -> bool:
+    return isinstance(node, Call) and node.target is None and node.function in LOOKUP_FUNCTIONS
+
+
+_memo: dict[int, tuple[Node, bool]] = {}
+
+
+def has_lookup(node: Node) -> bool:
+    """Whether the expression calls `get` or `exists` anywhere (remembered per node)."""
+    hit = _memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    answer = is_lookup(node) or any(has_lookup(c) for c in _children(node))
+    if len(_memo) >= 8192:
+        _memo.clear()
+    _memo[id(node)] = (node, answer)
+    return answer
+
+
+def _children(node: Node) -> list[Node]:
+    from alyx_server.rules.compile_sql import children
+
+    return children(node)
+
+
+def indexed_fields(c: Collection) -> frozenset[str]:
+    """Fields an equality lookup can find through an index."""
+    names = {f.name for f in c.fields if f.primary or f.unique or f.index}
+    names |= {i.fields[0] for i in c.indexes if i.fields}
+    return frozenset(names)
+
+
+# -- load-time checks --------------------------------------------------------------------
+def check_lookups(node: Node, tables: Mapping[str, Collection]) -> frozenset[str]:
+    """Refuse a bad lookup (CelCompileError at its place); the collections looked up."""
+    found: set[str] = set()
+    _Check(tables, found).walk(node, 0, None)
+    return frozenset(found)
+
+
+class _Check:
+    def __init__(self, tables: Mapping[str, Collection], found: set[str]) -> None:
+        self.tables = tables
+        self.found = found
+
+    def walk(self, node: Node, depth: int, parent: Node | None) -> None:
+        if is_lookup(node):
+            assert isinstance(node, Call)
+            depth += 1
+            limit = lookup_depth()
+            if depth > limit:
+                raise CelCompileError(
+                    f"lookups nested {depth} deep; rules.lookup_depth allows {limit} "
+                    "(look up fewer documents in a row, or raise rules.lookup_depth)",
+                    node.line,
+                    node.column,
+                )
+            target = self.collection(node)
+            if node.function == "get":
+                self.get(node, target, parent)
+            else:
+                self.exists(node, target)
+            for arg in node.args[1:]:
+                self.walk(arg, depth, node)
+            return
+        if isinstance(node, Comprehension) and has_lookup(node):
+            raise CelCompileError(
+                "lookups (get, exists) cannot be used inside a macro (all, exists, map, filter)",
+                node.line,
+                node.column,
+            )
+        for child in _children(node):
+            self.walk(child, depth, node)
+
+    def collection(self, node: Call) -> Collection:
+        name = node.function
+        if len(node.args) != 2:
+            raise CelCompileError(
+                f"{name}() takes a collection name and {'an id' if name == 'get' else 'a map of fields'}",
+                node.line,
+                node.column,
+            )
+        first = node.args[0]
+        if not (isinstance(first, Lit) and isinstance(first.value, str)):
+            raise CelCompileError(
+                f"{name}() takes the collection name as a string literal, such as {name}('teams', ...)",
+                first.line,
+                first.column,
+            )
+        target = self.tables.get(first.value)
+        if target is None:
+            known = ", ".join(sorted(self.tables))
+            raise CelCompileError(
+                f"unknown collection {first.value!r} in {name}(); collections are: {known}",
+                first.line,
+                first.column,
+            )
+        self.found.add(target.name)
+        return target
+
+    def field(self, target: Collection, name: str, node: Node, written: str) -> None:
+        visible = [f.name for f in target.fields if not f.internal]
+        if name not in visible:
+            raise CelCompileError(
+                f"unknown field {name!r} in {written}; fields of {target.name} are: {', '.join(visible)}",
+                node.line,
+                node.column,
+            )
+
+    def get(self, node: Call, target: Collection, parent: Node | None) -> None:
+        if not isinstance(parent, Select) or parent.operand is not node or parent.test_only:
+            raise CelCompileError(
+                f"get() reads one field at a time: write get({target.name!r}, id).<field>",
+                node.line,
+                node.column,
+            )
+        self.field(target, parent.field, parent, f"get({target.name!r}, ...).{parent.field}")
+
+    def exists(self, node: Call, target: Collection) -> None:
+        spec = node.args[1]
+        if not isinstance(spec, MapLit) or not spec.entries:
+            raise CelCompileError(
+                "exists() takes a map literal of fields and values, such as "
+                "exists('members', {'team_id': doc.team_id, 'user_id': auth.id})",
+                spec.line,
+                spec.column,
+            )
+        keys: list[str] = []
+        for key, _value in spec.entries:
+            if not (isinstance(key, Lit) and isinstance(key.value, str)):
+                raise CelCompileError("exists() map keys are field names in quotes", key.line, key.column)
+            self.field(target, key.value, key, f"exists({target.name!r}, ...)")
+            if target.field(key.value).type in (FieldType.JSON, FieldType.FILE):
+                raise CelCompileError(
+                    f"exists() compares scalar fields; {key.value} is a {target.field(key.value).type} field",
+                    key.line,
+                    key.column,
+                )
+            keys.append(key.value)
+        indexed = indexed_fields(target)
+        if not indexed.intersection(keys):
+            raise CelCompileError(
+                f"exists({target.name!r}, ...) filters on no indexed field, so every listed document "
+                f"would scan {target.name}; add `index: true` to one of {', '.join(keys)} "
+                f"or an index starting with it",
+                spec.line,
+                spec.column,
+            )
+
+
+# -- point reads (the closure path) ------------------------------------------------------
+def _reader() -> Reader:
+    reader = READER.get()
+    if reader is None:
+        raise CelEvalError("lookups are not available here")
+    return reader
+
+
+def point_get(target: Collection, doc_id: Any, budget: list[int] | None) -> dict[str, Any]:
+    """The looked-up doc's non-internal fields, as stored; an error when it does not exist."""
+    from alyx_server.db import get_doc
+
+    if budget is not None:
+        cost.spend(budget, LOOKUP_COST)
+    if doc_id is None or isinstance(doc_id, dict | list | bytes):
+        raise CelEvalError(f"get(): no such document in {target.name}")
+    doc = _reader()(lambda conn: get_doc(conn, target, doc_id, internal=True))
+    if doc is None:
+        raise CelEvalError(f"get(): no such document in {target.name}")
+    hidden = {f.name for f in target.fields if f.internal}
+    return {k: v for k, v in doc.items() if k not in hidden}
+
+
+_NO_MATCH = object()
+
+
+def _stored(t: FieldType, value: Any) -> Any:
+    """The column value equal to CEL `value` in a field of type `t`, or _NO_MATCH."""
+    if value is None:
+        return None
+    if t in (FieldType.STRING, FieldType.TEXT, FieldType.UUID):
+        return value if type(value) is str else _NO_MATCH
+    if t is FieldType.BOOL:
+        return int(value) if type(value) is bool else _NO_MATCH
+    if t is FieldType.INT or t is FieldType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return _NO_MATCH
+        return float(value) if t is FieldType.INT and isinstance(value, float) else value
+    if t is FieldType.TIMESTAMP:
+        if not isinstance(value, datetime):
+            return _NO_MATCH
+        if value.microsecond % 1000:
+            raise CelEvalError("exists(): timestamp with sub-millisecond digits")
+        return format_timestamp(value)
+    if t is FieldType.BLOB:
+        return value if type(value) is bytes else _NO_MATCH
+    return _NO_MATCH
+
+
+def point_exists(target: Collection, spec: Mapping[str, Any], budget: list[int] | None) -> bool:
+    """Whether a doc of `target` has every field of `spec` equal to its value."""
+    if budget is not None:
+        cost.spend(budget, LOOKUP_COST)
+    conds: list[str] = []
+    params: list[Any] = []
+    for name, value in spec.items():
+        f = target.field(name)
+        stored = _stored(f.type, value)
+        if stored is _NO_MATCH:
+            return False
+        if stored is None:
+            conds.append(f"{quote(name)} IS NULL")
+        else:
+            conds.append(f"{quote(name)} = ?")
+            params.append(stored)
+    sql = f"SELECT 1 FROM {quote(target.name)} WHERE {' AND '.join(conds)} LIMIT 1"
+    return bool(_reader()(lambda conn: conn.execute(sql, params).fetchone() is not None))
