@@ -19,6 +19,8 @@ rest of the closures never look at it.
 from __future__ import annotations
 
 import base64
+import math
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +51,8 @@ from alyx_server.rules.syntax import (
 from alyx_server.rules.values import (
     CelEvalError,
     CelType,
+    Optional,
+    UInt,
     cel_add,
     cel_compare,
     cel_div,
@@ -61,20 +65,35 @@ from alyx_server.rules.values import (
     cel_select,
     cel_sub,
     from_json,
+    key_of,
     no_overload,
+    opt_index,
+    opt_select,
 )
 from alyx_server.schema.model import FieldType
 
-__all__ = ["Activation", "CompileEnv", "Fn", "Unsupported", "compile_budgeted", "compile_node", "doc_value"]
+__all__ = [
+    "LOCAL",
+    "Activation",
+    "CompileEnv",
+    "Fn",
+    "Unsupported",
+    "compile_budgeted",
+    "compile_node",
+    "doc_value",
+]
 
 Activation = Mapping[str, Any]
+LOCAL = "%"
+"""Prefix of a comprehension variable's activation key (no CEL name can spell it), so the
+loop variable `y` never hides the global `y` that `.y` names."""
 Fn = Callable[[Activation], Any]
 
 TYPE_IDENTS = {
     n: CelType(n)
     for n in (
         "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
-        "google.protobuf.Timestamp", "google.protobuf.Duration",
+        "google.protobuf.Timestamp", "google.protobuf.Duration", "optional_type",
     )
 }  # fmt: skip
 
@@ -184,9 +203,10 @@ class _Compiler:
         return lambda a: value
 
     def _ident(self, node: Ident, scope: frozenset[str]) -> Fn:
-        name = node.name.lstrip(".")
-        if name in scope:
-            return lambda a: a[name]
+        name = node.name
+        if name in scope and not node.root:
+            local = LOCAL + name
+            return lambda a: a[local]
         env = self.env
         if env.variables is not None and name not in env.variables:
             if name in TYPE_IDENTS:
@@ -213,10 +233,18 @@ class _Compiler:
 
     def _select(self, node: Select, scope: frozenset[str]) -> Fn:
         op = node.operand
-        if isinstance(op, Ident) and op.name == "doc" and "doc" not in scope and self.env.doc_fields:
+        if (
+            isinstance(op, Ident)
+            and op.name == "doc"
+            and (op.root or "doc" not in scope)
+            and self.env.doc_fields
+        ):
+            if node.optional:
+                plain = self._doc_field(Select(node.line, node.column, op, node.field))
+                return lambda a: Optional(True, plain(a))
             return self._doc_field(node)
         parts = _dotted(node)
-        if parts is not None and self.env.variables is None and parts[0] not in scope:
+        if parts is not None and self.env.variables is None and (parts[0] not in scope or _rooted(node)):
             return _qualified(parts)
         operand = self.compile(op, scope)
         name = node.field
@@ -224,11 +252,17 @@ class _Compiler:
 
             def has(a: Activation) -> Any:
                 v = operand(a)
+                if type(v) is Optional:
+                    if not v.has:
+                        return False
+                    v = v.value
                 if isinstance(v, Mapping):
                     return name in v
                 raise no_overload("has", v)
 
             return has
+        if node.optional:
+            return lambda a: opt_select(operand(a), name)
 
         def select(a: Activation) -> Any:
             v = operand(a)
@@ -276,27 +310,58 @@ class _Compiler:
 
     def _index(self, node: Index, scope: frozenset[str]) -> Fn:
         operand, index = self.compile(node.operand, scope), self.compile(node.index, scope)
+        if node.optional:
+            return lambda a: opt_index(operand(a), index(a))
         return lambda a: cel_index(operand(a), index(a))
 
     def _listlit(self, node: ListLit, scope: frozenset[str]) -> Fn:
         items = [self.compile(i, scope) for i in node.items]
+        if node.optional:
+            marked = [(f, i in node.optional) for i, f in enumerate(items)]
+
+            def build_list(a: Activation) -> Any:
+                out = []
+                for f, optional in marked:
+                    v = f(a)
+                    if optional:
+                        if type(v) is not Optional:
+                            raise no_overload("[?_]", v)
+                        if not v.has:
+                            continue
+                        v = v.value
+                    out.append(v)
+                return out
+
+            return build_list
         if all(isinstance(i, Lit) for i in node.items):
             values = [i.value for i in node.items]  # type: ignore[attr-defined]
             return lambda a: values
         return lambda a: [f(a) for f in items]
 
     def _maplit(self, node: MapLit, scope: frozenset[str]) -> Fn:
-        entries = [(self.compile(k, scope), self.compile(v, scope)) for k, v in node.entries]
+        entries = [
+            (self.compile(k, scope), self.compile(v, scope), i in node.optional)
+            for i, (k, v) in enumerate(node.entries)
+        ]
 
         def build(a: Activation) -> Any:
+            # Keys go through key_of: `true` and `1` are distinct CEL keys, one dict key.
             out: dict[Any, Any] = {}
-            for kf, vf in entries:
+            for kf, vf, optional in entries:
                 k = kf(a)
                 if type(k) not in (str, int, bool) and not isinstance(k, int):
                     raise CelEvalError(f"unsupported map key type: {type(k).__name__}")
-                if any(cel_eq(k, other) and type(k) is type(other) for other in out) or k in out:
+                key = key_of(k)
+                if key in out:
                     raise CelEvalError(f"Failed with repeated key: {k!r}")
-                out[k] = vf(a)
+                v = vf(a)
+                if optional:
+                    if type(v) is not Optional:
+                        raise no_overload("{?_: _}", v)
+                    if not v.has:
+                        continue
+                    v = v.value
+                out[key] = v
             return out
 
         return build
@@ -393,6 +458,9 @@ class _Compiler:
             return self._lookup(node, scope)
         args = [self.compile(x, scope) for x in node.args]
         target = None if node.target is None else self.compile(node.target, scope)
+        budgeted = fns.budgeted_lookup(node.function, target is not None, len(args))
+        if budgeted is not None:
+            return self._budgeted_call(budgeted, [target, *args] if target is not None else args)
         impl = fns.lookup(node.function, target is not None, len(args))
         if impl is None:
             message = f"unknown function {node.function!r}"
@@ -417,6 +485,18 @@ class _Compiler:
             x, y = all_args
             return lambda a: impl(x(a), y(a))
         return lambda a: impl(*(f(a) for f in all_args))
+
+    def _budgeted_call(self, impl: Callable[..., Any], all_args: list[Fn]) -> Fn:
+        """An extension function whose work grows with its values: it charges the budget."""
+        self.uses_budget = True
+        key = cost.BUDGET
+        if len(all_args) == 1:
+            (x,) = all_args
+            return lambda a: impl(a[key], x(a))
+        if len(all_args) == 2:
+            x, y = all_args
+            return lambda a: impl(a[key], x(a), y(a))
+        return lambda a: impl(a[key], *(f(a) for f in all_args))
 
     def _matches(self, node: Call, all_args: list[Fn]) -> Fn:
         """`s.matches(p)` / `matches(s, p)`: RE2, charged to the budget for its work."""
@@ -449,15 +529,37 @@ class _Compiler:
         return lambda a: exists(target, {name: fn(a) for name, fn in values}, a.get(key))
 
     def _message(self, node: Message, scope: frozenset[str]) -> Fn:
-        raise Unsupported("protobuf message construction", node)
+        """The protobuf wrapper types, which CEL unwraps to plain values; any other
+        message type is refused here (Alyx documents hold no protobuf messages), so no
+        expression is ever answered by an interpreter that models them wrongly."""
+        name = node.type_name.lstrip(".")
+        wrapper = _WRAPPERS.get(name)
+        if wrapper is None and name == "google.protobuf.Value" and not node.fields:
+            return lambda a: None
+        if wrapper is None:
+            raise CelCompileError(
+                f"protobuf message type {name} is not supported (Alyx documents hold no protobuf "
+                "messages); only the google.protobuf wrapper types are",
+                node.line,
+                node.column,
+            )
+        if any(f != "value" for f, _ in node.fields):
+            raise CelCompileError(f"{name} has one field, value", node.line, node.column)
+        zero, convert = wrapper
+        if not node.fields:
+            return lambda a: zero
+        value = self.compile(node.fields[0][1], scope)
+        return lambda a: convert(value(a))
 
     def _comprehension(self, node: Comprehension, scope: frozenset[str]) -> Fn:
-        inner = scope | {node.var}
+        inner = scope | node.variables
         rng = self.compile(node.range, scope)
         body = self.compile(node.body, inner)
         flt = None if node.filter is None else self.compile(node.filter, inner)
-        self.uses_budget = True
-        return fns.comprehension(node.kind, node.var, rng, body, flt)
+        if node.kind not in ("bind", "optMap", "optFlatMap"):
+            self.uses_budget = True
+        var2 = None if node.var2 is None else LOCAL + node.var2
+        return fns.comprehension(node.kind, LOCAL + node.var, rng, body, flt, var2)
 
 
 _ARITHMETIC: Mapping[str, Callable[[Any, Any], Any]] = {
@@ -518,10 +620,60 @@ def _dotted(node: Node) -> list[str] | None:
     """`a.b.c` as ["a", "b", "c"] when the node is a plain chain of selections on a name."""
     if isinstance(node, Ident):
         return [node.name.lstrip(".")]
-    if isinstance(node, Select) and not node.test_only:
+    if isinstance(node, Select) and not node.test_only and not node.optional:
         head = _dotted(node.operand)
         return None if head is None else [*head, node.field]
     return None
+
+
+def _wrapped(
+    name: str, kinds: tuple[type, ...], check: Callable[[Any], Any] = lambda v: v
+) -> Callable[[Any], Any]:
+    def convert(v: Any) -> Any:
+        if type(v) not in kinds:
+            raise no_overload(name, v)
+        return check(v)
+
+    return convert
+
+
+def _int32(v: int) -> int:
+    if not -(2**31) <= v < 2**31:
+        raise CelEvalError("integer overflow")
+    return v
+
+
+def _uint32(v: int) -> UInt:
+    if v >= 2**32:
+        raise CelEvalError("unsigned integer overflow")
+    return UInt(v)
+
+
+def _float32(v: float) -> float:
+    try:
+        return float(struct.unpack("f", struct.pack("f", v))[0])
+    except OverflowError:
+        return math.copysign(math.inf, v)
+
+
+_WRAPPERS: Mapping[str, tuple[Any, Callable[[Any], Any]]] = {
+    "google.protobuf.BoolValue": (False, _wrapped("BoolValue", (bool,))),
+    "google.protobuf.BytesValue": (b"", _wrapped("BytesValue", (bytes,))),
+    "google.protobuf.StringValue": ("", _wrapped("StringValue", (str,))),
+    "google.protobuf.DoubleValue": (0.0, _wrapped("DoubleValue", (float,))),
+    "google.protobuf.FloatValue": (0.0, _wrapped("FloatValue", (float,), _float32)),
+    "google.protobuf.Int64Value": (0, _wrapped("Int64Value", (int,))),
+    "google.protobuf.Int32Value": (0, _wrapped("Int32Value", (int,), _int32)),
+    "google.protobuf.UInt64Value": (UInt(0), _wrapped("UInt64Value", (UInt,))),
+    "google.protobuf.UInt32Value": (UInt(0), _wrapped("UInt32Value", (UInt,), _uint32)),
+}
+
+
+def _rooted(node: Node) -> bool:
+    """Whether a chain of selections starts at a `.name` (a global name)."""
+    while isinstance(node, Select):
+        node = node.operand
+    return isinstance(node, Ident) and node.root
 
 
 def _qualified(parts: list[str]) -> Fn:

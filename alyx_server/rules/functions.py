@@ -16,19 +16,23 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alyx_server.rules import extensions
 from alyx_server.rules.budget import BUDGET, spend
 from alyx_server.rules.regex import matches
 from alyx_server.rules.values import (
     UINT64_MAX,
     CelEvalError,
     CelType,
+    Optional,
     UInt,
     check_int,
+    key_of,
+    map_keys,
     no_overload,
     type_of,
 )
 
-__all__ = ["FALLBACK_FUNCTIONS", "comprehension", "lookup"]
+__all__ = ["FALLBACK_FUNCTIONS", "budgeted_lookup", "comprehension", "lookup", "to_string"]
 
 Impl = Callable[..., Any]
 FALLBACK_FUNCTIONS: frozenset[str] = frozenset()
@@ -134,6 +138,9 @@ def _to_string(v: Any) -> str:
     if isinstance(v, timedelta):
         return _format_duration(v)
     raise no_overload("string", v)
+
+
+to_string = _to_string
 
 
 def _to_bytes(v: Any) -> bytes:
@@ -304,12 +311,19 @@ _TABLE: dict[tuple[str, bool], dict[int, Impl]] = {
     ("timestamp", False): {1: _to_timestamp},
     ("duration", False): {1: _to_duration},
     **{(name, True): {0: impl, 1: impl} for name, impl in _GETTERS.items()},
+    **extensions.TABLE,
 }
 
 
 def lookup(name: str, is_method: bool, argc: int) -> Impl | None:
     """The implementation of `name` for this call shape, or None when CEL has none."""
     return _TABLE.get((name, is_method), {}).get(argc)
+
+
+def budgeted_lookup(name: str, is_method: bool, argc: int) -> Impl | None:
+    """An extension function whose work grows with its values: it takes the evaluation's
+    `EvalBudget` as its first argument (extensions.BUDGETED)."""
+    return extensions.BUDGETED.get((name, is_method), {}).get(argc)
 
 
 # -- macros ------------------------------------------------------------------------------
@@ -320,16 +334,31 @@ def _items(v: Any) -> list[Any]:
     if type(v) is list or type(v) is tuple:
         return list(v)
     if isinstance(v, Mapping):
-        return list(v.keys())
+        return map_keys(v)
     raise no_overload("comprehension", v)
 
 
-def comprehension(kind: str, var: str, rng: Fn, body: Fn, flt: Fn | None) -> Fn:
-    """all / exists / exists_one / map / filter with the specification's error rules.
+def _pairs(v: Any) -> list[tuple[Any, Any]]:
+    """(index, value) of a list, (key, value) of a map: two-variable comprehensions."""
+    if type(v) is list or type(v) is tuple:
+        return list(enumerate(v))
+    if isinstance(v, Mapping):
+        return list(zip(map_keys(v), v.values(), strict=True))
+    raise no_overload("comprehension", v)
+
+
+def comprehension(kind: str, var: str, rng: Fn, body: Fn, flt: Fn | None, var2: str | None = None) -> Fn:
+    """all / exists / exists_one / map / filter with the specification's error rules;
+    with `var2`, the two-variable forms (and transformList, transformMap); optMap,
+    optFlatMap and bind (`var` bound to the range's value once).
 
     Each run charges the evaluation's budget (`a[BUDGET]`) one step per element first,
     so nested loops cost the product of their sizes and stop before doing that work.
     """
+    if kind in ("bind", "optMap", "optFlatMap"):
+        return _binding(kind, var, rng, body)
+    if var2 is not None:
+        return _two_variables(kind, var, var2, rng, body, flt)
 
     def run(a: Mapping[str, Any]) -> Any:
         items = _items(rng(a))
@@ -350,6 +379,83 @@ def comprehension(kind: str, var: str, rng: Fn, body: Fn, flt: Fn | None) -> Fn:
         if kind == "exists_one":
             return count == 1
         return out
+
+    return run
+
+
+def _binding(kind: str, var: str, rng: Fn, body: Fn) -> Fn:
+    if kind == "bind":
+
+        def bind(a: Mapping[str, Any]) -> Any:
+            scope = dict(a)
+            scope[var] = rng(a)
+            return body(scope)
+
+        return bind
+    flat = kind == "optFlatMap"
+
+    def opt_map(a: Mapping[str, Any]) -> Any:
+        opt = rng(a)
+        if type(opt) is not Optional:
+            raise no_overload(kind, opt)
+        if not opt.has:
+            return opt
+        scope = dict(a)
+        scope[var] = opt.value
+        out = body(scope)
+        if flat:
+            if type(out) is not Optional:
+                raise no_overload(kind, out)
+            return out
+        return Optional(True, out)
+
+    return opt_map
+
+
+def _two_variables(kind: str, var: str, var2: str, rng: Fn, body: Fn, flt: Fn | None) -> Fn:
+    def run(a: Mapping[str, Any]) -> Any:
+        container = rng(a)
+        pairs = _pairs(container)
+        spend(a[BUDGET], len(pairs) + 1)
+        scope = dict(a)
+        if kind in ("all", "exists"):
+            exists = kind == "exists"
+            error: CelEvalError | None = None
+            for k, v in pairs:
+                scope[var], scope[var2] = k, v
+                try:
+                    r = body(scope)
+                except CelEvalError as e:
+                    error = error or e
+                    continue
+                if r is exists:
+                    return exists
+                if type(r) is not bool:
+                    error = error or no_overload("predicate", r)
+            if error is not None:
+                raise error
+            return not exists
+        if kind == "exists_one":
+            count = 0
+            for k, v in pairs:
+                scope[var], scope[var2] = k, v
+                count += _truth(body(scope))
+            return count == 1
+        if kind == "transformList":
+            out: list[Any] = []
+            for k, v in pairs:
+                scope[var], scope[var2] = k, v
+                if flt is None or _truth(flt(scope)):
+                    out.append(body(scope))
+            return out
+        if kind == "transformMap":
+            result: dict[Any, Any] = {}
+            for k, v in pairs:
+                scope[var], scope[var2] = k, v
+                if flt is None or _truth(flt(scope)):
+                    result[key_of(k)] = body(scope)
+            return result
+        raise no_overload(kind, container)
 
     return run
 

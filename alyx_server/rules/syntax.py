@@ -47,7 +47,12 @@ __all__ = [
     "parse",
 ]
 
-MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+MACROS = frozenset(
+    {"all", "exists", "exists_one", "existsOne", "map", "filter", "transformList", "transformMap",
+     "optMap", "optFlatMap"}
+)  # fmt: skip
+NAMESPACES = frozenset({"math", "strings", "optional"})
+"""Extension function namespaces: `math.greatest(...)` is the function `math.greatest`."""
 
 
 class CelCompileError(Exception):
@@ -82,6 +87,7 @@ class Lit(Node):
 @dataclass(frozen=True, slots=True)
 class Ident(Node):
     name: str
+    root: bool = False  # `.name`: the global name, never a comprehension variable
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +95,14 @@ class Select(Node):
     operand: Node
     field: str
     test_only: bool = False  # has(operand.field)
+    optional: bool = False  # operand.?field
 
 
 @dataclass(frozen=True, slots=True)
 class Index(Node):
     operand: Node
     index: Node
+    optional: bool = False  # operand[?index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,29 +115,41 @@ class Call(Node):
 @dataclass(frozen=True, slots=True)
 class ListLit(Node):
     items: tuple[Node, ...]
+    optional: frozenset[int] = frozenset()  # positions of `?item` elements
 
 
 @dataclass(frozen=True, slots=True)
 class MapLit(Node):
     entries: tuple[tuple[Node, Node], ...]
+    optional: frozenset[int] = frozenset()  # positions of `?key: value` entries
 
 
 @dataclass(frozen=True, slots=True)
 class Comprehension(Node):
-    """A macro over a list or map: all, exists, exists_one, map (with optional filter), filter."""
+    """A macro over a list or map: all, exists, exists_one, map (with optional filter), filter;
+    with two variables (`var2`: the value, `var` the index or key) all, exists, exists_one,
+    transformList, transformMap; on an optional optMap and optFlatMap; and `cel.bind(var,
+    range, body)` as kind "bind" (`var` is `range`'s value inside `body`)."""
 
     kind: str
     range: Node
     var: str
     body: Node
     filter: Node | None = None
+    var2: str | None = None
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset((self.var,)) if self.var2 is None else frozenset((self.var, self.var2))
 
 
 @dataclass(frozen=True, slots=True)
 class Message(Node):
-    """`Type{field: value}`: protobuf message construction, parsed but never compiled."""
+    """`Type{field: value}`: protobuf message construction; only the wrapper types
+    (`google.protobuf.Int64Value{value: 1}`) and `google.protobuf.Value{}` compile."""
 
     type_name: str
+    fields: tuple[tuple[str, Node], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +195,7 @@ def lark_parser() -> lark.Lark:
     global _PARSER
     with _PARSER_LOCK:
         if _PARSER is None:
-            grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+            grammar = _extended((Path(celpy.__file__).parent / "cel.lark").read_text())
             _PARSER = lark.Lark(
                 grammar,
                 parser="lalr",
@@ -187,6 +207,31 @@ def lark_parser() -> lark.Lark:
                 priority="invert",
             )
         return _PARSER
+
+
+# CEL's optional syntax, which cel-python 0.5.0's grammar lacks: `a.?b`, `a[?b]`,
+# `[?x]` and `{?k: v}`; list and map literals may end with a comma.
+_GRAMMAR_EDITS = (
+    ("member         : member_dot | member_dot_arg | member_index | member_object | primary",
+     "member         : member_dot | member_dot_opt | member_dot_arg | member_index | member_index_opt"
+     " | member_object | primary\n"
+     'member_dot_opt : member "." "?" IDENT\n'
+     'member_index_opt : member "[" "?" expr "]"'),
+    ('list_lit       : "[" [exprlist] "]"',
+     'list_lit       : "[" [listinits] "]"\n'
+     'listinits      : [opt_mark] expr ("," [opt_mark] expr)* [","]\n'
+     'opt_mark       : "?"'),
+    ('mapinits       : expr ":" expr ("," expr ":" expr)*',
+     'mapinits       : [opt_mark] expr ":" expr ("," [opt_mark] expr ":" expr)* [","]'),
+)  # fmt: skip
+
+
+def _extended(grammar: str) -> str:
+    for old, new in _GRAMMAR_EDITS:
+        if old not in grammar:
+            raise RuntimeError(f"cel-python's grammar changed: cannot find {old!r}")
+        grammar = grammar.replace(old, new)
+    return grammar
 
 
 def parse(text: str, limits: SizeLimits = RULE_LIMITS) -> Node:
@@ -320,21 +365,52 @@ class _Builder:
         operand, name = t.children
         return Select(*_pos(name), self.build(operand), str(name))
 
+    def _member_dot_opt(self, t: lark.Tree[Any]) -> Node:
+        operand, name = t.children
+        return Select(*_pos(name), self.build(operand), str(name), optional=True)
+
     def _member_dot_arg(self, t: lark.Tree[Any]) -> Node:
         operand, name, *rest = t.children
         args = self._args(rest)
         line, col = _pos(name)
         target = self.build(operand)
-        if str(name) in MACROS:
-            return _macro(line, col, str(name), target, args)
-        return Call(line, col, str(name), target, args)
+        function = str(name)
+        if isinstance(target, Ident) and not target.root:
+            if target.name in NAMESPACES:
+                return Call(line, col, f"{target.name}.{function}", None, args)
+            if target.name == "cel" and function == "bind":
+                if len(args) != 3 or not isinstance(args[0], Ident):
+                    raise CelSyntaxError(
+                        "cel.bind() takes a variable name, a value and an expression", line, col
+                    )
+                return Comprehension(line, col, "bind", args[1], args[0].name, args[2])
+        if function in MACROS:
+            return _macro(line, col, function, target, args)
+        return Call(line, col, function, target, args)
 
     def _member_index(self, t: lark.Tree[Any]) -> Node:
         operand, index = t.children
         return Index(*_pos(t), self.build(operand), self.build(index))
 
+    def _member_index_opt(self, t: lark.Tree[Any]) -> Node:
+        operand, index = t.children
+        return Index(*_pos(t), self.build(operand), self.build(index), optional=True)
+
     def _member_object(self, t: lark.Tree[Any]) -> Node:
-        return Message(*_pos(t), "message")
+        operand, *rest = t.children
+        type_node = self.build(operand)
+        parts: list[str] = []
+        while isinstance(type_node, Select):
+            parts.append(type_node.field)
+            type_node = type_node.operand
+        if not isinstance(type_node, Ident):
+            raise CelSyntaxError("a message literal needs a type name, such as Type{field: value}", *_pos(t))
+        parts.append(type_node.name)
+        fields: list[tuple[str, Node]] = []
+        if rest:
+            children = rest[0].children
+            fields = [(str(children[i]), self.build(children[i + 1])) for i in range(0, len(children), 2)]
+        return Message(*_pos(t), ".".join(reversed(parts)), tuple(fields))
 
     def _args(self, rest: list[Any]) -> tuple[Node, ...]:
         if not rest:
@@ -358,17 +434,32 @@ class _Builder:
     def _ident(self, t: lark.Tree[Any]) -> Node:
         return Ident(*_pos(t), str(t.children[0]))
 
-    _dot_ident = _ident
+    def _dot_ident(self, t: lark.Tree[Any]) -> Node:
+        return Ident(*_pos(t), str(t.children[0]), root=True)
+
+    def _marked(self, children: list[Any]) -> tuple[list[Node], frozenset[int]]:
+        """Expressions of a list or map literal, and the positions preceded by `?`."""
+        nodes: list[Node] = []
+        marked: set[int] = set()
+        for child in children:
+            if isinstance(child, lark.Tree) and child.data == "opt_mark":
+                marked.add(len(nodes))
+            else:
+                nodes.append(self.build(child))
+        return nodes, frozenset(marked)
 
     def _list_lit(self, t: lark.Tree[Any]) -> Node:
-        return ListLit(*_pos(t), self._args(t.children))
+        if not t.children:
+            return ListLit(*_pos(t), ())
+        items, marked = self._marked(t.children[0].children)
+        return ListLit(*_pos(t), tuple(items), marked)
 
     def _map_lit(self, t: lark.Tree[Any]) -> Node:
         if not t.children:
             return MapLit(*_pos(t), ())
-        parts = [self.build(x) for x in t.children[0].children]
+        parts, marked = self._marked(t.children[0].children)
         entries = tuple((parts[i], parts[i + 1]) for i in range(0, len(parts), 2))
-        return MapLit(*_pos(t), entries)
+        return MapLit(*_pos(t), entries, frozenset(i // 2 for i in marked))
 
     def _literal(self, t: lark.Tree[Any]) -> Node:
         token = t.children[0]
@@ -396,14 +487,32 @@ def _balanced(nodes: list[Node], kind: type[And] | type[Or]) -> Node:
     return kind(left.line, left.column, left, right)
 
 
+_MACRO_ARITY = {
+    "all": (2, 3), "exists": (2, 3), "exists_one": (2,), "existsOne": (2, 3), "filter": (2,),
+    "map": (2, 3), "transformList": (3, 4), "transformMap": (3, 4), "optMap": (2,), "optFlatMap": (2,),
+}  # fmt: skip
+_TWO_VARIABLES = frozenset({"transformList", "transformMap"})
+
+
 def _macro(line: int, col: int, name: str, target: Node, args: tuple[Node, ...]) -> Node:
-    arity = {"all": (2,), "exists": (2,), "exists_one": (2,), "filter": (2,), "map": (2, 3)}[name]
-    if len(args) not in arity or not isinstance(args[0], Ident):
+    if len(args) not in _MACRO_ARITY[name] or not isinstance(args[0], Ident):
         raise CelSyntaxError(f"{name}() takes a variable name and an expression", line, col)
     var = args[0].name
-    if name == "map" and len(args) == 3:
-        return Comprehension(line, col, "map", target, var, args[2], filter=args[1])
-    return Comprehension(line, col, name, target, var, args[1])
+    kind = "exists_one" if name == "existsOne" else name
+    if name == "map":
+        if len(args) == 3:
+            return Comprehension(line, col, "map", target, var, args[2], filter=args[1])
+        return Comprehension(line, col, "map", target, var, args[1])
+    if len(args) == 2:
+        return Comprehension(line, col, kind, target, var, args[1])
+    if not isinstance(args[1], Ident) or args[1].name == var:
+        raise CelSyntaxError(f"{name}() takes two different variable names and an expression", line, col)
+    var2 = args[1].name
+    if name in _TWO_VARIABLES and len(args) == 4:
+        return Comprehension(line, col, kind, target, var, args[3], filter=args[2], var2=var2)
+    if len(args) == 4:
+        raise CelSyntaxError(f"{name}() takes two variable names and an expression", line, col)
+    return Comprehension(line, col, kind, target, var, args[2], var2=var2)
 
 
 # -- literals ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@
     timestamp  datetime (aware, UTC)
     duration   timedelta
     type       CelType
+    optional   Optional (CEL's optional values: `optional.of(x)`, `m.?key`)
 
 An evaluation error is raised as `CelEvalError`; the logical operators catch it and
 absorb it as the specification says (`false && error` is false, `true || error` true).
@@ -31,9 +32,12 @@ from typing import Any
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "NONE",
     "UINT64_MAX",
+    "BoolKey",
     "CelEvalError",
     "CelType",
+    "Optional",
     "UInt",
     "cel_add",
     "cel_compare",
@@ -48,7 +52,11 @@ __all__ = [
     "cel_sub",
     "check_int",
     "from_json",
+    "key_of",
+    "map_keys",
     "no_overload",
+    "opt_index",
+    "opt_select",
     "type_of",
 ]
 
@@ -86,6 +94,29 @@ class CelType:
 
     def __str__(self) -> str:
         return self.name
+
+
+class Optional:
+    """CEL's `optional_type`: a value that may be absent (`optional.none()`)."""
+
+    __slots__ = ("has", "value")
+
+    def __init__(self, has: bool, value: Any = None) -> None:
+        self.has = has
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Optional:
+            return False
+        return self.has == other.has and (not self.has or cel_eq(self.value, other.value))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"optional.of({self.value!r})" if self.has else "optional.none()"
+
+
+NONE = Optional(False)
 
 
 def no_overload(op: str, *args: Any) -> CelEvalError:
@@ -127,6 +158,7 @@ _TYPE_NAMES: dict[type, str] = {
     datetime: "google.protobuf.Timestamp",
     timedelta: "google.protobuf.Duration",
     CelType: "type",
+    Optional: "optional_type",
 }
 
 
@@ -193,16 +225,49 @@ def cel_eq(a: Any, b: Any) -> bool:
     return False
 
 
+def key_of(k: Any) -> Any:
+    """A map key as a Python dict key that keeps CEL's key kinds apart: `true` and `1`
+    are distinct keys in CEL but one key in a dict, so bool keys are stored wrapped."""
+    return BoolKey(k) if type(k) is bool else k
+
+
+class BoolKey:
+    """A bool map key (see `key_of`); equal only to the same bool key."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is BoolKey and other.value is self.value
+
+    def __hash__(self) -> int:
+        return hash(("bool", self.value))
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+
 def _map_find(m: Mapping[Any, Any], key: Any) -> tuple[bool, Any]:
     """Look a key up with CEL's key equality (1 == 1u == 1.0, but true != 1)."""
     if type(key) is str:
         if key in m:
             return True, m[key]
         return False, None
+    if type(key) is BoolKey:
+        key = key.value
     for k, v in m.items():
+        if type(k) is BoolKey:
+            k = k.value
         if type(k) is not str and cel_eq(k, key):
             return True, v
     return False, None
+
+
+def map_keys(m: Mapping[Any, Any]) -> list[Any]:
+    """A map's keys as CEL values (bool keys unwrapped, see `key_of`)."""
+    return [k.value if type(k) is BoolKey else k for k in m]
 
 
 # -- ordering ----------------------------------------------------------------------------
@@ -343,6 +408,8 @@ def cel_in(x: Any, container: Any) -> bool:
 
 
 def cel_index(container: Any, key: Any) -> Any:
+    if type(container) is Optional:
+        return opt_index(container, key)
     if _is_list(container):
         tk = type(key)
         if tk is float and key.is_integer():
@@ -363,12 +430,41 @@ def cel_index(container: Any, key: Any) -> Any:
 
 
 def cel_select(operand: Any, name: str) -> Any:
+    if type(operand) is Optional:
+        return opt_select(operand, name)
     if type(operand) is dict or isinstance(operand, Mapping):
         try:
             return operand[name]
         except KeyError:
             raise CelEvalError(f"no such key: {name!r}") from None
     raise CelEvalError(f"no such key: {name!r} (selecting from {type_of(operand).name})")
+
+
+def opt_select(operand: Any, name: str) -> Optional:
+    """`operand.?name`: the field as an optional value, none when absent (or on none)."""
+    if type(operand) is Optional:
+        if not operand.has:
+            return NONE
+        operand = operand.value
+    if isinstance(operand, Mapping):
+        return Optional(True, operand[name]) if name in operand else NONE
+    raise CelEvalError(f"no such key: {name!r} (selecting from {type_of(operand).name})")
+
+
+def opt_index(container: Any, key: Any) -> Optional:
+    """`container[?key]`: the entry as an optional value, none when absent (or on none)."""
+    if type(container) is Optional:
+        if not container.has:
+            return NONE
+        container = container.value
+    try:
+        return Optional(True, cel_index(container, key))
+    except CelEvalError:
+        if _is_list(container) and type(key) in (int, UInt, float):
+            return NONE
+        if isinstance(container, Mapping) and type(key) in (str, int, UInt, bool, float):
+            return NONE
+        raise
 
 
 # -- JSON --------------------------------------------------------------------------------

@@ -76,8 +76,8 @@ class _Reads:
         """The restricted variable `node` names (`doc`, `auth`), unless a macro shadows it."""
         if not isinstance(node, Ident):
             return None
-        name = node.name.lstrip(".")
-        return name if name in self.readable and name not in scope else None
+        name = node.name
+        return name if name in self.readable and (name not in scope or node.root) else None
 
     def walk(self, node: Node, scope: frozenset[str]) -> None:
         if isinstance(node, Select) and (var := self.var(node.operand, scope)) is not None:
@@ -109,7 +109,7 @@ class _Reads:
             )
         elif isinstance(node, Comprehension):
             self.walk(node.range, scope)
-            inner = scope | {node.var}
+            inner = scope | node.variables
             self.walk(node.body, inner)
             if node.filter is not None:
                 self.walk(node.filter, inner)
