@@ -95,6 +95,7 @@ from alyx_server.realtime import RealtimeHub
 from alyx_server.rules import AccessPolicy
 from alyx_server.rules.access import CelAccess
 from alyx_server.rules.load import compile_schema_rules, compile_where, load_schema_rules
+from alyx_server.rules.lookups import set_lookup_depth
 from alyx_server.schema.model import Schema
 from alyx_server.storage import open_storage
 from alyx_server.storage.tokens import FileTokens
@@ -139,6 +140,7 @@ def create_app(
     """
     recover_interrupted(settings, clock=clock)
     settings = deployed_settings(settings)
+    set_lookup_depth(settings.rules.lookup_depth)
     rules = None
     if schema is None:
         # The one check every command runs (rules compiled): what `alyx migrate apply`

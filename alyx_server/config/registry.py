@@ -271,6 +271,10 @@ KEYS: tuple[Key, ...] = (
         "Steps one rule or `where` evaluation may take (about 50 ms of work; loops, regex "
         "and string building charge it); past it the document is denied. docs/rules.md.",
         minimum=1000, deployable=True),
+    Key("rules.lookup_depth", _T.INT, 2, "restart",
+        "How deep a rule's lookups (get, exists) may nest, checked when the schema loads: "
+        "1 allows get('teams', doc.team_id).owner_id, 2 also a lookup inside its id. docs/rules.md.",
+        minimum=1, maximum=8),
     # realtime
     Key("realtime.poll_interval", _T.DURATION, "100ms", "restart",
         "How often the change log is read for subscribers.", minimum=0.001, maximum=_DAY),

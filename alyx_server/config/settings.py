@@ -174,6 +174,7 @@ class WebhooksSettings:
 @dataclass(frozen=True, slots=True)
 class RulesSettings:
     eval_budget: int
+    lookup_depth: int
 
 
 @dataclass(frozen=True, slots=True)

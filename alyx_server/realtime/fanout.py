@@ -38,9 +38,12 @@ import orjson
 from alyx_server.db import Database, ListQuery, get_doc, list_docs
 from alyx_server.db.changes import ChangeEvent
 from alyx_server.db.codec import codec_for
+from alyx_server.db.query import Predicate
 from alyx_server.realtime.index import CollectionRoutes, SubscriptionIndex
 from alyx_server.realtime.subscriptions import Subscription
 from alyx_server.realtime.windows import PendingDelta
+from alyx_server.rules.lookups import READER
+from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection
 from alyx_server.tools.gate import Gate
 from alyx_server.tools.timestamps import Clock
@@ -190,6 +193,25 @@ class ChangeFanout:
         touched: list[Subscription] = []
         resync: list[Subscription] = []
         db = self._db
+        # Read rules with lookups (get, exists) read other docs: through the loop's reader.
+        token = READER.set(db.read_now)
+        try:
+            self._changes(changes, touched, resync)
+            for sub in backlogged:
+                self._take_backlog(sub, touched, resync)
+        finally:
+            READER.reset(token)
+        live = self._dependents({name for name, _ in changes}, resync)
+        if resync:
+            await self._resync(resync, touched)
+        if live:
+            await self._follow(live, touched)
+        await self._emit(touched)
+
+    def _changes(
+        self, changes: dict[tuple[str, Any], Change], touched: list[Subscription], resync: list[Subscription]
+    ) -> None:
+        db = self._db
         for (name, doc_id), (existed, fields) in changes.items():
             routes = self._index.find(name)
             collection = db.schema.get(name) if routes is not None else None
@@ -206,11 +228,49 @@ class ChangeFanout:
                     budget[0] = budget[1]
             for sub in cands:
                 self._apply(routes, sub, doc_id, doc, public, existed, fields, touched, resync)
-        for sub in backlogged:
-            self._take_backlog(sub, touched, resync)
-        if resync:
-            await self._resync(resync, touched)
-        await self._emit(touched)
+
+    # -- lookups -------------------------------------------------------------------------
+    def _dependents(self, changed: set[str], resync: list[Subscription]) -> list[Subscription]:
+        """Subscriptions whose read rule looks up a changed collection: windows join
+        `resync` (the query re-run and diffed); live sets are returned for `_follow`."""
+        live: list[Subscription] = []
+        for sub in self._index.dependents(changed):
+            if not sub.active or not sub.ready:
+                continue  # a snapshot still loading reads the new state itself
+            if sub.view.limit is not None:
+                if not sub.stale:
+                    sub.stale = True
+                    resync.append(sub)
+            else:
+                live.append(sub)
+        return live
+
+    async def _follow(self, subs: list[Subscription], touched: list[Subscription]) -> None:
+        """Live sets whose read rule's lookups changed: held docs no longer readable leave
+        (deletes), docs that became readable enter (inserts, up to the page size)."""
+        epochs = [sub.epoch for sub in subs]
+
+        def run(conn: sqlite3.Connection) -> list[tuple[set[Any], list[dict[str, Any]], int]]:
+            return [_live_state(conn, sub) for sub in subs]
+
+        results = await self._db.read(run)
+        for sub, epoch, (kept, entered, total) in zip(subs, epochs, results, strict=True):
+            if not sub.active or sub.epoch != epoch:
+                continue
+            view = sub.view
+            pending = sub.pending_delta()
+            for doc_id in list(view.held):
+                if doc_id not in kept:
+                    pending.touch(view, doc_id, None)
+                    view.apply(doc_id, None, True, False)
+            pk = sub.query.collection.primary.name
+            for doc in entered:
+                pending.touch(view, doc[pk], PublicDoc(doc))
+                view.apply(doc[pk], doc, False, False)
+            view.total = max(total, len(view.held))
+            self._index.routes(sub.query.collection.name).refresh(sub)
+            if sub not in touched:
+                touched.append(sub)
 
     def _apply(
         self,
@@ -351,6 +411,28 @@ def _shared_body(shared: dict[tuple[Any, ...], bytes], payload: dict[str, Any]) 
                 changes[kind] = [d.fragment for d in changes[kind]]
         body = shared[key] = orjson.dumps(payload)[1:] + b"}"
     return body
+
+
+def _live_state(conn: sqlite3.Connection, sub: Subscription) -> tuple[set[Any], list[dict[str, Any]], int]:
+    """A live set's held ids that still match, the matching docs it does not hold (up to
+    its page size), and the number that match."""
+    q = sub.query
+    pk = q.collection.primary.name
+    held = list(sub.view.held)
+    kept: set[Any] = set()
+    for start in range(0, len(held), 500):
+        part = held[start : start + 500]
+        inside = Predicate(f"{quote(pk)} IN ({', '.join('?' * len(part))})", tuple(part))
+        query = ListQuery(q.collection, predicates=[*sub.predicates, inside], limit=len(part))
+        kept.update(doc[pk] for doc in list_docs(conn, query).docs)
+    outside = (
+        [Predicate(f"{quote(pk)} NOT IN ({', '.join('?' * len(held))})", tuple(held))] if held else []
+    )
+    room = max(q.page_size - len(kept), 0)
+    query = ListQuery(q.collection, predicates=[*sub.predicates, *outside], sort=q.sort, limit=room)
+    entered = list_docs(conn, query).docs if room else []
+    counted = ListQuery(q.collection, predicates=sub.predicates, limit=0, with_total=True)
+    return kept, entered, list_docs(conn, counted).total or 0
 
 
 def window_query(

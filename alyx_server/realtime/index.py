@@ -103,6 +103,8 @@ class SubscriptionIndex:
 
     def __init__(self) -> None:
         self._collections: dict[str, CollectionRoutes] = {}
+        # Looked-up collection -> the subscriptions whose read rule reads it (get, exists).
+        self._dependents: dict[str, set[Subscription]] = {}
 
     def routes(self, collection: str) -> CollectionRoutes:
         found = self._collections.get(collection)
@@ -117,11 +119,28 @@ class SubscriptionIndex:
 
     def add(self, sub: Subscription) -> None:
         self.routes(sub.query.collection.name).add(sub)
+        for name in sub.depends:
+            self._dependents.setdefault(name, set()).add(sub)
 
     def remove(self, sub: Subscription) -> None:
         routes = self._collections.get(sub.query.collection.name)
         if routes is not None:
             routes.remove(sub)
+        for name in sub.depends:
+            subs = self._dependents.get(name)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._dependents[name]
+
+    def dependents(self, collections: Iterable[str]) -> set[Subscription]:
+        """The subscriptions whose read rule looks up one of `collections`."""
+        out: set[Subscription] = set()
+        for name in collections:
+            found = self._dependents.get(name)
+            if found:
+                out |= found
+        return out
 
     def __len__(self) -> int:
         return sum(r.count for r in self._collections.values())

@@ -277,8 +277,8 @@ class Subscription:
     """One live query of one client; the hub and the index drive it."""
 
     __slots__ = (
-        "access", "active", "backlog", "client", "epoch", "frame_prefix", "id", "match_fields", "matches",
-        "message_id", "pending", "predicates", "query", "ready", "route", "stale", "view",
+        "access", "active", "backlog", "client", "depends", "epoch", "frame_prefix", "id", "match_fields",
+        "matches", "message_id", "pending", "predicates", "query", "ready", "route", "stale", "view",
     )  # fmt: skip
 
     def __init__(
@@ -309,6 +309,8 @@ class Subscription:
         self.matches: Callable[[dict[str, Any]], bool] = _never
         self.route: tuple[str, tuple[Any, ...]] | None = None
         self.match_fields: frozenset[str] | None = None
+        # Collections the read rule looks up (get, exists): a change there re-runs the query.
+        self.depends: frozenset[str] = frozenset()
         self.bind(access)
 
     def __repr__(self) -> str:
@@ -338,7 +340,12 @@ class Subscription:
             else:
                 _add_check(checks, access.read_checks(c, access.auth, access.request, access.budget))
             fields = _union(fields, access.read_fields(c) if access.read_fields is not None else None)
+        depends: frozenset[str] = frozenset()
+        read_lookups = getattr(access.policy, "read_lookups", None)
+        if not access.is_admin and read_lookups is not None:
+            depends = read_lookups(c)
         self.access = access
+        self.depends = depends
         self.predicates = predicates
         self.matches = _all(checks)
         self.route = _route(q, access, where_eq)

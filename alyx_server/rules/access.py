@@ -156,6 +156,12 @@ class CelAccess:
         rule = self.rule(collection, "read")
         return frozenset() if rule is None else doc_fields_in(rule.text)
 
+    def read_lookups(self, collection: Collection) -> frozenset[str]:
+        """The collections the read rule looks up (get, exists): realtime re-runs a
+        subscription's query when one of them changes."""
+        rule = self.rule(collection, "read")
+        return frozenset() if rule is None else rule.lookups
+
     def read_routes(self, collection: Collection, auth: Auth | None) -> Mapping[str, Any]:
         """The read rule's `doc.<field> == <value>` equalities, bound to `auth`."""
         rule = self.rule(collection, "read")

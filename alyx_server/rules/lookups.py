@@ -51,7 +51,7 @@ from alyx_server.rules.syntax import (
 )
 from alyx_server.rules.values import CelEvalError
 from alyx_server.schema.ddl import quote
-from alyx_server.schema.model import Collection, FieldType
+from alyx_server.schema.model import Collection, Field, FieldType
 from alyx_server.tools.timestamps import format_timestamp
 
 __all__ = [
@@ -241,9 +241,10 @@ class _Check:
             if not (isinstance(key, Lit) and isinstance(key.value, str)):
                 raise CelCompileError("exists() map keys are field names in quotes", key.line, key.column)
             self.field(target, key.value, key, f"exists({target.name!r}, ...)")
-            if target.field(key.value).type in (FieldType.JSON, FieldType.FILE):
+            kind = _field(target, key.value).type
+            if kind in (FieldType.JSON, FieldType.FILE):
                 raise CelCompileError(
-                    f"exists() compares scalar fields; {key.value} is a {target.field(key.value).type} field",
+                    f"exists() compares scalar fields; {key.value} is a {kind} field",
                     key.line,
                     key.column,
                 )
@@ -257,6 +258,13 @@ class _Check:
                 spec.line,
                 spec.column,
             )
+
+
+def _field(c: Collection, name: str) -> Field:
+    found = c.field(name)
+    if found is None:
+        raise CelEvalError(f"no field {name} in {c.name}")
+    return found
 
 
 # -- point reads (the closure path) ------------------------------------------------------
@@ -315,8 +323,7 @@ def point_exists(target: Collection, spec: Mapping[str, Any], budget: list[int] 
     conds: list[str] = []
     params: list[Any] = []
     for name, value in spec.items():
-        f = target.field(name)
-        stored = _stored(f.type, value)
+        stored = _stored(_field(target, name).type, value)
         if stored is _NO_MATCH:
             return False
         if stored is None:

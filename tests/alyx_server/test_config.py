@@ -115,7 +115,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     auth.require_verification auth.smtp.host auth.smtp.port auth.smtp.username
     auth.smtp.password auth.smtp.from functions.path functions.timeout functions.memory
     functions.backend functions.pool.min_warm functions.pool.max_instances
-    functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget realtime.poll_interval
+    functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget rules.lookup_depth
+    realtime.poll_interval
     realtime.ping_interval realtime.max_connections realtime.max_subscriptions_per_client
     realtime.max_message_size realtime.send_queue realtime.max_queued_bytes dev.auto_migrate
     dev.generate.languages dev.generate.output admin_ui.enabled admin_ui.path
