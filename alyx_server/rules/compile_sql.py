@@ -457,7 +457,7 @@ class _Compiler:
     def _call(self, node: Call) -> SqlExpr:
         name, args = node.function, node.args
         if not uses_doc(node) and (
-            self.env.fold or name not in ("size", "startsWith", "endsWith", "contains")
+            self.env.fold or name not in ("size", "startsWith", "endsWith", "contains", *_SQL_EXTENSIONS)
         ):
             return self._fold(node)
         if name == "exists" and is_lookup(node) and self.env.tables is not None:
@@ -469,7 +469,42 @@ class _Compiler:
             return _size(self.value(subject))
         if name in ("startsWith", "endsWith", "contains") and node.target is not None and len(args) == 1:
             return _string_test(name, self.value(node.target), self.value(args[0]))
+        if name in ("lowerAscii", "upperAscii") and node.target is not None and not args:
+            return _ascii_case(name, self.value(node.target))
+        if name == "indexOf" and node.target is not None and len(args) == 1:
+            return _index_of(self.value(node.target), self.value(args[0]))
         raise NotSQL(f"function {name}")
+
+
+# CEL extensions with an exact SQL form; the others (math.*, format, split, optionals,
+# two-variable macros, cel.bind, ...) make their `&&` part a per-row check in Python.
+_SQL_EXTENSIONS = ("lowerAscii", "upperAscii", "indexOf")
+
+
+def _text(x: SqlExpr) -> SqlExpr | None:
+    """x as an SQL text value when it is a string (a json string narrowed), else None."""
+    if x.kind == "json":
+        x = _as_scalar(x, "string") or x
+    return x if x.kind == "string" else None
+
+
+def _ascii_case(name: str, x: SqlExpr) -> SqlExpr:
+    """`s.lowerAscii()` / `s.upperAscii()`: SQLite's built-in lower() and upper() change
+    ASCII letters only, exactly the extension's semantics. A null receiver is an error."""
+    s = _text(x)
+    if s is None:
+        return ERROR
+    function = "lower" if name == "lowerAscii" else "upper"
+    return SqlExpr(f"{function}({s.sql})", s.params, "string", "error")
+
+
+def _index_of(x: SqlExpr, y: SqlExpr) -> SqlExpr:
+    """`s.indexOf(t)`: instr() counts characters (code points) in text, from 1; an empty
+    `t` is found at 0, as in CEL. A null on either side is an error."""
+    s, t = _text(x), _text(y)
+    if s is None or t is None:
+        return ERROR
+    return SqlExpr(f"(instr({s.sql}, {t.sql}) - 1)", (*s.params, *t.params), "int", "error")
 
 
 def _child_path(path: str, key: str) -> str:
