@@ -60,7 +60,8 @@ from alyx_server.functions.worker import FunctionLoadFailed, WorkerCrashed, Work
 from alyx_server.rules import Auth, RequestInfo
 from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import CompileEnv, Fn, Unsupported, compile_node, doc_value
-from alyx_server.rules.syntax import CelCompileError, parse
+from alyx_server.rules.load import HOOK_VARIABLES, check_hook_when, where_in_file
+from alyx_server.rules.syntax import CelCompileError
 from alyx_server.rules.values import CelEvalError, from_json
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection, Schema
@@ -135,15 +136,15 @@ def compile_when(spec: FunctionSpec, hook: AfterHook, collection: Collection) ->
     if text is None:
         return None
     fields = {f.name: f.type for f in collection.fields}
-    env = CompileEnv(variables=frozenset({"doc", "previous", "event", "user"}))
+    env = CompileEnv(variables=HOOK_VARIABLES)
+    node = check_hook_when(collection, text, hook.when_location, spec.name)
     try:
-        node = parse(text)
         fn: Fn = compile_node(node, env)
     except CelCompileError as e:
         message = (
             f"the when of function {spec.name}'s hook does not compile: {e.message} (CEL column {e.column})"
         )
-        raise RuleError(message, hook.when_location) from e
+        raise RuleError(message, where_in_file(hook.when_location, e)) from e
     except Unsupported:
         fn = FallbackProgram(text)
     name = spec.name

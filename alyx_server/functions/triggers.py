@@ -25,7 +25,14 @@ from croniter import croniter
 from alyx_server.errors import Location
 from alyx_server.schema.validate import SchemaSource, expect_mapping, reject_unknown
 from alyx_server.tools.durations import parse_duration
-from alyx_server.tools.yaml_lines import YamlEntry, YamlMapping, YamlScalar, YamlSequence, kind_name
+from alyx_server.tools.yaml_lines import (
+    YamlEntry,
+    YamlMapping,
+    YamlNode,
+    YamlScalar,
+    YamlSequence,
+    kind_name,
+)
 
 __all__ = [
     "AFTER_EVENTS",
@@ -134,6 +141,13 @@ def _collection(src: SchemaSource, body: YamlMapping, path: str, example: str) -
     )
 
 
+def _content_location(src: SchemaSource, node: YamlNode, path: str) -> Location:
+    """Where the text of a scalar begins (after an opening quote): CEL columns count from it."""
+    if isinstance(node, YamlScalar):
+        return Location(src.filename, node.content_line, node.content_column, path)
+    return src.location(node, path)
+
+
 def parse_after(src: SchemaSource, entry: YamlEntry | None) -> AfterHook | None:
     """The `on:` key (None when absent)."""
     if entry is None or (isinstance(entry.value, YamlScalar) and entry.value.value is None):
@@ -153,7 +167,7 @@ def parse_after(src: SchemaSource, entry: YamlEntry | None) -> AfterHook | None:
         when=when,
         location=src.location(entry.value, "on"),
         collection_location=where,
-        when_location=src.location(when_entry.value, "on.when") if when_entry else None,
+        when_location=_content_location(src, when_entry.value, "on.when") if when_entry else None,
     )
 
 

@@ -7,6 +7,11 @@ schema.yaml plus the column inside the CEL text), the collection and the action.
 `load_schema_rules(path)` reads schema.yaml and compiles its rules: the one entry point
 by which the CLI's commands and the server accept a schema file.
 
+An after-write hook's `when` (a function manifest's `on.when`, over `doc`, `previous`,
+`event` and `user`) is checked at load the same way against its collection's fields:
+`check_hook_when` refuses a syntax error or a `doc.<field>` / `previous.<field>` the
+collection lacks with a RuleError naming the manifest's file, line and column.
+
 A caller's `where` (REST `where=`, a realtime subscribe `where`) is held to more: at most
 1024 characters and 200 tokens (rules.limits, checked before parsing), and it reads only
 what the caller may see in a response (rules.visible: never an `internal` field nor
@@ -25,22 +30,26 @@ from alyx_server.rules.compile_py import CompileEnv
 from alyx_server.rules.compiled import CompiledRule
 from alyx_server.rules.limits import WHERE_LIMITS
 from alyx_server.rules.syntax import CelCompileError, Node, parse
-from alyx_server.rules.visible import check_where_reads
+from alyx_server.rules.visible import check_field_names, check_where_reads
 from alyx_server.schema.loader import load_schema
 from alyx_server.schema.model import ACTIONS, Collection, Schema
 
 __all__ = [
+    "HOOK_VARIABLES",
     "RULE_VARIABLES",
     "SchemaRules",
+    "check_hook_when",
     "compile_rule",
     "compile_schema_rules",
     "compile_where",
     "load_schema_rules",
     "schema_tables",
     "visible_fields",
+    "where_in_file",
 ]
 
 RULE_VARIABLES = frozenset({"doc", "auth", "request"})
+HOOK_VARIABLES = frozenset({"doc", "previous", "event", "user"})
 
 
 Tables = Mapping[str, Collection]
@@ -69,7 +78,8 @@ def _shown(text: str, limit: int = 200) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def _where_in_file(base: Location | None, error: CelCompileError) -> Location | None:
+def where_in_file(base: Location | None, error: CelCompileError) -> Location | None:
+    """Where in the file a CEL error is: `base` is where the expression's text begins."""
     if base is None:
         return None
     if error.line > 1 or base.line is None:
@@ -88,7 +98,7 @@ def compile_rule(
     try:
         return _compile(collection, text, label, tables=tables)
     except CelCompileError as e:
-        where = _where_in_file(collection.rule_locations.get(action), e)
+        where = where_in_file(collection.rule_locations.get(action), e)
         message = (
             f"the {action} rule of {collection.name} does not compile: {e.message} "
             f"(CEL column {e.column}: {_shown(text)})"
@@ -101,6 +111,23 @@ def compile_rule(
             "use fewer nested parentheses or split it into simpler conditions"
         )
         raise RuleError(message, collection.rule_locations.get(action)) from e
+
+
+def check_hook_when(collection: Collection, text: str, where: Location | None, function: str) -> Node:
+    """The syntax tree of a hook's `when`, its `doc.` and `previous.` fields checked against
+    `collection`; RuleError at the manifest's file, line and column (`where` is the start of
+    the expression's text) when it does not parse or names a field the collection lacks."""
+    try:
+        node = parse(text)
+        names = tuple(f.name for f in collection.fields)
+        check_field_names(node, {"doc": names, "previous": names}, collection.name)
+    except CelCompileError as e:
+        message = (
+            f"the when of function {function}'s hook on {collection.name} does not compile: "
+            f"{e.message} (CEL column {e.column}: {_shown(text)})"
+        )
+        raise RuleError(message, where_in_file(where, e)) from e
+    return node
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from alyx_server.rules.syntax import (
     Select,
 )
 
-__all__ = ["WHERE_AUTH_FIELDS", "check_where_reads"]
+__all__ = ["WHERE_AUTH_FIELDS", "check_field_names", "check_where_reads"]
 
 WHERE_AUTH_FIELDS = ("id", "email", "role", "verified", "metadata")
 
@@ -53,6 +53,55 @@ def check_where_reads(node: Node, doc_fields: Collection[str], collection: str) 
     `doc_fields` by name, and of `auth` other than WHERE_AUTH_FIELDS; the message lists
     only what may be read."""
     _Reads({"doc": doc_fields, "auth": WHERE_AUTH_FIELDS}, collection).walk(node, frozenset())
+
+
+def check_field_names(node: Node, fields: Mapping[str, Collection[str]], collection: str) -> None:
+    """Refuse (CelCompileError, with the column) a field read by name, `v.f`, `has(v.f)` or
+    `v['f']`, of a variable `v` of `fields` whose `f` is not among `fields[v]` (the
+    collection's fields). Unlike a where, the variables may be used as a whole (`previous
+    == null`): this only catches names that cannot exist (an after-write hook's `when`)."""
+    _Names(fields, collection).walk(node, frozenset())
+
+
+class _Names:
+    def __init__(self, fields: Mapping[str, Collection[str]], collection: str) -> None:
+        self.fields = fields
+        self.collection = collection
+
+    def check(self, var: str, name: str, written: str, node: Node) -> None:
+        if name not in self.fields[var]:
+            known = ", ".join(self.fields[var]) or "(none)"
+            raise CelCompileError(
+                f"unknown field {name!r} in {written}; fields of {self.collection} are: {known}",
+                node.line,
+                node.column,
+            )
+
+    def var(self, node: Node, scope: frozenset[str]) -> str | None:
+        if not isinstance(node, Ident):
+            return None
+        name = node.name
+        return name if name in self.fields and (name not in scope or node.root) else None
+
+    def walk(self, node: Node, scope: frozenset[str]) -> None:
+        if isinstance(node, Select) and (var := self.var(node.operand, scope)) is not None:
+            self.check(var, node.field, f"{var}.{node.field}", node)
+        elif (
+            isinstance(node, Index)
+            and (var := self.var(node.operand, scope)) is not None
+            and isinstance(node.index, Lit)
+            and isinstance(node.index.value, str)
+        ):
+            self.check(var, node.index.value, f"{var}[{node.index.value!r}]", node)
+        elif isinstance(node, Comprehension):
+            self.walk(node.range, scope)
+            inner = scope | node.variables
+            self.walk(node.body, inner)
+            if node.filter is not None:
+                self.walk(node.filter, inner)
+        else:
+            for child in _children(node):
+                self.walk(child, scope)
 
 
 class _Reads:
