@@ -1,4 +1,5 @@
-"""`alyx admin create|create-token|list-tokens|revoke-token`: administrators and their tokens.
+"""`alyx admin create|create-token|list-tokens|revoke-token|identities|unlink-identity`:
+administrators, their tokens, and accounts' OAuth sign-in identities.
 
 These write the project's database directly (the server need not run; if it does, it
 sees new and changed accounts through its change poller), after bringing Alyx's own
@@ -17,12 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
 from alyx_cli.output import CommandError, console, reports_errors
 from alyx_cli.project import Project, find_project, project_option
+
+if TYPE_CHECKING:
+    from alyx_server.auth.users import UserRecord
 
 __all__ = ["command", "read_password"]
 
@@ -145,9 +150,13 @@ def create_token(
     project = find_project(project_dir)
     with _database(project) as conn:
         secret, token = store_token(
-            conn, name=name, kind="deploy" if kind == "deploy" else "admin", permissions=permissions,
-            expires_at=expires_at, now=format_timestamp(now),
-        )  # fmt: skip
+            conn,
+            name=name,
+            kind="deploy" if kind == "deploy" else "admin",
+            permissions=permissions,
+            expires_at=expires_at,
+            now=format_timestamp(now),
+        )
     until = f"until {token.expires_at}" if token.expires_at else "without expiry"
     note = Text(f"{token.kind} token {token.name!r} ({', '.join(token.permissions)}) {until}; ")
     note.append("it is shown only now:", style="bold")
@@ -212,3 +221,68 @@ def revoke_token(token: str, project_dir: Path) -> None:
     with _database(project) as conn:
         revoked = revoke(conn, token, now_timestamp())
     console().print(f"token {revoked.name!r} ({revoked.id}) revoked")
+
+
+@command.command("identities", short_help="List an account's OAuth sign-in identities.")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@project_option
+@reports_errors
+def list_identities(email: str, as_json: bool, project_dir: Path) -> None:
+    """List the providers an account signs in with (docs/auth.md), and whether it has a password.
+
+    \b
+    Example:
+      alyx admin identities ada@example.com
+    """
+    from alyx_server.auth.identities import identities_of
+
+    project = find_project(project_dir)
+    with _database(project) as conn:
+        user = _account(conn, email)
+        found = identities_of(conn, user.id)
+    if as_json:
+        body = {"identities": [i.public() for i in found], "password": user.password_hash is not None}
+        click.echo(json.dumps(body, indent=2))
+        return
+    console().print(f"{user.email}: password {'set' if user.password_hash else 'not set'}")
+    for i in found:
+        verified = "verified" if i.email_verified else "unverified"
+        console().print(Text(f"{i.id}  {i.provider}  {i.subject}  {i.email or '-'} ({verified})"))
+
+
+@command.command("unlink-identity", short_help="Unlink a provider from an account.")
+@click.argument("email")
+@click.argument("identity")
+@project_option
+@reports_errors
+def unlink_identity(email: str, identity: str, project_dir: Path) -> None:
+    """Unlink an identity (its id, or the provider's name) from an account; the account's
+    last way to sign in is never removed.
+
+    \b
+    Example:
+      alyx admin unlink-identity ada@example.com github
+    """
+    from alyx_server.auth.identities import identities_of, remove_identity
+
+    project = find_project(project_dir)
+    with _database(project) as conn:
+        user = _account(conn, email)
+        match = [i for i in identities_of(conn, user.id) if identity in (i.id, i.provider)]
+        if len(match) != 1:
+            raise CommandError(
+                f"{user.email} has {len(match)} identities matching {identity!r}; give its id "
+                f"(alyx admin identities {user.email})"
+            )
+        removed = remove_identity(conn, user.id, match[0].id)
+    console().print(f"{removed.provider} identity {removed.subject!r} unlinked from {user.email}")
+
+
+def _account(conn: sqlite3.Connection, email: str) -> UserRecord:
+    from alyx_server.auth.users import normalize_email, user_by_email
+
+    user = user_by_email(conn, normalize_email(email))
+    if user is None:
+        raise CommandError(f"no account has the email {email!r}")
+    return user

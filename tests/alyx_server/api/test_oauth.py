@@ -4,6 +4,7 @@ a JWKS endpoint), with the attacks each refused, from the attacker's side."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
@@ -16,8 +17,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from click.testing import CliRunner
 from joserfc.jwk import OctKey, RSAKey
 
+from alyx_cli.main import cli
 from alyx_server.app import create_app
 from alyx_server.config import load_settings
 from alyx_server.errors import ConfigError
@@ -390,3 +393,20 @@ async def test_serve_refuses_to_start_with_an_unreachable_issuer(tmp_path: Path)
             await runner.setup()
     finally:
         await runner.cleanup()
+
+
+async def test_alyx_admin_lists_and_unlinks_identities(oauth_app: AppFactory, tmp_path: Path) -> None:
+    client = await oauth_app()
+    assert (await exchange(client, (await sign_in(client))["code"]))[0] == 200
+    project = tmp_path / "project"
+    listed = CliRunner(env=ENV).invoke(
+        cli, ["admin", "identities", "ada@example.com", "--json", "-C", str(project)]
+    )
+    assert listed.exit_code == 0, listed.output
+    body = json.loads(listed.stdout)
+    assert body["password"] is False and [i["provider"] for i in body["identities"]] == ["test"]
+    refused = CliRunner(env=ENV).invoke(
+        cli, ["admin", "unlink-identity", "ada@example.com", "test", "-C", str(project)]
+    )
+    assert refused.exit_code == 1
+    assert "this is the account's last way to sign in" in refused.output
