@@ -177,5 +177,5 @@ def test_protobuf_messages_are_refused_not_answered() -> None:
         "google.protobuf.Any{} == null",
         "google.protobuf.Value{number_value: 1.0}",
     ):
-        with pytest.raises(Exception, match="protobuf message type|has one field"):
+        with pytest.raises(Exception, match=r"protobuf message type|has one field"):
             compile_node(parse(expr), CONFORMANCE_ENV)
