@@ -6,7 +6,8 @@ response, the error envelope, and every route. Each value is described by the ch
 server applies to it: `format:` and timestamps by the same patterns (schema.formats,
 tools.timestamps), integers by the 64-bit range, blobs by the base64 alphabet, query
 parameters by the collection's field names, batch operations one schema per method and
-collection, and each operation by its own `security`.
+collection, and each operation by its own `security`. File fields, their multipart
+bodies and the file routes are in openapi_files.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from alyx_server.api.openapi_accounts import (
     ref,
 )
 from alyx_server.api.openapi_deploy import deploy_components, deploy_paths
+from alyx_server.api.openapi_files import (
+    FILE_ERROR_CODES,
+    file_components,
+    file_fields,
+    file_paths,
+    file_value_schema,
+    multipart_body,
+    multipart_content,
+)
 from alyx_server.config import PasswordPolicy
 from alyx_server.db.codec import INT64_MAX, INT64_MIN, MAX_CLIENT_ID
 from alyx_server.db.query import MAX_LIMIT, OPERATORS
@@ -44,7 +54,7 @@ _ERROR_CODES = [
     "PASSWORD_TOO_SHORT", "PASSWORD_TOO_WEAK", "PASSWORD_TOO_LONG", "RATE_LIMITED",
     "INTERNAL_ERROR", "INVOCATION_ERROR", "UNAVAILABLE", "FUNCTIONS_BUSY", "FUNCTION_TIMEOUT",
     "INVALID_BUNDLE", "STALE_PLAN", "DEPLOY_IN_PROGRESS", "IRREVERSIBLE", "BUNDLE_MISSING",
-    "MIGRATION_ERROR", "SCHEMA_ERROR", "RULE_ERROR",
+    "MIGRATION_ERROR", "SCHEMA_ERROR", "RULE_ERROR", *FILE_ERROR_CODES,
 ]  # fmt: skip
 
 
@@ -52,6 +62,8 @@ _ERROR_CODES = [
 _BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 # The defaults of auth.password.*, for a document built without the live settings.
 _DEFAULT_PASSWORD_POLICY = PasswordPolicy(8, False, False, False, False)
+# `<field>-` of an update: names of a multiple file field's files to remove.
+_FILE_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 
 def _string_schema(field: Field) -> dict[str, Any]:
@@ -79,6 +91,8 @@ def _string_schema(field: Field) -> dict[str, Any]:
 
 def _field_schema(field: Field) -> dict[str, Any]:
     t = field.type
+    if t is FieldType.FILE:
+        return file_value_schema(field)
     v = field.validation
     out: dict[str, Any]
     if t in (FieldType.STRING, FieldType.TEXT, FieldType.UUID):
@@ -117,6 +131,13 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
     managed = frozenset(f.name for f in visible if f.server_managed)
     shown = {n: {**s, "readOnly": True} if n in managed else s for n, s in properties.items()}
     writable = {n: s for n, s in properties.items() if n not in managed}
+    # A JSON body can only clear a file field (null); a multiple one's files are removed
+    # by name as `<field>-`. Files themselves come in multipart bodies.
+    files = file_fields(c)
+    for f in files:
+        del writable[f.name]
+        if f.nullable:
+            writable[f.name] = {"type": "null"}
     pk = c.primary
     if pk.type is FieldType.INT and pk.default is not None and pk.default.kind == "auto":
         writable[pk.name] = {**writable[pk.name], "maximum": MAX_CLIENT_ID}
@@ -132,19 +153,30 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
     }
     # `fields=` narrows what get and list return; the primary key is always there.
     selection = {**doc, "required": [c.primary.name]}
-    create = {
+    create: dict[str, Any] = {
         "type": "object",
         "properties": writable,
         "required": [f.name for f in visible if f.required_on_create],
         "additionalProperties": False,
     }
-    update = {
+    update: dict[str, Any] = {
         "type": "object",
-        "properties": {f.name: _field_schema(f) for f in visible if not f.primary and f.name in writable},
+        "properties": {f.name: writable[f.name] for f in visible if not f.primary and f.name in writable},
         "additionalProperties": False,
     }
+    for f in files:
+        if f.file is not None and f.file.multiple:
+            update["properties"][f.name + "-"] = _FILE_NAMES
     title = _title(c.name)
+    forms: dict[str, Any] = {}
+    if files:
+        forms[f"{title}CreateForm"] = {
+            **multipart_body(c, create["properties"], update=False),
+            "required": create["required"],
+        }
+        forms[f"{title}UpdateForm"] = multipart_body(c, update["properties"], update=True)
     return {
+        **forms,
         title: doc,
         f"{title}Selection": selection,
         f"{title}Create": create,
@@ -207,6 +239,20 @@ def _list_params(c: Collection) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _request_body(c: Collection, name: str) -> dict[str, Any]:
+    """JSON, plus multipart/form-data when the collection has file fields."""
+    body: dict[str, Any] = {"required": True, **json_body(ref(name))}
+    if file_fields(c):
+        body["content"] = {**body["content"], **multipart_content(c, name + "Form")}
+    return body
+
+
+def _id_schema(c: Collection) -> dict[str, Any]:
+    schema = _field_schema(c.primary)
+    schema.pop("enum", None)
+    return schema
+
+
 def _collection_paths(c: Collection) -> dict[str, Any]:
     t = _title(c.name)
     tag = [c.name]
@@ -225,7 +271,7 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
             },
             "post": {
                 "operationId": f"create_{c.name}", "tags": tag, "security": OPTIONAL,
-                "requestBody": {"required": True, **json_body(ref(f"{t}Create"))},
+                "requestBody": _request_body(c, f"{t}Create"),
                 "responses": {"201": {"description": "Created", **json_body(ref(t))},
                               **errors(400, 401, 403, 409, 413, 503)},
             },
@@ -240,7 +286,7 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
             },
             "patch": {
                 "operationId": f"update_{c.name}", "tags": tag, "security": OPTIONAL,
-                "requestBody": {"required": True, **json_body(ref(f"{t}Update"))},
+                "requestBody": _request_body(c, f"{t}Update"),
                 "responses": {"200": {"description": "Updated", **json_body(ref(t))},
                               **errors(400, 401, 403, 404, 409, 413, 503)},
             },
@@ -409,6 +455,8 @@ def openapi_document(
     for c in schema.collections:
         components.update(_collection_schemas(c))
         paths.update(_collection_paths(c))
+    paths.update(file_paths([(c, _id_schema(c)) for c in schema.collections]))
+    components.update(file_components())
     paths.update(_system_paths())
     paths.update(account_paths(password))
     components.update(account_components())

@@ -9,17 +9,25 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
 from alyx_server.api.runtime import RUNTIME
+from alyx_server.schema.model import FieldType
 
 
 def _routes(app: web.Application) -> set[tuple[str, str]]:
-    """(method, path) of every route, `{collection}` spelled out for each collection."""
-    names = [c.name for c in app[RUNTIME].catalog.schema.collections]
+    """(method, path) of every API route, `{collection}` spelled out for each collection
+    (for downloads, each collection with file fields). The admin UI's HTML pages under
+    /_admin/ are not API routes."""
+    collections = app[RUNTIME].catalog.schema.collections
+    names = [c.name for c in collections]
+    with_files = [c.name for c in collections if any(f.type is FieldType.FILE for f in c.fields)]
     out: set[tuple[str, str]] = set()
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS"):
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        paths = [path.replace("{collection}", n) for n in names] if "{collection}" in path else [path]
+        if path.startswith("/_admin"):
+            continue
+        which = with_files if path.startswith("/api/files/{collection}") else names
+        paths = [path.replace("{collection}", n) for n in which] if "{collection}" in path else [path]
         out.update((route.method.lower(), p) for p in paths)
     return out
 
