@@ -2,12 +2,14 @@
 
 It shows `DashboardScreen` and feeds it from the server: the event stream (reconnecting
 every `RETRY` seconds when it drops), the schema at start and after each schema reload,
-and the statistics every `STATS_EVERY` seconds for the status line.
+and every `STATS_EVERY` seconds the statistics for the status line and the functions
+with their schedules' next and last runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from textual import work
 from textual.app import App
@@ -44,6 +46,7 @@ class DashboardApp(App[None]):
         await self.push_screen(self.dashboard)
         self.stream_events()
         self.poll_stats()
+        self.poll_functions()
         self.load_schema()
 
     async def on_unmount(self) -> None:
@@ -82,6 +85,15 @@ class DashboardApp(App[None]):
                 self.dashboard.set_status(str(e), failed=True)
             else:
                 self.dashboard.set_status(_status_line(self.client.url, s))
+            await asyncio.sleep(STATS_EVERY)
+
+    @work(exclusive=True, group="functions")
+    async def poll_functions(self) -> None:
+        """The Functions tab's list; a server without functions (503) leaves it empty, and
+        a refusal is the status line's to show."""
+        while True:
+            with contextlib.suppress(DashboardError):
+                self.dashboard.show_functions(await self.client.functions())
             await asyncio.sleep(STATS_EVERY)
 
 

@@ -3,6 +3,7 @@
     events()   the `GET /api/admin/events` WebSocket as (type, payload) pairs
     schema()   `GET /api/admin/schema`
     stats()    `GET /api/admin/stats`
+    functions() `GET /api/admin/functions`: each function with its hook and schedule
 
 The token (an admin user's access token or an admin token) goes in the Authorization
 header. A refusal or an unreachable server raises `DashboardError` with a message fit
@@ -68,6 +69,9 @@ class AdminClient:
 
     async def stats(self) -> dict[str, Any]:
         return await self._get("/api/admin/stats")
+
+    async def functions(self) -> dict[str, Any]:
+        return await self._get("/api/admin/functions")
 
     async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Every event of the stream until the server closes it."""

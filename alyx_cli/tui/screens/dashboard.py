@@ -3,7 +3,8 @@
     Requests   the live request log (newest last), filtered by the box above it; the
                `worker` column names the worker process that served each request
     Realtime   connections and their subscriptions, on every worker
-    Functions  invocations; the highlighted one's logs below
+    Functions  each function, what runs it (a schedule, a hook) and a schedule's next and
+               last runs; below, invocations and the highlighted one's logs
     Changes    reloads of the dev loop, committed data changes, workers joining and leaving
     Schema     collections, fields and rules as a tree
 
@@ -27,7 +28,7 @@ __all__ = ["KEEP_ROWS", "OWN_PATHS", "TABS", "DashboardScreen"]
 
 KEEP_ROWS = 2000
 # The dashboards' own reads of the admin API, kept out of the request log.
-OWN_PATHS = ("/api/admin/events", "/api/admin/schema", "/api/admin/stats")
+OWN_PATHS = ("/api/admin/events", "/api/admin/schema", "/api/admin/stats", "/api/admin/functions")
 TABS = ("requests", "realtime", "functions", "changes", "schema")
 
 
@@ -35,6 +36,34 @@ def _clock(stamp: object) -> str:
     """`2026-01-31T12:00:01.123Z` -> `12:00:01`."""
     text = str(stamp or "")
     return text[11:19] if len(text) >= 19 else text
+
+
+def _moment(stamp: object) -> str:
+    """`2026-01-31T12:00:01.123Z` -> `2026-01-31 12:00:01` (UTC); empty for none."""
+    text = str(stamp or "")
+    return f"{text[:10]} {text[11:19]}" if len(text) >= 19 else text
+
+
+def _runs_on(entry: dict[str, Any]) -> str:
+    """What runs a function: `every 30s`, `*/5 * * * * (Europe/Paris)`, `after create posts`,
+    `before update posts`, or `called` (by clients only), joined by `; `."""
+    parts: list[str] = []
+    schedule = entry.get("schedule")
+    if isinstance(schedule, dict):
+        if schedule.get("schedule"):
+            zone = schedule.get("timezone") or "UTC"
+            parts.append(str(schedule["schedule"]) + ("" if zone == "UTC" else f" ({zone})"))
+        elif schedule.get("every") is not None:
+            every = float(schedule["every"])
+            parts.append(f"every {every:g}s")
+    for key, word in (("hook", "after"), ("before", "before")):
+        hook = entry.get(key)
+        if isinstance(hook, dict):
+            if hook.get("error"):
+                parts.append(f"{word}: not run ({hook['error']})")
+            else:
+                parts.append(f"{word} {','.join(hook.get('events') or [])} {hook.get('collection')}")
+    return "; ".join(parts) or "called"
 
 
 def _status_cell(status: object) -> Text:
@@ -96,6 +125,7 @@ class DashboardScreen(Screen[None]):
             with TabPane("2 Realtime", id="realtime"):
                 yield DataTable(id="connections", cursor_type="row")
             with TabPane("3 Functions", id="functions"):
+                yield DataTable(id="function-list", cursor_type="row")
                 yield DataTable(id="invocations", cursor_type="row")
                 yield Log(id="invocation-logs", max_lines=500)
             with TabPane("4 Changes", id="changes"):
@@ -110,6 +140,9 @@ class DashboardScreen(Screen[None]):
         )
         self.query_one("#connections", DataTable).add_columns(
             "connection", "user", "ip", "subscription", "query", "worker"
+        )
+        self.query_one("#function-list", DataTable).add_columns(
+            "function", "runs on", "next run", "last run", "last status", "runs"
         )
         self.query_one("#invocations", DataTable).add_columns("time", "function", "status", "result", "ms")
         self.query_one("#change-log", DataTable).add_columns("time", "kind", "what")
@@ -272,6 +305,29 @@ class DashboardScreen(Screen[None]):
         table = self.query_one("#change-log", DataTable)
         table.add_row(_clock(stamp) if stamp else "", kind, what)
         table.move_cursor(row=table.row_count - 1)
+
+    def show_functions(self, body: dict[str, Any]) -> None:
+        """Render `/api/admin/functions`: each function, what runs it, and for a schedule its
+        next and last runs (UTC), the last run's status and the count of runs."""
+        table = self.query_one("#function-list", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for entry in body.get("functions") or []:
+            if not isinstance(entry, dict):
+                continue
+            schedule = entry.get("schedule") if isinstance(entry.get("schedule"), dict) else {}
+            assert isinstance(schedule, dict)
+            status = str(schedule.get("last_status") or "")
+            if schedule.get("running"):
+                status = "running"
+            style = "red" if status == "failed" else "green" if status == "ok" else ""
+            table.add_row(
+                entry.get("name"), Text(_runs_on(entry)), _moment(schedule.get("next_run")),
+                _moment(schedule.get("last_run")), Text(status, style=style),
+                str(schedule["runs"]) if "runs" in schedule else "", key=str(entry.get("name")),
+            )  # fmt: skip
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
 
     def show_schema(self, body: dict[str, Any]) -> None:
         """Render `/api/admin/schema` as a tree: collections, fields, indexes, rules."""

@@ -25,7 +25,8 @@ HELP_TEXT = """\
   worker:2       served by worker 2 (alyx serve --workers)
   notes          anything else: the path contains it
 
-[b]Functions[/b]  highlight an invocation to see its logs below the table.
+[b]Functions[/b]  the functions with their schedules' next and last runs (UTC) and
+               hooks; highlight an invocation to see its logs below it.
 
 Press escape, q or ? to close."""
 
