@@ -1,0 +1,395 @@
+"""Rules that read other collections: `get(c, id).field` and `exists(c, {field: value})`.
+
+A teams / members / projects matrix over REST, batch and realtime (owner, member, removed
+member, outsider, anonymous, admin); the load-time checks (unknown collection or field,
+internal fields, whole docs, depth, cross joins) with file, line and column; what a rule
+reading a closed collection can and cannot leak; realtime following membership and
+ownership changes; and the SQL path against the closure path on random data and rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alyx_cli.main import cli
+from alyx_server.app import create_app
+from alyx_server.db import ListQuery, list_docs
+from alyx_server.errors import RuleError
+from alyx_server.rules.load import compile_schema_rules
+from alyx_server.rules.lookups import reading, set_lookup_depth
+from alyx_server.schema.ddl import create_table_sql, index_sql
+from alyx_server.schema.loader import load_schema, parse_schema
+from tests.alyx_server.auth.support import PASSWORD, make_auth_settings, register
+from tests.alyx_server.realtime.support import LiveClient
+
+Client = TestClient[Any, Any]
+ClientFactory = Callable[..., Awaitable[Client]]
+ADMIN = "root@example.com"
+
+SCHEMA = """\
+version: 1
+collections:
+  teams:
+    fields:
+      id:       { type: string, primary: true }
+      owner_id: { type: string, index: true }
+      pin:      { type: string, nullable: true }
+      hidden:   { type: string, nullable: true, internal: true }
+    rules:
+      create: "auth != null && doc.owner_id == auth.id"
+      read:   "auth != null && doc.owner_id == auth.id"
+      update: "auth != null && doc.owner_id == auth.id"
+  members:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, references: teams.id, onDelete: cascade }
+      user_id: { type: string, index: true }
+    indexes:
+      - { name: idx_members_team_user, fields: [team_id, user_id] }
+    rules:
+      create: "auth != null && get('teams', doc.team_id).owner_id == auth.id"
+      read:   "auth != null && (doc.user_id == auth.id || get('teams', doc.team_id).owner_id == auth.id)"
+      delete: "auth != null && get('teams', doc.team_id).owner_id == auth.id"
+  projects:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, index: true }
+      title:   { type: string }
+    rules:
+      create: "MEMBER_OR_OWNER"
+      read:   "MEMBER_OR_OWNER"
+      update: "MEMBER_OR_OWNER"
+      delete: "get('teams', doc.team_id).owner_id == auth.id"
+  guesses:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string }
+      guess:   { type: string }
+    rules:
+      read: "get('teams', doc.team_id).pin == doc.guess"
+""".replace(
+    "MEMBER_OR_OWNER",
+    "exists('members', {'team_id': doc.team_id, 'user_id': auth.id})"
+    " || get('teams', doc.team_id).owner_id == auth.id",
+)
+
+
+class World:
+    def __init__(self, client: Client, tokens: dict[str, str | None], ids: dict[str, str]) -> None:
+        self.client, self.tokens, self.ids = client, tokens, ids
+
+    async def call(self, actor: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        token = self.tokens[actor]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.request(method, path, json=body, headers=headers)
+        return response.status, (await response.json() if response.status != 204 else None)
+
+    async def ok(self, actor: str, method: str, path: str, body: Any = None) -> Any:
+        status, answer = await self.call(actor, method, path, body)
+        assert status < 300, (status, answer)
+        return answer
+
+
+async def _world(tmp_path: Path, aiohttp_client: ClientFactory) -> World:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "schema.yaml").write_text(SCHEMA)
+    (root / "alyx.yaml").write_text("auth:\n  bcrypt_cost: 4\n")
+    settings_ = make_auth_settings(
+        root, **{"auth.rate_limit.login": "off", "auth.rate_limit.register": "off"}
+    )
+    client = await aiohttp_client(create_app(settings_, schema=load_schema(root / "schema.yaml")))
+    accounts = {
+        name: await register(client, f"{name}@example.com")
+        for name in ("owner", "member", "removed", "outsider")
+    }
+    result = CliRunner().invoke(
+        cli, ["admin", "create", ADMIN, "--password-stdin", "-C", str(root)], input=PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    response = await client.post("/api/auth/login", json={"email": ADMIN, "password": PASSWORD})
+    admin = (await response.json())["tokens"]["access_token"]
+    tokens: dict[str, str | None] = {n: a.access for n, a in accounts.items()}
+    tokens.update(anon=None, admin=admin)
+    w = World(client, tokens, {n: a.id for n, a in accounts.items()})
+    await w.ok(
+        "owner", "POST", "/api/collections/teams", {"id": "t1", "owner_id": w.ids["owner"], "pin": "4711"}
+    )
+    for who in ("member", "removed"):
+        body = {"id": f"m-{who}", "team_id": "t1", "user_id": w.ids[who]}
+        await w.ok("owner", "POST", "/api/collections/members", body)
+    await w.ok("owner", "DELETE", "/api/collections/members/m-removed")
+    await w.ok("owner", "POST", "/api/collections/projects", {"id": "p1", "team_id": "t1", "title": "a"})
+    return w
+
+
+ACTORS = ("owner", "member", "removed", "outsider", "anon", "admin")
+# actor -> (get, list count, create, update, delete) on a project of team t1
+MATRIX = {
+    "owner":    (200, 1, 201, 200, 204),
+    "member":   (200, 1, 201, 200, 403),
+    "removed":  (404, 0, 403, 404, 404),
+    "outsider": (404, 0, 403, 404, 404),
+    "anon":     (404, 0, 403, 404, 404),
+    "admin":    (200, 1, 201, 200, 204),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+async def test_matrix_over_rest(tmp_path: Path, aiohttp_client: ClientFactory, actor: str) -> None:
+    w = await _world(tmp_path, aiohttp_client)
+    get, count, create, update, delete = MATRIX[actor]
+    base = "/api/collections/projects"
+    assert (await w.call(actor, "GET", f"{base}/p1"))[0] == get
+    status, listed = await w.call(actor, "GET", base)
+    assert status == 200 and len(listed["docs"]) == count
+    assert (await w.call(actor, "POST", base, {"id": "p2", "team_id": "t1", "title": "b"}))[0] == create
+    assert (await w.call(actor, "PATCH", f"{base}/p1", {"title": "c"}))[0] == update
+    assert (await w.call(actor, "DELETE", f"{base}/p1"))[0] == delete
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+async def test_matrix_over_batch(tmp_path: Path, aiohttp_client: ClientFactory, actor: str) -> None:
+    w = await _world(tmp_path, aiohttp_client)
+    get, _count, create, update, delete = MATRIX[actor]
+    ops = [
+        {"method": "GET", "collection": "projects", "id": "p1"},
+        {"method": "POST", "collection": "projects", "body": {"id": "p2", "team_id": "t1", "title": "b"}},
+        {"method": "PATCH", "collection": "projects", "id": "p1", "body": {"title": "c"}},
+        {"method": "DELETE", "collection": "projects", "id": "p1"},
+    ]
+    for op, expected in zip(ops, (get, create, update, delete), strict=True):
+        status, answer = await w.call(actor, "POST", "/api/batch", {"operations": [op]})
+        # A failed operation answers its own status (and the batch writes nothing).
+        got = answer["results"][0]["status"] if status == 200 else status
+        assert got == expected, (op, status, answer)
+
+
+async def test_lookup_on_a_forged_or_missing_id_denies(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    w = await _world(tmp_path, aiohttp_client)
+    # A project in a team that does not exist: get() of a missing doc is an error, so no.
+    body = {"id": "px", "team_id": "no-such-team", "title": "x"}
+    assert (await w.call("outsider", "POST", "/api/collections/projects", body))[0] == 403
+    # A membership forged into someone else's team is refused by the members rule.
+    forged = {"id": "mx", "team_id": "t1", "user_id": w.ids["outsider"]}
+    assert (await w.call("outsider", "POST", "/api/collections/members", forged))[0] == 403
+    assert (await w.call("outsider", "GET", "/api/collections/projects/p1"))[0] == 404
+
+
+async def test_a_closed_collection_leaks_no_value(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    """Rules run lookups with system privileges: `guesses` reads teams.pin, which the
+    guesser may not read. Only the boolean comes out: a right guess makes the guess
+    readable, and nothing in any answer or error carries the pin."""
+    w = await _world(tmp_path, aiohttp_client)
+    await w.ok("admin", "POST", "/api/collections/guesses", {"id": "g1", "team_id": "t1", "guess": "0000"})
+    await w.ok("admin", "POST", "/api/collections/guesses", {"id": "g2", "team_id": "t1", "guess": "4711"})
+    await w.ok("admin", "POST", "/api/collections/guesses", {"id": "g3", "team_id": "nope", "guess": "x"})
+    assert (await w.call("outsider", "GET", "/api/collections/teams/t1"))[0] == 404
+    for path in ("/guesses/g1", "/guesses/g3", "/guesses?where=doc.guess%20%3D%3D%20%270000%27"):
+        status, body = await w.call("outsider", "GET", "/api/collections" + path)
+        assert "4711" not in repr(body), body
+    status, listed = await w.call("outsider", "GET", "/api/collections/guesses")
+    assert [d["id"] for d in listed["docs"]] == ["g2"]
+    # A `where` cannot look up at all: get() is an unknown function there.
+    lookup = "/api/collections/guesses?where=get('teams','t1').pin=='1'"
+    status, body = await w.call("outsider", "GET", lookup)
+    assert status == 400 and "4711" not in repr(body)
+
+
+# -- realtime ----------------------------------------------------------------------------
+async def _live(w: World, actor: str, limit: int | None) -> tuple[LiveClient, str]:
+    token = w.tokens[actor]
+    live = await LiveClient.connect(w.client, f"/api/realtime?token={token}")
+    payload: dict[str, Any] = {"collection": "projects"}
+    if limit is not None:
+        payload["limit"] = limit
+    snap = await live.subscribe(payload)
+    assert snap["type"] == "snapshot", snap
+    return live, snap["payload"]["subscription_id"]
+
+
+async def _settle(live: LiveClient) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        await live.sync()
+
+
+@pytest.mark.parametrize("limit", [None, 10])
+async def test_realtime_follows_membership(
+    tmp_path: Path, aiohttp_client: ClientFactory, limit: int | None
+) -> None:
+    w = await _world(tmp_path, aiohttp_client)
+    live, sub = await _live(w, "member", limit)
+    assert set(live.views[sub].docs) == {"p1"}
+    await w.ok("owner", "DELETE", "/api/collections/members/m-member")
+    await _settle(live)
+    assert live.views[sub].docs == {}
+    deltas = [m["payload"]["changes"] for m in live.messages if m["type"] == "delta"]
+    assert any("p1" in changes.get("deletes", ()) for changes in deltas)
+    await w.ok(
+        "owner", "POST", "/api/collections/members", {"id": "m2", "team_id": "t1", "user_id": w.ids["member"]}
+    )
+    await _settle(live)
+    assert set(live.views[sub].docs) == {"p1"}
+    await live.close()
+
+
+async def test_realtime_follows_a_change_of_owner(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    w = await _world(tmp_path, aiohttp_client)
+    live, sub = await _live(w, "outsider", 10)
+    assert live.views[sub].docs == {}
+    await w.ok("owner", "PATCH", "/api/collections/teams/t1", {"owner_id": w.ids["outsider"]})
+    await _settle(live)
+    assert set(live.views[sub].docs) == {"p1"}
+    await w.ok("outsider", "PATCH", "/api/collections/teams/t1", {"owner_id": w.ids["owner"]})
+    await _settle(live)
+    assert live.views[sub].docs == {}
+    await live.close()
+
+
+# -- load-time checks --------------------------------------------------------------------
+BASE = """\
+version: 1
+collections:
+  teams:
+    fields:
+      id:       { type: string, primary: true }
+      owner_id: { type: string }
+      note:     { type: string }
+      hidden:   { type: string, internal: true }
+  docs:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string }
+    rules:
+      read: "RULE"
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("get('nope', doc.team_id).owner_id == auth.id", "unknown collection 'nope'"),
+        ("get('teams', doc.team_id).nope == auth.id", "unknown field 'nope'"),
+        ("get('teams', doc.team_id).hidden == auth.id", "unknown field 'hidden'"),
+        ("get('teams', doc.team_id) == null", "reads one field at a time"),
+        ("exists('teams', {'hidden': 'x'})", "unknown field 'hidden'"),
+        ("exists('teams', {'note': doc.team_id})", "filters on no indexed field"),
+        ("exists('teams', {})", "map literal"),
+        ("get(doc.team_id, 'x').owner_id == ''", "string literal"),
+        (
+            "get('teams', get('docs', get('docs', doc.id).team_id).team_id).owner_id == auth.id",
+            "rules.lookup_depth allows 2",
+        ),
+        ("[1].all(x, exists('teams', {'id': doc.team_id}))", "inside a macro"),
+    ],
+)
+def test_bad_lookups_are_refused_at_load_with_their_place(tmp_path: Path, rule: str, message: str) -> None:
+    set_lookup_depth(2)
+    path = tmp_path / "schema.yaml"
+    path.write_text(BASE.replace("RULE", rule.replace('"', '\\"')))
+    with pytest.raises(RuleError) as caught:
+        compile_schema_rules(load_schema(path))
+    text = str(caught.value)
+    assert message in text, text
+    assert "schema.yaml:14:" in text, text
+
+
+# -- differential: SQL == closure --------------------------------------------------------
+DIFF_SCHEMA = """\
+version: 1
+collections:
+  teams:
+    fields:
+      id:       { type: string, primary: true }
+      owner_id: { type: string, nullable: true, index: true }
+      size:     { type: int }
+  members:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, nullable: true, index: true }
+      user_id: { type: string }
+      level:   { type: int }
+  projects:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, nullable: true }
+      n:       { type: int }
+"""
+USERS = ["u1", "u2", "u3"]
+TEAMS = ["t1", "t2", "t3", "t4"]
+_atoms = st.sampled_from(
+    [
+        "exists('members', {'team_id': doc.team_id, 'user_id': auth.id})",
+        "exists('members', {'team_id': doc.team_id, 'level': doc.n})",
+        "exists('members', {'team_id': doc.team_id})",
+        "get('teams', doc.team_id).owner_id == auth.id",
+        "get('teams', doc.team_id).owner_id == null",
+        "get('teams', doc.team_id).size > doc.n",
+        "get('teams', doc.team_id).size in [1, 2]",
+        "get('teams', get('teams', doc.team_id).owner_id).size == 0",
+        "get('teams', 't1').owner_id == auth.id",
+        "doc.n > 1",
+        "auth.id == 'u1'",
+    ]
+)
+_rules = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: f"({p[0]}) && ({p[1]})"),
+        st.tuples(inner, inner).map(lambda p: f"({p[0]}) || ({p[1]})"),
+        inner.map(lambda p: f"!({p})"),
+    ),
+    max_leaves=4,
+)
+_data = st.tuples(
+    st.lists(
+        st.tuples(st.sampled_from(TEAMS), st.sampled_from([*USERS, *TEAMS, None]), st.integers(0, 2)),
+        max_size=4,
+        unique_by=lambda t: t[0],
+    ),
+    st.lists(
+        st.tuples(st.sampled_from([*TEAMS, None]), st.sampled_from(USERS), st.integers(0, 2)), max_size=6
+    ),
+    st.lists(st.tuples(st.sampled_from([*TEAMS, "zz", None]), st.integers(0, 2)), min_size=1, max_size=6),
+)
+
+
+@given(rule=_rules, data=_data, user=st.sampled_from([*USERS, None]))
+def test_sql_path_equals_closure_path(rule: str, data: Any, user: str | None) -> None:
+    set_lookup_depth(2)
+    text = DIFF_SCHEMA + f'    rules:\n      read: "{rule}"\n'
+    schema = parse_schema(text, filename="schema.yaml")
+    compiled = compile_schema_rules(schema).get("projects", "read")
+    assert compiled is not None
+    conn = sqlite3.connect(":memory:")
+    for c in schema.collections:
+        conn.execute(create_table_sql(c))
+        for sql in index_sql(c):
+            conn.execute(sql)
+    teams, members, projects = data
+    conn.executemany("INSERT INTO teams VALUES (?, ?, ?)", teams)
+    conn.executemany(
+        "INSERT INTO members VALUES (?, ?, ?, ?)", [(f"m{i}", *m) for i, m in enumerate(members)]
+    )
+    conn.executemany("INSERT INTO projects VALUES (?, ?, ?)", [(f"p{i}", *p) for i, p in enumerate(projects)])
+    auth = None if user is None else {"id": user, "role": "user"}
+    predicate = compiled.to_predicate(auth, None)
+    assert predicate.check is None, rule  # all of it is SQL: no per-row reads
+    collection = schema.get("projects")
+    assert collection is not None
+    by_sql = {d["id"] for d in list_docs(conn, ListQuery(collection, predicates=[predicate])).docs}
+    everything = list_docs(conn, ListQuery(collection)).docs
+    with reading(conn):
+        by_closure = {d["id"] for d in everything if compiled.allows(auth, None, d)}
+    assert by_sql == by_closure, (rule, data, user)
