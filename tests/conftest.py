@@ -53,6 +53,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/test_malformed_files.py": ("slow",),
     "alyx_cli/test_serve.py": ("slow",),
     "alyx_server/automation/test_hooks_kill.py": ("slow",),
+    "alyx_server/automation/test_workers_automation.py": ("slow",),
     "alyx_server/api/test_peers.py": ("slow",),
     "alyx_server/admin_ui/test_dev_link.py": ("slow",),
     "alyx_server/admin_ui/test_functions_workers.py": ("slow",),

@@ -219,7 +219,9 @@ class Scheduler:
                 status, error = "ok", None
             duration = round((time.perf_counter() - started) * 1000, 3)
         last_at = self._now()
-        following = next_fire(schedule, max(now, times[-1]))
+        # The fire time after the last one due: `every` keeps its grid (first + k * every)
+        # however late the tick that ran it.
+        following = next_fire(schedule, times[-1])
 
         def record(conn: sqlite3.Connection) -> None:
             conn.execute(

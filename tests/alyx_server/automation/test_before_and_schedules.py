@@ -197,3 +197,20 @@ async def test_next_and_last_runs_in_the_admin_api(tmp_path: Path, aiohttp_clien
     assert schedule["last_scheduled"] == "2026-03-02T10:00:30.000Z"
     assert schedule["next_run"] == "2026-03-02T10:01:00.000Z"
     assert schedule["last_status"] == "ok" and schedule["runs"] == 1
+
+
+async def test_an_interval_keeps_its_grid_when_ticks_come_late(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    root = write_project(tmp_path / "p", _tick_files("often", "every: 30s\n"))
+    clock = ManualClock("2026-03-02T07:58:10Z")
+    app = make_app(root, clock=clock)
+    app[AUTOMATION].run_scheduler = False
+    client = await aiohttp_client(app)
+    scheduler = client.app[AUTOMATION].scheduler
+    assert scheduler is not None
+    for step in (45, 17, 21):  # 07:58:55, 07:59:12, 07:59:33: each tick late for its time
+        clock.advance(step)
+        await scheduler.tick()
+    assert [r[0] for r in _runs(root, "often")] == ["2026-03-02T07:58:40.000Z", "2026-03-02T07:59:10.000Z"]
+    assert (await scheduler.describe())["often"]["next_run"] == "2026-03-02T07:59:40.000Z"
