@@ -1,5 +1,6 @@
 """Go: exported names with initialisms (`author_id` -> `AuthorID`), pointers for nullable
-fields, a named string or integer type with constants for each enum."""
+fields, a named string or integer type with constants for each enum, `FileMetadata` (or a
+slice of them) for file fields."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ _BASE = {
     FieldType.FLOAT: "float64",
     FieldType.BOOL: "bool",
     FieldType.JSON: "any",
-    FieldType.FILE: "any",
+    FieldType.FILE: "FileMetadata",
 }
-# Types whose zero value already encodes JSON null.
-_NILABLE = frozenset({FieldType.BLOB, FieldType.JSON, FieldType.FILE})
+# Types whose zero value already encodes JSON null (a multiple file field is a slice).
+_NILABLE = frozenset({FieldType.BLOB, FieldType.JSON})
 _INITIALISMS = frozenset(
     {"id", "url", "uri", "api", "http", "https", "json", "uuid", "ip", "sql", "html", "db"}
 )
@@ -57,6 +58,8 @@ def value_type(f: FieldSpec, owner: str) -> str:
     """The field's Go type, null excluded; `owner` prefixes enum type names."""
     if has_enum_type(f):
         return enum_type(f, owner)
+    if f.multiple:
+        return "[]" + _BASE[f.type]
     return _BASE[f.type]
 
 
@@ -68,9 +71,15 @@ def key_type(f: FieldSpec) -> str:
 def field_type(f: FieldSpec, owner: str) -> str:
     """The field's type in a stored doc: a pointer when null is possible."""
     base = value_type(f, owner)
-    if f.nullable and f.type not in _NILABLE:
+    if f.nullable and f.type not in _NILABLE and not f.multiple:
         return "*" + base
     return base
+
+
+def input_type(f: FieldSpec, owner: str) -> str:
+    """The field's type in create and update input: a file field can only be cleared
+    (`Null[NoFile]()`); files go through Collection.Upload."""
+    return "NoFile" if f.is_file else value_type(f, owner)
 
 
 def enum_base(f: FieldSpec) -> str:
@@ -132,6 +141,7 @@ GO = Language(
         "go_name": exported,
         "go_type": field_type,
         "go_value": value_type,
+        "go_input": input_type,
         "go_enum_base": enum_base,
         "go_has_enum_type": has_enum_type,
         "go_key_type": key_type,

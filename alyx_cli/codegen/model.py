@@ -11,7 +11,9 @@ once for every language, what each field means to a client:
 - server-managed timestamps (`default: now`, `onUpdate: now`, not `clientWritable`) are in
   the stored doc only: the server refuses them in create and update input;
 - references to `_alyx_users.id` expand to the `User` type, other references to the
-  referenced collection's doc type.
+  referenced collection's doc type;
+- file fields are file metadata (one, or a list when `maxFiles` > 1) in the stored doc and
+  only null in create and update input: files are sent by the `upload` helper.
 
 Collections and functions come out sorted by name, fields in schema order, so the output
 never depends on dictionary or file-system order.
@@ -42,7 +44,8 @@ __all__ = [
 # Type names the clients define themselves; a collection type never takes one of them.
 RESERVED_TYPE_NAMES = frozenset({
     "Alyx", "AlyxError", "AuthResponse", "Batch", "BatchOperation", "BatchResult", "Client",
-    "Collection", "Error", "Filter", "FunctionError", "Functions", "ListResult", "Options",
+    "Collection", "Error", "FileInput", "FileMetadata", "FileToken", "Filter", "FunctionError",
+    "Functions", "ListResult", "Options",
     "Query", "Realtime", "Subscription", "Tokens", "User", "Account",
 })  # fmt: skip
 
@@ -66,10 +69,17 @@ class FieldSpec:
     enum: tuple[Any, ...] | None = None
     reference: str | None = None
     server_managed: bool = False
+    multiple: bool = False
 
     @property
     def expands_to_user(self) -> bool:
         return self.reference == USERS_TABLE
+
+    @property
+    def is_file(self) -> bool:
+        """A file field: file metadata in docs (a list when `multiple`); inputs can only
+        clear it (null), uploads go through the clients' `upload` helper."""
+        return self.type is FieldType.FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +176,7 @@ def _field(f: Field, *, in_collection: bool) -> FieldSpec:
         enum=f.validation.enum,
         reference=f.references.collection if f.references is not None else None,
         server_managed=in_collection and f.server_managed,
+        multiple=f.file is not None and f.file.multiple,
     )
 
 

@@ -1,4 +1,5 @@
-"""Python: how fields are spelled (`str | None`, `Literal[...]` for enums, `Any` for json)."""
+"""Python: how fields are spelled (`str | None`, `Literal[...]` for enums, `Any` for json,
+`FileMetadata` or `list[FileMetadata]` for files)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _BASE = {
     FieldType.FLOAT: "float",
     FieldType.BOOL: "bool",
     FieldType.JSON: "Any",
-    FieldType.FILE: "Any",
+    FieldType.FILE: "FileMetadata",
 }
 
 
@@ -33,6 +34,8 @@ def literal(value: Any) -> str:
 def value_type(f: FieldSpec) -> str:
     if f.enum:
         return "Literal[" + ", ".join(literal(v) for v in f.enum) + "]"
+    if f.multiple:
+        return f"list[{_BASE[f.type]}]"
     return _BASE[f.type]
 
 
@@ -41,6 +44,11 @@ def field_type(f: FieldSpec) -> str:
     if f.nullable and f.type is not FieldType.JSON:
         return f"{base} | None"
     return base
+
+
+def input_type(f: FieldSpec) -> str:
+    """The field's type in create and update input: a file field can only be cleared."""
+    return "None" if f.is_file else field_type(f)
 
 
 def identifier(name: str) -> str:
@@ -61,6 +69,7 @@ PYTHON = Language(
     blank_lines=2,
     filters={
         "py_type": field_type,
+        "py_input": input_type,
         "py_value": value_type,
         "py_literal": literal,
         "py_ident": identifier,

@@ -1,4 +1,5 @@
-"""TypeScript: how fields are spelled (`string | null`, unions for enums, `unknown` for json)."""
+"""TypeScript: how fields are spelled (`string | null`, unions for enums, `unknown` for json,
+`FileMetadata` or `FileMetadata[]` for files)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ _BASE = {
     FieldType.FLOAT: "number",
     FieldType.BOOL: "boolean",
     FieldType.JSON: "unknown",
-    FieldType.FILE: "unknown",
+    FieldType.FILE: "FileMetadata",
 }
 
 
@@ -35,6 +36,8 @@ def value_type(f: FieldSpec) -> str:
     """The type of the field's value, null excluded."""
     if f.enum:
         return " | ".join(literal(v) for v in f.enum)
+    if f.multiple:
+        return f"{_BASE[f.type]}[]"
     return _BASE[f.type]
 
 
@@ -44,6 +47,11 @@ def field_type(f: FieldSpec) -> str:
     if f.nullable and f.type is not FieldType.JSON:
         return f"{base} | null"
     return base
+
+
+def input_type(f: FieldSpec) -> str:
+    """The field's type in create and update input: a file field can only be cleared."""
+    return "null" if f.is_file else field_type(f)
 
 
 def camel(name: str) -> str:
@@ -63,6 +71,7 @@ TYPESCRIPT = Language(
     comment="//",
     filters={
         "ts_type": field_type,
+        "ts_input": input_type,
         "ts_value": value_type,
         "ts_literal": literal,
         "camel": camel,

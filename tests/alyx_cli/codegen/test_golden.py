@@ -74,9 +74,17 @@ def test_golden_types_spell_each_language() -> None:
     assert "secret" not in ts  # internal fields never reach a client
     go = _expected("go/types.go")
     assert 'EntryStatusInReview  EntryStatus = "in review"' in go
-    assert "Score      *float64" in go
+    assert "Score       *float64" in go
+    # File fields: metadata (a list when maxFiles > 1) in docs, only null in inputs.
+    assert "  cover: FileMetadata;" in ts and "  attachments: FileMetadata[] | null;" in ts
+    assert "  cover?: null;" in ts
+    assert "Cover       FileMetadata   `json:\"cover\"`" in go
+    assert "Attachments []FileMetadata `json:\"attachments\"`" in go
+    assert "Cover       Opt[NoFile]" in go
     client_go = _expected("go/client.go")
     assert "Categories *Collection[int64, Category, CategoryCreate, CategoryUpdate]" in client_go
     py = _expected("python/alyx_client/types.py")
     assert "    priority: Literal[1, 2, 3]" in py
     assert "'class': NotRequired[Literal['a', 'b']]," in py
+    assert "    cover: FileMetadata\n    attachments: list[FileMetadata] | None\n" in py
+    assert "    cover: NotRequired[None]\n" in py
