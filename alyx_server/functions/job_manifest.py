@@ -63,8 +63,7 @@ def parse_job(src: SchemaSource, entry: YamlEntry | None, timeout: float) -> Job
     lease = values.get("visibility_timeout")
     if lease is not None and options.visibility_timeout <= timeout:
         raise src.error(
-            f"job.visibility_timeout ({options.visibility_timeout:g}s) must be longer than the "
-            f"function's timeout ({timeout:g}s)",
+            f"{options.visibility_timeout:g}s must be longer than the function's timeout ({timeout:g}s)",
             lease.value, "job.visibility_timeout",
             "a run still going when its lease ends would run twice at once; raise it or lower timeout",
         )  # fmt: skip
@@ -79,7 +78,7 @@ def _count(src: SchemaSource, entry: YamlEntry | None, default: int | None, high
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         shown = repr(value) if isinstance(node, YamlScalar) else kind_name(node)
         raise src.error(
-            f"job.{entry.name} must be a whole number from 1 to {high}, not {shown}",
+            f"must be a whole number from 1 to {high}, not {shown}",
             node, f"job.{entry.name}", f"e.g. {_EXAMPLE}",
         )  # fmt: skip
     return value
@@ -97,9 +96,9 @@ def _duration(src: SchemaSource, entry: YamlEntry | None, default: float) -> flo
     except ValueError as e:
         shown = repr(raw) if isinstance(node, YamlScalar) else kind_name(node)
         raise src.error(
-            f"job.{entry.name} must be a duration such as 1s or 5m, not {shown}",
+            f"must be a duration such as 1s or 5m, not {shown}",
             node, f"job.{entry.name}", f"e.g. {_EXAMPLE}",
         ) from e  # fmt: skip
     if value <= 0:
-        raise src.error(f"job.{entry.name} must be longer than 0", node, f"job.{entry.name}", "e.g. 1s")
+        raise src.error("must be longer than 0", node, f"job.{entry.name}", "e.g. 1s")
     return value

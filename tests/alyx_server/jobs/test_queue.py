@@ -62,7 +62,8 @@ KICK_NODE = """import { defineFunction } from "@alyx/functions";
 
 export default defineFunction({
   async handler(input, ctx) {
-    return ctx.jobs.enqueue("record", { owner: ctx.auth.id, title: input.title }, { dedupeKey: input.key });
+    const payload = { owner: ctx.auth.id, title: input.title };
+    return ctx.jobs.enqueue("record", payload, { dedupeKey: input.key, delay: input.delay });
   },
 });
 """
@@ -72,7 +73,7 @@ from alyx_functions import AlyxError, define_function
 
 
 async def handler(input, ctx):
-    raise AlyxError(f"upstream down (attempt {ctx.job['attempt']})", code="UPSTREAM")
+    raise AlyxError(f"upstream down (attempt {ctx.job['attempt']})", code="UPSTREAM", status=502)
 
 
 flaky = define_function(handler=handler)
@@ -157,15 +158,19 @@ async def test_functions_enqueue_from_both_sdks_and_the_http_route_under_the_rul
     assert response.status == 200 and body["success"], body
     assert body["output"]["created"] is True
     first = body["output"]["id"]
-    for _ in range(2):  # the same dedupe key twice: one job
-        response = await client.post(
-            "/api/functions/kick_node",
-            json={"input": {"title": "from node", "key": "k1"}},
-            headers=ada.headers,
-        )
+    # The same dedupe key twice while the first is still queued (delayed): one job.
+    answers = []
+    for data in (
+        {"title": "later", "key": "k1", "delay": "1h"},
+        {"title": "later", "key": "k1"},
+        {"title": "from node"},
+    ):
+        response = await client.post("/api/functions/kick_node", json={"input": data}, headers=ada.headers)
         body = await response.json()
         assert response.status == 200 and body["success"], body
-    assert body["output"]["created"] is False
+        answers.append(body["output"])
+    assert [a["created"] for a in answers] == [True, False, True]
+    assert answers[0]["id"] == answers[1]["id"] != answers[2]["id"]
     # POST /api/jobs/{name}: the job function's rule decides who may queue it.
     payload = {"owner": ada.id, "title": "from http"}
     refused = await client.post("/api/jobs/record", json={"payload": payload})
@@ -210,7 +215,7 @@ async def test_a_failing_job_backs_off_exponentially_then_is_dead(
         waits.append(row["run_at"] - clock.now().timestamp())
         # Not due before its backoff: a pass of the runner now leaves it queued.
         assert await queue.run_due() == 0
-        clock.advance(waits[-1])
+        clock.advance(waits[-1] + 0.001)  # the clock counts whole microseconds
         queue.wake()
     # base 10s doubled, each with equal jitter: [5, 10] then [10, 20].
     assert 5 <= waits[0] <= 10 and 10 <= waits[1] <= 20, waits
@@ -288,13 +293,13 @@ def test_job_manifest_errors_name_file_and_line(tmp_path: Path) -> None:
     source.write_text("")
     manifest = source.with_suffix(".yaml")
     cases = {
-        "timeout: 30s\njob:\n  visibility_timeout: 10s\n": "functions/mail.yaml:3:23: job.visibility_timeout "
-        "(10s) must be longer than the function's timeout (30s)",
-        "job: { max_attempts: 0 }\n": "functions/mail.yaml:1:22: job.max_attempts must be a whole number "
+        "timeout: 30s\njob:\n  visibility_timeout: 10s\n": "functions/mail.yaml:3:23: "
+        "job.visibility_timeout: 10s must be longer than the function's timeout (30s)",
+        "job: { max_attempts: 0 }\n": "functions/mail.yaml:1:22: job.max_attempts: must be a whole number "
         "from 1 to 100, not 0",
-        "job: { retries: 3 }\n": "functions/mail.yaml:1:8: unknown job option 'retries'",
-        "job: { backoff: soon }\n": "functions/mail.yaml:1:17: job.backoff must be a duration "
-        "such as 1s or 5m",
+        "job: { retries: 3 }\n": 'functions/mail.yaml:1:8: job.retries: unknown job option "retries"',
+        "job: { backoff: soon }\n": "functions/mail.yaml:1:17: job.backoff: must be a duration "
+        "such as 1s or 5m, not 'soon'",
     }
     for text, expected in cases.items():
         manifest.write_text(text)
