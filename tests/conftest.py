@@ -78,6 +78,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     # The generated Python client against a live alyx dev (the other languages need their
     # toolchain, marked by fixture below).
     "alyx_cli/codegen/test_live_python.py": ("slow",),
+    "alyx_cli/codegen/test_live_files.py": ("slow",),
     # Terminal dashboards driven through Textual's pilot against a live server.
     "alyx_cli/tui/test_dashboard.py": ("slow",),
     "alyx_cli/tui/test_dashboard_screen.py": ("slow",),

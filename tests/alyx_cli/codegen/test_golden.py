@@ -78,8 +78,8 @@ def test_golden_types_spell_each_language() -> None:
     # File fields: metadata (a list when maxFiles > 1) in docs, only null in inputs.
     assert "  cover: FileMetadata;" in ts and "  attachments: FileMetadata[] | null;" in ts
     assert "  cover?: null;" in ts
-    assert "Cover       FileMetadata   `json:\"cover\"`" in go
-    assert "Attachments []FileMetadata `json:\"attachments\"`" in go
+    assert 'Cover       FileMetadata   `json:"cover"`' in go
+    assert 'Attachments []FileMetadata `json:"attachments"`' in go
     assert "Cover       Opt[NoFile]" in go
     client_go = _expected("go/client.go")
     assert "Categories *Collection[int64, Category, CategoryCreate, CategoryUpdate]" in client_go
