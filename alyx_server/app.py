@@ -70,6 +70,7 @@ from alyx_server.api import functions as functions_api
 from alyx_server.api import jobs as jobs_api
 from alyx_server.api import oauth as oauth_api
 from alyx_server.api import realtime as realtime_api
+from alyx_server.api import webhooks as webhooks_api
 from alyx_server.api.file_service import FILES, FileService
 from alyx_server.api.internal import create_internal_app
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
@@ -100,6 +101,8 @@ from alyx_server.schema.model import Schema
 from alyx_server.storage import open_storage
 from alyx_server.storage.tokens import FileTokens
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
+from alyx_server.webhooks.delivery import WebhookClient
+from alyx_server.webhooks.service import WebhookService
 
 __all__ = [
     "GC_THRESHOLD",
@@ -191,6 +194,7 @@ def create_app(
     realtime_api.add_routes(app)
     functions_api.add_routes(app)
     jobs_api.add_routes(app)
+    webhooks_api.add_routes(app)
     admin.add_routes(app, events)
     deploy_api.add_routes(app)
     files_api.add_routes(app)
@@ -347,12 +351,23 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
 
     interval = settings.jobs.poll_interval
     queue = JobQueue(rt.ready_db, clock=rt.clock, poll_interval=interval, source=function_jobs)
+    hooks = settings.webhooks
+    client = WebhookClient(timeout=hooks.timeout, allow_private=hooks.allow_private_targets)
+    webhooks = WebhookService(
+        rt.ready_db, queue, settings.webhook_targets, client,
+        max_attempts=hooks.max_attempts, concurrency=hooks.concurrency,
+        poll_interval=interval, clock=rt.clock,
+    )  # fmt: skip
     app[jobs_api.JOBS].queue = queue
+    app[webhooks_api.WEBHOOKS].service = webhooks
     queue.start()
+    webhooks.start()
     try:
         yield
     finally:
         app[jobs_api.JOBS].queue = None
+        app[webhooks_api.WEBHOOKS].service = None
+        await webhooks.close()
         await queue.close()
 
 
@@ -377,7 +392,7 @@ async def _migrate_dev(rt: Runtime, db: Database, schema: Schema) -> None:
                 "the database's schema; run `alyx migrate apply` to apply schema.yaml"
             )
             rt.set_schema(latest_snapshot(list(plan.history)))
-    rt.phase = "ready"
+    rt.mark_ready()
 
 
 async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> asyncio.Task[None] | None:
@@ -401,7 +416,7 @@ async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> 
             return
         for name in (*result.files, *result.auto):
             log.info("migration applied: %s", name)
-        rt.phase = "ready"
+        rt.mark_ready()
         log.info("migrations done; ready")
 
     return asyncio.get_running_loop().create_task(apply(), name="alyx-startup-migrations")

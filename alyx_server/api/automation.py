@@ -10,6 +10,7 @@ update routes call `before_write` (before the write is queued) and wrap their st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -63,13 +64,34 @@ async def automation_context(app: web.Application) -> AsyncIterator[None]:
     db = rt.db
     hooks = HookRunner(db, service, lambda: rt.catalog.schema, clock=rt.clock, poll=state.poll)
     scheduler = Scheduler(db, service, clock=rt.clock, tick=state.tick)
-    try:
-        await hooks.start()
-        await scheduler.start(loop=state.run_scheduler)
+
+    async def start() -> None:
+        # Their tables and the collections' triggers exist once the startup migrations
+        # are done: `serve` applies them in the background while the server listens.
+        if not await rt.wait_ready():
+            return
+        try:
+            await hooks.start()
+            await scheduler.start(loop=state.run_scheduler)
+        except Exception:
+            if rt.phase == "ready" and not starting_in_dev:
+                log.exception("hooks and schedules could not start")
+                return
+            raise
         state.hooks, state.scheduler, state.service = hooks, scheduler, service
+
+    starting_in_dev = rt.phase == "ready"
+    starting = asyncio.get_running_loop().create_task(start(), name="alyx-automation-start")
+    if starting_in_dev:
+        await starting  # (`dev` migrates before serving: started before the first request)
+    try:
         yield
     finally:
         state.hooks, state.scheduler, state.service = None, None, None
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         await scheduler.close()
         await hooks.close()
 

@@ -102,6 +102,10 @@ class Runtime:
     started: float = field(default_factory=time.monotonic)
     # Set when the server cannot go on (startup migrations failed): `serve` then stops.
     fatal: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the startup migrations are done (`mark_ready`): services that write to the
+    # database at start (hooks, schedules, jobs) wait for it, so they never race the
+    # migrations `serve` runs in the background.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     _db: Database | None = None
 
     @property
@@ -119,6 +123,22 @@ class Runtime:
         self.catalog = Catalog(schema)
         if self._db is not None:
             self._db.set_schema(schema)
+
+    def mark_ready(self) -> None:
+        self.phase = "ready"
+        self.ready.set()
+
+    async def wait_ready(self) -> bool:
+        """Wait until the startup migrations are done: True, or False if they failed."""
+        if self.phase != "ready":
+            ready = asyncio.ensure_future(self.ready.wait())
+            failed = asyncio.ensure_future(self.fatal.wait())
+            try:
+                await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                failed.cancel()
+        return self.phase == "ready"
 
     def ready_db(self) -> Database:
         """The database, or 503 while migrations run (routes under /api call this first)."""
