@@ -49,6 +49,8 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_server/api/test_regex_safety.py": ("slow",),
     # alyx dev as a process of its own, sent a 200 MB upload while its memory is sampled.
     "alyx_server/storage/test_upload_memory.py": ("slow",),
+    # A moto S3 server of its own, killed in the middle of an upload and started again.
+    "alyx_server/storage/test_s3_outage.py::test_s3_stopped_mid_upload_is_503": ("slow",),
     # alyx dev/serve (or another alyx command) started as a process, once or more per test.
     "alyx_cli/test_malformed_files.py": ("slow",),
     "alyx_cli/test_serve.py": ("slow",),

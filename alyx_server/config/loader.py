@@ -83,6 +83,7 @@ def _assemble(project_dir: Path, mode: Mode, config_file: Path, given: Iterable[
             raise ConfigError(e.message, item.location, hint=e.hint) from e
         origins[item.key.path] = item.location
     _check_together(values, origins, _display(config_file, project_dir))
+    _check_storage(values, origins, _display(config_file, project_dir))
     values[_SECRET_KEY] = _jwt_secret(values, mode, _display(config_file, project_dir))
     return build_settings(values, project_dir=project_dir, mode=mode, config_file=config_file)
 
@@ -106,6 +107,19 @@ def _check_together(values: Mapping[str, object], origins: Mapping[str, Location
             shown = show(KEYS_BY_PATH[low], low_value), show(KEYS_BY_PATH[high], high_value)
             message = f"{low} ({shown[0]}) {relation} {high} ({shown[1]})"
             raise ConfigError(message, Location(where.file, where.line, where.column))
+
+
+def _check_storage(values: Mapping[str, object], origins: Mapping[str, Location], display: str) -> None:
+    """`storage.backend: s3` needs a bucket."""
+    if values["storage.backend"] == "s3" and not values["storage.s3.bucket"]:
+        where = origins.get("storage.backend") or Location(display, path="storage.backend")
+        raise ConfigError(
+            "storage.backend is s3 but storage.s3.bucket is not set",
+            Location(where.file, where.line, where.column, path="storage.s3.bucket"),
+            hint="add storage.s3.bucket (and storage.s3.endpoint for a service other than AWS) "
+            "to alyx.yaml, or set ALYX_STORAGE_S3_BUCKET; credentials come from "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
 
 
 def _jwt_secret(values: Mapping[str, object], mode: Mode, display: str) -> str:

@@ -9,6 +9,7 @@ validation, the `ALYX_*` environment variables and docs/configuration.md all com
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -142,6 +143,30 @@ def _absolute_url(text: str) -> str | None:
 
 def _base_url(text: str) -> str | None:
     return None if not text else _absolute_url(text)
+
+
+def _bucket(text: str) -> str | None:
+    if not text or re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", text):
+        return None
+    return (
+        f"{text!r} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and "
+        "hyphens, e.g. my-app-files)"
+    )
+
+
+def _endpoint(text: str) -> str | None:
+    parts = urlsplit(text)
+    if not text or (parts.scheme in ("http", "https") and parts.hostname and parts.path in ("", "/")
+                    and not parts.query):  # fmt: skip
+        return None
+    return f"{text!r} is not an S3 endpoint URL (write e.g. https://s3.example.com or http://127.0.0.1:9000)"
+
+
+def _key_prefix(text: str) -> str | None:
+    parts = text.strip("/").split("/")
+    if not text.strip("/") or not any(p in ("", ".", "..") or "\\" in p for p in parts):
+        return None
+    return f"{text!r} is not a folder inside the bucket (write e.g. alyx/files)"
 
 
 def _nonempty(text: str) -> str | None:
@@ -318,10 +343,25 @@ KEYS: tuple[Key, ...] = (
         "Largest deploy bundle accepted, packed or unpacked; larger ones get 413.", minimum=1024),
     # storage
     Key("storage.backend", _T.ENUM, "local", "restart",
-        "Where the bytes of file fields live: local (a folder, storage.path).",
-        choices=("local",)),
+        "Where the bytes of file fields live: local (a folder, storage.path) or s3 (an "
+        "S3-compatible bucket, storage.s3.*; credentials from the environment).",
+        choices=("local", "s3")),
     Key("storage.path", _T.PATH, "data/storage", "restart",
         "Folder of the local file storage, relative to the project."),
+    Key("storage.s3.bucket", _T.STR, "", "restart",
+        "The bucket of storage.backend s3 (required then). Credentials are never set here: "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role.",
+        check=_bucket),
+    Key("storage.s3.endpoint", _T.STR, "", "restart",
+        "URL of an S3-compatible service (MinIO, R2, Ceph...); empty for AWS S3.", check=_endpoint),
+    Key("storage.s3.region", _T.STR, "us-east-1", "restart",
+        "Region of the bucket (what the service expects in signatures).", check=_nonempty),
+    Key("storage.s3.path_style", _T.BOOL, False, "restart",
+        "Address the bucket in the URL path (endpoint/bucket/key) rather than the host name; "
+        "most self-hosted services need it."),
+    Key("storage.s3.prefix", _T.STR, "", "restart",
+        "A folder inside the bucket that holds every key (e.g. alyx/files); empty: the bucket's root.",
+        check=_key_prefix),
     Key("storage.max_file_size", _T.SIZE, "100MiB", "live",
         "Largest file accepted in an upload, whatever a field's maxSize; uploads stream to "
         "storage, so this is not bounded by server.max_body_size.", minimum=1),

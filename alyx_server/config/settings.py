@@ -41,6 +41,7 @@ __all__ = [
     "RateLimitSettings",
     "RealtimeSettings",
     "RulesSettings",
+    "S3StorageSettings",
     "ServerSettings",
     "Settings",
     "SmtpSettings",
@@ -205,11 +206,23 @@ class DeploySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class S3StorageSettings:
+    """The bucket of `storage.backend: s3` (storage/s3.py); credentials are not settings."""
+
+    bucket: str
+    endpoint: str
+    region: str
+    path_style: bool
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     """File storage (alyx_server/storage/): sizes int bytes, the token lifetime float seconds."""
 
-    backend: Literal["local"]
+    backend: Literal["local", "s3"]
     path: Path
+    s3: S3StorageSettings
     max_file_size: int
     file_token_ttl: float
     thumb_max_pixels: int

@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp import web
 from PIL import Image
 
+from alyx_server.api.file_service import FILES
 from alyx_server.config import Settings, default_settings
 
 __all__ = ["FILES_SCHEMA", "bomb_png", "form", "png", "raw_form", "settings_for", "stored_files"]
@@ -79,12 +81,9 @@ def form(fields: dict[str, Any] | None = None, files: list[tuple[str, str, bytes
     return data
 
 
-def stored_files(root: Path) -> list[str]:
-    """Every file under the storage folder (partial uploads included), relative to it."""
-    base = root / "data" / "storage"
-    if not base.exists():
-        return []
-    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+async def stored_files(app: web.Application) -> list[str]:
+    """Every object of the app's storage backend (partial uploads included: `.partial/...`)."""
+    return sorted([info.key async for info in app[FILES].storage.list()])
 
 
 def raw_form(

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from alyx_server.app import create_app
+from alyx_server.storage.s3 import PART_SIZE
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.auth.support import bearer, register
 from tests.alyx_server.storage.support import bomb_png, form, png, raw_form, settings_for, stored_files
@@ -32,8 +33,11 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def client(root: Path, clock: ManualClock, aiohttp_client: Any) -> Client:
-    return await aiohttp_client(create_app(settings_for(root), clock=clock))  # type: ignore[no-any-return]
+async def client(
+    root: Path, clock: ManualClock, aiohttp_client: Any, storage_overrides: dict[str, object]
+) -> Client:
+    settings = settings_for(root, **storage_overrides)
+    return await aiohttp_client(create_app(settings, clock=clock))  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -77,7 +81,7 @@ async def test_upload_and_download_round_trip(client: Client, ada: dict[str, Any
     assert r.headers["Content-Disposition"].startswith("inline;")
     assert r.headers["ETag"] == f'"{avatar["sha256"]}"'
     assert "private" in r.headers["Cache-Control"]
-    assert len(stored_files(root)) == 3
+    assert len(await stored_files(client.app)) == 3
 
 
 async def test_range_and_etag(client: Client, ada: dict[str, Any]) -> None:
@@ -108,7 +112,7 @@ async def test_html_or_svg_named_png_is_refused_by_mime_types(
         body = await r.json()
         assert body["details"][0]["code"] == "mime_type"
         assert "does not accept" in body["error"]
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
 
 
 async def test_active_content_is_served_as_attachment(client: Client, ada: dict[str, Any]) -> None:
@@ -134,10 +138,10 @@ async def test_a_file_over_max_size_is_refused_and_nothing_stays(
     assert r.status == 413
     body = await r.json()
     assert body["code"] == "PAYLOAD_TOO_LARGE" and "maxSize of docs.avatar" in body["error"]
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
     r = await create(client, ada, [("attachments", "huge.bin", b"\x01" * (4 * 1024 * 1024 + 1))])
     assert r.status == 413 and "storage.max_file_size" in (await r.json())["error"]
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
 
 
 async def test_a_declared_length_that_lies_stores_nothing(
@@ -162,7 +166,7 @@ async def test_a_declared_length_that_lies_stores_nothing(
     answer = await reader.read()
     writer.close()
     assert b" 400 " in answer.split(b"\r\n", 1)[0] and b" 201 " not in answer, answer[:300]
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
     listed = await (await client.get("/api/collections/docs", headers=ada["h"])).json()
     assert listed["docs"] == []
 
@@ -179,32 +183,35 @@ async def test_a_failed_write_leaves_no_file(client: Client, ada: dict[str, Any]
         "/api/collections/docs", data=form({"title": "t"}, [("attachments", "c.txt", b"c")])
     )
     assert r.status in (401, 403)
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
 
 
 async def test_a_client_that_goes_away_mid_upload_leaves_no_file(
-    client: Client, ada: dict[str, Any], root: Path
+    root: Path, aiohttp_client: Any, storage_overrides: dict[str, object]
 ) -> None:
+    # Past one S3 part (8 MiB), so that each backend has a partial upload to clean up.
+    settings = settings_for(root, **{**storage_overrides, "storage.max_file_size": "64MiB"})
+    client = await aiohttp_client(create_app(settings))
+    account = await register(client, "ada@example.com")
     boundary = "Cut"
-    auth = ada["h"]["Authorization"]
-    head = (f"POST /api/collections/docs HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 3000000\r\n\r\n"
+    head = (f"POST /api/collections/docs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account.access}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 30000000\r\n\r\n"
             f'--{boundary}\r\nContent-Disposition: form-data; name="attachments"; filename="a.bin"\r\n\r\n'
             ).encode()  # fmt: skip
     _, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(head + b"\x03" * 1_500_000)
+    writer.write(head + b"\x03" * (PART_SIZE + 2_000_000))
     await writer.drain()
-    for _ in range(200):  # the partial file appears once the first megabyte is written
-        if stored_files(root):
+    for _ in range(500):  # the partial upload appears once its first megabyte (or part) is written
+        if await stored_files(client.app):
             break
         await asyncio.sleep(0.02)
-    assert any(p.startswith(".partial/") for p in stored_files(root))
+    assert any(p.startswith(".partial/") for p in (await stored_files(client.app)))
     writer.close()
     for _ in range(500):
-        if not stored_files(root):
+        if not (await stored_files(client.app)):
             break
         await asyncio.sleep(0.02)
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
 
 
 async def test_replace_append_remove_and_delete_free_files_after_commit(
@@ -220,16 +227,16 @@ async def test_replace_append_remove_and_delete_free_files_after_commit(
     assert r.status == 200, await r.text()
     doc = await r.json()
     assert doc["avatar"]["key"] != old and len(doc["attachments"]) == 2
-    assert all(not p.startswith(old.rsplit("/", 1)[0]) for p in stored_files(root))
+    assert all(not p.startswith(old.rsplit("/", 1)[0]) for p in (await stored_files(client.app)))
     first = doc["attachments"][0]["name"]
     r = await client.patch(url, json={"attachments-": [first], "avatar": None}, headers=ada["h"])
     doc = await r.json()
     assert r.status == 200 and doc["avatar"] is None and [a["name"] for a in doc["attachments"]] != [first]
-    assert len(stored_files(root)) == 1
+    assert len(await stored_files(client.app)) == 1
     r = await client.patch(url, json={"attachments-": ["nope.txt"]}, headers=ada["h"])
     assert r.status == 400 and (await r.json())["details"][0]["code"] == "file_not_found"
     assert (await client.delete(url, headers=ada["h"])).status == 204
-    assert stored_files(root) == []
+    assert (await stored_files(client.app)) == []
 
 
 async def test_file_metadata_cannot_be_written_as_json(
@@ -253,11 +260,11 @@ async def test_thumbnails(client: Client, ada: dict[str, Any], root: Path) -> No
     assert Image.open(io.BytesIO(await r.read())).size == (32, 32)
     r = await client.get(url + "?thumb=64x48f", headers=ada["h"])
     assert Image.open(io.BytesIO(await r.read())).size == (64, 32)
-    assert sum("/thumbs/" in p for p in stored_files(root)) == 2
+    assert sum("/thumbs/" in p for p in (await stored_files(client.app))) == 2
     r = await client.get(url + "?thumb=1000x1000", headers=ada["h"])
     body = await r.json()
     assert r.status == 400 and body["code"] == "INVALID_THUMB" and "32x32, 64x48f" in body["error"]
-    assert sum("/thumbs/" in p for p in stored_files(root)) == 2
+    assert sum("/thumbs/" in p for p in (await stored_files(client.app))) == 2
 
 
 @pytest.mark.parametrize("side", [8000, 50_000])
@@ -273,7 +280,7 @@ async def test_a_decompression_bomb_gets_no_thumbnail(
     body = await r.json()
     assert r.status == 400 and body["code"] == "IMAGE_TOO_LARGE", body
     assert (f"{side}x{side}" if side == 8000 else "2500000000 pixels") in body["error"]
-    assert not any("/thumbs/" in p for p in stored_files(root))
+    assert not any("/thumbs/" in p for p in (await stored_files(client.app)))
 
 
 async def test_reads_follow_the_read_rule(client: Client, ada: dict[str, Any], bob: dict[str, Any]) -> None:
@@ -340,7 +347,7 @@ async def test_filenames_are_sanitised_end_to_end(
     stem, _, ext = expected.rpartition(".") if "." in expected else (expected, "", "")
     assert entry["name"].startswith(stem + "_") and entry["name"].endswith("." + ext if ext else "")
     assert len(entry["name"]) <= 100
-    (path,) = stored_files(root)
+    (path,) = await stored_files(client.app)
     assert path.endswith("/" + entry["name"]) and path.startswith("docs/attachments/")
     r = await client.get(
         f"/api/files/docs/{(await r.json())['id']}/attachments/{entry['name']}", headers=ada["h"]
