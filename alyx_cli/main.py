@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from alyx_cli.commands import admin, db, deploy, functions, generate, init, migrate, serve, tui
+from alyx_cli.commands import admin, db, deploy, functions, generate, init, jobs, migrate, serve, storage, tui
 from alyx_server import __version__
 
 __all__ = ["cli"]
@@ -38,6 +38,8 @@ cli.add_command(admin.command)
 cli.add_command(tui.command)
 cli.add_command(deploy.command)
 cli.add_command(functions.command)
+cli.add_command(storage.command)
+cli.add_command(jobs.command)
 
 
 if __name__ == "__main__":
