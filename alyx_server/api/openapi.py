@@ -62,8 +62,6 @@ _ERROR_CODES = [
 _BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 # The defaults of auth.password.*, for a document built without the live settings.
 _DEFAULT_PASSWORD_POLICY = PasswordPolicy(8, False, False, False, False)
-# `<field>-` of an update: names of a multiple file field's files to remove.
-_FILE_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 
 def _string_schema(field: Field) -> dict[str, Any]:
@@ -131,8 +129,9 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
     managed = frozenset(f.name for f in visible if f.server_managed)
     shown = {n: {**s, "readOnly": True} if n in managed else s for n, s in properties.items()}
     writable = {n: s for n, s in properties.items() if n not in managed}
-    # A JSON body can only clear a file field (null); a multiple one's files are removed
-    # by name as `<field>-`. Files themselves come in multipart bodies.
+    # A JSON body can only clear a file field (null); files come in multipart bodies.
+    # (`<field>-`, removing files by name, is described in the update's description:
+    # a name that is not there is refused, which no schema can state.)
     files = file_fields(c)
     for f in files:
         del writable[f.name]
@@ -164,9 +163,8 @@ def _collection_schemas(c: Collection) -> dict[str, dict[str, Any]]:
         "properties": {f.name: writable[f.name] for f in visible if not f.primary and f.name in writable},
         "additionalProperties": False,
     }
-    for f in files:
-        if f.file is not None and f.file.multiple:
-            update["properties"][f.name + "-"] = _FILE_NAMES
+    if any(f.file is not None and f.file.multiple for f in files):
+        update["description"] = '`"<field>-": [names]` removes files of a multiple file field'
     title = _title(c.name)
     forms: dict[str, Any] = {}
     if files:

@@ -3,12 +3,13 @@
 - `FileMetadata`: what a document holds per file (storage/files.py `metadata`); a single
   file field is one object or null, a multiple one a list of at most `maxFiles`.
 - In JSON create and update bodies a file field takes only `null` (clients never write
-  metadata); a JSON update may name files to remove as `<field>-`.
+  metadata); a JSON update may name files to remove as `<field>-` (described in words).
 - Create and update also accept `multipart/form-data` (api/uploads.py): each field a part
   (text converted to the field's type), each file a binary part under its field's name,
-  `<field>+` appends to a multiple field, `<field>-` removes a file by name. (The `@json`
-  part, a JSON object of fields, is not described.) Only collections with a file field
-  list the multipart body.
+  `<field>+` appends to a multiple field. Only collections with a file field list the
+  multipart body. Two things are described in words, not schemas: `<field>-` (remove a
+  file by name: a name that is not there is refused, which no schema can state) and the
+  `@json` part (a text part that must parse as a JSON object of fields).
 - `GET /api/files/{collection}/{id}/{field}/{filename}` (one path per collection with file
   fields, `field` one of its file fields) and `POST /api/files/token` (api/files.py).
 """
@@ -55,7 +56,13 @@ def file_value_schema(f: Field) -> dict[str, Any]:
     return ref("FileMetadata")
 
 
-_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_FORM = "Text parts are fields (converted to the field's type), file parts are files"
+# A name that is not among the field's files is refused (400 file_not_found), which no
+# schema can state: `<field>-` is described, not listed.
+_REMOVE = (
+    _FORM + "; a text part `<field>-` (repeatable) removes the file of that name from a multiple "
+    "file field, `<field>+` file parts append to it"
+)
 
 
 def multipart_body(c: Collection, fields: dict[str, dict[str, Any]], *, update: bool) -> dict[str, Any]:
@@ -71,12 +78,16 @@ def multipart_body(c: Collection, fields: dict[str, dict[str, Any]], *, update: 
             properties[f.name] = {"type": "array", "items": _BINARY, "maxItems": f.file.max_files}
             if update:
                 properties[f.name + "+"] = {"type": "array", "items": _BINARY, "maxItems": f.file.max_files}
-                properties[f.name + "-"] = _NAMES
         else:
             properties[f.name] = _BINARY
     # The `@json` part (a JSON object of fields) is left out: JSON Schema cannot say that a
     # text part must parse as a JSON object. docs/files.md describes it.
-    out: dict[str, Any] = {"type": "object", "properties": properties}
+    out: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "description": _REMOVE if update and any(f.file and f.file.multiple for f in files) else _FORM,
+    }
     return out
 
 

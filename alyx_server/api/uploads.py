@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from alyx_server.api.bodies import read_object
 from alyx_server.api.file_service import FILES
@@ -132,6 +133,10 @@ async def _read_multipart(
     except (ValueError, AssertionError) as e:
         # aiohttp's multipart reader: a missing boundary, a part cut short, a length that lied.
         raise ValidationError(f"the multipart body is malformed: {e}", code="INVALID_MULTIPART") from e
+    except HttpProcessingError as e:
+        # A part's headers that do not parse (a control character in a header value).
+        message = f"a part's headers are malformed: {e.message}".replace("\n", " ").strip()
+        raise ValidationError(message, code="INVALID_MULTIPART") from e
 
 
 def _file_field(view: CollectionView, name: str, what: str) -> Field:

@@ -1,7 +1,7 @@
 """Schemathesis against the live `/api/openapi.json`: every operation, three callers.
 
 `alyx dev` runs as a real process on a free loopback port (tests/servers.py), serving a project whose
-schema has every field type, references (to a collection and to `_alyx_users.id`), an
+schema has every field type (file fields with multipart bodies included), references (to a collection and to `_alyx_users.id`), an
 enum, nullable fields, validation options (a pattern, email and url formats), a unique
 field, an internal field, an integer primary key and `"true"` rules on every collection.
 
@@ -69,6 +69,13 @@ collections:
       id:    { type: int, primary: true, default: auto }
       label: { type: string, nullable: true, maxLength: 20 }
       n:     { type: int, nullable: true }
+    rules: { create: "true", read: "true", update: "true", delete: "true" }
+  uploads:
+    fields:
+      id:      { type: uuid, primary: true, default: auto }
+      label:   { type: string, maxLength: 40, default: "" }
+      picture: { type: file, nullable: true, thumbs: [16x16] }
+      files:   { type: file, nullable: true, maxFiles: 3 }
     rules: { create: "true", read: "true", update: "true", delete: "true" }
 """
 
