@@ -62,6 +62,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_server/api/test_shared_limits_metrics.py": ("slow",),
     "alyx_cli/tui/test_dashboard_workers.py": ("slow",),
     "alyx_server/workers/test_supervisor.py": ("slow",),
+    "alyx_server/jobs/test_kill.py": ("slow",),
     "alyx_server/workers/test_metrics_folders.py": ("slow",),
     "alyx_cli/test_serve_children.py": ("slow",),
     "alyx_cli/test_serve_port.py": ("slow",),
