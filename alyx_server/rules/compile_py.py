@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from alyx_server.rules import budget as cost
+from alyx_server.rules import extensions as ext
 from alyx_server.rules import functions as fns
 from alyx_server.rules import lookups as lk
 from alyx_server.rules import regex as rx
@@ -458,6 +459,9 @@ class _Compiler:
             return self._lookup(node, scope)
         args = [self.compile(x, scope) for x in node.args]
         target = None if node.target is None else self.compile(node.target, scope)
+        special = self._extension(node, [target, *args] if target is not None else args)
+        if special is not None:
+            return special
         budgeted = fns.budgeted_lookup(node.function, target is not None, len(args))
         if budgeted is not None:
             return self._budgeted_call(budgeted, [target, *args] if target is not None else args)
@@ -485,6 +489,17 @@ class _Compiler:
             x, y = all_args
             return lambda a: impl(x(a), y(a))
         return lambda a: impl(*(f(a) for f in all_args))
+
+    def _extension(self, node: Call, all_args: list[Fn]) -> Fn | None:
+        """An extension function's closure made for this call (`extensions.closure`)."""
+        nodes = [node.target, *node.args] if node.target is not None else node.args
+        literals = [n.value if isinstance(n, Lit) else ext.DYNAMIC for n in nodes]
+        made = ext.closure(node.function, node.target is not None, all_args, literals, cost.BUDGET)
+        if made is None:
+            return None
+        fn, charges = made
+        self.uses_budget = self.uses_budget or charges
+        return fn
 
     def _budgeted_call(self, impl: Callable[..., Any], all_args: list[Fn]) -> Fn:
         """An extension function whose work grows with its values: it charges the budget."""

@@ -48,13 +48,15 @@ def _charge(budget: EvalBudget, size: int) -> None:
 
 
 def _str(name: str, *values: Any) -> None:
-    if any(type(v) is not str for v in values):
-        raise no_overload(name, *values)
+    for v in values:
+        if type(v) is not str:
+            raise no_overload(name, *values)
 
 
 def _int(name: str, *values: Any) -> None:
-    if any(type(v) is not int for v in values):
-        raise no_overload(name, *values)
+    for v in values:
+        if type(v) is not int:
+            raise no_overload(name, *values)
 
 
 # -- strings -----------------------------------------------------------------------------
@@ -93,13 +95,14 @@ _UPPER = {c + 32: c for c in range(ord("A"), ord("Z") + 1)}
 def _lower_ascii(budget: EvalBudget, s: Any) -> str:
     _str("lowerAscii", s)
     _charge(budget, len(s))
-    return s.translate(_LOWER)  # type: ignore[no-any-return]
+    # str.lower of an ASCII string changes A-Z only (isascii is O(1)); translate is slow.
+    return s.lower() if s.isascii() else s.translate(_LOWER)  # type: ignore[no-any-return]
 
 
 def _upper_ascii(budget: EvalBudget, s: Any) -> str:
     _str("upperAscii", s)
     _charge(budget, len(s))
-    return s.translate(_UPPER)  # type: ignore[no-any-return]
+    return s.upper() if s.isascii() else s.translate(_UPPER)  # type: ignore[no-any-return]
 
 
 def _replace(budget: EvalBudget, s: Any, old: Any, new: Any, n: Any = -1) -> str:
@@ -148,10 +151,13 @@ _SPACE = (
 )
 
 
+_ASCII_SPACE = "\t\n\v\f\r "
+
+
 def _trim(budget: EvalBudget, s: Any) -> str:
     _str("trim", s)
     _charge(budget, len(s))
-    return s.strip(_SPACE)  # type: ignore[no-any-return]
+    return s.strip(_ASCII_SPACE if s.isascii() else _SPACE)  # type: ignore[no-any-return]
 
 
 def _join(budget: EvalBudget, items: Any, sep: Any = "") -> str:
@@ -489,4 +495,210 @@ BUDGETED: dict[tuple[str, bool], dict[int, Impl]] = {
     ("strings.quote", False): {1: _quote},
     ("math.greatest", False): {n: _GREATEST for n in range(1, 33)},
     ("math.least", False): {n: _LEAST for n in range(1, 33)},
+}
+
+
+# -- closures ----------------------------------------------------------------------------
+Fn = Callable[[Mapping[str, Any]], Any]
+DYNAMIC: Any = object()
+"""In `closure`'s `literals`: this argument is computed at evaluation time."""
+
+
+def closure(name: str, is_method: bool, args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+    """A closure made for one call site of an extension function, or None (the compiler
+    then calls the `TABLE`/`BUDGETED` implementation): the function resolved at compile
+    time, constant arguments (a separator, a format string) checked or parsed once, and the
+    budget read from the activation (`a[key]`) only when a value is long enough to charge.
+
+    `args` are the receiver (for a method) and the arguments as closures; `literals` the
+    same positions' constant values, or `DYNAMIC`. The bool says whether the closure
+    charges the evaluation's budget. The closures keep the implementations' semantics and
+    charge exactly what they charge, before building.
+    """
+    make = _CLOSURES.get((name, is_method, len(args)))
+    return None if make is None else make(args, literals, key)
+
+
+def _scan(name: str, method: Callable[[str], Any]) -> Callable[[list[Fn], list[Any], str], tuple[Fn, bool]]:
+    """`s.f()` that reads `s` once and builds at most its size (lowerAscii, trim, ...)."""
+
+    def make(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool]:
+        (x,) = args
+
+        def scan(a: Mapping[str, Any]) -> Any:
+            s = x(a)
+            if type(s) is not str:
+                raise no_overload(name, s)
+            if len(s) >= SIZE_PER_STEP:
+                spend(a[key], len(s) // SIZE_PER_STEP)
+            return method(s)
+
+        return scan, True
+
+    return make
+
+
+def _lower(s: str) -> str:
+    return s.lower() if s.isascii() else s.translate(_LOWER)
+
+
+def _upper(s: str) -> str:
+    return s.upper() if s.isascii() else s.translate(_UPPER)
+
+
+def _stripped(s: str) -> str:
+    return s.strip(_ASCII_SPACE if s.isascii() else _SPACE)
+
+
+def _make_index_of(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+    x, y = args
+    sub = literals[1]
+    if type(sub) is not str:
+        return None
+
+    def index_of(a: Mapping[str, Any]) -> Any:
+        s = x(a)
+        if type(s) is not str:
+            raise no_overload("indexOf", s, sub)
+        if len(s) >= SIZE_PER_STEP:
+            spend(a[key], len(s) // SIZE_PER_STEP)
+        return s.find(sub)
+
+    return index_of, True
+
+
+def _make_split(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+    x, y = args
+    sep = literals[1]
+    if type(sep) is not str or sep == "":
+        return None
+
+    def split(a: Mapping[str, Any]) -> Any:
+        s = x(a)
+        if type(s) is not str:
+            raise no_overload("split", s, sep)
+        # The parts hold at most len(s) characters and len(s) + 1 items: charged first.
+        if len(s) >= SIZE_PER_STEP:
+            spend(a[key], len(s) // SIZE_PER_STEP)
+        return s.split(sep)
+
+    return split, True
+
+
+def _make_extreme(name: str, op: str) -> Callable[[list[Fn], list[Any], str], tuple[Fn, bool] | None]:
+    generic = _GREATEST if op == ">" else _LEAST
+    greatest = op == ">"
+
+    def make(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+        if len(args) != 2:
+            return None
+        x, y = args
+
+        # Two scalars (a list literal is one argument): a constant amount of work, no
+        # budget; two ints are the common case, the rest is the implementation's.
+        def extreme(a: Mapping[str, Any]) -> Any:
+            u, v = x(a), y(a)
+            if type(u) is int and type(v) is int:
+                if greatest:
+                    return v if v > u else u
+                return v if v < u else u
+            return generic(_UNMETERED, u, v)
+
+        return extreme, False
+
+    return make
+
+
+_UNMETERED: EvalBudget = [0, 0]
+"""A budget for calls that charge nothing (two arguments are below one step)."""
+
+
+def _make_format(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+    text = literals[0]
+    if type(text) is not str:
+        return None
+    pieces = _parse_format(text)
+    if pieces is None:
+        return None
+    (y,) = args[1:]
+    steps = len(text) // SIZE_PER_STEP
+    clause = _clause
+
+    def format_(a: Mapping[str, Any]) -> Any:
+        values = y(a)
+        if type(values) is not list and type(values) is not tuple:
+            raise no_overload("format", text, values)
+        budget = a[key]
+        if steps:
+            spend(budget, steps)
+        out: list[str] = []
+        for piece in pieces:
+            if type(piece) is str:
+                out.append(piece)
+                continue
+            verb, precision, index = piece
+            if index >= len(values):
+                raise CelEvalError(f"index {index} out of range")
+            out.append(clause(verb, precision, values[index], budget))
+        return "".join(out)
+
+    return format_, True
+
+
+def _parse_format(text: str) -> list[Any] | None:
+    """`text`'s literal pieces and (verb, precision, argument index) clauses, or None when
+    it does not parse (the implementation then reports it at evaluation time)."""
+    pieces: list[Any] = []
+    i = used = 0
+    while i < len(text):
+        j = text.find("%", i)
+        if j < 0:
+            pieces.append(text[i:])
+            break
+        if j > i:
+            pieces.append(text[i:j])
+        i = j + 1
+        if i < len(text) and text[i] == "%":
+            pieces.append("%")
+            i += 1
+            continue
+        precision = None
+        if i < len(text) and text[i] == ".":
+            j = i + 1
+            while j < len(text) and text[j].isdigit():
+                j += 1
+            if j == i + 1:
+                return None
+            precision, i = int(text[i + 1 : j]), j
+        if i >= len(text):
+            return None
+        pieces.append((text[i], precision, used))
+        used += 1
+        i += 1
+    return pieces
+
+
+def _make_or_value(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool]:
+    x, y = args
+
+    def or_value(a: Mapping[str, Any]) -> Any:
+        v, other = x(a), y(a)
+        if type(v) is not Optional:
+            raise no_overload("orValue", v)
+        return v.value if v.has else other
+
+    return or_value, False
+
+
+_CLOSURES: dict[tuple[str, bool, int], Callable[[list[Fn], list[Any], str], tuple[Fn, bool] | None]] = {
+    ("lowerAscii", True, 1): _scan("lowerAscii", _lower),
+    ("upperAscii", True, 1): _scan("upperAscii", _upper),
+    ("trim", True, 1): _scan("trim", _stripped),
+    ("reverse", True, 1): _scan("reverse", lambda s: s[::-1]),
+    ("indexOf", True, 2): _make_index_of,
+    ("split", True, 2): _make_split,
+    ("format", True, 2): _make_format,
+    ("orValue", True, 2): _make_or_value,
+    **{("math.greatest", False, n): _make_extreme("math.greatest", ">") for n in range(1, 33)},
+    **{("math.least", False, n): _make_extreme("math.least", "<") for n in range(1, 33)},
 }
