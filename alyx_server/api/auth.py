@@ -106,7 +106,14 @@ async def delete_me(request: web.Request) -> web.StreamResponse:
     auth = caller(request)
     accounts.account_user(auth)
     body = await read_object(request)
-    await accounts.delete_account(_service(request), auth, body.get("password"), client_of(request))
+    await accounts.delete_account(
+        _service(request),
+        auth,
+        body.get("password"),
+        client_of(request),
+        code=body.get("code"),
+        code_verifier=body.get("code_verifier"),
+    )
     return web.Response(status=204)
 
 

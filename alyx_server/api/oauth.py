@@ -1,10 +1,11 @@
 """OAuth2 / OpenID Connect sign-in routes (docs/auth.md), over `auth/oauth.py`'s `OAuthService`.
 
     GET    /api/auth/providers                      {providers: [{name, label, start_url}]}
-    GET    /api/auth/oauth/{provider}/start?redirect=<app URL>[&link=<ticket>]   302 to the provider
+    GET    /api/auth/oauth/{provider}/start?redirect=<app URL>[&link=<ticket>][&code_challenge=<S256>]
+                                                    302 to the provider
     GET    /api/auth/oauth/{provider}/callback      302 to the app: ?code=... | ?linked=... | ?error=...
     POST   /api/auth/oauth/{provider}/callback      the same, for providers that post the answer (Apple)
-    POST   /api/auth/oauth/exchange                 {code} -> {user, tokens}
+    POST   /api/auth/oauth/exchange                 {code[, code_verifier]} -> {user, tokens}
     GET    /api/auth/identities                     {identities, password}        (signed in)
     POST   /api/auth/identities                     {provider, redirect} -> {url}  a one-time link URL
     DELETE /api/auth/identities/{id}                204; 409 LAST_SIGN_IN_METHOD
@@ -52,7 +53,11 @@ async def start(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     name = request.match_info["provider"]
     started = await service.start(
-        name, request.query.get("redirect"), request_origin=_origin(request), link=request.query.get("link")
+        name,
+        request.query.get("redirect"),
+        request_origin=_origin(request),
+        link=request.query.get("link"),
+        code_challenge=request.query.get("code_challenge"),
     )
     response = web.Response(status=302, headers={"Location": started.authorize_url})
     form_post = service.provider(name).config.preset == "apple"
@@ -91,7 +96,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 async def exchange(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
-    user, tokens = await _service(request).exchange(body.get("code"), client_of(request))
+    user, tokens = await _service(request).exchange(
+        body.get("code"), body.get("code_verifier"), client_of(request)
+    )
     return json_response({"user": user.public(), "tokens": tokens.to_dict()})
 
 

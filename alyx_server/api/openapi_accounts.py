@@ -212,8 +212,12 @@ def _auth_paths(policy: PasswordPolicy) -> dict[str, Any]:
                     "responses": {**_ok(200, "The caller's account", "UserEnvelope"), **errors(503)}},
             "patch": _post("auth_update_me", _object({"metadata": _METADATA}, []),
                            _ok(200, "Updated", "UserEnvelope"), 400, 413, 503, security=BEARER),
-            "delete": _post("auth_delete_me", _object({"password": _PASSWORD}, ["password"], closed=False),
-                            _ok(204, "Deleted"), 400, 409, 413, 429, 503, security=BEARER),
+            "delete": _post("auth_delete_me", _object(
+                {"password": _PASSWORD,
+                 "code": {"type": "string", "description": "Without a password (OAuth only): the "
+                          "one-time code of a sign-in made just before"},
+                 "code_verifier": {"type": "string"}}, [], closed=False),
+                            _ok(204, "Deleted"), 400, 403, 409, 413, 429, 503, security=BEARER),
         },
         "/api/auth/password": {"post": _post(
             "auth_change_password",

@@ -85,6 +85,13 @@ def oauth_paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                         "description": "A link ticket from POST /api/auth/identities",
                     },
+                    {
+                        "name": "code_challenge",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+                        "description": "S256 of a verifier the app keeps; the exchange then needs it",
+                    },
                 ],
             )
         },
@@ -102,7 +109,11 @@ def oauth_paths() -> dict[str, Any]:
                 requestBody={
                     "required": True,
                     **_json(
-                        {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
+                        {
+                            "type": "object",
+                            "properties": {"code": {"type": "string"}, "code_verifier": {"type": "string"}},
+                            "required": ["code"],
+                        }
                     ),
                 },
             )

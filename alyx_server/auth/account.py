@@ -3,7 +3,9 @@
     update_profile       PATCH /me: `metadata` only; role, app_metadata, verified and
                          disabled are an administrator's (403), anything else is 400
     change_password      current password checked; every other session revoked
-    delete_account       password checked; sessions and tokens go with the account
+    delete_account       the password checked, or for an account without one (OAuth only)
+                         the one-time code of a sign-in made just before (60 s); sessions,
+                         tokens and identities go with the account
     request_verification / verify_email
     request_reset / reset_password     reset revokes every session and marks the email
                                        verified (the code reached the inbox)
@@ -22,6 +24,7 @@ from typing import Any
 
 from alyx_server.auth.admin_users import keep_an_admin
 from alyx_server.auth.context import AuthContext
+from alyx_server.auth.oauth_flows import redeem_exchange_code
 from alyx_server.auth.onetime import OneTimeKind, check_one_time, redeem_one_time
 from alyx_server.auth.passwords import check_password_policy
 from alyx_server.auth.service import AuthService, Client, account_disabled, opaque_token
@@ -111,13 +114,35 @@ async def change_password(
 
 
 async def delete_account(
-    svc: AuthService, auth: AuthContext | None, password: object, client: Client
+    svc: AuthService,
+    auth: AuthContext | None,
+    password: object,
+    client: Client,
+    *,
+    code: object = None,
+    code_verifier: object = None,
 ) -> None:
-    """Delete the caller's account after checking the password (never the last admin)."""
+    """Delete the caller's account (never the last admin) after checking the password, or
+    the one-time code of a fresh OAuth sign-in to this account: an account without a
+    password proves its holder is present by signing in at the provider again, so a
+    stolen access token alone cannot delete it."""
     user = account_user(auth)
-    await _check_own_password(svc, user, password, client, "password")
+    now = svc.stamp()
+    if code is None:
+        if user.password_hash is None:
+            raise Forbidden(
+                "this account has no password: sign in again with its provider and send "
+                '{"code": ...} with the one-time code that sign-in returns, within 60 seconds',
+                code="REAUTHENTICATION_REQUIRED",
+            )
+        await _check_own_password(svc, user, password, client, "password")
 
     def write(conn: sqlite3.Connection) -> None:
+        if code is not None and redeem_exchange_code(conn, code, code_verifier, now=now) != user.id:
+            raise Unauthorized(
+                "this sign-in code belongs to another account; sign in again as this account",
+                code="INVALID_TOKEN",
+            )
         keep_an_admin(conn, user.id, "delete", {})
         delete_user(conn, user.id)
 

@@ -2,12 +2,15 @@
 
     start     /api/auth/oauth/<p>/start?redirect=...   the app's `redirect` must be one of
               `auth.oauth.allowed_redirects`; a state, a PKCE verifier and a nonce are stored
-              (oauth_flows.py) with the hash of a browser cookie; the browser goes to the provider
+              (oauth_flows.py) with the hash of a browser cookie, and the app's `code_challenge`
+              when it sends one; the browser goes to the provider
     callback  /api/auth/oauth/<p>/callback              the state is used up (once, any process),
               the cookie must match, the code is exchanged, the user resolved (below); the
               browser goes back to the app with `?code=<one-time exchange code>` (or `?error=`)
-    exchange  POST /api/auth/oauth/exchange {code}      the exchange code is used up for a
-              session: the usual {user, tokens}. Tokens never travel in a URL.
+    exchange  POST /api/auth/oauth/exchange {code, code_verifier}   the exchange code is
+              used up for a session: the usual {user, tokens}. Tokens never travel in a URL.
+              A sign-in started with a code_challenge needs its verifier here (the generated
+              clients keep one), so the code alone, copied from the address bar, is useless.
 
 Accounts. An identity (provider, subject) already known signs its account in. A new one
 links to an existing account with the same email only when the provider says the email is
@@ -35,7 +38,14 @@ from alyx_server.auth.identities import (
     remove_identity,
     touch_identity,
 )
-from alyx_server.auth.oauth_flows import FlowRow, insert_flow, prune_flows, redeem_flow
+from alyx_server.auth.oauth_flows import (
+    FlowRow,
+    check_app_challenge,
+    insert_flow,
+    prune_flows,
+    redeem_exchange_code,
+    redeem_flow,
+)
 from alyx_server.auth.oauth_providers import ProviderClient, ProviderError, ProviderUser
 from alyx_server.auth.service import AuthService, Client, Tokens, account_disabled
 from alyx_server.auth.tokens import hash_secret, invalid_token
@@ -136,10 +146,17 @@ class OAuthService:
 
     # -- start ------------------------------------------------------------------------------
     async def start(
-        self, name: str, redirect: object, *, request_origin: str, link: object = None
+        self,
+        name: str,
+        redirect: object,
+        *,
+        request_origin: str,
+        link: object = None,
+        code_challenge: object = None,
     ) -> Started:
         client = self.provider(name)
         target = self.check_redirect(redirect)
+        app_challenge = check_app_challenge(code_challenge)
         user_id: str | None = None
         if link is not None:
             user_id = await self._redeem_link(name, link)
@@ -165,6 +182,7 @@ class OAuthService:
                 user_id=user_id,
                 expires_at=expires,
                 now=now,
+                app_challenge=app_challenge,
             )
 
         await self.auth.db.write(store)
@@ -244,6 +262,7 @@ class OAuthService:
                     user_id=user.id,
                     expires_at=expires,
                     now=now,
+                    app_challenge=flow.app_challenge,
                 )
             return user
 
@@ -315,14 +334,11 @@ class OAuthService:
         return user
 
     # -- exchange ------------------------------------------------------------------------------
-    async def exchange(self, code: object, client: Client) -> tuple[UserRecord, Tokens]:
-        if not isinstance(code, str) or not code or len(code) > 256:
-            raise invalid_token("code must be the one-time code the sign-in redirect carried")
+    async def exchange(self, code: object, verifier: object, client: Client) -> tuple[UserRecord, Tokens]:
         now = self.auth.stamp()
 
         def redeem(conn: Any) -> UserRecord | None:
-            row = redeem_flow(conn, kind="exchange", token_hash=hash_secret(code), now=now)
-            return None if row is None or row.user_id is None else user_by_id(conn, row.user_id)
+            return user_by_id(conn, redeem_exchange_code(conn, code, verifier, now=now))
 
         user = await self.auth.db.write(redeem)
         if user is None:

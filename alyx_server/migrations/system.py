@@ -432,6 +432,12 @@ def _identities() -> tuple[str, ...]:
     )
 
 
+def _oauth_app_binding() -> tuple[str, ...]:
+    # The S256 challenge of a verifier the app keeps (auth/oauth.py): carried from the
+    # state to the exchange code, which then works only with that verifier.
+    return (f"ALTER TABLE {OAUTH_FLOWS_TABLE} ADD COLUMN app_challenge TEXT",)
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -444,6 +450,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(9, "jobs_and_webhooks", _jobs_and_webhooks()),
     SystemMigration(10, "hooks_and_schedules", _hooks_and_schedules()),
     SystemMigration(11, "identities", _identities()),
+    SystemMigration(12, "oauth_app_binding", _oauth_app_binding()),
 )
 
 

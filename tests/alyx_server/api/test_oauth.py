@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from click.testing import CliRunner
 from joserfc.jwk import OctKey, RSAKey
 
@@ -95,9 +96,9 @@ async def start(client: Client, redirect: str = APP, **params: str) -> aiohttp.C
     )
 
 
-async def to_provider(client: Client) -> Callback:
+async def to_provider(client: Client, **params: str) -> Callback:
     """/start, then the provider's authorization endpoint: the callback it redirects to."""
-    response = await start(client)
+    response = await start(client, **params)
     assert response.status == 302, await response.text()
     async with (
         aiohttp.ClientSession() as browser,
@@ -118,8 +119,8 @@ async def callback(client: Client, back: Callback, **kwargs: Any) -> dict[str, s
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-async def sign_in(client: Client) -> dict[str, str]:
-    return await callback(client, await to_provider(client))
+async def sign_in(client: Client, **params: str) -> dict[str, str]:
+    return await callback(client, await to_provider(client, **params))
 
 
 async def exchange(client: Client, code: str) -> tuple[int, Any]:
@@ -219,6 +220,65 @@ async def test_a_replayed_exchange_code_is_refused(oauth_app: AppFactory) -> Non
     assert (await exchange(client, code))[0] == 200
     status, body = await exchange(client, code)
     assert status == 401 and body["code"] == "INVALID_TOKEN"
+
+
+VERIFIER = "v" * 20 + "-app-kept-verifier-0123456789"
+CHALLENGE = create_s256_code_challenge(VERIFIER)
+
+
+async def test_an_exchange_code_started_with_a_challenge_needs_its_verifier(oauth_app: AppFactory) -> None:
+    client = await oauth_app()
+    # Someone who has only the code (copied from the address bar or a log) gets nothing.
+    code = (await sign_in(client, code_challenge=CHALLENGE))["code"]
+    response = await client.post("/api/auth/oauth/exchange", json={"code": code})
+    assert response.status == 401 and "send the code_verifier" in (await response.json())["error"]
+    code = (await sign_in(client, code_challenge=CHALLENGE))["code"]
+    wrong = await client.post(
+        "/api/auth/oauth/exchange", json={"code": code, "code_verifier": VERIFIER.upper()}
+    )
+    assert wrong.status == 401
+    code = (await sign_in(client, code_challenge=CHALLENGE))["code"]
+    right = await client.post("/api/auth/oauth/exchange", json={"code": code, "code_verifier": VERIFIER})
+    assert right.status == 200, await right.text()
+    assert (await right.json())["user"]["email"] == "ada@example.com"
+
+
+async def test_a_malformed_challenge_is_refused_at_start(oauth_app: AppFactory) -> None:
+    client = await oauth_app()
+    response = await start(client, code_challenge="short")
+    assert response.status == 400
+    assert (await response.json())["code"] == "OAUTH_CHALLENGE_INVALID"
+
+
+async def test_an_account_without_password_is_deleted_after_a_fresh_sign_in(
+    oauth_app: AppFactory, provider: OidcProvider, tmp_path: Path
+) -> None:
+    client = await oauth_app()
+    _status, body = await exchange(client, (await sign_in(client))["code"])
+    headers = bearer(body["tokens"]["access_token"])
+    # The access token alone (stolen, say) cannot delete the account.
+    refused = await client.delete("/api/auth/me", json={}, headers=headers)
+    assert refused.status == 403
+    assert (await refused.json())["code"] == "REAUTHENTICATION_REQUIRED"
+    refused = await client.delete("/api/auth/me", json={"password": "guess"}, headers=headers)
+    assert (await refused.json())["code"] == "REAUTHENTICATION_REQUIRED"
+    # A fresh sign-in's code for another account does not either.
+    provider.user = {"sub": "user-2", "email": "bob@example.com", "email_verified": True}
+    other = (await sign_in(client))["code"]
+    refused = await client.delete("/api/auth/me", json={"code": other}, headers=headers)
+    assert refused.status == 401 and "belongs to another account" in (await refused.json())["error"]
+    # Signing in again at the provider, bound to the app's verifier, confirms the deletion.
+    provider.user = {"sub": "user-1", "email": "ada@example.com", "email_verified": True}
+    fresh = (await sign_in(client, code_challenge=CHALLENGE))["code"]
+    unbound = await client.delete("/api/auth/me", json={"code": fresh}, headers=headers)
+    assert unbound.status == 401
+    fresh = (await sign_in(client, code_challenge=CHALLENGE))["code"]
+    gone = await client.delete(
+        "/api/auth/me", json={"code": fresh, "code_verifier": VERIFIER}, headers=headers
+    )
+    assert gone.status == 204, await gone.text()
+    assert _rows(tmp_path, "SELECT email FROM _alyx_users") == [("bob@example.com",)]
+    assert _rows(tmp_path, "SELECT subject FROM _alyx_identities") == [("user-2",)]
 
 
 def _set(**changes: Any) -> Any:
