@@ -344,10 +344,10 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
     settings = rt.settings
     service = app[functions_api.FUNCTIONS].service
-    pool_size = settings.functions.pool.max_instances
+    pool = settings.functions.pool
 
     def function_jobs() -> dict[str, JobKind]:
-        return function_job_kinds(service, pool_size) if service is not None else {}
+        return function_job_kinds(service, pool.max_instances, pool.max_queue) if service is not None else {}
 
     interval = settings.jobs.poll_interval
     queue = JobQueue(rt.ready_db, clock=rt.clock, poll_interval=interval, source=function_jobs)

@@ -22,14 +22,23 @@ from alyx_server.rules import RequestInfo
 __all__ = ["function_job_kinds", "run_function_job"]
 
 
-def function_job_kinds(service: FunctionService, max_instances: int) -> dict[str, JobKind]:
-    """A JobKind per served function with a `job:` section."""
+IN_FLIGHT_PER_INSTANCE = 8
+"""Jobs a process claims per worker of the function's pool: the extra ones wait in the
+pool's queue, so that one claim (one write) feeds the workers for several runs."""
+
+
+def function_job_kinds(
+    service: FunctionService, max_instances: int, max_queue: int = 100
+) -> dict[str, JobKind]:
+    """A JobKind per served function with a `job:` section; this process claims up to
+    IN_FLIGHT_PER_INSTANCE jobs per pool worker (within the pool's queue) or `concurrency`."""
     kinds: dict[str, JobKind] = {}
     for name, spec in service.specs.items():
         options = spec.job
         if options is None:
             continue
-        local = min(max_instances, options.concurrency or max_instances)
+        ahead = min(max_instances * IN_FLIGHT_PER_INSTANCE, max_instances + max_queue)
+        local = min(ahead, options.concurrency or ahead)
         check = spec.input.check if spec.input is not None else None
 
         async def run(job: Job, name: str = name) -> Any:
