@@ -21,6 +21,7 @@ by tests/test_getting_started.py in a real browser, so it is left out here.
 from __future__ import annotations
 
 import ast
+import base64
 import datetime
 import json
 import os
@@ -201,7 +202,16 @@ def _check_automation_manifest(example: Example, tmp_path: Path) -> None:
     manifest = source.with_suffix(".yaml")
     manifest.write_text(example.text, encoding="utf-8")
     spec = parse_manifest("example", source, manifest, Defaults(), tmp_path)
-    assert spec.on or spec.before or spec.schedule, example.name
+    assert spec.on or spec.before or spec.schedule or spec.job, example.name
+
+
+def _check_webhooks_yaml(example: Example, tmp_path: Path) -> None:
+    """alyx.yaml's webhooks (docs/automation.md): loaded as the server loads them."""
+    (tmp_path / "alyx.yaml").write_text(example.text, encoding="utf-8")
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    environ = {name: secret for name in re.findall(r"\$\{(\w+)\}", example.text)}
+    settings = load_settings(tmp_path, mode="dev", environ=environ)
+    assert settings.webhook_targets, example.name
 
 
 def _check_alyx_yaml(example: Example, tmp_path: Path) -> None:
@@ -229,7 +239,9 @@ def check_yaml(example: Example, tmp_path: Path) -> None:
         assert len(migration.steps) == len(data["operations"])
     elif "runtime" in data:
         _check_manifest(example, tmp_path)
-    elif set(data) & {"on", True, "before", "schedule", "every"}:  # YAML 1.1 loads `on:` as True
+    elif "webhooks" in data:
+        _check_webhooks_yaml(example, tmp_path)
+    elif set(data) & {"on", True, "before", "schedule", "every", "job"}:  # YAML 1.1 loads `on:` as True
         _check_automation_manifest(example, tmp_path)
     else:
         base = _base_schema()
