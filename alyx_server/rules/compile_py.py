@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import math
+import operator
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from alyx_server.rules.syntax import (
     Select,
 )
 from alyx_server.rules.values import (
+    NONE,
     CelEvalError,
     CelType,
     Optional,
@@ -178,7 +180,11 @@ def compile_budgeted(node: Node, env: CompileEnv) -> tuple[Fn, bool]:
         # A caller evaluating several parts of one expression passes one budget for all.
         if budget_key in a:
             return fn(a)
-        return fn({**a, budget_key: [limit, limit]})
+        # A fresh dict, never the caller's mapping (which it may share); dict.copy and one
+        # store are cheaper than {**a, key: budget}.
+        own = a.copy() if type(a) is dict else dict(a)
+        own[budget_key] = [limit, limit]
+        return fn(own)
 
     return budgeted, True
 
@@ -263,7 +269,14 @@ class _Compiler:
 
             return has
         if node.optional:
-            return lambda a: opt_select(operand(a), name)
+
+            def optional_select(a: Activation) -> Any:
+                v = operand(a)
+                if type(v) is dict:
+                    return Optional(True, v[name]) if name in v else NONE
+                return opt_select(v, name)
+
+            return optional_select
 
         def select(a: Activation) -> Any:
             v = operand(a)
@@ -623,12 +636,48 @@ def _specialised(node: Op, left: Fn) -> Fn | None:
             if op == "==":
                 return lambda a: (v := left(a)) == value and type(v) is str
             return lambda a: not ((v := left(a)) == value and type(v) is str)
+    if isinstance(right, Lit) and type(right.value) is int:
+        return _int_literal(op, left, right.value)
     if isinstance(right, ListLit) and op == "in":
         items = [i.value for i in right.items if isinstance(i, Lit)]
         if len(items) == len(right.items) and all(type(i) is str for i in items):
             options = frozenset(items)
             return lambda a: type(v := left(a)) is str and v in options
     return None
+
+
+def _int_literal(op: str, left: Fn, c: int) -> Fn | None:
+    """`x < 10`, `x.size() == 3`: an int compares with Python's operator, other values
+    (uint, double, errors) as CEL says."""
+    if op == "==":
+
+        def eq(a: Activation) -> Any:
+            v = left(a)
+            return v == c if type(v) is int else cel_eq(v, c)
+
+        return eq
+    if op == "!=":
+
+        def ne(a: Activation) -> Any:
+            v = left(a)
+            return v != c if type(v) is int else not cel_eq(v, c)
+
+        return ne
+    compare = _INT_COMPARE.get(op)
+    if compare is None:
+        return None
+    fast = compare
+
+    def ordered(a: Activation) -> Any:
+        v = left(a)
+        return fast(v, c) if type(v) is int else cel_compare(op, v, c)
+
+    return ordered
+
+
+_INT_COMPARE: Mapping[str, Callable[[int, int], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
 
 
 def _dotted(node: Node) -> list[str] | None:

@@ -387,9 +387,7 @@ def _binding(kind: str, var: str, rng: Fn, body: Fn) -> Fn:
     if kind == "bind":
 
         def bind(a: Mapping[str, Any]) -> Any:
-            scope = dict(a)
-            scope[var] = rng(a)
-            return body(scope)
+            return body({**a, var: rng(a)})
 
         return bind
     flat = kind == "optFlatMap"
@@ -413,13 +411,20 @@ def _binding(kind: str, var: str, rng: Fn, body: Fn) -> Fn:
 
 
 def _two_variables(kind: str, var: str, var2: str, rng: Fn, body: Fn, flt: Fn | None) -> Fn:
+    quantifier = kind in ("all", "exists")
+    exists = kind == "exists"
+
     def run(a: Mapping[str, Any]) -> Any:
         container = rng(a)
-        pairs = _pairs(container)
-        spend(a[BUDGET], len(pairs) + 1)
+        if quantifier and (type(container) is list or type(container) is tuple):
+            # Charged before the loop, which then walks the list without copying it.
+            spend(a[BUDGET], len(container) + 1)
+            pairs: Any = enumerate(container)
+        else:
+            pairs = _pairs(container)
+            spend(a[BUDGET], len(pairs) + 1)
         scope = dict(a)
-        if kind in ("all", "exists"):
-            exists = kind == "exists"
+        if quantifier:
             error: CelEvalError | None = None
             for k, v in pairs:
                 scope[var], scope[var2] = k, v
