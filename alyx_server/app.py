@@ -99,6 +99,7 @@ from alyx_server.rules.load import compile_schema_rules, compile_where, load_sch
 from alyx_server.rules.lookups import set_lookup_depth
 from alyx_server.schema.model import Schema
 from alyx_server.storage import open_storage
+from alyx_server.storage.sweeper import SweepLock, referenced_folders, sweep_once
 from alyx_server.storage.tokens import FileTokens
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 from alyx_server.webhooks.delivery import WebhookClient
@@ -258,10 +259,50 @@ def _database_context(
 
 @contextlib.asynccontextmanager
 async def _storage_context(app: web.Application) -> AsyncIterator[None]:
+    rt = app[RUNTIME]
+    interval = rt.settings.storage.sweep_interval
+    task = None
+    if interval > 0:
+        task = asyncio.get_running_loop().create_task(
+            _sweep_periodically(app, interval), name="alyx-storage-sweep"
+        )
     try:
         yield
     finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[FILES].storage.close()
+
+
+async def _sweep_periodically(app: web.Application, interval: float) -> None:
+    """Remove stored files no document references (storage/sweeper.py), one process of the
+    database at a time; the first sweep one interval after start."""
+    rt = app[RUNTIME]
+    lock = SweepLock(rt.settings.database.path)
+    try:
+        await rt.ready.wait()
+        while True:
+            await asyncio.sleep(interval)
+            db, schema = rt.db, rt.catalog.schema
+
+            async def read_referenced(db: Database = db, schema: Schema = schema) -> set[str]:
+                return await db.read(lambda conn: referenced_folders(conn, schema))
+
+            grace = float(rt.settings.values.get("storage.sweep_grace", 21_600.0))  # type: ignore[arg-type]
+            try:
+                await sweep_once(
+                    app[FILES].storage,
+                    read_referenced,
+                    lock,
+                    now=rt.clock.now().timestamp(),
+                    grace=grace,
+                )
+            except Exception:
+                log.exception("the storage sweep failed; it runs again in %.0f s", interval)
+    finally:
+        lock.close()
 
 
 @contextlib.asynccontextmanager

@@ -51,6 +51,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_server/storage/test_upload_memory.py": ("slow",),
     # A moto S3 server of its own, killed in the middle of an upload and started again.
     "alyx_server/storage/test_s3_outage.py::test_s3_stopped_mid_upload_is_503": ("slow",),
+    "alyx_server/storage/test_sweeper.py::test_kill_9_mid_upload_then_sweep": ("slow",),
     # alyx dev/serve (or another alyx command) started as a process, once or more per test.
     "alyx_cli/test_malformed_files.py": ("slow",),
     "alyx_cli/test_serve.py": ("slow",),

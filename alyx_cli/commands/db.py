@@ -8,6 +8,7 @@ there and prints what it did. Its errors reach the user as one line (`reports_er
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -161,7 +162,7 @@ def backup(file: Path, force: bool, project_dir: Path) -> None:
     Example:
       alyx db backup backups/$(date +%F).db
     """
-    from alyx_server.db.maintenance import backup_database
+    from alyx_server.db.maintenance import backup_database, backup_files, files_folder
 
     project = find_project(project_dir)
     project.require_database()
@@ -170,10 +171,26 @@ def backup(file: Path, force: bool, project_dir: Path) -> None:
     if file.exists() and not force:
         raise CommandError(f"{file} already exists; use --force to overwrite it")
     file.parent.mkdir(parents=True, exist_ok=True)
+    storage = project.settings.storage
+    folder = files_folder(file)
+    local_files = storage.backend == "local"
+    if local_files:
+        if folder.exists():
+            shutil.rmtree(folder)
+        backup_files(storage.path, folder)
     with database_errors(project.database_name):
         backup_database(project.database_path, file)
+    copied = backup_files(storage.path, folder) if local_files else 0
     size = file.stat().st_size
-    console().print(f"backed up {project.database_name} to {file} ({size / 1024:.0f} KiB)")
+    out = console()
+    out.print(f"backed up {project.database_name} to {file} ({size / 1024:.0f} KiB)")
+    if local_files:
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        out.print(
+            f"copied {count} stored file(s) to {folder}" + (f" ({copied} new meanwhile)" if copied else "")
+        )
+    else:
+        out.print(f"stored files stay in the S3 bucket {storage.s3.bucket} (docs/files.md: backups)")
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -200,14 +217,21 @@ def restore(file: Path, yes: bool, project_dir: Path) -> None:
     Example:
       alyx db restore backups/2026-01-31.db --yes
     """
-    from alyx_server.db.maintenance import check_alyx_database, restore_database
+    from alyx_server.db.maintenance import check_alyx_database, files_folder, restore_database, restore_files
 
     project = find_project(project_dir)
     check_alyx_database(file)
     name = project.database_name
-    _confirm(f"Replace {name} with {file}? Its current data will be lost.", yes)
+    folder = files_folder(file)
+    storage = project.settings.storage
+    with_files = folder.is_dir() and storage.backend == "local"
+    what = f"{name} and {project.show(storage.path)}" if with_files else name
+    _confirm(f"Replace {what} with {file}? Its current data will be lost.", yes)
     restore_database(file, project.database_path, name=name)
     console().print(f"restored {name} from {file}")
+    if with_files:
+        count = restore_files(folder, storage.path)
+        console().print(f"restored {count} stored file(s) from {folder}")
     console().print("run `alyx migrate status` to compare it with schema.yaml")
 
 

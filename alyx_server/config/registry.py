@@ -362,6 +362,13 @@ KEYS: tuple[Key, ...] = (
     Key("storage.s3.prefix", _T.STR, "", "restart",
         "A folder inside the bucket that holds every key (e.g. alyx/files); empty: the bucket's root.",
         check=_key_prefix),
+    Key("storage.sweep_interval", _T.DURATION, "1h", "restart",
+        "How often the server removes stored files no document references (one process "
+        "at a time; docs/files.md); 0 turns the periodic sweep off (`alyx storage sweep`).",
+        minimum=0),
+    Key("storage.sweep_grace", _T.DURATION, "6h", "live",
+        "Age below which an unreferenced stored file is left alone by the sweeper (an "
+        "upload whose write has not committed yet).", minimum=60),
     Key("storage.max_file_size", _T.SIZE, "100MiB", "live",
         "Largest file accepted in an upload, whatever a field's maxSize; uploads stream to "
         "storage, so this is not bounded by server.max_body_size.", minimum=1),

@@ -223,6 +223,8 @@ class StorageSettings:
     backend: Literal["local", "s3"]
     path: Path
     s3: S3StorageSettings
+    sweep_interval: float
+    sweep_grace: float
     max_file_size: int
     file_token_ttl: float
     thumb_max_pixels: int

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,15 +49,18 @@ __all__ = [
     "Advance",
     "SeedData",
     "backup_database",
+    "backup_files",
     "check_alyx_database",
     "database_error",
     "database_errors",
     "dump_documents",
     "exclusive_connection",
+    "files_folder",
     "parse_seed",
     "read_seed_file",
     "rebuild_database",
     "restore_database",
+    "restore_files",
     "seed_database",
     "seed_documents",
     "stored_schema",
@@ -318,6 +322,56 @@ def backup_database(source: Path, target: Path) -> None:
     finally:
         src.close()
     os.replace(partial, target)
+
+
+def files_folder(backup_file: Path) -> Path:
+    """Where `alyx db backup FILE` puts the local file storage's copy: `FILE.files/`."""
+    return backup_file.with_name(backup_file.name + ".files")
+
+
+def backup_files(storage: Path, target: Path) -> int:
+    """Copy the local file storage folder `storage` into `target`; the files copied.
+
+    Stored files never change under their name, so a copy is a copy of each file not yet
+    in `target` (hard-linked where the file system allows, else copied). Run it before
+    and after `backup_database`: the snapshot's files are in the union (a file is deleted
+    only after the commit that stops referencing it). Partial uploads are skipped.
+    """
+    copied = 0
+    if not storage.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return 0
+    for source in sorted(storage.rglob("*")):
+        relative = source.relative_to(storage)
+        if not source.is_file() or relative.parts[0] == ".partial":
+            continue
+        dest = target / relative
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, dest)
+        except FileNotFoundError:
+            continue  # deleted meanwhile: no snapshot taken after its delete references it
+        except OSError:
+            shutil.copy2(source, dest)
+        copied += 1
+    return copied
+
+
+def restore_files(backup_folder: Path, storage: Path) -> int:
+    """Replace the local file storage folder with `backup_folder` (made by `backup_files`):
+    copied beside it, then swapped in, so a failed copy leaves the old folder as it was."""
+    fresh = storage.with_name(f".{storage.name}.restore")
+    shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(backup_folder, fresh)
+    old = storage.with_name(f".{storage.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if storage.exists():
+        os.replace(storage, old)
+    os.replace(fresh, storage)
+    shutil.rmtree(old, ignore_errors=True)
+    return sum(1 for p in storage.rglob("*") if p.is_file())
 
 
 def check_alyx_database(path: Path) -> None:
