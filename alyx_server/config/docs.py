@@ -11,7 +11,15 @@ from itertools import groupby
 
 import yaml
 
-from alyx_server.config.registry import CLIENT_SECTIONS, CLIENT_VARIABLES, KEYS, Key, KeyType, ModeDefault
+from alyx_server.config.registry import (
+    CLIENT_SECTIONS,
+    CLIENT_VARIABLES,
+    KEYS,
+    STRUCTURED_KEYS,
+    Key,
+    KeyType,
+    ModeDefault,
+)
 from alyx_server.config.values import show
 
 __all__ = ["render_configuration_docs"]
@@ -102,6 +110,9 @@ def render_configuration_docs() -> str:
         parts.append("|---|---|---|---|---|---|---|")
         parts.extend(_row(key) for key in keys)
         parts.append("")
+        structured = [(path, text) for path, text in STRUCTURED_KEYS.items() if path.split(".")[0] == section]
+        for path, text in structured:
+            parts.append(f"`{path}` is set in alyx.yaml only (no environment variable): {text}\n")
     return "\n".join(parts)
 
 
