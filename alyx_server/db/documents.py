@@ -16,7 +16,7 @@ from typing import Any
 
 from alyx_server.db.codec import CollectionCodec, codec_for
 from alyx_server.db.constraints import ConstraintViolation, map_integrity_errors
-from alyx_server.db.query import ListQuery, ListSQL, build_list_sql
+from alyx_server.db.query import CHECKING, ListQuery, ListSQL, build_list_sql
 from alyx_server.errors import AlyxError, Conflict, FieldIssue, NotFound, ValidationError
 from alyx_server.schema.ddl import quote
 from alyx_server.schema.model import Collection
@@ -224,15 +224,20 @@ def _list_checked(conn: sqlite3.Connection, query: ListQuery, plan: ListSQL) -> 
     start, stop = plan.offset, plan.offset + plan.limit
     docs: list[dict[str, Any]] = []
     passed = 0
-    for row in conn.execute(plan.select, plan.params):
-        doc = codec.decode(row, internal=True)
-        if not all(check(doc) for check in checks):
-            continue
-        if start <= passed < stop:
-            docs.append(codec.project(doc, plan.fields))
-        passed += 1
-        if passed >= stop and not query.with_total:
-            break
+    # A check that reads other rows (a rule's lookups) reads them through this connection.
+    token = CHECKING.set(conn)
+    try:
+        for row in conn.execute(plan.select, plan.params):
+            doc = codec.decode(row, internal=True)
+            if not all(check(doc) for check in checks):
+                continue
+            if start <= passed < stop:
+                docs.append(codec.project(doc, plan.fields))
+            passed += 1
+            if passed >= stop and not query.with_total:
+                break
+    finally:
+        CHECKING.reset(token)
     return ListResult(docs, passed if query.with_total else None, plan.limit, plan.offset)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from alyx_server.schema.model import Collection, Field, FieldType
 from alyx_server.tools.timestamps import normalize_timestamp
 
 __all__ = [
+    "CHECKING",
     "DEFAULT_LIMIT",
     "LOOP_CHECK_WORK",
     "MAX_LIMIT",
@@ -90,6 +92,11 @@ class LoopWorkExceeded(Exception):
 LOOP_CHECK_WORK: ContextVar[list[int] | None] = ContextVar("alyx_loop_check_work", default=None)
 """While `read_small` runs a read on the loop: `[steps the row checks have spent]`, which
 checks that count their work (CEL's evaluation budget) add to; None anywhere else."""
+
+CHECKING: ContextVar[sqlite3.Connection | None] = ContextVar("alyx_checking_conn", default=None)
+"""While a list runs its row checks (`Predicate.check`): the connection reading the list.
+A check that reads other rows (a rule's lookups, rules/lookups.py) reads through it, in
+the list's own read transaction."""
 
 
 @dataclass(frozen=True, slots=True)

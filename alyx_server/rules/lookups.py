@@ -27,7 +27,11 @@ Evaluation. For lists and realtime queries a lookup is SQL: `get` a scalar subqu
 primary key, `exists` an `EXISTS (SELECT 1 ...)` correlated with the listed document
 (compile_sql.py). For one document (get, update, delete, create, a realtime event) the
 closure does point reads through the connection in `READER` (the write transaction's, or a
-reader's), each charged `LOOKUP_COST` steps of the evaluation budget.
+reader's), each charged `LOOKUP_COST` steps of the evaluation budget. A top-level `&&` part
+of a rule with no SQL form (a lookup under `charAt`, `math.abs`, ...) is a list's per-row
+check: its point reads go through the list's own connection (`db.query.CHECKING`, same
+read transaction), charged the same way, so a list on the event loop that reads too much
+moves to a reader thread like any other row check (`Database.read_small`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from alyx_server.db.query import CHECKING
 from alyx_server.rules import budget as cost
 from alyx_server.rules.syntax import (
     Call,
@@ -269,6 +274,11 @@ def _field(c: Collection, name: str) -> Field:
 
 # -- point reads (the closure path) ------------------------------------------------------
 def _reader() -> Reader:
+    """Where point reads go: the connection of the list whose row checks run now (in its
+    read transaction), else `READER` (one document's check)."""
+    conn = CHECKING.get()
+    if conn is not None:
+        return lambda fn: fn(conn)
     reader = READER.get()
     if reader is None:
         raise CelEvalError("lookups are not available here")
