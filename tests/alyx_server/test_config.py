@@ -124,7 +124,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     deploy.keep_bundles deploy.max_bundle_size storage.backend storage.path storage.max_file_size
     storage.file_token_ttl storage.thumb_max_pixels storage.s3.bucket storage.s3.endpoint
     storage.s3.region storage.s3.path_style storage.s3.prefix storage.sweep_interval
-    storage.sweep_grace"""
+    storage.sweep_grace jobs.poll_interval webhooks.allow_private_targets webhooks.timeout
+    webhooks.max_attempts webhooks.concurrency"""
     assert set(spec.split()) == set(KEYS_BY_PATH)
     assert KEYS_BY_PATH["auth.rate_limit.login"].env_var == "ALYX_AUTH_RATE_LIMIT_LOGIN"
     assert all(key.apply in ("live", "restart") and key.description for key in KEYS)
