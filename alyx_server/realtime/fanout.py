@@ -121,6 +121,9 @@ class ChangeFanout:
         self._processed = 0
         self._barriers: list[tuple[int, asyncio.Future[None]]] = []
         self.changes_seen = 0
+        # Queries re-run because a collection a read rule looks up changed: at most one per
+        # subscription per tick, however many of its changes the tick holds.
+        self.lookup_reruns = 0
 
     # -- input ---------------------------------------------------------------------------
     def on_change(self, event: ChangeEvent) -> None:
@@ -232,7 +235,12 @@ class ChangeFanout:
     # -- lookups -------------------------------------------------------------------------
     def _dependents(self, changed: set[str], resync: list[Subscription]) -> list[Subscription]:
         """Subscriptions whose read rule looks up a changed collection: windows join
-        `resync` (the query re-run and diffed); live sets are returned for `_follow`."""
+        `resync` (the query re-run and diffed); live sets are returned for `_follow`.
+
+        Asked once per tick with the set of changed collections, so a burst of changes
+        (a thousand memberships inserted in one batch) re-runs each dependent query once,
+        not once per change; the re-runs are reads like any resync (`read_small` for
+        windows: on the loop within its step budget, else on a reader thread)."""
         live: list[Subscription] = []
         for sub in self._index.dependents(changed):
             if not sub.active or not sub.ready:
@@ -241,8 +249,10 @@ class ChangeFanout:
                 if not sub.stale:
                     sub.stale = True
                     resync.append(sub)
+                    self.lookup_reruns += 1
             else:
                 live.append(sub)
+                self.lookup_reruns += 1
         return live
 
     async def _follow(self, subs: list[Subscription], touched: list[Subscription]) -> None:
@@ -425,9 +435,7 @@ def _live_state(conn: sqlite3.Connection, sub: Subscription) -> tuple[set[Any], 
         inside = Predicate(f"{quote(pk)} IN ({', '.join('?' * len(part))})", tuple(part))
         query = ListQuery(q.collection, predicates=[*sub.predicates, inside], limit=len(part))
         kept.update(doc[pk] for doc in list_docs(conn, query).docs)
-    outside = (
-        [Predicate(f"{quote(pk)} NOT IN ({', '.join('?' * len(held))})", tuple(held))] if held else []
-    )
+    outside = [Predicate(f"{quote(pk)} NOT IN ({', '.join('?' * len(held))})", tuple(held))] if held else []
     room = max(q.page_size - len(kept), 0)
     query = ListQuery(q.collection, predicates=[*sub.predicates, *outside], sort=q.sort, limit=room)
     entered = list_docs(conn, query).docs if room else []

@@ -22,9 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alyx_cli.main import cli
+from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.app import create_app
-from alyx_server.db import ListQuery, list_docs
+from alyx_server.db import ListQuery, insert_doc, list_docs
 from alyx_server.errors import RuleError
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.rules.lookups import reading, set_lookup_depth
@@ -287,6 +288,43 @@ async def test_realtime_follows_a_change_of_owner(tmp_path: Path, aiohttp_client
     await _settle(live)
     assert live.views[sub].docs == {}
     await live.close()
+
+
+async def test_a_burst_of_membership_changes_reruns_each_subscription_once(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    """1,000 memberships inserted in one transaction reach the fan-out as one batch: each
+    subscription whose read rule looks up `members` re-runs its query once, not 1,000
+    times, and ends in the right state."""
+    w = await _world(tmp_path, aiohttp_client)
+    fanout = w.client.server.app[REALTIME].hub.fanout
+    outsider_set, set_sub = await _live(w, "outsider", None)
+    outsider_window, window_sub = await _live(w, "outsider", 10)
+    member_set, member_sub = await _live(w, "member", None)
+    assert outsider_set.views[set_sub].docs == {} and set(member_set.views[member_sub].docs) == {"p1"}
+    db = w.client.server.app[RUNTIME].ready_db()
+    members = db.schema.get("members")
+    assert members is not None
+    rows = [{"id": f"burst{i}", "team_id": "t1", "user_id": f"someone-{i}"} for i in range(999)]
+    rows.append({"id": "burst-outsider", "team_id": "t1", "user_id": w.ids["outsider"]})
+
+    def insert_all(conn: sqlite3.Connection) -> None:
+        for row in rows:
+            insert_doc(conn, members, row)
+
+    before = fanout.lookup_reruns
+    await db.write(insert_all)
+    for live in (outsider_set, outsider_window, member_set):
+        await _settle(live)
+    assert fanout.lookup_reruns - before == 3  # one per subscription, for 1,000 changes
+    assert set(outsider_set.views[set_sub].docs) == {"p1"}
+    assert set(outsider_window.views[window_sub].docs) == {"p1"}
+    assert set(member_set.views[member_sub].docs) == {"p1"}
+    deltas = [m["payload"]["changes"] for m in outsider_set.messages if m["type"] == "delta"]
+    assert [[d["id"] for d in c.get("inserts", ())] for c in deltas] == [["p1"]], deltas
+    assert not [m for m in member_set.messages if m["type"] == "delta"]
+    for live in (outsider_set, outsider_window, member_set):
+        await live.close()
 
 
 # -- load-time checks --------------------------------------------------------------------
