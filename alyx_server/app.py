@@ -91,7 +91,7 @@ from alyx_server.jobs import JobKind, JobQueue
 from alyx_server.jobs.functions import function_job_kinds
 from alyx_server.metrics import Metrics
 from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
-from alyx_server.migrations.history import latest_snapshot
+from alyx_server.migrations.history import latest_snapshot, read_history
 from alyx_server.realtime import RealtimeHub
 from alyx_server.rules import AccessPolicy
 from alyx_server.rules.access import CelAccess
@@ -99,7 +99,8 @@ from alyx_server.rules.load import compile_schema_rules, compile_where, load_sch
 from alyx_server.rules.lookups import set_lookup_depth
 from alyx_server.schema.model import Schema
 from alyx_server.storage import open_storage
-from alyx_server.storage.sweeper import SweepLock, referenced_folders, sweep_once
+from alyx_server.storage.backend import Storage
+from alyx_server.storage.sweeper import SweepLock, free_dropped_fields, referenced_folders, sweep_once
 from alyx_server.storage.tokens import FileTokens
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
 from alyx_server.webhooks.delivery import WebhookClient
@@ -242,9 +243,9 @@ def _database_context(
         task: asyncio.Task[None] | None = None
         try:
             if settings.mode == "dev":
-                await _migrate_dev(rt, db, schema)
+                await _migrate_dev(rt, db, schema, app[FILES].storage)
             else:
-                task = await _start_serve_migrations(rt, db, schema)
+                task = await _start_serve_migrations(rt, db, schema, app[FILES].storage)
             yield
         finally:
             if task is not None:
@@ -416,14 +417,29 @@ def _migrations_dir(settings: Settings) -> Path:
     return settings.project_dir / "migrations"
 
 
-async def _migrate_dev(rt: Runtime, db: Database, schema: Schema) -> None:
+async def _applied_schema(db: Database) -> Schema:
+    return await db.read(lambda conn: latest_snapshot(read_history(conn)))
+
+
+async def _free_dropped(db: Database, storage: Storage, before: Schema, after: Schema) -> None:
+    """The files of the file fields that migrations removed, once they committed."""
+
+    async def referenced() -> set[str]:
+        return await db.read(lambda conn: referenced_folders(conn, after))
+
+    await free_dropped_fields(storage, before, after, referenced)
+
+
+async def _migrate_dev(rt: Runtime, db: Database, schema: Schema, storage: Storage) -> None:
     """`alyx dev`: apply what can be applied now; a destructive change stops the start."""
     folder = _migrations_dir(rt.settings)
     rt.phase = "migrating"
     if rt.settings.dev.auto_migrate:
+        before = await _applied_schema(db)
         result = await db.run_exclusive(lambda conn: apply_migrations(conn, schema, folder))
         for name in (*result.files, *result.auto):
             log.info("migration applied: %s", name)
+        await _free_dropped(db, storage, before, schema)
     else:
         await db.run_exclusive(apply_system_migrations)
         plan = await db.read(lambda conn: plan_migrations(conn, schema, folder))
@@ -436,7 +452,9 @@ async def _migrate_dev(rt: Runtime, db: Database, schema: Schema) -> None:
     rt.mark_ready()
 
 
-async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> asyncio.Task[None] | None:
+async def _start_serve_migrations(
+    rt: Runtime, db: Database, schema: Schema, storage: Storage
+) -> asyncio.Task[None] | None:
     """`alyx serve`: refuse now what must be refused, apply the rest in the background."""
     folder = _migrations_dir(rt.settings)
     plan = await db.read(lambda conn: plan_migrations(conn, schema, folder))
@@ -445,6 +463,8 @@ async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> 
     if plan.blocked:
         raise MigrationError(plan.blocked)
     rt.phase = "migrating"
+
+    before = latest_snapshot(list(plan.history))
 
     async def apply() -> None:
         try:
@@ -457,6 +477,7 @@ async def _start_serve_migrations(rt: Runtime, db: Database, schema: Schema) -> 
             return
         for name in (*result.files, *result.auto):
             log.info("migration applied: %s", name)
+        await _free_dropped(db, storage, before, schema)
         rt.mark_ready()
         log.info("migrations done; ready")
 

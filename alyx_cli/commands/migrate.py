@@ -8,6 +8,8 @@ the runner words them.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,9 @@ from alyx_cli.output import console, reports_errors
 from alyx_cli.project import Project, find_project, project_option
 
 if TYPE_CHECKING:
+    from alyx_server.config import Settings
     from alyx_server.migrations import StatusRow
+    from alyx_server.schema.model import Schema
 
 # The migration runner is imported inside each command, so that `alyx --help` and other
 # commands start without loading it.
@@ -147,13 +151,39 @@ def apply(project_dir: Path) -> None:
     Example:
       alyx migrate apply
     """
-    from alyx_server.migrations import apply_migrations
+    from alyx_server.migrations import apply_migrations, read_history
+    from alyx_server.migrations.history import latest_snapshot
 
     project = find_project(project_dir)
     schema = project.load_schema()
     with project.connect() as conn:
+        before = latest_snapshot(read_history(conn))
         result = apply_migrations(conn, schema, project.migrations_dir)
+        deleted = _free_dropped_files(project.settings, conn, before, schema)
     _print_applied(project, result.system, result.files, result.auto)
+    if deleted:
+        console().print(f"deleted {deleted} stored file(s) of removed file fields")
+
+
+def _free_dropped_files(settings: Settings, conn: sqlite3.Connection, before: Schema, after: Schema) -> int:
+    """The files of file fields the migrations removed, deleted now that they committed."""
+    from alyx_server.storage import open_storage
+    from alyx_server.storage.sweeper import dropped_prefixes, free_dropped_fields, referenced_folders
+
+    if not dropped_prefixes(before, after):
+        return 0
+
+    async def referenced() -> set[str]:
+        return referenced_folders(conn, after)
+
+    async def run() -> int:
+        storage = open_storage(settings)
+        try:
+            return await free_dropped_fields(storage, before, after, referenced)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
 
 
 @command.command("rollback", short_help="Undo the newest N migrations.")

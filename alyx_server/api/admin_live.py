@@ -26,6 +26,7 @@ from aiohttp import web
 
 from alyx_server.api.admin import ADMIN_EVENTS
 from alyx_server.api.auth import AUTH_SERVICE
+from alyx_server.api.file_service import FILES
 from alyx_server.api.functions import FUNCTIONS
 from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy
 from alyx_server.api.realtime import REALTIME
@@ -40,6 +41,7 @@ from alyx_server.rules.access import CelAccess
 from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.diff import diff_schemas
 from alyx_server.schema.model import Schema
+from alyx_server.storage.sweeper import free_dropped_fields, referenced_folders
 
 __all__ = [
     "FunctionsReload",
@@ -129,6 +131,11 @@ async def reload_schema(app: web.Application, schema: Schema) -> SchemaReload:
         migrations, changes = result.files, result.auto
     touched = changed_collections(old, schema)
     rt.set_schema(schema)
+
+    async def referenced() -> set[str]:
+        return await db.read(lambda conn: referenced_folders(conn, schema))
+
+    await free_dropped_fields(app[FILES].storage, old, schema, referenced)
     if isinstance(rt.policy, CelAccess):
         rt.policy = CelAccess(compiled)
     dropped = await _revalidate(app, touched)

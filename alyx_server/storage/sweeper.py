@@ -42,6 +42,7 @@ __all__ = [
     "dropped_prefixes",
     "file_prefixes",
     "free_dropped",
+    "free_dropped_fields",
     "referenced_folders",
     "sweep",
     "sweep_once",
@@ -105,6 +106,25 @@ async def free_dropped(storage: Storage, prefixes: list[str], referenced: set[st
     if deleted:
         log.info("deleted %d stored file(s) of dropped file fields", deleted)
     return deleted
+
+
+async def free_dropped_fields(
+    storage: Storage,
+    before: Schema,
+    after: Schema,
+    read_referenced: Callable[[], Awaitable[set[str]]],
+) -> int:
+    """After a migration from `before` to `after` committed: delete the files of the file
+    fields it removed (`free_dropped`); nothing to read when it removed none."""
+    prefixes = dropped_prefixes(before, after)
+    if not prefixes:
+        return 0
+    try:
+        referenced = await read_referenced()
+    except Exception:
+        log.exception("could not read which files are referenced; the sweeper will delete them")
+        return 0
+    return await free_dropped(storage, prefixes, referenced)
 
 
 @dataclass(slots=True)

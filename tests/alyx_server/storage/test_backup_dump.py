@@ -3,6 +3,7 @@ file's metadata; and a realtime subscriber sees an upload's metadata, never a se
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,35 @@ async def test_dump_lists_file_metadata(tmp_path: Path, aiohttp_client: Any) -> 
     avatar = dumped["avatar"]
     assert avatar == doc["avatar"] and avatar["size"] == len(image) and avatar["type"] == "image/png"
     assert set(avatar) == {"name", "size", "type", "sha256", "key"}
+
+
+async def test_a_dropped_file_field_loses_its_files_after_the_migration(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    root = tmp_path / "project"
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings_for(root)))
+    account = await register(client, "ada@example.com")
+    files = [("avatar", "me.png", png()), ("attachments", "a.txt", b"a"), ("attachments", "b.txt", b"b")]
+    data = form({"title": "t", "owner": account.id}, files)
+    r = await client.post("/api/collections/docs", data=data, headers=bearer(account.access))
+    assert r.status == 201, await r.text()
+    doc = await r.json()
+    await client.close()
+    storage = root / "data" / "storage"
+    assert {p.parts[1] for p in (q.relative_to(storage) for q in storage.rglob("*") if q.is_file())} == {
+        "avatar", "attachments",
+    }  # fmt: skip
+    # attachments dropped, avatar renamed to picture (its files stay: picture references them).
+    schema = (root / "schema.yaml").read_text()
+    schema = schema.replace("      attachments: { type: file, nullable: true, maxFiles: 3 }\n", "")
+    (root / "schema.yaml").write_text(schema.replace("      avatar:", "      picture:"))
+    (root / "migrations").mkdir()
+    (root / "migrations" / "001_files.yaml").write_text(
+        "version: 1\noperations:\n"
+        "  - drop_field: { collection: docs, field: attachments }\n"
+        "  - rename_field: { collection: docs, from: avatar, to: picture }\n"
+    )
+    out = await asyncio.to_thread(_alyx, root, "migrate", "apply")  # it runs its own event loop
+    assert "deleted 2 stored file(s) of removed file fields" in out, out
+    left = sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file())
+    assert left == [doc["avatar"]["key"]]
