@@ -18,7 +18,7 @@ from alyx_server.db import ListQuery, insert_doc, list_docs, open_connection
 from alyx_server.rules.compile_py import CompileEnv, compile_node
 from alyx_server.rules.load import compile_where
 from alyx_server.rules.syntax import parse
-from alyx_server.rules.values import CelEvalError
+from alyx_server.rules.values import CelEvalError, UInt
 from alyx_server.schema.ddl import collection_sql
 from alyx_server.schema.loader import parse_schema
 from tests.alyx_server.realtime.support import LiveClient, register, settings_for
@@ -224,3 +224,106 @@ async def test_a_rule_with_extensions_over_rest_and_realtime(client: Any) -> Non
 @pytest.fixture
 async def client(app: web.Application, aiohttp_client: Any) -> Any:
     return await aiohttp_client(app)
+
+
+# -- closures made per call site ------------------------------------------------------------
+ODD_TEXT = st.text(alphabet="aAzZ bB\t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2000\u3000ÆæİK\u212a%-/", max_size=8)
+
+
+def _lower_model(s: str) -> str:
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in s)
+
+
+def _upper_model(s: str) -> str:
+    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in s)
+
+
+# Go's unicode.IsSpace, which cel-go's trim strips (\x1c-\x1f are not spaces in Go).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+
+
+@given(s=ODD_TEXT, t=st.sampled_from(["", "a", "A", " ", "/", "æ", "%"]))
+def test_call_site_closures_equal_the_functions(s: str, t: str) -> None:
+    env = CompileEnv()
+
+    def run(text: str) -> Any:
+        try:
+            return compile_node(parse(text), env)({"s": s, "t": t})
+        except CelEvalError as e:
+            return ("error", e.message)
+
+    assert run("s.lowerAscii()") == _lower_model(s)
+    assert run("s.upperAscii()") == _upper_model(s)
+    assert run("s.trim()") == s.strip(_GO_SPACE)
+    assert run("s.reverse()") == s[::-1]
+    # A constant argument takes the call site's closure, a variable one the function.
+    assert run(f"s.indexOf({t!r})") == run("s.indexOf(t)") == s.find(t)
+    if t:
+        assert run(f"s.split({t!r})") == run("s.split(t)") == s.split(t)
+    assert run(f"{t!r}.format([s])") == run("t.format([s])")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("math.greatest(1, 1.0)", 1),
+        ("math.greatest(1.0, 1)", 1.0),
+        ("math.least(2u, 3)", UInt(2)),
+        ("math.greatest(-3, 2)", 2),
+        ("math.least(-3, 2)", -3),
+        ("type(math.greatest(1, 1.0)) == int", True),
+        ("type(math.greatest(1.0, 1)) == double", True),
+        ("'%d and %s'.format([1, 'x'])", "1 and x"),
+        ("'%%%.2f'.format([1.5])", "%1.50"),
+        ("optional.none().orValue(2)", 2),
+        ("{'a': 1}.?a.orValue(2)", 1),
+        ("{'a': 1}.?b.orValue(2)", 2),
+        ("2u < 3", True),
+        ("2.5 >= 3", False),
+        ("3u == 3", True),
+        ("3.0 != 3", False),
+        ("true == 1", False),
+    ],
+)
+def test_call_site_closures_keep_cel_semantics(text: str, expected: Any) -> None:
+    got = compile_node(parse(text), CompileEnv())({})
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("math.greatest(1, 'a')", "no such overload"),
+        ("'%d %d'.format([1])", "index 1 out of range"),
+        ("'%.f'.format([1])", "missing precision"),
+        ("'%'.format([1])", "unexpected end"),
+        ("'%q'.format([1])", "unrecognized formatting clause"),
+        ("'a'.orValue(1)", "no such overload"),
+        ("'a' < 1", "no such overload"),
+        ("(1).lowerAscii()", "no such overload"),
+        ("(1).split('/')", "no such overload"),
+    ],
+)
+def test_call_site_closures_keep_cel_errors(text: str, message: str) -> None:
+    with pytest.raises(CelEvalError, match=message):
+        compile_node(parse(text), CompileEnv())({})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "l.all(x, s.lowerAscii().size() > 0)",
+        "l.all(x, s.upperAscii().size() > 0)",
+        "l.all(x, s.trim().size() > 0)",
+        "l.all(x, s.reverse().size() > 0)",
+        "l.all(x, s.indexOf('y') < 0)",
+        "l.all(x, s.split('/').size() > 0)",
+        "l.all(x, '%s'.format([s]).size() > 0)",
+        "l.all(i, v, s.lowerAscii().size() > 0)",
+    ],
+)
+def test_call_site_closures_charge_long_values(text: str) -> None:
+    fn = compile_node(parse(text), CompileEnv(eval_budget=100_000))
+    with pytest.raises(CelEvalError, match="evaluation budget exceeded"):
+        fn({"s": "x" * 100_000, "l": list(range(1_000))})
+    assert fn({"s": "x" * 100, "l": list(range(1_000))}) is True
