@@ -145,9 +145,7 @@ def _substring(budget: EvalBudget, s: Any, start: Any, end: Any = None) -> str:
 
 # Go's unicode.IsSpace: what cel-go's trim removes.
 _SPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680"
-    + "".join(map(chr, range(0x2000, 0x200B)))
-    + "\u2028\u2029\u202f\u205f\u3000"
+    "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 )
 
 
@@ -504,7 +502,9 @@ DYNAMIC: Any = object()
 """In `closure`'s `literals`: this argument is computed at evaluation time."""
 
 
-def closure(name: str, is_method: bool, args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
+def closure(
+    name: str, is_method: bool, args: list[Fn], literals: list[Any], key: str
+) -> tuple[Fn, bool] | None:
     """A closure made for one call site of an extension function, or None (the compiler
     then calls the `TABLE`/`BUDGETED` implementation): the function resolved at compile
     time, constant arguments (a separator, a format string) checked or parsed once, and the
@@ -551,7 +551,7 @@ def _stripped(s: str) -> str:
 
 
 def _make_index_of(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
-    x, y = args
+    x = args[0]
     sub = literals[1]
     if type(sub) is not str:
         return None
@@ -568,7 +568,7 @@ def _make_index_of(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, b
 
 
 def _make_split(args: list[Fn], literals: list[Any], key: str) -> tuple[Fn, bool] | None:
-    x, y = args
+    x = args[0]
     sep = literals[1]
     if type(sep) is not str or sep == "":
         return None

@@ -239,7 +239,9 @@ def _upper_model(s: str) -> str:
 
 
 # Go's unicode.IsSpace, which cel-go's trim strips (\x1c-\x1f are not spaces in Go).
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 @given(s=ODD_TEXT, t=st.sampled_from(["", "a", "A", " ", "/", "æ", "%"]))
