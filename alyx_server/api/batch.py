@@ -36,6 +36,7 @@ from alyx_server.api.operations import (
 )
 from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME, Runtime
+from alyx_server.api.uploads import release
 from alyx_server.db.codec import int64
 from alyx_server.errors import AlyxError, ValidationError
 
@@ -94,7 +95,7 @@ def _checked(index: int, op: Any) -> tuple[str, str, Any, Any]:
     return method, collection, doc_id, body
 
 
-async def _prepare(rt: Runtime, request: web.Request, index: int, op: Any) -> Step:
+async def _prepare(rt: Runtime, request: web.Request, index: int, op: Any, released: list[str]) -> Step:
     method, name, doc_id, body = _checked(index, op)
     try:
         view = rt.catalog.get(name)
@@ -104,9 +105,10 @@ async def _prepare(rt: Runtime, request: web.Request, index: int, op: Any) -> St
             step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
         elif method == "PATCH":
             body = await before_write(request.app, view, "update", body, auth, doc_id)
-            step = prepare_update(view, doc_id, body, access_for(rt, request, body), rt.clock)
+            access = access_for(rt, request, body)
+            step = prepare_update(view, doc_id, body, access, rt.clock, released=released)
         elif method == "DELETE":
-            step = prepare_delete(view, doc_id, access_for(rt, request))
+            step = prepare_delete(view, doc_id, access_for(rt, request), released)
         else:
             return prepare_get(view, doc_id, access_for(rt, request))
         return acting(request.app, view, step, auth)
@@ -125,9 +127,13 @@ async def run_batch(request: web.Request) -> web.StreamResponse:
         raise ValidationError("operations must be an array")
     if len(ops) > MAX_OPERATIONS:
         raise ValidationError(f"a batch holds at most {MAX_OPERATIONS} operations, this one has {len(ops)}")
-    steps = [await _prepare(rt, request, i, op) for i, op in enumerate(ops)]
+    # The files of deleted documents and of cleared file fields: deleted once the batch
+    # committed, never before (a failed batch raises first and keeps them).
+    released: list[str] = []
+    steps = [await _prepare(rt, request, i, op, released) for i, op in enumerate(ops)]
 
     results = await db.write(all_or_nothing(steps, _failed)) if steps else []
+    await release(request, sorted(set(released)))
     return json_response({"results": results})
 
 

@@ -354,3 +354,29 @@ async def test_filenames_are_sanitised_end_to_end(
     )
     assert await r.read() == b"content"
     assert "\r" not in r.headers["Content-Disposition"]
+
+
+async def test_batch_deletes_and_clears_free_files_after_commit_only(
+    client: Client, ada: dict[str, Any], bob: dict[str, Any]
+) -> None:
+    one = await (
+        await create(client, ada, [("avatar", "a.png", png()), ("attachments", "1.txt", b"1")])
+    ).json()
+    two = await (await create(client, ada, [("avatar", "b.png", png(color="blue"))])).json()
+    theirs = await (await create(client, bob, [("attachments", "x.txt", b"x")])).json()
+    assert len(await stored_files(client.app)) == 4
+    # A batch that fails (bob's doc is not ada's to delete) deletes nothing and keeps every file.
+    refused = {"operations": [
+        {"method": "DELETE", "collection": "docs", "id": one["id"]},
+        {"method": "DELETE", "collection": "docs", "id": theirs["id"]},
+    ]}  # fmt: skip
+    r = await client.post("/api/batch", json=refused, headers=ada["h"])
+    assert r.status >= 400
+    assert len(await stored_files(client.app)) == 4
+    done = {"operations": [
+        {"method": "DELETE", "collection": "docs", "id": one["id"]},
+        {"method": "PATCH", "collection": "docs", "id": two["id"], "body": {"avatar": None}},
+    ]}  # fmt: skip
+    r = await client.post("/api/batch", json=done, headers=ada["h"])
+    assert r.status == 200, await r.text()
+    assert await stored_files(client.app) == [theirs["attachments"][0]["key"]]
