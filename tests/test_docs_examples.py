@@ -241,6 +241,10 @@ def check_yaml(example: Example, tmp_path: Path) -> None:
         _check_manifest(example, tmp_path)
     elif "webhooks" in data:
         _check_webhooks_yaml(example, tmp_path)
+    elif "storage" in data:  # alyx.yaml's file storage (docs/files.md)
+        (tmp_path / "alyx.yaml").write_text(example.text, encoding="utf-8")
+        settings = load_settings(tmp_path, mode="dev", environ={})
+        assert settings.storage.backend == data["storage"].get("backend", "local"), example.name
     elif set(data) & {"on", True, "before", "schedule", "every", "job"}:  # YAML 1.1 loads `on:` as True
         _check_automation_manifest(example, tmp_path)
     else:
