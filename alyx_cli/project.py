@@ -86,10 +86,11 @@ class Project:
         return self.show(self.database_path)
 
     def load_schema(self) -> Schema:
-        """schema.yaml, checked as the server checks it (rules compiled), or a located error."""
+        """schema.yaml, checked as the server checks it (rules compiled with the project's
+        `rules.lookup_depth`), or a located error."""
         from alyx_server.rules.load import load_schema_rules
 
-        return load_schema_rules(self.schema_file).schema
+        return load_schema_rules(self.schema_file, self.settings.rules.lookup_depth).schema
 
     def require_database(self) -> None:
         """Refuse commands that need data when no database file has been created yet."""

@@ -89,7 +89,15 @@ _MAX_PREDICATES = 4096
 class CompiledRule:
     """A rule or `where=` expression compiled once; see the module docstring."""
 
-    def __init__(self, text: str, node: Node, collection: Collection, env: CompileEnv, label: str) -> None:
+    def __init__(
+        self,
+        text: str,
+        node: Node,
+        collection: Collection,
+        env: CompileEnv,
+        label: str,
+        lookup_depth: int | None = None,
+    ) -> None:
         self.text = text
         self.node = node
         self.collection = collection
@@ -99,7 +107,8 @@ class CompiledRule:
         self._consts: dict[int, Fn] = {}
         self.parts = _conjuncts(node)
         # The collections the expression looks up (get, exists), checked against the schema.
-        self.lookups = check_lookups(node, env.tables) if env.tables is not None else frozenset()
+        tables = env.tables
+        self.lookups = check_lookups(node, tables, lookup_depth) if tables is not None else frozenset()
         try:
             self._fn, self.budgeted = compile_budgeted(node, env)
             self.part_fns: list[Fn] | None = [compile_node(p, env) for p in self.parts]

@@ -62,10 +62,15 @@ def _env(collection: Collection, tables: Tables | None = None) -> CompileEnv:
 
 
 def _compile(
-    collection: Collection, text: str, label: str, node: Node | None = None, tables: Tables | None = None
+    collection: Collection,
+    text: str,
+    label: str,
+    node: Node | None = None,
+    tables: Tables | None = None,
+    lookup_depth: int | None = None,
 ) -> CompiledRule:
     node = parse(text) if node is None else node
-    return CompiledRule(text, node, collection, _env(collection, tables), label)
+    return CompiledRule(text, node, collection, _env(collection, tables), label, lookup_depth)
 
 
 def schema_tables(schema: Schema) -> Tables:
@@ -89,14 +94,19 @@ def where_in_file(base: Location | None, error: CelCompileError) -> Location | N
 
 
 def compile_rule(
-    collection: Collection, action: str, text: str, tables: Tables | None = None
+    collection: Collection,
+    action: str,
+    text: str,
+    tables: Tables | None = None,
+    lookup_depth: int | None = None,
 ) -> CompiledRule:
     """One rule of `collection`; RuleError with file, line, column, collection and action.
 
-    With `tables` (`schema_tables`) the rule may look up those collections."""
+    With `tables` (`schema_tables`) the rule may look up those collections, nested at most
+    `lookup_depth` deep (the project's `rules.lookup_depth`; None: the server's)."""
     label = f"{collection.name}.{action}"
     try:
-        return _compile(collection, text, label, tables=tables)
+        return _compile(collection, text, label, tables=tables, lookup_depth=lookup_depth)
     except CelCompileError as e:
         where = where_in_file(collection.rule_locations.get(action), e)
         message = (
@@ -141,26 +151,32 @@ class SchemaRules:
         return self.rules.get((collection, action))
 
 
-def compile_schema_rules(schema: Schema) -> SchemaRules:
-    """Compile all rules at schema load; the first bad rule raises RuleError."""
+def compile_schema_rules(schema: Schema, lookup_depth: int | None = None) -> SchemaRules:
+    """Compile all rules at schema load; the first bad rule raises RuleError.
+
+    `lookup_depth` is the project's `rules.lookup_depth` (None: the one the server set
+    with `lookups.set_lookup_depth` when it started)."""
     out: dict[tuple[str, str], CompiledRule | None] = {}
     tables = schema_tables(schema)
     for c in schema.collections:
         for action in ACTIONS:
             text = c.rules.get(action)
-            out[(c.name, action)] = None if text is None else compile_rule(c, action, text, tables)
+            out[(c.name, action)] = (
+                None if text is None else compile_rule(c, action, text, tables, lookup_depth)
+            )
     return SchemaRules(schema, out)
 
 
-def load_schema_rules(path: Path) -> SchemaRules:
+def load_schema_rules(path: Path, lookup_depth: int | None = None) -> SchemaRules:
     """Read schema.yaml at `path` and compile every rule: the one check of a schema file.
 
     Every command that reads schema.yaml (`migrate`, `generate`, `db seed|reset`, the
     server) goes through this, so a schema the server would refuse (a rule that does not
-    parse or names an unknown field) is refused by all of them with the same located
-    SchemaError or RuleError, before anything is written.
+    parse or names an unknown field, lookups nested deeper than the project's
+    `rules.lookup_depth`, passed as `lookup_depth`) is refused by all of them with the same
+    located SchemaError or RuleError, before anything is written.
     """
-    return compile_schema_rules(load_schema(path))
+    return compile_schema_rules(load_schema(path), lookup_depth)
 
 
 def visible_fields(collection: Collection) -> tuple[str, ...]:

@@ -89,7 +89,9 @@ _DEPTH = [DEFAULT_LOOKUP_DEPTH]
 
 
 def set_lookup_depth(depth: int) -> None:
-    """The server's `rules.lookup_depth`: how deep lookups may nest (checked at load)."""
+    """The server's `rules.lookup_depth`: how deep lookups may nest (checked at load), for
+    the rules compiled without an explicit depth (the server sets it when it starts; the
+    CLI passes the project's setting to `load_schema_rules` instead)."""
     _DEPTH[0] = depth
 
 
@@ -147,23 +149,26 @@ def indexed_fields(c: Collection) -> frozenset[str]:
 
 
 # -- load-time checks --------------------------------------------------------------------
-def check_lookups(node: Node, tables: Mapping[str, Collection]) -> frozenset[str]:
-    """Refuse a bad lookup (CelCompileError at its place); the collections looked up."""
+def check_lookups(node: Node, tables: Mapping[str, Collection], depth: int | None = None) -> frozenset[str]:
+    """Refuse a bad lookup (CelCompileError at its place); the collections looked up.
+
+    `depth` is the project's `rules.lookup_depth` (None: the one `set_lookup_depth` set)."""
     found: set[str] = set()
-    _Check(tables, found).walk(node, 0, None)
+    _Check(tables, found, lookup_depth() if depth is None else depth).walk(node, 0, None)
     return frozenset(found)
 
 
 class _Check:
-    def __init__(self, tables: Mapping[str, Collection], found: set[str]) -> None:
+    def __init__(self, tables: Mapping[str, Collection], found: set[str], limit: int) -> None:
         self.tables = tables
         self.found = found
+        self.limit = limit
 
     def walk(self, node: Node, depth: int, parent: Node | None) -> None:
         if is_lookup(node):
             assert isinstance(node, Call)
             depth += 1
-            limit = lookup_depth()
+            limit = self.limit
             if depth > limit:
                 raise CelCompileError(
                     f"lookups nested {depth} deep; rules.lookup_depth allows {limit} "

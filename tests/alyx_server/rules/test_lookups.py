@@ -375,6 +375,35 @@ def test_bad_lookups_are_refused_at_load_with_their_place(tmp_path: Path, rule: 
     assert "schema.yaml:14:" in text, text
 
 
+THREE_DEEP = "get('teams', get('docs', get('docs', doc.id).team_id).team_id).owner_id == auth.id"
+TWO_DEEP = "get('teams', get('docs', doc.id).team_id).owner_id == ''"
+
+
+@pytest.mark.parametrize(
+    ("config", "rule", "refused"),
+    [
+        ("", THREE_DEEP, "rules.lookup_depth allows 2"),
+        ("rules:\n  lookup_depth: 3\n", THREE_DEEP, None),
+        ("rules:\n  lookup_depth: 1\n", TWO_DEEP, "allows 1"),
+    ],
+)
+@pytest.mark.parametrize("command", [["migrate", "status"], ["generate", "-l", "python"]])
+def test_cli_commands_check_lookups_with_the_projects_depth(
+    tmp_path: Path, command: list[str], config: str, rule: str, refused: str | None
+) -> None:
+    """`alyx migrate` and `alyx generate` compile the rules with the project's
+    `rules.lookup_depth`, as the server does, not with the default."""
+    set_lookup_depth(2)
+    (tmp_path / "schema.yaml").write_text(BASE.replace("RULE", rule.replace('"', '\\"')))
+    (tmp_path / "alyx.yaml").write_text(config)
+    result = CliRunner().invoke(cli, [*command, "-C", str(tmp_path)])
+    if refused is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code != 0, result.output
+        assert refused in result.output and "schema.yaml:14:" in result.output, result.output
+
+
 # -- differential: SQL == closure --------------------------------------------------------
 DIFF_SCHEMA = """\
 version: 1
