@@ -42,18 +42,6 @@ ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 LEEWAY = 60
 """Seconds of clock difference tolerated on exp and iat."""
 _MAX_BODY = 1024 * 1024
-_ENDPOINTS = {
-    "github": (
-        "https://github.com/login/oauth/authorize",
-        "https://github.com/login/oauth/access_token",
-        "https://api.github.com/user",
-    ),
-    "discord": (
-        "https://discord.com/oauth2/authorize",
-        "https://discord.com/api/oauth2/token",
-        "https://discord.com/api/users/@me",
-    ),
-}
 _MULTI_TENANT = ("common", "organizations", "consumers")
 
 
@@ -130,12 +118,13 @@ class ProviderClient:
 
     async def metadata(self) -> dict[str, Any]:
         """The endpoints: the discovery document of an OpenID provider (fetched once), or
-        the fixed ones of GitHub and Discord."""
+        GitHub's and Discord's (`authorize_url`, `token_url`, `userinfo_url`); GitHub's
+        email list is `<userinfo_url>/emails`."""
         if self._metadata is not None:
             return self._metadata
         config = self.config
-        if not config.is_oidc:
-            authorize, token, user = _ENDPOINTS[config.preset]
+        if config.endpoints is not None:
+            authorize, token, user = config.endpoints
             self._metadata = {
                 "authorization_endpoint": authorize,
                 "token_endpoint": token,
@@ -286,7 +275,7 @@ class ProviderClient:
             )
         # GitHub: the profile's email may be hidden or unverified; the emails API says which
         # address is primary and verified.
-        emails = await self._request_list("https://api.github.com/user/emails", auth)
+        emails = await self._request_list(f"{meta['userinfo_endpoint']}/emails", auth)
         primary = next((e for e in emails if isinstance(e, dict) and e.get("primary")), None)
         return ProviderUser(
             str(subject),

@@ -19,6 +19,10 @@ file positions, as `webhooks.targets` is in config/webhooks.py).
             team_id: ABCDE12345
             key_id: XYZ987ZYX1
             private_key_file: secrets/apple.p8      the client secret is a JWT signed with it
+          github:                                   GitHub Enterprise, or a stand-in provider:
+            authorize_url: https://ghe.example.com/login/oauth/authorize
+            token_url: https://ghe.example.com/login/oauth/access_token
+            userinfo_url: https://ghe.example.com/api/v3/user     (emails: <userinfo_url>/emails)
           company:
             issuer: https://login.example.com       discovery: <issuer>/.well-known/openid-configuration
             client_id: alyx
@@ -44,6 +48,7 @@ from alyx_server.tools.envsubst import substitute
 from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 
 __all__ = [
+    "ENDPOINTS",
     "OIDC_PRESETS",
     "PRESETS",
     "OAuthProviderConfig",
@@ -68,7 +73,25 @@ _KEYS = (
     "key_id",
     "private_key_file",
     "redirect_url",
+    "authorize_url",
+    "token_url",
+    "userinfo_url",
 )
+_ENDPOINT_KEYS = ("authorize_url", "token_url", "userinfo_url")
+ENDPOINTS = {
+    "github": (
+        "https://github.com/login/oauth/authorize",
+        "https://github.com/login/oauth/access_token",
+        "https://api.github.com/user",
+    ),
+    "discord": (
+        "https://discord.com/oauth2/authorize",
+        "https://discord.com/api/oauth2/token",
+        "https://discord.com/api/users/@me",
+    ),
+}
+"""The endpoints of the presets without discovery (authorize, token, user); each can be
+replaced with `authorize_url`, `token_url`, `userinfo_url` (GitHub Enterprise, a proxy)."""
 _SECRET_HINT = "write client_secret: ${NAME_CLIENT_SECRET} and set that environment variable"
 _FIXED_ISSUERS = {
     "google": "https://accounts.google.com",
@@ -106,6 +129,8 @@ class OAuthProviderConfig:
     key_id: str | None = None
     private_key_file: Path | None = None
     redirect_url: str | None = None
+    endpoints: tuple[str, str, str] | None = None
+    """authorize, token and user URLs of a preset without discovery (github, discord)."""
     location: Location | None = None
 
     @property
@@ -266,6 +291,7 @@ class _Reader:
             key_id=values.get("key_id"),
             private_key_file=key_file,
             redirect_url=redirect,
+            endpoints=self._endpoints(preset, values, body, path),
             location=self.at(node, path),
         )
 
@@ -293,6 +319,26 @@ class _Reader:
         if problem := check_absolute_url(issuer):
             raise ConfigError(problem, self.at(body.get("issuer", node), f"{path}.issuer"))
         return issuer.rstrip("/")
+
+    def _endpoints(
+        self, preset: str, values: dict[str, str], body: dict[str, Node], path: str
+    ) -> tuple[str, str, str] | None:
+        given = [key for key in _ENDPOINT_KEYS if key in values]
+        if preset not in ENDPOINTS:
+            if given:
+                raise ConfigError(
+                    f"{path}.{given[0]} does not apply to {preset}",
+                    self.at(body[given[0]], f"{path}.{given[0]}"),
+                    hint="an OpenID provider's endpoints come from its discovery document: set issuer",
+                )
+            return None
+        for key in given:
+            if problem := check_absolute_url(values[key]):
+                raise ConfigError(problem, self.at(body[key], f"{path}.{key}"))
+        authorize, token, user = (
+            values.get(key, default) for key, default in zip(_ENDPOINT_KEYS, ENDPOINTS[preset], strict=True)
+        )
+        return authorize, token, user
 
     def _scopes(self, node: Node | None, path: str, preset: str) -> tuple[str, ...]:
         if node is None:

@@ -5,7 +5,9 @@ required, the OpenID Connect code extension that signs the ID token) on aiohttp,
 joserfc RS256 keys published at a JWKS endpoint. `rotate()` makes a new signing key (the
 old one leaves the JWKS). An attack is staged with `tamper`: it rewrites the ID token the
 token endpoint returns (claims, header, signing key); `slow` and `garbage` make the token
-endpoint hang or answer with HTML.
+endpoint hang or answer with HTML. Presets are staged too: `check_secret` replaces the
+client secret check (Apple's is a JWT the client signs), `discovery_issuer` is the issuer
+the discovery document announces (Microsoft's multi-tenant `.../{tenantid}/v2.0`).
 
 The person signing in is `user` (sub, email, email_verified): the authorization endpoint
 approves at once and redirects back with a code, as a provider does after its login page.
@@ -53,6 +55,7 @@ def unsigned(claims: dict[str, Any]) -> str:
 class _Client(ClientMixin):  # type: ignore[misc]
     client_id: str = CLIENT_ID
     client_secret: str = CLIENT_SECRET
+    check_secret: Callable[[str], bool] | None = None
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -67,6 +70,8 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return redirect_uri.startswith("http://127.0.0.1:")
 
     def check_client_secret(self, client_secret: str) -> bool:
+        if self.check_secret is not None:
+            return self.check_secret(client_secret)
         return client_secret == self.client_secret
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
@@ -152,6 +157,8 @@ class OidcProvider:
         self.garbage = False
         self.codes: dict[str, _Code] = {}
         self.jwks_fetches = 0
+        self.check_secret: Callable[[str], bool] | None = None
+        self.discovery_issuer: str | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
         self.server = self._server()
@@ -185,7 +192,7 @@ class OidcProvider:
 
         class Server(AuthorizationServer):  # type: ignore[misc]
             def query_client(self, client_id: str) -> _Client | None:
-                return _Client() if client_id == CLIENT_ID else None
+                return _Client(check_secret=provider.check_secret) if client_id == CLIENT_ID else None
 
             def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
                 pass
@@ -237,7 +244,7 @@ class OidcProvider:
             def generate_user_info(self, user: dict[str, Any], scope: str) -> dict[str, Any]:
                 return dict(user)
 
-        server = Server(scopes_supported=["openid", "email", "profile"])
+        server = Server(scopes_supported=["openid", "email", "profile", "name"])
         server.register_token_generator(
             "default", BearerTokenGenerator(lambda *args, **kwargs: secrets.token_urlsafe(32))
         )
@@ -250,7 +257,7 @@ class OidcProvider:
     # -- endpoints --------------------------------------------------------------------------
     async def _discovery(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({
-            "issuer": self.url,
+            "issuer": self.discovery_issuer or self.url,
             "authorization_endpoint": f"{self.url}/authorize",
             "token_endpoint": f"{self.url}/token",
             "jwks_uri": f"{self.url}/jwks",
