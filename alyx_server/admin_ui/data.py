@@ -14,6 +14,9 @@
     GET  <base>/data/{c}/doc/{id}/edit        the edit form
     POST <base>/data/{c}/doc/{id}/edit        update the fields that changed
     POST <base>/data/{c}/doc/{id}/delete      delete it
+    GET  <base>/data/{c}/doc/{id}/file/{field}/{name}
+                                              one file of a file field (`thumb=WxH` for
+                                              a thumbnail), the protected ones included
 
 Reads and writes are those of the REST routes (`api/listing.py` parses the query,
 `api/operations.py` prepares each write, the group-committing writer runs it) with the
@@ -21,6 +24,14 @@ admin as the caller, so validation, rules (which admins bypass), constraints, tr
 and the change feed are the same. Like the REST API for admins, the browser neither shows
 nor writes `internal` fields; fields the server sets (`default: now`, `onUpdate: now`)
 are shown, not edited.
+
+File fields show as links to their files (with a thumbnail for images when the field has
+thumbnail sizes). Forms that have file fields are sent as multipart/form-data: a file
+input per field (`<field>` replaces, `<field>+` appends to a multiple field) and a remove
+checkbox per stored file (`<field>-`); the files are stored through api/uploads.py
+(`store_file`: maxSize, mimeTypes, sniffing), deleted again if the write fails, and the
+files a committed write replaced are deleted after it. The whole form is bound by
+`server.max_body_size`; larger files go through the REST API, which streams them.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ from alyx_server.admin_ui.browse import (
 )
 from alyx_server.admin_ui.site import SITE, Admin, Site
 from alyx_server.api.collections import access_for
+from alyx_server.api.file_service import FILES
+from alyx_server.api.files import serve_file
 from alyx_server.api.listing import parse_list
 from alyx_server.api.operations import (
     all_or_nothing,
@@ -55,10 +68,13 @@ from alyx_server.api.operations import (
     stored_doc,
 )
 from alyx_server.api.runtime import RUNTIME, CollectionView
+from alyx_server.api.uploads import Upload, discard, file_limit, release, store_file
 from alyx_server.db import list_docs
 from alyx_server.errors import AlyxError, Conflict, FieldIssue, InvalidQuery, ValidationError
 from alyx_server.rules.access import where_predicate
 from alyx_server.schema.model import Field, FieldType
+from alyx_server.storage.files import FileEdit, file_entries
+from alyx_server.storage.thumbs import THUMB_SOURCE_TYPES
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["add_routes"]
@@ -90,6 +106,28 @@ def _reference_url(site: Site, request: web.Request, f: Field, value: Any) -> st
         return _doc_url(site, ref.collection, value)
     filter_text = f"{ref.field}:eq:{value}"
     return site.url(f"data/{quote(ref.collection, safe='')}", filter=filter_text)
+
+
+def _file_links(site: Site, view: CollectionView, doc: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each file field's files: name, size, type, the download URL and, for an image of a
+    field with thumbnail sizes, the URL of its first size."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    doc_id = doc.get(view.codec.pk.name)
+    for f in view.collection.fields:
+        if f.type is not FieldType.FILE or f.internal or f.file is None or f.name not in doc:
+            continue
+        entries = []
+        for entry in file_entries(doc.get(f.name)):
+            name = str(entry.get("name", ""))
+            url = _doc_url(site, view.name, doc_id, f"/file/{quote(f.name, safe='')}/{quote(name, safe='')}")
+            thumbs = f.file.thumbs
+            image = entry.get("type") in THUMB_SOURCE_TYPES and bool(thumbs)
+            entries.append({
+                "name": name, "size": entry.get("size"), "type": entry.get("type"), "url": url,
+                "thumb_url": f"{url}?{urlencode({'thumb': thumbs[0]})}" if image else None,
+            })  # fmt: skip
+        out[f.name] = entries
+    return out
 
 
 # -- the collections ------------------------------------------------------------------------
@@ -224,7 +262,14 @@ def _row(site: Site, request: web.Request, view: CollectionView, doc: dict[str, 
         field = view.collection.field(name)
         if field is not None:
             links[name] = _reference_url(site, request, field, doc.get(name))
-    return {"id": doc[pk], "url": _doc_url(site, view.name, doc[pk]), "doc": doc, "links": links}
+    files = _file_links(site, view, doc)
+    return {
+        "id": doc[pk],
+        "url": _doc_url(site, view.name, doc[pk]),
+        "doc": doc,
+        "links": links,
+        "files": files,
+    }
 
 
 # -- one document ---------------------------------------------------------------------------
@@ -242,6 +287,7 @@ async def show(request: web.Request, admin: Admin) -> web.StreamResponse:
         "doc": doc,
         "fields": fields,
         "links": links,
+        "files": _file_links(site, view, doc),
         "doc_id": doc[view.codec.pk.name],
         "edit_url": _doc_url(site, view.name, doc_id, "/edit"),
         "delete_url": _doc_url(site, view.name, doc_id, "/delete"),
@@ -268,6 +314,10 @@ def _form_fields(view: CollectionView, creating: bool) -> list[Field]:
 
 def _hint(f: Field, creating: bool) -> str:
     parts = [f.type.value]
+    if f.file is not None:
+        parts.append(f"up to {f.file.max_files} files" if f.file.multiple else "one file")
+        if f.file.mime_types:
+            parts.append(", ".join(f.file.mime_types))
     if f.type is FieldType.JSON:
         parts.append("JSON text")
     if f.type is FieldType.BLOB:
@@ -295,6 +345,7 @@ def _render_form(
     issues: Mapping[str, str],
     message: str | None,
     doc_id: Any = None,
+    files: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> web.StreamResponse:
     site = request.app[SITE]
     fields = _form_fields(view, creating)
@@ -306,6 +357,7 @@ def _render_form(
             "hint": _hint(f, creating),
             "options": None if f.validation.enum is None else [form_text(f, o) for o in f.validation.enum],
             "widget": _widget(f),
+            "files": (files or {}).get(f.name, []),
         }
         for f in fields
     ]
@@ -322,12 +374,15 @@ def _render_form(
         "message": message,
         "action": action,
         "doc_id": doc_id,
+        "multipart": any(f.type is FieldType.FILE for f in fields),
         "cancel_url": site.url(f"data/{view.name}") if creating else _doc_url(site, view.name, doc_id),
     }
     return site.render(request, "data_form.html", context, admin=admin)
 
 
 def _widget(f: Field) -> str:
+    if f.type is FieldType.FILE:
+        return "file"
     if f.validation.enum is not None or f.type is FieldType.BOOL:
         return "select"
     if f.type in (FieldType.TEXT, FieldType.JSON, FieldType.BLOB):
@@ -358,6 +413,8 @@ def _read_form(
     texts: dict[str, str] = {}
     issues: list[FieldIssue] = []
     for f in _form_fields(view, creating):
+        if f.type is FieldType.FILE:
+            continue  # _read_files
         raw = form.get(f.name)
         text = raw if isinstance(raw, str) else ""
         text = text.replace("\r\n", "\n")
@@ -389,6 +446,31 @@ def _with_codec_issues(
     return issues
 
 
+async def _read_files(
+    request: web.Request, view: CollectionView, form: MultiMapping[Any], upload: Upload
+) -> None:
+    """Store the files of the form's file inputs and note the removals it asks for."""
+    storage = request.app[FILES].storage
+    limit = file_limit(request)
+    for f in view.collection.fields:
+        if f.type is not FieldType.FILE or f.internal:
+            continue
+        for raw_name in (f.name, f.name + "+"):
+            for item in form.getall(raw_name, ()):
+                if isinstance(item, web.FileField) and item.filename:
+                    stream = item.file
+                    stream.seek(0)
+
+                    async def read(n: int, stream: Any = stream) -> bytes:
+                        data: bytes = stream.read(n)
+                        return data
+
+                    await store_file(view, storage, upload, raw_name, item.filename, read, limit)
+        removed = [v for v in form.getall(f.name + "-", ()) if isinstance(v, str) and v]
+        if removed:
+            upload.edits.setdefault(f.name, FileEdit()).remove.extend(removed)
+
+
 async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
     site = request.app[SITE]
     rt = request.app[RUNTIME]
@@ -401,15 +483,21 @@ async def create(request: web.Request, admin: Admin) -> web.StreamResponse:
             request, admin, view, creating=True, values=texts, issues=issues,
             message="fix the fields marked below",
         )  # fmt: skip
+    upload = Upload(body)
     try:
-        step = prepare_create(view, body, access_for(rt, request, body), rt.clock)
+        await _read_files(request, view, form, upload)
+        step = prepare_create(view, body, access_for(rt, request, body), rt.clock, upload.edits)
         _status, doc = await rt.ready_db().write(step)
     except AlyxError as e:
+        await discard(request, upload)
         issues = _issues(e)
         return _render_form(
             request, admin, view, creating=True, values=texts, issues=issues,
             message=None if issues else e.message,
         )  # fmt: skip
+    except BaseException:
+        await discard(request, upload)
+        raise
     raise web.HTTPSeeOther(_doc_url(site, view.name, doc[view.codec.pk.name]) + "?saved=created")
 
 
@@ -419,10 +507,10 @@ async def edit_form(request: web.Request, admin: Admin) -> web.StreamResponse:
     doc_id = request.match_info["id"]
     access = access_for(rt, request)
     doc = rt.ready_db().read_now(lambda conn: public(view, stored_doc(conn, view, doc_id, access)))
-    values = {f.name: form_text(f, doc.get(f.name)) for f in _form_fields(view, False)}
+    values = {f.name: form_text(f, doc.get(f.name)) for f in _form_fields(view, False) if f.file is None}
     return _render_form(
         request, admin, view, creating=False, values=values, issues={}, message=None,
-        doc_id=doc[view.codec.pk.name],
+        doc_id=doc[view.codec.pk.name], files=_file_links(request.app[SITE], view, doc),
     )  # fmt: skip
 
 
@@ -436,25 +524,35 @@ async def update(request: web.Request, admin: Admin) -> web.StreamResponse:
     pk_value = stored[view.codec.pk.name]
     form = await request.post()
     body, texts, early = _read_form(view, form, creating=False, stored=stored)
+    files = _file_links(site, view, stored)
     if early:
         return _render_form(
             request, admin, view, creating=False, values=texts,
             issues=_with_codec_issues(view, early, body, creating=False, clock=rt.clock),
             message="fix the fields marked below",
-            doc_id=pk_value,
+            doc_id=pk_value, files=files,
         )  # fmt: skip
-    if body:
-        try:
-            step = prepare_update(view, doc_id, body, access_for(rt, request, body), rt.clock)
+    upload = Upload(body)
+    try:
+        await _read_files(request, view, form, upload)
+        if body or upload.edits:
+            access = access_for(rt, request, body)
+            step = prepare_update(view, doc_id, body, access, rt.clock, upload.edits, upload.released)
             await rt.ready_db().write(step)
-        except AlyxError as e:
-            issues = _issues(e)
-            return _render_form(
-                request, admin, view, creating=False, values=texts, issues=issues,
-                message=None if issues else e.message, doc_id=pk_value,
-            )  # fmt: skip
+    except AlyxError as e:
+        await discard(request, upload)
+        issues = _issues(e)
+        return _render_form(
+            request, admin, view, creating=False, values=texts, issues=issues,
+            message=None if issues else e.message, doc_id=pk_value, files=files,
+        )  # fmt: skip
+    except BaseException:
+        await discard(request, upload)
+        raise
+    await release(request, upload.released)
+    changed = bool(body or upload.edits)
     raise web.HTTPSeeOther(
-        _doc_url(site, view.name, pk_value) + "?saved=" + ("updated" if body else "unchanged")
+        _doc_url(site, view.name, pk_value) + "?saved=" + ("updated" if changed else "unchanged")
     )
 
 
@@ -463,8 +561,22 @@ async def delete_one(request: web.Request, admin: Admin) -> web.StreamResponse:
     site = request.app[SITE]
     rt = request.app[RUNTIME]
     view = _view(request)
-    await rt.ready_db().write(prepare_delete(view, request.match_info["id"], access_for(rt, request)))
+    released: list[str] = []
+    await rt.ready_db().write(
+        prepare_delete(view, request.match_info["id"], access_for(rt, request), released)
+    )
+    await release(request, released)
     raise web.HTTPSeeOther(site.url(f"data/{view.name}", deleted="1"))
+
+
+async def file(request: web.Request, admin: Admin) -> web.StreamResponse:
+    """One file of a document (or `?thumb=` its thumbnail): admins read every document,
+    protected fields included."""
+    rt = request.app[RUNTIME]
+    view = _view(request)
+    access = access_for(rt, request)
+    doc = rt.ready_db().read_now(lambda conn: stored_doc(conn, view, request.match_info["id"], access))
+    return await serve_file(request, view, request.match_info["field"], doc, request.match_info["name"])
 
 
 async def delete_many(request: web.Request, admin: Admin) -> web.StreamResponse:
@@ -480,7 +592,8 @@ async def delete_many(request: web.Request, admin: Admin) -> web.StreamResponse:
     if len(ids) > MAX_BULK:
         raise InvalidQuery(f"{len(ids)} documents selected; delete at most {MAX_BULK} at once")
     access = access_for(rt, request)
-    steps = [prepare_delete(view, doc_id, access) for doc_id in ids]
+    released: list[str] = []
+    steps = [prepare_delete(view, doc_id, access, released) for doc_id in ids]
 
     def failed(index: int, error: AlyxError) -> AlyxError:
         return AlyxError(
@@ -490,6 +603,7 @@ async def delete_many(request: web.Request, admin: Admin) -> web.StreamResponse:
         )
 
     await rt.ready_db().write(all_or_nothing(steps, failed))
+    await release(request, released)
     back = form.get("back")
     listing = site.url(f"data/{view.name}")
     target = back if isinstance(back, str) and back.startswith(listing) and "\n" not in back else listing
@@ -517,6 +631,9 @@ def cell(value: Any, f: Field | None = None, *, full: bool = False) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if f is not None and f.type is FieldType.FILE:
+        names = [str(e.get("name")) for e in file_entries(value)]
+        return ", ".join(names)
     if f is not None and f.type is FieldType.BLOB and isinstance(value, str):
         size = len(value) * 3 // 4 - value[-2:].count("=")
         return f"{size} bytes" if not full else f"{size} bytes (base64) {value}"
@@ -543,3 +660,4 @@ def add_routes(app: web.Application, site: Site) -> None:
     site.get(app, "data/{collection}/doc/{id}/edit", edit_form, permission=PERMISSION)
     site.post(app, "data/{collection}/doc/{id}/edit", update, permission=PERMISSION)
     site.post(app, "data/{collection}/doc/{id}/delete", delete_one, permission=PERMISSION)
+    site.get(app, "data/{collection}/doc/{id}/file/{field}/{name}", file, permission=PERMISSION)

@@ -45,7 +45,7 @@ from alyx_server.storage.thumbs import THUMB_SOURCE_TYPES, make_thumbnail, parse
 from alyx_server.storage.tokens import FileRef
 from alyx_server.tools.timestamps import format_timestamp
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "serve_file"]
 
 _THUMB_SOURCE_MAX = 50 * 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -99,11 +99,21 @@ async def download(request: web.Request) -> web.StreamResponse:
         ref = FileRef(view.name, info["id"], f.name, info["filename"])
         service.tokens.check(token, ref, rt.clock.now().timestamp())
     doc = await _read_doc(request, view, info["id"], by_rule=not f.file.protected)
-    entry = find_file(doc.get(f.name), info["filename"])
+    return await serve_file(request, view, f.name, doc, info["filename"])
+
+
+async def serve_file(
+    request: web.Request, view: CollectionView, field_name: str, doc: dict[str, Any], filename: str
+) -> web.StreamResponse:
+    """Send the file `filename` of `doc`'s field (or its `?thumb=` thumbnail), the caller's
+    right to it already checked: the download route, and the admin UI's data browser."""
+    service = request.app[FILES]
+    f = _file_field(view, field_name)
+    assert f.file is not None
+    entry = find_file(doc.get(f.name), filename)
     if entry is None:
-        raise NotFound(
-            f"{view.name}.{f.name} of {info['id']!r} has no file {info['filename']!r}", code="FILE_NOT_FOUND"
-        )
+        doc_id = doc.get(view.codec.pk.name)
+        raise NotFound(f"{view.name}.{f.name} of {doc_id!r} has no file {filename!r}", code="FILE_NOT_FOUND")
     thumb = request.query.get("thumb")
     if thumb is not None:
         return await _thumbnail(request, service, f, entry, thumb)
@@ -224,6 +234,8 @@ async def issue_token(request: web.Request) -> web.StreamResponse:
     service = request.app[FILES]
     body = await read_object(request)
     wanted = {k: body.get(k) for k in ("collection", "id", "field", "name")}
+    if isinstance(wanted["id"], float) and wanted["id"].is_integer():
+        wanted["id"] = int(wanted["id"])  # JSON's 1.0 is the integer 1 (JSON Schema agrees)
     missing = [k for k, v in wanted.items() if not isinstance(v, str | int) or isinstance(v, bool) or v == ""]
     if missing:
         raise ValidationError(

@@ -6,10 +6,10 @@
   metadata); a JSON update may name files to remove as `<field>-` (described in words).
 - Create and update also accept `multipart/form-data` (api/uploads.py): each field a part
   (text converted to the field's type), each file a binary part under its field's name,
-  `<field>+` appends to a multiple field. Only collections with a file field list the
-  multipart body. Two things are described in words, not schemas: `<field>-` (remove a
-  file by name: a name that is not there is refused, which no schema can state) and the
-  `@json` part (a text part that must parse as a JSON object of fields).
+  Only collections with a file field list the multipart body. Described in words, not
+  schemas: `<field>+` (append) and `<field>-` (remove by name), whose acceptance depends
+  on the files already stored, and the `@json` part (a text part that must parse as a
+  JSON object of fields).
 - `GET /api/files/{collection}/{id}/{field}/{filename}` (one path per collection with file
   fields, `field` one of its file fields) and `POST /api/files/token` (api/files.py).
 """
@@ -57,11 +57,12 @@ def file_value_schema(f: Field) -> dict[str, Any]:
 
 
 _FORM = "Text parts are fields (converted to the field's type), file parts are files"
-# A name that is not among the field's files is refused (400 file_not_found), which no
-# schema can state: `<field>-` is described, not listed.
+# Whether a removal or an append is accepted depends on the files already stored (a name
+# that is not there, or more than maxFiles in all, is refused): no schema can state it, so
+# `<field>-` and `<field>+` are described, not listed.
 _REMOVE = (
-    _FORM + "; a text part `<field>-` (repeatable) removes the file of that name from a multiple "
-    "file field, `<field>+` file parts append to it"
+    _FORM + "; on a multiple file field, `<field>+` file parts append to its files and text parts "
+    "`<field>-` (repeatable) remove the file of that name"
 )
 
 
@@ -76,8 +77,6 @@ def multipart_body(c: Collection, fields: dict[str, dict[str, Any]], *, update: 
         assert f.file is not None
         if f.file.multiple:
             properties[f.name] = {"type": "array", "items": _BINARY, "maxItems": f.file.max_files}
-            if update:
-                properties[f.name + "+"] = {"type": "array", "items": _BINARY, "maxItems": f.file.max_files}
         else:
             properties[f.name] = _BINARY
     # The `@json` part (a JSON object of fields) is left out: JSON Schema cannot say that a

@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from alyx_server.errors import AlyxError, RateLimited
+from alyx_server.errors import AlyxError, RateLimited, ValidationError
 from alyx_server.logs import AccessLog
 from alyx_server.tools.gate import Gate
 from alyx_server.tools.processes import worker_name
@@ -91,6 +92,17 @@ _FILES = "/api/files/"
 # server.max_body_size (storage.max_file_size bounds each file), and the handler takes the
 # gate once the files are stored.
 _STREAMED = "/api/collections/"
+
+
+async def _receive_body(request: web.Request) -> None:
+    """Read the body now (see the pipeline): multipart forms parsed and cached by post()."""
+    if request.content_type != "multipart/form-data":
+        await request.read()
+        return
+    try:
+        await request.post()
+    except (ValueError, AssertionError, HttpProcessingError) as e:
+        raise ValidationError(f"the multipart body is malformed: {e}", code="INVALID_MULTIPART") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +319,9 @@ def make_pipeline(
                     if request.body_exists:
                         # The body arrives before the gate is held (the handler reads the
                         # cached copy): a client sending it slowly cannot hold a deploy up.
-                        await request.read()
+                        # A multipart form (the admin UI's file uploads) is parsed instead:
+                        # aiohttp parses it from the stream, never from read()'s copy.
+                        await _receive_body(request)
                     if schema_gate.closed:
                         await schema_gate.enter()
                     else:

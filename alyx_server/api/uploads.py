@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ from alyx_server.storage.files import FileEdit, folder_of, metadata, new_key
 from alyx_server.storage.names import stored_name
 from alyx_server.storage.sniff import SNIFF_BYTES, mime_allowed, sniff
 
-__all__ = ["Upload", "is_multipart", "receive", "release"]
+__all__ = ["Upload", "discard", "file_limit", "is_multipart", "receive", "release", "store_file"]
 
 log = logging.getLogger("alyx.storage")
 _READ = 64 * 1024
@@ -153,7 +153,30 @@ def _file_field(view: CollectionView, name: str, what: str) -> Field:
 async def _file_part(
     view: CollectionView, storage: Storage, upload: Upload, part: BodyPartReader, file_limit: int
 ) -> None:
-    raw_name = part.name or ""
+    assert part.filename is not None
+    await store_file(view, storage, upload, part.name or "", part.filename, part.read_chunk, file_limit)
+
+
+def file_limit(request: web.Request) -> int:
+    """`storage.max_file_size`: the largest file of any field."""
+    value = request.app[RUNTIME].settings.values.get("storage.max_file_size")
+    return value if isinstance(value, int) else 100 * 1024 * 1024
+
+
+async def store_file(
+    view: CollectionView,
+    storage: Storage,
+    upload: Upload,
+    raw_name: str,
+    filename: str,
+    read_chunk: Callable[[int], Awaitable[bytes]],
+    file_limit: int,
+) -> None:
+    """Stream one file sent as `raw_name` (`field`, or `field+` to append) into storage:
+    sized against `maxSize` and `file_limit`, its type sniffed and checked against
+    `mimeTypes`, its key noted in `upload.stored` and its metadata in `upload.edits`.
+    `read_chunk(n)` gives the next bytes (b"" at the end). The multipart reader and the
+    admin UI's forms (admin_ui/data.py) both store files through here."""
     appending = raw_name.endswith("+")
     f = _file_field(view, raw_name[:-1] if appending else raw_name, "a file")
     options = f.file
@@ -169,28 +192,28 @@ async def _file_part(
         message = f"{f.name} holds at most {options.max_files} file(s)"
         raise ValidationError(message, [FieldIssue(f.name, "max_files", message)])
     limit = min(file_limit, options.max_size or file_limit)
-    name = stored_name(part.filename)
+    name = stored_name(filename)
     key = new_key(view.name, f.name, name)
     sniffed: list[str] = []
 
     async def chunks() -> AsyncIterator[bytes]:
         head = b""
         while len(head) < SNIFF_BYTES:
-            chunk = await part.read_chunk(_READ)
+            chunk = await read_chunk(_READ)
             if not chunk:
                 break
             head += chunk
         mime = sniff(head[:SNIFF_BYTES])
         if not mime_allowed(mime, options.mime_types):
             message = (
-                f"{f.name}: the content of {part.filename!r} is {mime}, which the field does not "
+                f"{f.name}: the content of {filename!r} is {mime}, which the field does not "
                 f"accept (mimeTypes: {', '.join(options.mime_types)})"
             )
             raise ValidationError(message, [FieldIssue(f.name, "mime_type", message)])
         sniffed.append(mime)
         if head:
             yield head
-        while chunk := await part.read_chunk(_READ):
+        while chunk := await read_chunk(_READ):
             yield chunk
 
     upload.stored.append(key)
@@ -200,10 +223,15 @@ async def _file_part(
         own = options.max_size is not None and limit == options.max_size
         which = f"maxSize of {view.name}.{f.name}" if own else "storage.max_file_size"
         raise PayloadTooLarge(
-            f"{f.name}: {part.filename!r} is over {limit} bytes ({which})",
+            f"{f.name}: {filename!r} is over {limit} bytes ({which})",
             details=[{"field": f.name, "code": "max_size", "message": f"larger than {limit} bytes"}],
         ) from e
     target.append(metadata(name, stored.size, sniffed[0], stored.sha256, key))
+
+
+async def discard(request: web.Request, upload: Upload) -> None:
+    """Delete the files `upload` stored (its write failed or never ran)."""
+    await asyncio.shield(_delete(_storage(request), upload.stored))
 
 
 async def _read_text(part: BodyPartReader, limit: int) -> bytes:
