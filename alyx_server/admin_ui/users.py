@@ -4,6 +4,12 @@
     POST <base>/users                       create: email, password, role, verified
     POST <base>/users/{id}/{action}         verify, disable, enable, make_admin,
                                             remove_admin, revoke_sessions, send_reset
+    POST <base>/users/{id}/identities/{identity}/unlink   unlink an OAuth sign-in identity,
+                                            never the account's last way to sign in
+
+Each account's sign-in identities (provider, the email it gave, when linked) are listed
+in its row; unlinking goes through auth/identities.py as DELETE
+/api/admin/users/{id}/identities/{identity} does (409 LAST_SIGN_IN_METHOD for the last).
 
 Every change goes through the services of /api/admin/users (auth/admin_users.py): the
 same checks, the same `LAST_ADMIN` refusal (the last enabled admin is never demoted or
@@ -33,6 +39,7 @@ from alyx_server.api.pipeline import json_response
 from alyx_server.auth import AuthService
 from alyx_server.auth import admin_users as accounts
 from alyx_server.auth.admin_sessions import revoke_admin_sessions
+from alyx_server.auth.identities import identities_of, remove_identity
 from alyx_server.auth.sessions import revoke_user_sessions
 from alyx_server.auth.users import admin_count
 from alyx_server.errors import AlyxError, Forbidden, NotFound
@@ -52,6 +59,7 @@ _DONE = {
     "remove_admin": "{email} is no longer an administrator.",
     "revoke_sessions": "Revoked every session of {email}.",
     "send_reset": "Sent a password reset email to {email}.",
+    "unlink_identity": "Unlinked a sign-in identity from {email}.",
 }
 _CHANGES: dict[str, dict[str, Any]] = {
     "verify": {"verified": True},
@@ -91,12 +99,18 @@ async def _render(
     )
     pages = max(1, -(-total // PAGE_SIZE))
     identities = await svc.db.read(_has_identities)
+    linked: dict[str, list[dict[str, Any]]] = {}
+    if identities:
+        ids = [u.id for u in users]
+        linked = await svc.db.read(
+            lambda conn: {i: [found.public() for found in identities_of(conn, i)] for i in ids}
+        )
     admins = await svc.db.read(admin_count)
     return site.render(
         request,
         "users.html",
         {
-            "users": [_shown(u.for_admin()) for u in users],
+            "users": [_shown(u.for_admin(), linked.get(u.id, [])) for u in users],
             "total": total,
             "query": query,
             "page": page,
@@ -112,10 +126,11 @@ async def _render(
     )
 
 
-def _shown(user: dict[str, Any]) -> dict[str, Any]:
-    """A user as the list shows it: metadata as compact JSON text (escaped by the template)."""
+def _shown(user: dict[str, Any], identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """A user as the list shows it: metadata as compact JSON text (escaped by the template),
+    and its sign-in identities."""
     text = orjson.dumps(user["metadata"]).decode() if user["metadata"] else ""
-    return {**user, "metadata_text": text}
+    return {**user, "metadata_text": text, "identities": identities}
 
 
 async def page(request: web.Request, admin: Admin) -> web.StreamResponse:
@@ -170,8 +185,9 @@ async def act(request: web.Request, admin: Admin) -> web.StreamResponse:
     user_id, action = request.match_info["id"], request.match_info["action"]
     form = await request.post()
     query, number = _where_from(form)
-    if action not in _DONE or action == "created":
-        raise NotFound(f"no user action {action!r}; one of {', '.join(a for a in _DONE if a != 'created')}")
+    if action not in _CHANGES and action not in ("revoke_sessions", "send_reset"):
+        known = [*_CHANGES, "revoke_sessions", "send_reset"]
+        raise NotFound(f"no user action {action!r}; one of {', '.join(known)}")
     try:
         user = await _apply(svc, user_id, action)
     except AlyxError as e:
@@ -183,6 +199,26 @@ async def act(request: web.Request, admin: Admin) -> web.StreamResponse:
     where = {"q": query, "page": str(number) if number > 1 else ""}
     values = {k: v for k, v in where.items() if v}
     raise web.HTTPSeeOther(site.url("users", **values, done=action, user=user_id))
+
+
+async def unlink(request: web.Request, admin: Admin) -> web.StreamResponse:
+    svc: AuthService = request.app[AUTH_SERVICE]
+    site = request.app[SITE]
+    user_id, identity_id = request.match_info["id"], request.match_info["identity"]
+    form = await request.post()
+    query, number = _where_from(form)
+    try:
+        user = accounts.get_account(svc, user_id)
+        await svc.db.write(lambda conn: remove_identity(conn, user_id, identity_id))
+    except AlyxError as e:
+        if wants_json(request):
+            raise
+        return await _render(request, admin, query=query, page=number, error=e.message)
+    if wants_json(request):
+        return json_response({"user": user.for_admin()})
+    where = {"q": query, "page": str(number) if number > 1 else ""}
+    values = {k: v for k, v in where.items() if v}
+    raise web.HTTPSeeOther(site.url("users", **values, done="unlink_identity", user=user_id))
 
 
 async def _apply(svc: AuthService, user_id: str, action: str) -> dict[str, Any]:
@@ -210,3 +246,4 @@ def add_routes(app: web.Application, site: Site) -> None:
     site.get(app, "users", page, permission="users")
     site.post(app, "users", create, permission="users")
     site.post(app, "users/{id}/{action}", act, permission="users")
+    site.post(app, "users/{id}/identities/{identity}/unlink", unlink, permission="users")

@@ -1,10 +1,16 @@
 """The users page in a real browser: create, verify, disable, promote, revoke, reset; the
-last admin kept; emails and metadata with markup shown as text; no password hash shown."""
+last admin kept; sign-in identities listed and unlinked (never the last way to sign in,
+never without the CSRF token); emails and metadata with markup shown as text; no password
+hash shown."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from typing import Any
 
+from alyx_server.auth.identities import insert_identity
+from alyx_server.auth.users import insert_user
 from tests.alyx_server.admin_ui.support import ADMIN, PASSWORD, UI, UiFactory, Watch, async_api, sign_in
 from tests.alyx_server.auth.support import NO_LIMITS, Mailbox, register, smtp
 
@@ -183,3 +189,66 @@ async def test_no_page_shows_a_password_hash(make_ui: UiFactory, browser: Any) -
         await expect(page.locator("h1")).not_to_be_empty()
     assert watch.errors == []
     assert all(u.startswith(ui.origin + "/") for u in watch.urls), watch.urls
+
+
+def _seed_identities(ui: UI, ada_id: str) -> str:
+    """Ada (with a password) linked to GitHub and Google; Bob signs in only with GitLab.
+    Rows written with the domain functions into the project's database, as a sign-in would."""
+    with closing(sqlite3.connect(ui.project / "data" / "alyx.db")) as conn, conn:
+        now, later = "2026-01-02T03:04:05.000Z", "2026-01-02T03:05:00.000Z"
+        insert_identity(conn, provider="github", subject="583231", user_id=ada_id,
+                        email="ada@users.github.example", email_verified=True, now=now)  # fmt: skip
+        insert_identity(conn, provider="google", subject="g-1", user_id=ada_id,
+                        email="<b>ada</b>@gmail.example", email_verified=True, now=later)  # fmt: skip
+        bob = insert_user(conn, email=BOB, password_hash=None, now=now, verified=True)
+        insert_identity(conn, provider="gitlab", subject="gl-7", user_id=bob.id,
+                        email=BOB, email_verified=True, now=now)  # fmt: skip
+        return bob.id
+
+
+BOB = "bob@example.com"
+
+
+async def test_identities_are_listed_and_unlinked_but_never_the_last(
+    make_ui: UiFactory, browser: Any
+) -> None:
+    ui = await make_ui(**NO_LIMITS)
+    ada = await register(ui.client, ADA)
+    _seed_identities(ui, ada.id)
+    page, watch = await _signed_in_page(ui, browser)
+    identities = _row(page, ADA).locator(".user-identities li")
+    await expect(identities).to_have_count(2)
+    await expect(identities.nth(0).locator(".identity-provider")).to_have_text("github")
+    await expect(identities.nth(0).locator(".identity-email")).to_have_text("ada@users.github.example")
+    await expect(identities.nth(0).locator(".identity-linked")).to_have_text("2026-01-02T03:04:05.000Z")
+    await expect(identities.nth(1).locator(".identity-email")).to_have_text("<b>ada</b>@gmail.example")
+    await expect(_row(page, ADMIN).locator(".user-identities")).to_have_text("none")
+
+    # Ada has a password: GitHub can go.
+    async with page.expect_navigation():
+        await identities.nth(0).locator('button[data-action="unlink_identity"]').click()
+    await expect(page.locator("#users-notice")).to_have_text(f"Unlinked a sign-in identity from {ADA}.")
+    await expect(_row(page, ADA).locator(".user-identities li")).to_have_count(1)
+    await expect(_row(page, ADA).locator(".identity-provider")).to_have_text("google")
+
+    # Bob's only way to sign in stays.
+    async with page.expect_navigation() as refused:
+        await _row(page, BOB).locator('button[data-action="unlink_identity"]').click()
+    assert (await refused.value).status == 200
+    await expect(page.locator("#users-error")).to_contain_text("this is the account's last way to sign in")
+    await expect(_row(page, BOB).locator(".user-identities li")).to_have_count(1)
+    assert watch.errors == []
+
+
+async def test_unlinking_needs_the_csrf_token(make_ui: UiFactory, browser: Any) -> None:
+    ui = await make_ui(**NO_LIMITS)
+    ada = await register(ui.client, ADA)
+    _seed_identities(ui, ada.id)
+    page, _ = await _signed_in_page(ui, browser)
+    form = _row(page, ADA).locator(".user-identities form").first
+    action = await form.get_attribute("action")
+    # A cross-site form (the session cookie, no CSRF token) changes nothing.
+    forged = await page.request.post(ui.origin + str(action), form={"q": ""}, max_redirects=0)
+    assert forged.status == 403, await forged.text()
+    await page.reload()
+    await expect(_row(page, ADA).locator(".user-identities li")).to_have_count(2)
