@@ -497,6 +497,13 @@ class _Compiler:
             return lambda a: impl(charge(a[key], recv(a)), arg(a))
         if len(all_args) == 1:
             (x,) = all_args
+            if node.function == "size":
+
+                def size(a: Activation) -> Any:
+                    v = x(a)
+                    return len(v) if type(v) is str or type(v) is list else impl(v)
+
+                return size
             return lambda a: impl(x(a))
         if len(all_args) == 2:
             x, y = all_args

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -361,7 +361,9 @@ def comprehension(kind: str, var: str, rng: Fn, body: Fn, flt: Fn | None, var2: 
         return _two_variables(kind, var, var2, rng, body, flt)
 
     def run(a: Mapping[str, Any]) -> Any:
-        items = _items(rng(a))
+        container = rng(a)
+        # A list is walked as it is (CEL values are never changed), a map by its keys.
+        items = container if type(container) is list or type(container) is tuple else _items(container)
         spend(a[BUDGET], len(items) + 1)
         scope = dict(a)
         if kind in ("all", "exists"):
@@ -471,7 +473,7 @@ def _truth(v: Any) -> bool:
     return v
 
 
-def _quantifier(exists: bool, var: str, items: list[Any], scope: dict[str, Any], body: Fn) -> bool:
+def _quantifier(exists: bool, var: str, items: Sequence[Any], scope: dict[str, Any], body: Fn) -> bool:
     error: CelEvalError | None = None
     for item in items:
         scope[var] = item
