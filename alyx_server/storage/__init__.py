@@ -43,7 +43,5 @@ def open_storage(settings: Settings) -> Storage:
     config = settings.storage
     if config.backend == "s3":
         s3 = config.s3
-        return S3Storage(
-            S3Options(s3.bucket, s3.endpoint or None, s3.region, s3.path_style, s3.prefix)
-        )
+        return S3Storage(S3Options(s3.bucket, s3.endpoint or None, s3.region, s3.path_style, s3.prefix))
     return LocalStorage(config.path)
