@@ -41,7 +41,7 @@ from alyx_server.rules.compile_py import (
     compile_node,
 )
 from alyx_server.rules.compile_sql import NotSQL, SqlEnv, compile_bool, free_names, uses_doc
-from alyx_server.rules.lookups import check_lookups
+from alyx_server.rules.lookups import check_lookups, expand_references
 from alyx_server.rules.policy import RequestInfo
 from alyx_server.rules.syntax import And, Ident, Lit, Node, Op, Select
 from alyx_server.rules.values import CelEvalError, from_json
@@ -98,6 +98,9 @@ class CompiledRule:
         label: str,
         lookup_depth: int | None = None,
     ) -> None:
+        if env.tables is not None:
+            # `doc.team_id.owner_id` through a `references` field: get('teams', doc.team_id).owner_id
+            node = expand_references(node, collection, env.tables)
         self.text = text
         self.node = node
         self.collection = collection

@@ -37,6 +37,7 @@ moves to a reader thread like any other row check (`Database.read_small`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -49,6 +50,7 @@ from alyx_server.rules.syntax import (
     Call,
     CelCompileError,
     Comprehension,
+    Ident,
     Lit,
     MapLit,
     Node,
@@ -66,6 +68,7 @@ __all__ = [
     "READER",
     "Reader",
     "check_lookups",
+    "expand_references",
     "has_lookup",
     "indexed_fields",
     "is_lookup",
@@ -275,6 +278,114 @@ def _field(c: Collection, name: str) -> Field:
     if found is None:
         raise CelEvalError(f"no field {name} in {c.name}")
     return found
+
+
+# -- the references shorthand -----------------------------------------------------------
+def expand_references(node: Node, collection: Collection, tables: Mapping[str, Collection]) -> Node:
+    """`doc.team_id.owner_id`, where `team_id` is a `references: teams.id` field, as
+    `get('teams', doc.team_id).owner_id`; chains follow the referenced collections'
+    reference fields (`doc.project_id.team_id.owner_id`). Only fields with `references`
+    (to the primary key) are followed: a json field keeps selecting into its value."""
+    return _References(collection, tables).walk(node, frozenset())
+
+
+class _References:
+    def __init__(self, collection: Collection, tables: Mapping[str, Collection]) -> None:
+        self.collection = collection
+        self.tables = tables
+        # id(rewritten `get(c, id).f`) -> the path the rule wrote (`doc.project_id.team_id`).
+        self.written: dict[int, tuple[Node, str]] = {}
+
+    def walk(self, node: Node, scope: frozenset[str]) -> Node:
+        if isinstance(node, Select):
+            operand = self.walk(node.operand, scope)
+            target = self.referenced(operand, scope)
+            if target is None:
+                return node if operand is node.operand else dataclasses.replace(node, operand=operand)
+            return self.follow(node, operand, target)
+        if isinstance(node, Comprehension):
+            inner = scope | node.variables
+            return dataclasses.replace(
+                node,
+                range=self.walk(node.range, scope),
+                body=self.walk(node.body, inner),
+                filter=None if node.filter is None else self.walk(node.filter, inner),
+            )
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            mapped = self.map(value, scope)
+            if mapped is not value:
+                changes[f.name] = mapped
+        return dataclasses.replace(node, **changes) if changes else node
+
+    def map(self, value: Any, scope: frozenset[str]) -> Any:
+        if isinstance(value, Node):
+            return self.walk(value, scope)
+        if isinstance(value, tuple):
+            mapped = tuple(self.map(v, scope) for v in value)
+            return value if all(a is b for a, b in zip(mapped, value, strict=True)) else mapped
+        return value
+
+    def referenced(self, node: Node, scope: frozenset[str]) -> tuple[Collection, str, str] | None:
+        """(referenced collection, field, how it was written) when `node` reads a reference
+        field: `doc.f` of the rule's collection, or `get(c, id).f` of collection c."""
+        if not isinstance(node, Select) or node.test_only or node.optional:
+            return None
+        op = node.operand
+        if isinstance(op, Ident) and op.name == "doc" and (op.root or "doc" not in scope):
+            owner, written = self.collection, f"doc.{node.field}"
+        elif is_lookup(op) and isinstance(op, Call) and op.function == "get":
+            first = op.args[0] if op.args else None
+            if not (isinstance(first, Lit) and isinstance(first.value, str)):
+                return None
+            found = self.tables.get(first.value)
+            if found is None:
+                return None
+            known = self.written.get(id(node))
+            written = known[1] if known is not None and known[0] is node else f"get(...).{node.field}"
+            owner = found
+        else:
+            return None
+        field = owner.field(node.field)
+        if field is None or field.references is None:
+            return None
+        ref = field.references
+        target = self.tables.get(ref.collection)
+        if target is None:
+            return None
+        if ref.field != target.primary.name:
+            raise CelCompileError(
+                f"{written} references {ref.collection}.{ref.field}, not the primary key of "
+                f"{ref.collection}, so {written}.<field> cannot read the referenced document; "
+                f"write exists({ref.collection!r}, {{{ref.field!r}: {written}, ...}}) instead",
+                node.line,
+                node.column,
+            )
+        return target, node.field, written
+
+    def follow(self, node: Select, operand: Node, found: tuple[Collection, str, str]) -> Node:
+        target, via, written = found
+        if node.test_only:
+            raise CelCompileError(
+                f"has() cannot test a field through the reference {written}: a referenced "
+                f"document is read one field at a time (test {written} != null instead)",
+                node.line,
+                node.column,
+            )
+        visible = [f.name for f in target.fields if not f.internal]
+        if node.field not in visible:
+            raise CelCompileError(
+                f"unknown field {node.field!r} in {written}.{node.field} ({via} references "
+                f"{target.name}); fields of {target.name} are: {', '.join(visible)}",
+                node.line,
+                node.column,
+            )
+        name = Lit(node.line, node.column, target.name)
+        lookup = Call(node.line, node.column, "get", None, (name, operand))
+        out = dataclasses.replace(node, operand=lookup)
+        self.written[id(out)] = (out, f"{written}.{node.field}")
+        return out
 
 
 # -- point reads (the closure path) ------------------------------------------------------

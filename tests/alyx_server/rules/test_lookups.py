@@ -72,6 +72,16 @@ collections:
       read:   "MEMBER_OR_OWNER"
       update: "MEMBER_OR_OWNER"
       delete: "get('teams', doc.team_id).owner_id == auth.id"
+  tasks:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, references: teams.id, index: true }
+      title:   { type: string }
+    rules:
+      create: "MEMBER_OR_OWNER_SHORT"
+      read:   "MEMBER_OR_OWNER_SHORT"
+      update: "MEMBER_OR_OWNER_SHORT"
+      delete: "doc.team_id.owner_id == auth.id"
   guesses:
     fields:
       id:      { type: string, primary: true }
@@ -86,6 +96,10 @@ collections:
     rules:
       read: "auth != null && get('teams', doc.team_id).owner_id.trim() == auth.id"
 """.replace(
+    # `tasks` is `projects` with team_id a reference, so `doc.team_id.owner_id` reads the team.
+    "MEMBER_OR_OWNER_SHORT",
+    "exists('members', {'team_id': doc.team_id, 'user_id': auth.id}) || doc.team_id.owner_id == auth.id",
+).replace(
     "MEMBER_OR_OWNER",
     "exists('members', {'team_id': doc.team_id, 'user_id': auth.id})"
     " || get('teams', doc.team_id).owner_id == auth.id",
@@ -137,7 +151,9 @@ async def _world(tmp_path: Path, aiohttp_client: ClientFactory) -> World:
         body = {"id": f"m-{who}", "team_id": "t1", "user_id": w.ids[who]}
         await w.ok("owner", "POST", "/api/collections/members", body)
     await w.ok("owner", "DELETE", "/api/collections/members/m-removed")
-    await w.ok("owner", "POST", "/api/collections/projects", {"id": "p1", "team_id": "t1", "title": "a"})
+    for collection in ("projects", "tasks"):
+        body = {"id": "p1", "team_id": "t1", "title": "a"}
+        await w.ok("owner", "POST", f"/api/collections/{collection}", body)
     return w
 
 
@@ -153,11 +169,19 @@ MATRIX = {
 }  # fmt: skip
 
 
+# projects: get('teams', doc.team_id).owner_id; tasks: the same through the reference,
+# doc.team_id.owner_id.
+COLLECTIONS = ("projects", "tasks")
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
 @pytest.mark.parametrize("actor", ACTORS)
-async def test_matrix_over_rest(tmp_path: Path, aiohttp_client: ClientFactory, actor: str) -> None:
+async def test_matrix_over_rest(
+    tmp_path: Path, aiohttp_client: ClientFactory, actor: str, collection: str
+) -> None:
     w = await _world(tmp_path, aiohttp_client)
     get, count, create, update, delete = MATRIX[actor]
-    base = "/api/collections/projects"
+    base = f"/api/collections/{collection}"
     assert (await w.call(actor, "GET", f"{base}/p1"))[0] == get
     status, listed = await w.call(actor, "GET", base)
     assert status == 200 and len(listed["docs"]) == count
@@ -166,15 +190,18 @@ async def test_matrix_over_rest(tmp_path: Path, aiohttp_client: ClientFactory, a
     assert (await w.call(actor, "DELETE", f"{base}/p1"))[0] == delete
 
 
+@pytest.mark.parametrize("collection", COLLECTIONS)
 @pytest.mark.parametrize("actor", ACTORS)
-async def test_matrix_over_batch(tmp_path: Path, aiohttp_client: ClientFactory, actor: str) -> None:
+async def test_matrix_over_batch(
+    tmp_path: Path, aiohttp_client: ClientFactory, actor: str, collection: str
+) -> None:
     w = await _world(tmp_path, aiohttp_client)
     get, _count, create, update, delete = MATRIX[actor]
     ops = [
-        {"method": "GET", "collection": "projects", "id": "p1"},
-        {"method": "POST", "collection": "projects", "body": {"id": "p2", "team_id": "t1", "title": "b"}},
-        {"method": "PATCH", "collection": "projects", "id": "p1", "body": {"title": "c"}},
-        {"method": "DELETE", "collection": "projects", "id": "p1"},
+        {"method": "GET", "collection": collection, "id": "p1"},
+        {"method": "POST", "collection": collection, "body": {"id": "p2", "team_id": "t1", "title": "b"}},
+        {"method": "PATCH", "collection": collection, "id": "p1", "body": {"title": "c"}},
+        {"method": "DELETE", "collection": collection, "id": "p1"},
     ]
     for op, expected in zip(ops, (get, create, update, delete), strict=True):
         status, answer = await w.call(actor, "POST", "/api/batch", {"operations": [op]})
@@ -240,10 +267,12 @@ async def test_a_lookup_without_sql_form_is_read_per_row_in_lists(
 
 
 # -- realtime ----------------------------------------------------------------------------
-async def _live(w: World, actor: str, limit: int | None) -> tuple[LiveClient, str]:
+async def _live(
+    w: World, actor: str, limit: int | None, collection: str = "projects"
+) -> tuple[LiveClient, str]:
     token = w.tokens[actor]
     live = await LiveClient.connect(w.client, f"/api/realtime?token={token}")
-    payload: dict[str, Any] = {"collection": "projects"}
+    payload: dict[str, Any] = {"collection": collection}
     if limit is not None:
         payload["limit"] = limit
     snap = await live.subscribe(payload)
@@ -277,9 +306,12 @@ async def test_realtime_follows_membership(
     await live.close()
 
 
-async def test_realtime_follows_a_change_of_owner(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+@pytest.mark.parametrize("collection", COLLECTIONS)
+async def test_realtime_follows_a_change_of_owner(
+    tmp_path: Path, aiohttp_client: ClientFactory, collection: str
+) -> None:
     w = await _world(tmp_path, aiohttp_client)
-    live, sub = await _live(w, "outsider", 10)
+    live, sub = await _live(w, "outsider", 10, collection)
     assert live.views[sub].docs == {}
     await w.ok("owner", "PATCH", "/api/collections/teams/t1", {"owner_id": w.ids["outsider"]})
     await _settle(live)
@@ -404,6 +436,84 @@ def test_cli_commands_check_lookups_with_the_projects_depth(
         assert refused in result.output and "schema.yaml:14:" in result.output, result.output
 
 
+REFS = """\
+version: 1
+collections:
+  teams:
+    fields:
+      id:       { type: string, primary: true }
+      owner_id: { type: string }
+      slug:     { type: string, unique: true }
+      parent_id: { type: string, references: teams.id }
+      hidden:   { type: string, internal: true }
+  projects:
+    fields:
+      id:      { type: string, primary: true }
+      team_id: { type: string, references: teams.id }
+  docs:
+    fields:
+      id:         { type: string, primary: true }
+      project_id: { type: string, references: projects.id }
+      team_slug:  { type: string, references: teams.slug }
+      meta:       { type: json }
+    rules:
+      read: "RULE"
+      update: "OTHER"
+"""
+
+
+def _refs(rule: str, other: str = "true") -> tuple[Any, Any]:
+    text = REFS.replace("RULE", rule.replace('"', '\\"')).replace("OTHER", other.replace('"', '\\"'))
+    rules = compile_schema_rules(parse_schema(text, filename="schema.yaml"), lookup_depth=2)
+    return rules.get("docs", "read"), rules.get("docs", "update")
+
+
+@pytest.mark.parametrize(
+    ("short", "long"),
+    [
+        ("doc.project_id.team_id == auth.id", "get('projects', doc.project_id).team_id == auth.id"),
+        (
+            "doc.project_id.team_id.owner_id == auth.id",
+            "get('teams', get('projects', doc.project_id).team_id).owner_id == auth.id",
+        ),
+        (
+            "doc.project_id.team_id.owner_id.startsWith('u') && doc.meta.team_id == 'x'",
+            "get('teams', get('projects', doc.project_id).team_id).owner_id.startsWith('u')"
+            " && doc.meta.team_id == 'x'",
+        ),
+    ],
+)
+def test_the_reference_shorthand_is_a_get(short: str, long: str) -> None:
+    """`doc.f.g` through a `references` field is `get(c, doc.f).g`: the same lookups and
+    the same SQL; a json field (`doc.meta.team_id`) still selects into its value."""
+    a, b = _refs(short, long)
+    assert a is not None and b is not None
+    assert a.lookups == b.lookups and a.lookups
+    auth = {"id": "u1", "role": "user"}
+    assert a.to_predicate(auth, None) == b.to_predicate(auth, None)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            "doc.project_id.nope == ''",
+            "unknown field 'nope' in doc.project_id.nope (project_id references projects)",
+        ),
+        ("doc.project_id.team_id.hidden == ''", "unknown field 'hidden' in doc.project_id.team_id.hidden"),
+        ("has(doc.project_id.team_id)", "has() cannot test a field through the reference doc.project_id"),
+        ("doc.team_slug.owner_id == ''", "references teams.slug, not the primary key"),
+        ("doc.project_id.team_id.parent_id.owner_id == ''", "rules.lookup_depth allows 2"),
+        ("[1].all(x, doc.project_id.team_id == '')", "inside a macro"),
+    ],
+)
+def test_bad_reference_shorthands_are_refused_at_load(rule: str, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        _refs(rule)
+    text = str(caught.value)
+    assert message in text and "schema.yaml:21:" in text, text
+
+
 # -- differential: SQL == closure --------------------------------------------------------
 DIFF_SCHEMA = """\
 version: 1
@@ -411,7 +521,7 @@ collections:
   teams:
     fields:
       id:       { type: string, primary: true }
-      owner_id: { type: string, nullable: true, index: true }
+      owner_id: { type: string, nullable: true, index: true, references: teams.id }
       size:     { type: int }
   members:
     fields:
@@ -422,7 +532,7 @@ collections:
   projects:
     fields:
       id:      { type: string, primary: true }
-      team_id: { type: string, nullable: true }
+      team_id: { type: string, nullable: true, references: teams.id }
       n:       { type: int }
 """
 USERS = ["u1", "u2", "u3"]
@@ -445,6 +555,8 @@ _atoms = st.sampled_from(
         "get('teams', doc.team_id).size in [1, 2]",
         "get('teams', get('teams', doc.team_id).owner_id).size == 0",
         "get('teams', 't1').owner_id == auth.id",
+        "doc.team_id.owner_id == auth.id",
+        "doc.team_id.owner_id.size == doc.n",
         "doc.n > 1",
         "auth.id == 'u1'",
         *CLOSURE_ONLY,
