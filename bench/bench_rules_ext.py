@@ -5,7 +5,7 @@ only in Alyx's closures (cel-python 0.5.0 has none of them), so this prints Alyx
 per rule against the target of 200,000 evaluations per second, one process. Each rule is
 measured `--runs` times (best and median); the plain rules of bench_rules.py are measured
 in the same run as a reference for how busy the machine is.
-Run: `.venv/bin/python -m bench.bench_rules_ext [--runs 5]`.
+Run: `.venv/bin/python bench/bench_rules_ext.py [--runs 5]`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ import argparse
 import functools
 import platform
 import statistics
+import sys
+from pathlib import Path
 
 from alyx_server.rules.load import compile_rule
-from bench.bench_rules import AUTH, DOC, REQUEST, SCHEMA, rate
-from bench.bench_rules import RULES as REFERENCE_RULES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_rules import AUTH, DOC, REQUEST, SCHEMA, rate
+from bench_rules import RULES as REFERENCE_RULES
 
 TARGET = 200_000
 RULES = {
