@@ -4,7 +4,9 @@
     exists('members', {'team_id': doc.team_id, 'user_id': auth.id})
 
 A rule may read other collections of the schema, by primary key (`get`, always followed
-by one `.field`) or by equality on fields (`exists`). Checked when the schema loads
+by one `.field`) or by equality on fields (`exists`). Past a `references` field a
+selection reads the referenced doc: `doc.team_id.owner_id` is rewritten at load to
+`get('teams', doc.team_id).owner_id` (`expand_references`). Checked when the schema loads
 (`check_lookups`), with the location of the offending call in the error:
 
     the collection      a collection of the schema, written as a string literal
