@@ -1,8 +1,9 @@
 """Schemathesis against the live `/api/openapi.json`: every operation, three callers.
 
-`alyx dev` runs as a real process on a free loopback port (tests/servers.py), serving a project whose
-schema has every field type (file fields with multipart bodies included), references (to a collection and to `_alyx_users.id`), an
-enum, nullable fields, validation options (a pattern, email and url formats), a unique
+`alyx dev` runs as a real process on a free loopback port (tests/servers.py), serving a
+project whose schema has every field type (file fields with multipart bodies included),
+references (to a collection and to `_alyx_users.id`), an enum, nullable fields, validation
+options (a pattern, email and url formats), a unique
 field, an internal field, an integer primary key and `"true"` rules on every collection.
 
 The real `schemathesis run` command (Schemathesis 4) runs against it three times: as an
