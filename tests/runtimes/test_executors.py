@@ -93,7 +93,8 @@ def test_answers_each_request_with_output_and_logs(
     file = tmp_path / name
     file.write_text(source)
     ready, first, second = exchange(runtime, file, [request("r1", {"n": 21}), request("r2", {"n": 1})])
-    assert ready == {"type": "ready"}
+    # No internal API url on the command line: no warm-up ping, so not warm.
+    assert ready == {"type": "ready", "warm": False}
     assert first["request_id"] == "r1" and first["success"] is True
     assert first["output"] == {"double": 42, "env": {"A": "b"}, "auth": {"id": "u1"}}
     assert [(line["level"], line["message"]) for line in first["logs"]] == [
