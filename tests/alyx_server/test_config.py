@@ -113,7 +113,8 @@ def test_the_registry_holds_every_key_of_the_spec() -> None:
     auth.password.require_number auth.password.require_special auth.rate_limit.login
     auth.rate_limit.register auth.rate_limit.reset auth.allow_registration
     auth.require_verification auth.smtp.host auth.smtp.port auth.smtp.username
-    auth.smtp.password auth.smtp.from functions.path functions.timeout functions.memory
+    auth.smtp.password auth.smtp.from auth.oauth.public_url auth.oauth.allowed_redirects
+    auth.oauth.unverified_email auth.oauth.timeout functions.path functions.timeout functions.memory
     functions.backend functions.pool.min_warm functions.pool.max_instances
     functions.pool.idle_timeout functions.pool.max_queue rules.eval_budget rules.lookup_depth
     realtime.poll_interval
