@@ -278,6 +278,32 @@ class _Compiler:
 
             return optional_select
 
+        env = self.env
+        if (
+            isinstance(op, Ident)
+            and (op.root or op.name not in scope)
+            and env.variables is not None
+            and op.name in env.variables
+            and not (op.name == "doc" and env.doc_fields is not None)
+        ):
+            # `auth.id`, `request.body`: the variable read here, not by one more closure
+            # (which still answers when the activation lacks it).
+            var = op.name
+
+            def select_variable(a: Activation) -> Any:
+                try:
+                    v = a[var]
+                except KeyError:
+                    v = operand(a)
+                if type(v) is dict:
+                    try:
+                        return v[name]
+                    except KeyError:
+                        raise CelEvalError(f"no such key: {name!r}") from None
+                return cel_select(v, name)
+
+            return select_variable
+
         def select(a: Activation) -> Any:
             v = operand(a)
             if type(v) is dict:
@@ -427,10 +453,8 @@ class _Compiler:
         if special is not None:
             return special
         op = node.op
-        if op == "==":
-            return lambda a: cel_eq(left(a), right(a))
-        if op == "!=":
-            return lambda a: not cel_eq(left(a), right(a))
+        if op == "==" or op == "!=":
+            return _equality(op == "==", left, right)
         if op in ("<", "<=", ">", ">="):
             return lambda a: cel_compare(op, left(a), right(a))
         if op == "in":
@@ -651,6 +675,29 @@ def _specialised(node: Op, left: Fn) -> Fn | None:
             options = frozenset(items)
             return lambda a: type(v := left(a)) is str and v in options
     return None
+
+
+def _equality(equal: bool, left: Fn, right: Fn) -> Fn:
+    """`x == y`, `x != y`: two strings or two ints compare directly, the rest as CEL says."""
+    if equal:
+
+        def eq(a: Activation) -> Any:
+            x, y = left(a), right(a)
+            t = type(x)
+            if t is type(y) and (t is str or t is int):
+                return x == y
+            return cel_eq(x, y)
+
+        return eq
+
+    def ne(a: Activation) -> Any:
+        x, y = left(a), right(a)
+        t = type(x)
+        if t is type(y) and (t is str or t is int):
+            return x != y
+        return not cel_eq(x, y)
+
+    return ne
 
 
 def _int_literal(op: str, left: Fn, c: int) -> Fn | None:
