@@ -86,7 +86,20 @@ def jpeg(width: int = 4000, height: int = 3000) -> bytes:
     return out.getvalue()
 
 
-def start_alyx() -> Side:
+def start_alyx(command: str, attempts: int = 3) -> Side:
+    """`alyx <command>` (serve, or dev) on a fresh project; a start that fails is retried
+    (printed), so a race at start-up shows in the output instead of ending the run."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_alyx(command)
+        except RuntimeError as e:
+            if attempt == attempts:
+                raise
+            print(f"alyx {command} did not start (attempt {attempt}): {str(e).splitlines()[-1]}", flush=True)
+    raise AssertionError("unreachable")
+
+
+def _start_alyx(command: str) -> Side:
     project = fresh_dir(WORK / "alyx-files")
     port = free_port()
     (project / "alyx.yaml").write_text(
@@ -94,7 +107,7 @@ def start_alyx() -> Side:
     )
     (project / "schema.yaml").write_text(ALYX_SCHEMA, encoding="utf-8")
     base = f"http://{LOOPBACK}:{port}"
-    server = spawn("Alyx", [str(alyx_executable()), "serve"], project, project / "serve.log", base,
+    server = spawn("Alyx", [str(alyx_executable()), command], project, project / f"{command}.log", base,
                    ALYX_AUTH_JWT_SECRET=JWT_SECRET)  # fmt: skip
     asyncio.run(wait_ready(server, "/health/ready"))
 
@@ -230,10 +243,18 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=300, help="100 KB files uploaded and downloaded")
     parser.add_argument("--large", type=int, default=20, help="10 MB files uploaded and downloaded")
     parser.add_argument("--big-mb", type=int, default=1024, help="size of the one big upload, in MiB")
+    parser.add_argument(
+        "--alyx-command",
+        choices=["serve", "dev"],
+        default="serve",
+        help="how Alyx runs (serve, the production server, by default)",
+    )
     args = parser.parse_args()
     image = jpeg()
-    print(f"4000x3000 JPEG: {len(image) / 1e6:.1f} MB", flush=True)
-    results = {side.name: run_side(side, args, image) for side in (start_alyx(), start_pocketbase())}
+    print(f"4000x3000 JPEG: {len(image) / 1e6:.1f} MB; Alyx runs as alyx {args.alyx_command}", flush=True)
+    results = {
+        side.name: run_side(side, args, image) for side in (start_alyx(args.alyx_command), start_pocketbase())
+    }
     names = list(results)
     print(f"\n| measure | {' | '.join(names)} |\n|---|{'---|' * len(names)}")
     rows = [
