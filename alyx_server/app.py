@@ -402,13 +402,26 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     app[jobs_api.JOBS].queue = queue
     app[webhooks_api.WEBHOOKS].service = webhooks
-    queue.start()
-    webhooks.start()
+
+    async def start() -> None:
+        # `serve` applies the startup migrations in the background: the runners start
+        # once the database is ready (the queue's and webhooks' tables exist).
+        if await rt.wait_ready():
+            queue.start()
+            webhooks.start()
+
+    starting = asyncio.get_running_loop().create_task(start(), name="alyx-jobs-start")
+    if rt.phase == "ready":
+        await starting
     try:
         yield
     finally:
         app[jobs_api.JOBS].queue = None
         app[webhooks_api.WEBHOOKS].service = None
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         await webhooks.close()
         await queue.close()
 
