@@ -29,6 +29,7 @@ from alyx_server.api.runtime import RUNTIME
 from alyx_server.auth import admin_users as admin
 from alyx_server.auth.account import account_user
 from alyx_server.auth.oauth import FLOW_TTL, OAuthService
+from alyx_server.errors import ValidationError
 
 __all__ = ["OAUTH", "add_routes", "oauth_context"]
 
@@ -79,7 +80,14 @@ async def start(request: web.Request) -> web.StreamResponse:
 async def callback(request: web.Request) -> web.StreamResponse:
     params = {k: v for k, v in request.query.items()}
     if request.method == "POST":
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, AssertionError) as e:  # aiohttp's parsers' words for a bad form
+            raise ValidationError(
+                f"the callback's form body is malformed ({e}); the provider should post "
+                "application/x-www-form-urlencoded",
+                code="INVALID_MULTIPART",
+            ) from e
         params |= {k: v for k, v in form.items() if isinstance(v, str)}
     target = await _service(request).callback(
         request.match_info["provider"],

@@ -470,3 +470,15 @@ async def test_alyx_admin_lists_and_unlinks_identities(oauth_app: AppFactory, tm
     )
     assert refused.exit_code == 1
     assert "this is the account's last way to sign in" in refused.output
+
+
+async def test_a_malformed_callback_form_is_a_400(oauth_app: AppFactory) -> None:
+    client = await oauth_app()
+    response = await client.post(
+        "/api/auth/oauth/test/callback",
+        data=b"--x\r\nnot a part",
+        headers={"Content-Type": "multipart/form-data"},  # no boundary
+        allow_redirects=False,
+    )
+    body = await response.json()
+    assert (response.status, body["code"]) == (400, "INVALID_MULTIPART"), body
