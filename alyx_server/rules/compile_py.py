@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import math
-import operator
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -717,21 +716,35 @@ def _int_literal(op: str, left: Fn, c: int) -> Fn | None:
             return v != c if type(v) is int else not cel_eq(v, c)
 
         return ne
-    compare = _INT_COMPARE.get(op)
-    if compare is None:
-        return None
-    fast = compare
+    if op == "<":
 
-    def ordered(a: Activation) -> Any:
-        v = left(a)
-        return fast(v, c) if type(v) is int else cel_compare(op, v, c)
+        def lt(a: Activation) -> Any:
+            v = left(a)
+            return v < c if type(v) is int else cel_compare(op, v, c)
 
-    return ordered
+        return lt
+    if op == "<=":
 
+        def le(a: Activation) -> Any:
+            v = left(a)
+            return v <= c if type(v) is int else cel_compare(op, v, c)
 
-_INT_COMPARE: Mapping[str, Callable[[int, int], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}  # fmt: skip
+        return le
+    if op == ">":
+
+        def gt(a: Activation) -> Any:
+            v = left(a)
+            return v > c if type(v) is int else cel_compare(op, v, c)
+
+        return gt
+    if op == ">=":
+
+        def ge(a: Activation) -> Any:
+            v = left(a)
+            return v >= c if type(v) is int else cel_compare(op, v, c)
+
+        return ge
+    return None
 
 
 def _dotted(node: Node) -> list[str] | None:
