@@ -13,7 +13,10 @@ once for every language, what each field means to a client:
 - references to `_alyx_users.id` expand to the `User` type, other references to the
   referenced collection's doc type;
 - file fields are file metadata (one, or a list when `maxFiles` > 1) in the stored doc and
-  only null in create and update input: files are sent by the `upload` helper.
+  only null in create and update input: files are sent by the `upload` helper;
+- a function that is a job (manifest `job:`) with a rule clients can pass gets a typed
+  `enqueue` (`client.jobs.<name>.enqueue`) whose payload is its input; a job without a
+  rule (admins only) or with `rule: "false"` gets none.
 
 Collections and functions come out sorted by name, fields in schema order, so the output
 never depends on dictionary or file-system order.
@@ -45,7 +48,8 @@ __all__ = [
 RESERVED_TYPE_NAMES = frozenset({
     "Alyx", "AlyxError", "AuthResponse", "Batch", "BatchOperation", "BatchResult", "Client",
     "Collection", "Error", "FileInput", "FileMetadata", "FileToken", "Filter", "FunctionError",
-    "Functions", "ListResult", "Options",
+    "Functions", "ListResult", "Options", "Jobs", "AsyncJobs", "Enqueued", "EnqueueOptions",
+    "Enqueuer", "AsyncEnqueuer",
     "Query", "Realtime", "Subscription", "Tokens", "User", "Account",
 })  # fmt: skip
 
@@ -89,11 +93,15 @@ class CollectionSpec:
     name: str
     type_name: str
     fields: tuple[FieldSpec, ...]
+    taken: frozenset[str] = frozenset()
+    """Client members this project's client has beyond RESERVED_ACCESSORS (`jobs`, when
+    some job can be queued by clients)."""
 
     @property
     def accessor(self) -> str:
         """The client member that reaches the collection (`client.posts`)."""
-        return self.name + "_collection" if self.name in RESERVED_ACCESSORS else self.name
+        clash = self.name in RESERVED_ACCESSORS or self.name in self.taken
+        return self.name + "_collection" if clash else self.name
 
     @property
     def primary(self) -> FieldSpec:
@@ -120,6 +128,8 @@ class FunctionSpec:
     type_name: str
     input: tuple[FieldSpec, ...]
     output: tuple[FieldSpec, ...]
+    enqueue: bool = False
+    """A job (manifest `job:`) that clients may queue: it has a rule, and not `false`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,11 @@ class CodegenModel:
 
     def collection(self, name: str) -> CollectionSpec:
         return next(c for c in self.collections if c.name == name)
+
+    @property
+    def jobs(self) -> tuple[FunctionSpec, ...]:
+        """The jobs clients may queue (`client.jobs`); none: the clients have no `jobs`."""
+        return tuple(fn for fn in self.functions if fn.enqueue)
 
 
 def pascal(name: str) -> str:
@@ -186,15 +201,26 @@ def _function_fields(field_set: Any) -> tuple[FieldSpec, ...]:
     return tuple(_field(f, in_collection=False) for f in field_set.fields)
 
 
+def client_enqueues(spec: Any) -> bool:
+    """True when clients may queue the function as a job: a `job:` section and a rule
+    that is not `false` (without a rule only admins may, so clients get no `enqueue`)."""
+    rule = getattr(spec, "rule", None)
+    return getattr(spec, "job", None) is not None and rule is not None and rule.strip() != "false"
+
+
 def _functions_hash(functions: Mapping[str, Any]) -> str:
-    """sha256 of the functions' names, inputs and outputs: what the clients depend on."""
-    declared = {
+    """sha256 of the functions' names, inputs and outputs, and which are jobs clients may
+    queue: what the clients depend on."""
+    declared: dict[str, dict[str, Any]] = {
         name: {
             "input": spec.input.to_dict() if spec.input is not None else None,
             "output": spec.output.to_dict() if spec.output is not None else None,
         }
         for name, spec in sorted(functions.items())
     }
+    for name, spec in functions.items():
+        if client_enqueues(spec):
+            declared[name]["enqueue"] = True  # only then, so other projects' hashes stay
     text = json.dumps(declared, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -204,21 +230,24 @@ def build_model(schema: Schema, functions: Mapping[str, Any] | None = None) -> C
     functions = functions or {}
     collections = sorted(schema.collections, key=lambda c: c.name)
     type_names = _type_names(c.name for c in collections)
-    specs = tuple(
-        CollectionSpec(
-            name=c.name,
-            type_name=type_names[c.name],
-            fields=tuple(_field(f, in_collection=True) for f in c.fields if not f.internal),
-        )
-        for c in collections
-    )
     function_specs = tuple(
         FunctionSpec(
             name=name,
             type_name=pascal(name),
             input=_function_fields(spec.input),
             output=_function_fields(spec.output),
+            enqueue=client_enqueues(spec),
         )
         for name, spec in sorted(functions.items())
+    )
+    taken = frozenset({"jobs"}) if any(fn.enqueue for fn in function_specs) else frozenset()
+    specs = tuple(
+        CollectionSpec(
+            name=c.name,
+            type_name=type_names[c.name],
+            fields=tuple(_field(f, in_collection=True) for f in c.fields if not f.internal),
+            taken=taken,
+        )
+        for c in collections
     )
     return CodegenModel(specs, function_specs, schema.checksum(), _functions_hash(functions))

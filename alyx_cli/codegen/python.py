@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Any
 
 from alyx_cli.codegen.language import Language
@@ -57,6 +58,11 @@ def identifier(name: str) -> str:
     return ident + "_" if keyword.iskeyword(ident) else ident
 
 
+def snake(name: str) -> str:
+    """A snake_case Python identifier (`sendWelcome` -> `send_welcome`), as `client.jobs` spells jobs."""
+    return identifier(re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower())
+
+
 def needs_functional(fields: tuple[FieldSpec, ...]) -> bool:
     """True when a TypedDict must use the functional syntax (a key is a Python keyword)."""
     return any(keyword.iskeyword(f.name) for f in fields)
@@ -73,6 +79,7 @@ PYTHON = Language(
         "py_value": value_type,
         "py_literal": literal,
         "py_ident": identifier,
+        "py_snake": snake,
         "py_functional": needs_functional,
     },
 )

@@ -1,7 +1,8 @@
 """`POST /api/jobs/{name}` and the admin routes of the job queue.
 
     POST /api/jobs/{name}   {"payload": {...}, "delay": 30, "dedupe_key": "k"}
-        -> 202 {id, created}   created false: a queued or running job holds dedupe_key
+        -> 202 {id, created, state}   created false: a queued or running job held
+                                      dedupe_key (that job, state queued or running)
         404 JOB_NOT_FOUND      no such function, or its manifest has no job: section
         403 FORBIDDEN          the function's rule refuses the caller (no rule: admins only)
         400 VALIDATION_ERROR   the payload does not fit the manifest's input

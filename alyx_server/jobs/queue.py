@@ -1,6 +1,6 @@
 """`JobQueue`: enqueue jobs and run the due ones, in every server process.
 
-    enqueue(name, payload, delay=0, dedupe_key=None) -> EnqueueResult(id, created)
+    enqueue(name, payload, delay=0, dedupe_key=None) -> EnqueueResult(id, created, state)
         404 JOB_NOT_FOUND     no job of that name (a function without `job:` is not one)
         400 VALIDATION_ERROR  a payload that is not a JSON object, a negative delay
     start() / close()         the runner task of this process
@@ -40,6 +40,7 @@ from alyx_server.jobs.store import (
     complete_job,
     enqueue_job,
     fail_job,
+    job_state,
     next_due,
 )
 from alyx_server.tools.durations import parse_duration
@@ -74,11 +75,15 @@ class JobKind:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueResult:
+    """The queued job: `created` false when a queued or running job of the same name held
+    the dedupe key (that job comes back, with its `state`: queued or running)."""
+
     id: str
     created: bool
+    state: str = "queued"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "created": self.created}
+        return {"id": self.id, "created": self.created, "state": self.state}
 
 
 class JobQueue:
@@ -149,15 +154,18 @@ class JobQueue:
             raise ValidationError(f"dedupe_key must be a string of 1 to {MAX_DEDUPE_KEY} characters")
         now, attempts = self.now(), kind.options.max_attempts
 
-        def write(conn: sqlite3.Connection) -> tuple[str, bool]:
-            return enqueue_job(
+        def write(conn: sqlite3.Connection) -> EnqueueResult:
+            job_id, created = enqueue_job(
                 conn, name, payload, now=now, delay=float(delay), max_attempts=attempts, dedupe_key=dedupe_key
             )
+            if created:
+                return EnqueueResult(job_id, True)
+            return EnqueueResult(job_id, False, job_state(conn, job_id))
 
-        job_id, created = await self._database().write(write)
-        if created and delay == 0:
+        result = await self._database().write(write)
+        if result.created and delay == 0:
             self.wake()
-        return EnqueueResult(job_id, created)
+        return result
 
     # -- runner ----------------------------------------------------------------------------
     def start(self) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "enqueue_job",
     "fail_job",
     "get_job",
+    "job_state",
     "list_jobs",
     "next_due",
     "purge_jobs",
@@ -146,6 +147,12 @@ def enqueue_job(
         (job_id, name, orjson.dumps(payload).decode(), max_attempts, now + delay, dedupe_key, now, now),
     )
     return job_id, True
+
+
+def job_state(conn: sqlite3.Connection, job_id: str) -> str:
+    """The state of one job (queued, running, done or dead); `dead` if it is gone."""
+    row = conn.execute(f"SELECT state FROM {JOBS_TABLE} WHERE id = ?", (job_id,)).fetchone()
+    return str(row[0]) if row is not None else "dead"
 
 
 def claim_jobs(
