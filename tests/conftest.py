@@ -84,6 +84,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/codegen/test_live_python.py": ("slow",),
     "alyx_cli/codegen/test_live_files.py": ("slow",),
     "alyx_cli/codegen/test_live_oauth.py": ("slow",),
+    "alyx_cli/codegen/test_live_jobs.py": ("slow",),
     # Terminal dashboards driven through Textual's pilot against a live server.
     "alyx_cli/tui/test_dashboard.py": ("slow",),
     "alyx_cli/tui/test_dashboard_screen.py": ("slow",),
