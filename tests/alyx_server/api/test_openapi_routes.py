@@ -14,8 +14,9 @@ from alyx_server.schema.model import FieldType
 
 def _routes(app: web.Application) -> set[tuple[str, str]]:
     """(method, path) of every API route, `{collection}` spelled out for each collection
-    (for downloads, each collection with file fields). The admin UI's HTML pages under
-    /_admin/ are not API routes."""
+    (for downloads, each collection with file fields). The admin UI's HTML pages, under
+    admin_ui.path, are not API routes."""
+    admin_ui = app[RUNTIME].settings.admin_ui.path.rstrip("/")
     collections = app[RUNTIME].catalog.schema.collections
     names = [c.name for c in collections]
     with_files = [c.name for c in collections if any(f.type is FieldType.FILE for f in c.fields)]
@@ -24,7 +25,7 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
         if route.method in ("HEAD", "OPTIONS"):
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith("/_admin"):
+        if path == admin_ui or path.startswith(admin_ui + "/"):
             continue
         which = with_files if path.startswith("/api/files/{collection}") else names
         paths = [path.replace("{collection}", n) for n in which] if "{collection}" in path else [path]
