@@ -7,7 +7,8 @@ server applies to it: `format:` and timestamps by the same patterns (schema.form
 tools.timestamps), integers by the 64-bit range, blobs by the base64 alphabet, query
 parameters by the collection's field names, batch operations one schema per method and
 collection, and each operation by its own `security`. File fields, their multipart
-bodies and the file routes are in openapi_files.py.
+bodies and the file routes are in openapi_files.py; jobs and webhooks in
+openapi_automation.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from alyx_server.api.openapi_accounts import (
     errors,
     json_body,
     ref,
+)
+from alyx_server.api.openapi_automation import (
+    AUTOMATION_ERROR_CODES,
+    automation_components,
+    automation_paths,
 )
 from alyx_server.api.openapi_deploy import deploy_components, deploy_paths
 from alyx_server.api.openapi_files import (
@@ -59,6 +65,8 @@ _ERROR_CODES = [
     "OAUTH_UNKNOWN_PROVIDER", "OAUTH_REDIRECT_NOT_ALLOWED", "OAUTH_DENIED", "OAUTH_CHALLENGE_INVALID",
     "OAUTH_INVALID_ID_TOKEN", "OAUTH_NO_EMAIL", "OAUTH_EMAIL_UNVERIFIED", "IDENTITY_IN_USE",
     "IDENTITY_NOT_FOUND", "LAST_SIGN_IN_METHOD",
+    # The job queue and webhooks (api/jobs.py, api/webhooks.py).
+    *AUTOMATION_ERROR_CODES,
 ]  # fmt: skip
 
 
@@ -464,6 +472,8 @@ def openapi_document(
     components.update(account_components())
     paths.update(deploy_paths())
     components.update(deploy_components())
+    paths.update(automation_paths())
+    components.update(automation_components())
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Alyx API", "version": __version__},
