@@ -277,17 +277,10 @@ class _Compiler:
 
             return optional_select
 
-        env = self.env
-        if (
-            isinstance(op, Ident)
-            and (op.root or op.name not in scope)
-            and env.variables is not None
-            and op.name in env.variables
-            and not (op.name == "doc" and env.doc_fields is not None)
-        ):
+        var = self._variable(op, scope)
+        if var is not None:
             # `auth.id`, `request.body`: the variable read here, not by one more closure
             # (which still answers when the activation lacks it).
-            var = op.name
 
             def select_variable(a: Activation) -> Any:
                 try:
@@ -313,6 +306,20 @@ class _Compiler:
             return cel_select(v, name)
 
         return select
+
+    def _variable(self, node: Node, scope: frozenset[str]) -> str | None:
+        """The activation key `node` reads when it is a declared variable (`auth`,
+        `request`), not a loop variable or `doc` (which is converted)."""
+        env = self.env
+        if (
+            isinstance(node, Ident)
+            and (node.root or node.name not in scope)
+            and env.variables is not None
+            and node.name in env.variables
+            and not (node.name == "doc" and env.doc_fields is not None)
+        ):
+            return node.name
+        return None
 
     def _doc_field(self, node: Select) -> Fn:
         fields = self.env.doc_fields
@@ -448,7 +455,7 @@ class _Compiler:
             return lambda a: cel_neg(left(a))
         assert node.right is not None
         right = self.compile(node.right, scope)
-        special = _specialised(node, left)
+        special = self._null_test(node, left, scope) or _specialised(node, left)
         if special is not None:
             return special
         op = node.op
@@ -464,6 +471,24 @@ class _Compiler:
         if op == "+":
             return self._charged_add(left, right)
         return lambda a: arith(left(a), right(a))
+
+    def _null_test(self, node: Op, left: Fn, scope: frozenset[str]) -> Fn | None:
+        """`auth != null`, `auth == null`: the variable read in the test's closure."""
+        var = self._variable(node.left, scope)
+        if var is None or node.op not in ("==", "!=") or not isinstance(node.right, Lit):
+            return None
+        if node.right.value is not None:
+            return None
+        equal = node.op == "=="
+
+        def null_test(a: Activation) -> Any:
+            try:
+                v = a[var]
+            except KeyError:
+                v = left(a)
+            return (v is None) is equal
+
+        return null_test
 
     def _charged_add(self, left: Fn, right: Fn) -> Fn:
         """`+`: `s + s + s ...` copies ever longer values, so a long result is charged."""
