@@ -35,6 +35,8 @@ from alyx_server.tools.yaml_lines import YamlError, compose_yaml
 __all__ = [
     "EVENT_TYPES",
     "SECRET_HINT",
+    "SECRET_PATTERN",
+    "URL_PATTERN",
     "WebhookEvents",
     "WebhookTarget",
     "check_secret",
@@ -71,12 +73,31 @@ class WebhookTarget:
     location: Location | None = None
 
 
+# An http(s) URL with a host name or an IPv4 address, in printable ASCII: what check_url
+# takes, and what the OpenAPI document states (both read it alike: no \s, no \d).
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"  # user:password@
+    r"[A-Za-z0-9._~%!$&'()*+,;=-]+"  # the host
+    r"(?::[0-9]{0,5})?"
+    r"(?:[/?#][!-~]*)?$"
+)
+_URL = re.compile(URL_PATTERN)
+
+
 def check_url(url: str) -> str | None:
     """None when `url` is an http(s) URL with a host; else the problem."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _URL.fullmatch(url) or not urlsplit(url).hostname:
         return f"{url!r} is not an http or https URL (write e.g. https://example.com/hooks/alyx)"
     return None
+
+
+_B64 = "[A-Za-z0-9+/]"
+# whsec_ and the padded base64 of 24 to 64 bytes: what check_secret takes.
+SECRET_PATTERN = (
+    rf"^whsec_(?:(?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)?"
+    rf"|(?:{_B64}{{4}}){{21}}(?:{_B64}{{2}}==)?)$"
+)
 
 
 def check_secret(secret: str) -> str | None:

@@ -120,7 +120,9 @@ def parse_webhook_body(data: Mapping[str, Any]) -> WebhookTarget:
     unknown = sorted(set(data) - {"name", "url", "events", "secret"})
     if unknown:
         raise ValidationError(f"unknown key {unknown[0]!r}; a webhook is {{name, url, events, secret?}}")
-    name, url, secret = data.get("name"), data.get("url"), data.get("secret") or new_secret()
+    name, url, secret = data.get("name"), data.get("url"), data.get("secret")
+    if secret is None:
+        secret = new_secret()
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationError("name must be a lower-case letter, then letters, digits, _ or -")
     if not isinstance(url, str) or (problem := check_url(url)):

@@ -293,3 +293,28 @@ def test_webhook_configuration_errors_name_the_line(tmp_path: Path) -> None:
     assert str(caught.value).startswith(
         "alyx.yaml:8:15: webhooks.targets[0].secret: a webhook secret starts with whsec_"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "status"),
+    [
+        ("http://[", None, 400),  # urlsplit raises on an unclosed IPv6 bracket
+        ("http://[::1", None, 400),
+        ("http://a b/hook", None, 400),
+        ("https://example.com/hook", "", 400),
+        ("https://example.com/hook", False, 400),
+        ("https://example.com/hook", None, 201),
+    ],
+)
+async def test_a_bad_webhook_url_or_secret_is_a_400(
+    tmp_path: Path, aiohttp_client: ClientFactory, url: str, secret: Any, status: int
+) -> None:
+    client = await aiohttp_client(make_app(write_project(tmp_path / "p", "https://example.com/hook")))
+    root = await sign_up(client, "root@example.com", admin=True)
+    body = {"name": "ops", "url": url, "events": [{"collection": "posts"}], "secret": secret}
+    answer = await client.post("/api/admin/webhooks", headers=root.headers, json=body)
+    assert answer.status == status, await answer.text()
+    if status == 400:
+        assert (await answer.json())["code"] == "VALIDATION_ERROR"
+    else:
+        assert (await answer.json())["secret"].startswith("whsec_")
