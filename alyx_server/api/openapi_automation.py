@@ -105,9 +105,13 @@ def automation_components() -> dict[str, Any]:
         },
         "JobQueued": {
             "type": "object",
-            "properties": {"id": {"type": "string"}, "created": {"type": "boolean"}},
-            "required": ["id", "created"],
-            "description": "created false: a queued or running job held the same dedupe_key",
+            "properties": {
+                "id": {"type": "string"},
+                "created": {"type": "boolean"},
+                "state": {"type": "string", "enum": list(STATES)},
+            },
+            "required": ["id", "created", "state"],
+            "description": "created false: a queued or running job held the same dedupe_key (that job)",
         },
         "Job": job,
         "JobList": {
