@@ -1,12 +1,13 @@
 """`alyx deploy` of the blog project under a steady load: how long, and what the load sees.
 
-    python bench/bench_deploy.py [--rounds 5] [--clients 4] [--warmup 3]
+    python bench/bench_deploy.py [--rounds 5] [--clients 4] [--warmup 3] [--workers auto]
 
 Sets up what a user would: a production server from `alyx init --server` run by
-`alyx serve` (one process), and the developer's `alyx init -t blog` project deployed to it
-once (`alyx deploy --yes`). Then `--clients` threads keep a steady load on the server, each
-in a loop: list the published posts, create a post, publish it through the `publish`
-function. Every request's latency and answer is recorded with its start time.
+`alyx serve` (`--workers`, default auto: one worker per core), and the developer's
+`alyx init -t blog` project deployed to it once (`alyx deploy --yes`). Then `--clients`
+threads keep a steady load on the server, each in a loop: list the published posts,
+create a post, publish it through the `publish` function. Every request's latency and
+answer is recorded with its start time.
 
 After `--warmup` seconds of load (the "before" window, the same length as all deploy
 windows together, or at least the warm-up), each of `--rounds` deploys changes
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", default="auto", help="the server's worker processes (server.workers)")
     parser.add_argument(
         "--change", choices=("both", "function", "schema"), default="both",
         help="what each deploy changes (default: the function and a new field)",
@@ -186,7 +188,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALYX_")}
         server = subprocess.Popen(
-            [sys.executable, "-m", "alyx_cli", "serve", "-p", str(port)], cwd=root / "server",
+            [sys.executable, "-m", "alyx_cli", "serve", "-p", str(port), "--workers", args.workers],
+            cwd=root / "server",
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -232,6 +235,7 @@ def report(load: Load, before: tuple[float, float], windows: list[tuple[float, f
     failed_during = sum(not s.ok for s in during)
     failed = sum(not s.ok for s in load.samples)
     print(f"{args.rounds} deploys changing {args.change}, {args.clients} clients, ", end="")
+    print(f"workers {args.workers}, ", end="")
     print(f"{len(load.samples)} requests in all")
     print("| measure | value | target |")
     print("|---|---:|---|")
