@@ -402,7 +402,8 @@ def test_restore_asks_and_refuses_without_a_terminal(project: Path) -> None:
 
     assert_one_line_failure(
         result,
-        f"Replace data/alyx.db with {target}? Its current data will be lost. "
+        # The backup carries the local files (backup.db.files/), so the restore replaces them too.
+        f"Replace data/alyx.db and data/storage with {target}? Its current data will be lost. "
         "Pass --yes to confirm (there is no terminal to ask on)",
     )
 
