@@ -84,7 +84,7 @@ def _admin(request: web.Request) -> None:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise ValidationError("limit must be a whole number from 1 to 1000")
     return int(raw)
 

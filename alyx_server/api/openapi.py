@@ -6,7 +6,8 @@ response, the error envelope, and every route. Each value is described by the ch
 server applies to it: `format:` and timestamps by the same patterns (schema.formats,
 tools.timestamps), integers by the 64-bit range, blobs by the base64 alphabet, query
 parameters by the collection's field names, batch operations one schema per method and
-collection, and each operation by its own `security`. File fields, their multipart
+collection, and each operation by its own `security`; create, update and batch answer 502
+HOOK_FAILED or 504 HOOK_TIMEOUT when a before-write hook fails. File fields, their multipart
 bodies and the file routes are in openapi_files.py; jobs and webhooks in
 openapi_automation.py.
 """
@@ -60,11 +61,12 @@ _ERROR_CODES = [
     "PASSWORD_TOO_SHORT", "PASSWORD_TOO_WEAK", "PASSWORD_TOO_LONG", "RATE_LIMITED",
     "INTERNAL_ERROR", "INVOCATION_ERROR", "UNAVAILABLE", "FUNCTIONS_BUSY", "FUNCTION_TIMEOUT",
     "INVALID_BUNDLE", "STALE_PLAN", "DEPLOY_IN_PROGRESS", "IRREVERSIBLE", "BUNDLE_MISSING",
-    "MIGRATION_ERROR", "SCHEMA_ERROR", "RULE_ERROR", *FILE_ERROR_CODES,
+    "MIGRATION_ERROR", "SCHEMA_ERROR", "RULE_ERROR", "BUNDLE_TOO_LARGE", "REALTIME_FULL",
+    "REAUTHENTICATION_REQUIRED", *FILE_ERROR_CODES, "STORAGE_UNAVAILABLE",
     # The OAuth sign-in and identities routes (api/oauth.py).
     "OAUTH_UNKNOWN_PROVIDER", "OAUTH_REDIRECT_NOT_ALLOWED", "OAUTH_DENIED", "OAUTH_CHALLENGE_INVALID",
     "OAUTH_INVALID_ID_TOKEN", "OAUTH_NO_EMAIL", "OAUTH_EMAIL_UNVERIFIED", "IDENTITY_IN_USE",
-    "IDENTITY_NOT_FOUND", "LAST_SIGN_IN_METHOD",
+    "IDENTITY_NOT_FOUND", "LAST_SIGN_IN_METHOD", "OAUTH_STATE_INVALID", "OAUTH_PROVIDER_ERROR",
     # The job queue and webhooks (api/jobs.py, api/webhooks.py).
     *AUTOMATION_ERROR_CODES,
 ]  # fmt: skip
@@ -283,7 +285,7 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
                 "operationId": f"create_{c.name}", "tags": tag, "security": OPTIONAL,
                 "requestBody": _request_body(c, f"{t}Create"),
                 "responses": {"201": {"description": "Created", **json_body(ref(t))},
-                              **errors(400, 401, 403, 409, 413, 503)},
+                              **errors(400, 401, 403, 409, 413, 502, 503, 504)},
             },
         },
         base + "/{id}": {
@@ -298,7 +300,7 @@ def _collection_paths(c: Collection) -> dict[str, Any]:
                 "operationId": f"update_{c.name}", "tags": tag, "security": OPTIONAL,
                 "requestBody": _request_body(c, f"{t}Update"),
                 "responses": {"200": {"description": "Updated", **json_body(ref(t))},
-                              **errors(400, 401, 403, 404, 409, 413, 503)},
+                              **errors(400, 401, 403, 404, 409, 413, 502, 503, 504)},
             },
             "delete": {
                 "operationId": f"delete_{c.name}", "tags": tag, "security": OPTIONAL,
@@ -413,7 +415,7 @@ def _system_paths() -> dict[str, Any]:
             "requestBody": {"required": True, **json_body(ref("BatchRequest"))},
             "responses": {
                 "200": {"description": "Every operation applied", **json_body(ref("BatchResponse"))},
-                **errors(400, 404, 409, 413, 503)},
+                **errors(400, 404, 409, 413, 502, 503, 504)},
         }},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "tags": ["meta"], "security": OPTIONAL,

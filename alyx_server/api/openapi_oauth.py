@@ -69,6 +69,7 @@ def oauth_paths() -> dict[str, Any]:
                 redirect,
                 400,
                 404,
+                502,  # OAUTH_PROVIDER_ERROR: the provider's discovery document cannot be read
                 parameters=[
                     _PROVIDER,
                     {

@@ -80,7 +80,7 @@ async def remove_webhook(request: web.Request) -> web.StreamResponse:
 async def deliveries(request: web.Request) -> web.StreamResponse:
     _service(request)
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise ValidationError("limit must be a whole number from 1 to 1000")
     webhook, limit = request.query.get("webhook"), int(raw)
     rows = (

@@ -2,7 +2,8 @@
 
 `parse_duration` turns such text into float seconds; `format_duration` writes seconds
 back in the shortest exact form, so that `parse_duration(format_duration(x)) == x`.
-A bare number (`30`, `0.5`) means seconds, which suits environment variables.
+A bare number (`30`, `0.5`) means seconds, which suits environment variables. Digits and
+spaces are ASCII ones (`re.ASCII`), as the OpenAPI document states a delay.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ DURATION_UNITS: dict[str, int] = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60
 
 _UNIT = r"(?:ms|w|d|h|m|s)"
 _NUMBER = r"\d+(?:\.\d+)?"
-_WHOLE = re.compile(rf"(?:\s*{_NUMBER}\s*{_UNIT})+\s*")
-_PART = re.compile(rf"({_NUMBER})\s*({_UNIT})")
-_BARE = re.compile(rf"\s*{_NUMBER}\s*")
+_WHOLE = re.compile(rf"(?:\s*{_NUMBER}\s*{_UNIT})+\s*", re.ASCII)
+_PART = re.compile(rf"({_NUMBER})\s*({_UNIT})", re.ASCII)
+_BARE = re.compile(rf"\s*{_NUMBER}\s*", re.ASCII)
 _MS = Decimal("0.001")
 _EXAMPLES = "use e.g. 30s, 15m, 7d"
 

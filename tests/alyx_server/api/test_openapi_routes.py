@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
+import alyx_server
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.schema.model import FieldType
 
@@ -62,3 +65,29 @@ async def test_a_bad_token_on_an_open_route_answers_the_documented_401(client: T
         "$ref": "#/components/schemas/Error"
     }
     assert "INVALID_TOKEN" in doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+
+
+# Codes no route of the document answers with: the CLI's (database maintenance, admin
+# tokens, the worker supervisor, configuration), the admin UI's pages (under admin_ui.path)
+# and a function's output check (INVALID_OUTPUT, inside a FunctionResult's `error`).
+_NOT_IN_THE_API = {
+    "CONFIG_ERROR", "DATABASE_ERROR", "DATABASE_IN_USE", "TOKEN_EXISTS", "TOKEN_NOT_FOUND",
+    "WORKER_FAILED", "CSRF_FAILED", "ORIGIN_REFUSED", "INVALID_OUTPUT",
+}  # fmt: skip
+_CODE = re.compile(
+    r"""\bcode\s*[=:]\s*(?:str\s*=\s*)?["']([A-Z][A-Z0-9_]+)["']|["']code["']\s*:\s*["']([A-Z][A-Z0-9_]+)["']"""
+)
+
+
+async def test_every_error_code_of_the_server_is_in_the_enum(client: TestClient[Any, Any]) -> None:
+    """Each `code="..."` the server's sources raise is in the Error envelope's enum."""
+    doc = await (await client.get("/api/openapi.json")).json()
+    enum = set(doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"])
+    raised: set[str] = set()
+    for source in Path(alyx_server.__file__).parent.rglob("*.py"):
+        if "realtime" in source.parts:  # the WebSocket protocol's codes (docs/realtime.md)
+            continue
+        raised.update(a or b for a, b in _CODE.findall(source.read_text(encoding="utf-8")))
+    assert {"HOOK_FAILED", "JOB_NOT_FOUND", "WEBHOOK_EXISTS", "STORAGE_UNAVAILABLE"} <= raised
+    assert sorted(raised - _NOT_IN_THE_API - enum) == []
+    assert sorted(_NOT_IN_THE_API & enum) == []

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from jsonschema_rs import Draft202012Validator
 
 from alyx_server.api.jobs import JOBS
 from alyx_server.api.runtime import RUNTIME
@@ -309,3 +310,59 @@ def test_job_manifest_errors_name_file_and_line(tmp_path: Path) -> None:
     manifest.write_text("timeout: 5s\njob: true\n")
     spec = parse_manifest("mail", source, manifest, Defaults(), tmp_path)
     assert spec.job is not None and spec.job.visibility_timeout == 35.0 and spec.job.max_attempts == 5
+
+
+def _schema(document: dict[str, Any], name: str) -> Draft202012Validator:
+    """The document's component `name`, with its `$ref`s in reach."""
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": document["components"]})
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted"),
+    [
+        ({"delay": "1h", "dedupe_key": "k"}, True),
+        ({"delay": " 1h30m "}, True),
+        ({"delay": 5, "dedupe_key": None}, True),
+        ({"delay": "\u0663s"}, False),  # an Arabic-Indic digit: durations are ASCII
+        ({"delay": "\x1c3s"}, False),
+        ({"delay": -1}, False),
+        ({"delay": True}, False),
+        ({"dedupe_key": ""}, False),
+        ({"dedupe_key": "x" * 201}, False),
+        ({"extra": 1}, False),
+    ],
+)
+async def test_a_job_request_is_what_the_openapi_document_says(
+    project: Path, aiohttp_client: ClientFactory, body: dict[str, Any], accepted: bool
+) -> None:
+    client = await aiohttp_client(make_app(project))
+    ada = await sign_up(client, "ada@example.com")
+    document = await (await client.get("/api/openapi.json")).json()
+    body = {"payload": {"owner": ada.id, "title": "t"}, **body}
+    assert _schema(document, "JobRequest").is_valid(body) is accepted
+    answer = await client.post("/api/jobs/record", json=body, headers=ada.headers)
+    assert (answer.status == 202) is accepted, await answer.text()
+    if accepted:
+        assert _schema(document, "JobQueued").is_valid(await answer.json())
+    else:
+        assert answer.status == 400
+
+
+async def test_the_admin_job_routes_answer_as_the_openapi_document_says(
+    project: Path, aiohttp_client: ClientFactory
+) -> None:
+    client = await aiohttp_client(make_app(project))
+    root = await sign_up(client, "root@example.com", admin=True)
+    document = await (await client.get("/api/openapi.json")).json()
+    queued = await queue_of(client).enqueue("record", {"owner": "x", "title": "t"}, delay="1h")
+    listed = await client.get("/api/admin/jobs?limit=1000", headers=root.headers)
+    assert listed.status == 200 and _schema(document, "JobList").is_valid(await listed.json())
+    shown = await client.get(f"/api/admin/jobs/{queued.id}", headers=root.headers)
+    assert _schema(document, "Job").is_valid(await shown.json())
+    purged = await client.delete("/api/admin/jobs?dead=true", headers=root.headers)
+    assert _schema(document, "JobsPurged").is_valid(await purged.json())
+    # `limit` is a whole number from 1 to 1000, in ASCII digits: "²" passes str.isdigit().
+    for limit in ["0", "1001", "\u00b2", "\u0663", "-1"]:
+        for path in ["/api/admin/jobs", "/api/admin/webhooks/deliveries"]:
+            refused = await client.get(path, params={"limit": limit}, headers=root.headers)
+            assert (refused.status, (await refused.json())["code"]) == (400, "VALIDATION_ERROR"), (path, limit)
