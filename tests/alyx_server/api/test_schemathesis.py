@@ -112,9 +112,12 @@ enabled = false
 include-operation-id = ["deploy_prepare", "deploy_execute", "deploy_rollback"]
 enabled = false
 
-# A webhook's url must be a public http(s) address (resolved, private ones refused) and its
-# `when` CEL over the collection's fields: no JSON Schema describes them, so generated bodies
-# are refused (400) by design. tests/alyx_server/webhooks add real ones, and refusals.
+# A webhook's `when` is CEL over doc: a grammar JSON Schema cannot state, so generated
+# conditions are refused (400 RULE_ERROR) by design; and each webhook added would send
+# deliveries to whatever host the fuzzer wrote. Its url and secret are described by the
+# patterns the server checks (config/webhooks.py); tests/alyx_server/webhooks and
+# tests/alyx_server/jobs/test_queue.py send real bodies, refusals and limits. Listing,
+# removing and the delivery log are fuzzed here like any route.
 [[operations]]
 include-operation-id = ["admin_add_webhook"]
 enabled = false

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from jsonschema_rs import Draft202012Validator
 from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -296,25 +297,45 @@ def test_webhook_configuration_errors_name_the_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "secret", "status"),
+    ("change", "status"),
     [
-        ("http://[", None, 400),  # urlsplit raises on an unclosed IPv6 bracket
-        ("http://[::1", None, 400),
-        ("http://a b/hook", None, 400),
-        ("https://example.com/hook", "", 400),
-        ("https://example.com/hook", False, 400),
-        ("https://example.com/hook", None, 201),
+        ({"url": "http://["}, 400),  # urlsplit raises on an unclosed IPv6 bracket
+        ({"url": "http://[::1"}, 400),
+        ({"url": "http://a b/hook"}, 400),
+        ({"url": "HTTPS://user:pw@example.com:8443/h?q=1#f"}, 201),
+        ({"url": "ftp://example.com/hook"}, 400),
+        ({"secret": ""}, 400),
+        ({"secret": False}, 400),
+        ({"secret": "whsec_" + base64.b64encode(b"k" * 23).decode()}, 400),
+        ({"secret": "whsec_" + base64.b64encode(b"k" * 64).decode()}, 201),
+        ({"secret": None}, 201),
+        ({"name": "Ops"}, 400),
+        ({"events": []}, 400),
+        ({"events": [{"collection": "posts", "events": []}]}, 400),
+        ({"events": [{"collection": "posts", "events": ["create"], "when": None, "note": 1}]}, 201),
+        ({"extra": 1}, 400),
     ],
 )
-async def test_a_bad_webhook_url_or_secret_is_a_400(
-    tmp_path: Path, aiohttp_client: ClientFactory, url: str, secret: Any, status: int
+async def test_a_webhook_body_is_what_the_openapi_document_says(
+    tmp_path: Path, aiohttp_client: ClientFactory, change: dict[str, Any], status: int
 ) -> None:
     client = await aiohttp_client(make_app(write_project(tmp_path / "p", "https://example.com/hook")))
     root = await sign_up(client, "root@example.com", admin=True)
-    body = {"name": "ops", "url": url, "events": [{"collection": "posts"}], "secret": secret}
+    document = await (await client.get("/api/openapi.json")).json()
+
+    def fits(name: str, value: Any) -> bool:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        return bool(Draft202012Validator(schema).is_valid(value))
+
+    body = {"name": "ops", "url": "https://example.com/hook", "events": [{"collection": "posts"}], **change}
+    assert fits("WebhookRequest", body) is (status == 201)
     answer = await client.post("/api/admin/webhooks", headers=root.headers, json=body)
     assert answer.status == status, await answer.text()
     if status == 400:
         assert (await answer.json())["code"] == "VALIDATION_ERROR"
-    else:
-        assert (await answer.json())["secret"].startswith("whsec_")
+        return
+    assert fits("WebhookCreated", await answer.json())
+    listed = await client.get("/api/admin/webhooks", headers=root.headers)
+    assert fits("WebhookList", await listed.json())
+    log = await client.get("/api/admin/webhooks/deliveries", headers=root.headers)
+    assert fits("WebhookDeliveries", await log.json())
