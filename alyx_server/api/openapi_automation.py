@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from alyx_server.api.openapi_accounts import BEARER, OPTIONAL, errors, json_body, ref
-from alyx_server.config.webhooks import EVENT_TYPES, NAME, SECRET_PATTERN, URL_PATTERN
+from alyx_server.config.webhooks import EVENT_TYPES, SECRET_PATTERN, URL_PATTERN
 from alyx_server.jobs.queue import MAX_DEDUPE_KEY
 from alyx_server.jobs.store import STATES
+from alyx_server.webhooks.targets import API_NAME_PATTERN
 
 __all__ = ["AUTOMATION_ERROR_CODES", "automation_components", "automation_paths"]
 
@@ -154,7 +155,7 @@ def automation_components() -> dict[str, Any]:
         "WebhookRequest": {
             "type": "object",
             "properties": {
-                "name": {"type": "string", "pattern": f"^{NAME.pattern}$"},
+                "name": {"type": "string", "pattern": API_NAME_PATTERN},
                 "url": {"type": "string", "pattern": URL_PATTERN,
                         "description": "An http(s) URL; deliveries to a private address are refused "
                                        "unless webhooks.allow_private_targets"},
@@ -178,6 +179,9 @@ def automation_components() -> dict[str, Any]:
 
 def automation_paths() -> dict[str, Any]:
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    # `deliveries` is the delivery log's path, never a webhook's: no other name is routed.
+    webhook = {"name": "name", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": API_NAME_PATTERN}}  # fmt: skip
     job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     admin = "Needs an admin, or a token with the functions permission"
     return {
@@ -246,7 +250,7 @@ def automation_paths() -> dict[str, Any]:
                           **errors(400, 503)},
         }},
         "/api/admin/webhooks/{name}": {"delete": {
-            "operationId": "admin_remove_webhook", "tags": ["webhooks"], "parameters": [name],
+            "operationId": "admin_remove_webhook", "tags": ["webhooks"], "parameters": [webhook],
             "security": BEARER, "description": f"Remove a webhook added through this API. {admin}",
             "responses": {**_ok(204, "Removed"), **errors(404, 503)},
         }},

@@ -25,7 +25,13 @@ from alyx_server.api.pipeline import json_response
 from alyx_server.api.runtime import RUNTIME
 from alyx_server.errors import Forbidden, FunctionError, Unauthorized, ValidationError
 from alyx_server.webhooks.service import WebhookService, list_deliveries
-from alyx_server.webhooks.targets import compile_webhook, delete_stored, insert_stored, parse_webhook_body
+from alyx_server.webhooks.targets import (
+    API_NAME_PATTERN,
+    compile_webhook,
+    delete_stored,
+    insert_stored,
+    parse_webhook_body,
+)
 
 __all__ = ["WEBHOOKS", "Webhooks", "add_routes"]
 
@@ -96,4 +102,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/admin/webhooks", list_webhooks)
     app.router.add_post("/api/admin/webhooks", add_webhook)
     app.router.add_get("/api/admin/webhooks/deliveries", deliveries)
-    app.router.add_delete("/api/admin/webhooks/{name}", remove_webhook)
+    # Not `deliveries` (the delivery log's path): DELETE there is no route, and its Allow is GET.
+    name = API_NAME_PATTERN.removeprefix("^").removesuffix("$")
+    app.router.add_delete(f"/api/admin/webhooks/{{name:{name}}}", remove_webhook)

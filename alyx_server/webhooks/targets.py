@@ -11,6 +11,7 @@ after a delete), compiled by the rules engine like a function's rule.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from alyx_server.schema.system_tables import WEBHOOKS_TABLE
 from alyx_server.webhooks.signing import new_secret
 
 __all__ = [
+    "API_NAME_PATTERN",
     "Webhook",
     "compile_webhook",
     "delete_stored",
@@ -47,6 +49,11 @@ __all__ = [
 log = logging.getLogger("alyx.webhooks")
 
 _WHEN_VARIABLES = frozenset({"doc"})
+
+API_NAME_PATTERN = r"^(?!deliveries$)[a-z][a-z0-9_-]{0,62}$"
+"""A webhook name the admin API takes: not `deliveries`, whose admin URL is the delivery log
+(`/api/admin/webhooks/deliveries`), so that it could never be removed there."""
+_API_NAME = re.compile(API_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,8 @@ def parse_webhook_body(data: Mapping[str, Any]) -> WebhookTarget:
         secret = new_secret()
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationError("name must be a lower-case letter, then letters, digits, _ or -")
+    if not _API_NAME.fullmatch(name):
+        raise ValidationError(f"name {name!r} is reserved (its URL is the delivery log); pick another")
     if not isinstance(url, str) or (problem := check_url(url)):
         raise ValidationError(f"url: {problem if isinstance(url, str) else 'must be a string'}")
     if not isinstance(secret, str) or (problem := check_secret(secret)):

@@ -310,6 +310,7 @@ def test_webhook_configuration_errors_name_the_line(tmp_path: Path) -> None:
         ({"secret": "whsec_" + base64.b64encode(b"k" * 64).decode()}, 201),
         ({"secret": None}, 201),
         ({"name": "Ops"}, 400),
+        ({"name": "deliveries"}, 400),  # the delivery log's path
         ({"events": []}, 400),
         ({"events": [{"collection": "posts", "events": []}]}, 400),
         ({"events": [{"collection": "posts", "events": ["create"], "when": None, "note": 1}]}, 201),
@@ -339,3 +340,14 @@ async def test_a_webhook_body_is_what_the_openapi_document_says(
     assert fits("WebhookList", await listed.json())
     log = await client.get("/api/admin/webhooks/deliveries", headers=root.headers)
     assert fits("WebhookDeliveries", await log.json())
+
+
+async def test_the_delivery_log_path_is_no_webhook(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    """/api/admin/webhooks/deliveries is the log: DELETE there is no route (405, Allow GET)."""
+    client = await aiohttp_client(make_app(write_project(tmp_path / "p", "https://example.com/hook")))
+    root = await sign_up(client, "root@example.com", admin=True)
+    removed = await client.delete("/api/admin/webhooks/deliveries", headers=root.headers)
+    assert removed.status == 405
+    assert set(removed.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    missing = await client.delete("/api/admin/webhooks/ops", headers=root.headers)
+    assert (missing.status, (await missing.json())["code"]) == (404, "WEBHOOK_NOT_FOUND")
