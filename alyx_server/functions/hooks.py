@@ -68,6 +68,7 @@ from alyx_server.schema.model import Collection, Schema
 from alyx_server.schema.system_tables import CHANGE_DOCS_TABLE, CHANGES_TABLE, HOOK_CURSORS_TABLE
 from alyx_server.tools.processes import worker_name
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
+from alyx_server.tools.waits import wait_event
 
 __all__ = [
     "HOOK_AUTH",
@@ -370,8 +371,7 @@ class HookRunner:
                 await asyncio.sleep(self.poll)
 
     async def _sleep(self, hook: _Hook, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(hook.wake.wait(), seconds)
+        await wait_event(hook.wake, seconds)
 
     async def _check_triggers(self) -> None:
         """Put the capturing triggers back if a migration recreated the plain ones."""

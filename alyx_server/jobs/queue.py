@@ -45,6 +45,7 @@ from alyx_server.jobs.store import (
 )
 from alyx_server.tools.durations import parse_duration
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock
+from alyx_server.tools.waits import wait_event
 
 __all__ = ["MAX_DEDUPE_KEY", "EnqueueResult", "JobFailed", "JobKind", "JobQueue"]
 
@@ -218,8 +219,7 @@ class JobQueue:
                 due = None
             if due is not None:
                 wait = max(0.0, min(wait, due - self.now()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        await wait_event(self._wake, wait)
 
     async def run_due(self) -> int:
         """Claim what this process may run now and start each run; the number claimed."""

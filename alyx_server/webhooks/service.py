@@ -44,6 +44,7 @@ from alyx_server.jobs import Job, JobFailed, JobKind, JobQueue
 from alyx_server.jobs.store import enqueue_job
 from alyx_server.schema.system_tables import CHANGES_TABLE, WEBHOOK_CURSOR_TABLE, WEBHOOK_DELIVERIES_TABLE
 from alyx_server.tools.timestamps import SYSTEM_CLOCK, Clock, format_timestamp
+from alyx_server.tools.waits import wait_event
 from alyx_server.webhooks.delivery import TargetRefused, WebhookClient
 from alyx_server.webhooks.signing import delivery_headers, new_message_id
 from alyx_server.webhooks.targets import Webhook, compile_webhook, read_stored
@@ -147,8 +148,7 @@ class WebhookService:
                 log.exception("webhooks: dispatching failed")
                 more = False
             if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                await wait_event(self._wake, self.poll_interval)
 
     # -- dispatch ------------------------------------------------------------------------------
     async def dispatch_once(self) -> bool:
