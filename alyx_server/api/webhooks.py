@@ -73,6 +73,7 @@ async def add_webhook(request: web.Request) -> web.StreamResponse:
     await (
         request.app[RUNTIME].ready_db().write(lambda conn: insert_stored(conn, target, now=now, taken=taken))
     )
+    service.added()
     return json_response({**hook.describe(), "secret": target.secret}, status=201)
 
 

@@ -51,6 +51,9 @@ from alyx_server.webhooks.targets import Webhook, compile_webhook, read_stored
 
 __all__ = ["BATCH", "DELIVERY_JOB", "WebhookService", "list_deliveries"]
 
+IDLE_MOVE = 5.0
+"""Seconds between moves of the cursor while no webhook exists."""
+
 log = logging.getLogger("alyx.webhooks")
 
 BATCH = 500
@@ -93,6 +96,8 @@ class WebhookService:
         self.configured = {t.name: compile_webhook(t, "config") for t in configured}
         self._stored: dict[tuple[str, str, str, str], Webhook] = {}
         self._wake = asyncio.Event()
+        self._idle = False  # no webhook at the last look
+        self._idle_until = 0.0  # (clock seconds) until then, an idle dispatcher reads nothing
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         # Retries: 2s doubled up to 1h, so 8 attempts span about 4 minutes.
@@ -117,6 +122,11 @@ class WebhookService:
                     continue
             out[target.name] = hook
         return out
+
+    def added(self) -> None:
+        """A webhook was added through this process: look again now, not in IDLE_MOVE."""
+        self._idle_until = 0.0
+        self._wake.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -152,7 +162,15 @@ class WebhookService:
 
     # -- dispatch ------------------------------------------------------------------------------
     async def dispatch_once(self) -> bool:
-        """Turn one batch of changes into deliveries; True when more may be waiting."""
+        """Turn one batch of changes into deliveries; True when more may be waiting.
+
+        With no webhook at all, the cursor only follows the change log every IDLE_MOVE
+        seconds (one small write then, none per commit): a server without webhooks pays
+        nothing per write. A webhook added through the admin API starts at the newest
+        change (api/webhooks.py), so it never receives what came before it.
+        """
+        if self._idle and self.clock.now().timestamp() < self._idle_until:
+            return False
         db = self._database()
         cursor, planned, last = await db.read(self._plan)
         if last == cursor:
@@ -179,18 +197,24 @@ class WebhookService:
 
         if await db.write(commit) and planned:
             self.queue.wake()
+        if self._idle:
+            self._idle_until = self.clock.now().timestamp() + IDLE_MOVE
+            return False
         return True
 
     def _plan(self, conn: sqlite3.Connection) -> tuple[int, list[_Planned], int]:
         row = conn.execute(f"SELECT change_id FROM {WEBHOOK_CURSOR_TABLE} WHERE id = 1").fetchone()
         cursor = int(row[0]) if row is not None else 0
+        hooks = list(self.webhooks(conn).values())
+        self._idle = not hooks
+        if self._idle and self.clock.now().timestamp() < self._idle_until:
+            return cursor, [], cursor
         changes = conn.execute(
             f"SELECT id, collection, operation, doc_id FROM {CHANGES_TABLE} WHERE id > ? ORDER BY id LIMIT ?",
             (cursor, BATCH),
         ).fetchall()
         if not changes:
             return cursor, [], cursor
-        hooks = list(self.webhooks(conn).values())
         db = self._database()
         planned: list[_Planned] = []
         for change_id, collection_name, operation, doc_id in changes:

@@ -33,7 +33,7 @@ from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import CompileEnv, Fn, Unsupported, compile_node
 from alyx_server.rules.syntax import CelCompileError, parse
 from alyx_server.rules.values import CelEvalError, from_json
-from alyx_server.schema.system_tables import WEBHOOKS_TABLE
+from alyx_server.schema.system_tables import CHANGES_TABLE, WEBHOOK_CURSOR_TABLE, WEBHOOKS_TABLE
 from alyx_server.webhooks.signing import new_secret
 
 __all__ = [
@@ -184,6 +184,13 @@ def insert_stored(conn: sqlite3.Connection, target: WebhookTarget, *, now: float
         or conn.execute(f"SELECT 1 FROM {WEBHOOKS_TABLE} WHERE name = ?", (target.name,)).fetchone()
     ):
         raise Conflict(f"a webhook named {target.name!r} exists already", code="WEBHOOK_EXISTS")
+    if not taken and conn.execute(f"SELECT 1 FROM {WEBHOOKS_TABLE} LIMIT 1").fetchone() is None:
+        # The first webhook: the dispatcher, idle until now, may trail the change log by a
+        # few seconds (webhooks/service.py); the new webhook starts at the newest change.
+        conn.execute(
+            f"UPDATE {WEBHOOK_CURSOR_TABLE} SET change_id = "
+            f"(SELECT coalesce(max(id), 0) FROM {CHANGES_TABLE}) WHERE id = 1"
+        )
     conn.execute(
         f"INSERT INTO {WEBHOOKS_TABLE} (name, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)",
         (target.name, target.url, _to_json(target), target.secret, now),

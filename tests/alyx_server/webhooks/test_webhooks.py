@@ -351,3 +351,47 @@ async def test_the_delivery_log_path_is_no_webhook(tmp_path: Path, aiohttp_clien
     assert set(removed.headers["Allow"].split(",")) == {"GET", "HEAD"}
     missing = await client.delete("/api/admin/webhooks/ops", headers=root.headers)
     assert (missing.status, (await missing.json())["code"]) == (404, "WEBHOOK_NOT_FOUND")
+
+
+async def test_no_webhook_costs_no_write_per_commit_and_a_new_one_starts_now(
+    tmp_path: Path, aiohttp_client: ClientFactory, aiohttp_server: ServerFactory
+) -> None:
+    receiver = Receiver("")
+    url = await start_receiver(aiohttp_server, receiver)
+    root_dir = write_project(tmp_path / "p", url)
+    config = "jobs:\n  poll_interval: 50ms\nwebhooks:\n  allow_private_targets: true\n"
+    (root_dir / "alyx.yaml").write_text(config)
+    # Still: the idle dispatcher's next look never comes; near now: the receiver checks
+    # the signed timestamp against its own clock.
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    client = await aiohttp_client(make_app(root_dir, clock))
+    root = await sign_up(client, "root@example.com", admin=True)
+    db_file = root_dir / "data" / "alyx.db"
+
+    def cursor() -> tuple[int, int]:
+        with sqlite3.connect(db_file) as conn:
+            moved = conn.execute("SELECT change_id FROM _alyx_webhook_cursor WHERE id = 1").fetchone()
+            latest = conn.execute("SELECT max(id) FROM _alyx_changes").fetchone()
+        return (int(moved[0]) if moved else 0), int(latest[0] or 0)
+
+    for n in range(10):
+        post = {"title": f"old {n}"}
+        created = await client.post("/api/collections/posts", headers=root.headers, json=post)
+        assert created.status == 201, await created.text()
+    await asyncio.sleep(0.3)  # the dispatcher's turn, had it one per commit
+    moved, latest = cursor()
+    assert moved < latest  # idle: the cursor did not follow each commit
+
+    added = await client.post(
+        "/api/admin/webhooks",
+        headers=root.headers,
+        json={"name": "ops", "url": url, "events": [{"collection": "posts", "events": ["create"]}]},
+    )
+    assert added.status == 201, await added.text()
+    receiver.secret = (await added.json())["secret"]
+    assert cursor()[0] == cursor()[1]  # the new webhook starts at the newest change
+    created = await client.post("/api/collections/posts", headers=root.headers, json={"title": "new"})
+    assert created.status == 201
+    await until(lambda: receiver.received)
+    await asyncio.sleep(0.3)
+    assert [r["data"]["doc"]["title"] for r in receiver.received] == ["new"]
