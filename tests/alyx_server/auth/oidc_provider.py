@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -161,6 +162,7 @@ class OidcProvider:
         self.discovery_issuer: str | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
         self.server = self._server()
 
     @property
@@ -183,6 +185,7 @@ class OidcProvider:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -285,7 +288,11 @@ class OidcProvider:
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         if self.slow:
-            await asyncio.sleep(30)
+            # Longer than any timeout under test; stop() ends it (the runner's cleanup
+            # waits for the handlers still running).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await self._stopping.wait()
         if self.garbage:
             return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
