@@ -85,6 +85,13 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/codegen/test_live_files.py": ("slow",),
     "alyx_cli/codegen/test_live_oauth.py": ("slow",),
     "alyx_cli/codegen/test_live_jobs.py": ("slow",),
+    # The admin UI in Chromium, several seconds a file (test_signin.py, test_deploys_page.py,
+    # test_data_files.py and the OAuth browser test stay in the fast selection as its smoke test).
+    "alyx_server/admin_ui/test_users_page.py": ("slow",),
+    "alyx_server/admin_ui/test_data_browser.py": ("slow",),
+    "alyx_server/admin_ui/test_security.py": ("slow",),
+    "alyx_server/admin_ui/test_functions_logs.py": ("slow",),
+    "alyx_server/admin_ui/test_schema_tokens_pages.py": ("slow",),
     # Terminal dashboards driven through Textual's pilot against a live server.
     "alyx_cli/tui/test_dashboard.py": ("slow",),
     "alyx_cli/tui/test_dashboard_screen.py": ("slow",),
