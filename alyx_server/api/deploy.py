@@ -41,11 +41,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -197,7 +199,10 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     await asyncio.to_thread(write_bundle_file, folder, contents.sha256, data)
     staged = await asyncio.to_thread(stage, contents, folder)
     db = rt.ready_db()
-    plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    try:
+        plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, staged, True)
     compile_schema_rules(plan.schema)  # a rule that does not compile is refused now
     message = request.query.get("message", "")
     plan_id = uuid.uuid4().hex
@@ -270,7 +275,10 @@ async def _load_plan(app: web.Application, plan_id: str) -> _Prepared:
         read_bundle, data, max_size=max_size, expected_sha256=row.bundle_sha256
     )
     staged = await asyncio.to_thread(stage, contents, folder)
-    plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    try:
+        plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, staged, True)
     if (plan.fingerprint, plan.version) != (row.fingerprint, row.version):
         raise stale
     prepared = _Prepared(plan, contents, row.message)
@@ -534,9 +542,46 @@ async def status(request: web.Request) -> web.StreamResponse:
 @contextlib.asynccontextmanager
 async def deploy_context(app: web.Application) -> AsyncIterator[None]:
     """Drop staging folders a stopped process left behind (nothing of them is in force)."""
-    folder = deployments_folder(app[RUNTIME].settings) / "staging"
-    await asyncio.to_thread(shutil.rmtree, folder, True)
+    await asyncio.to_thread(_drop_stale_staging, deployments_folder(app[RUNTIME].settings))
     yield
+
+
+STALE_STAGING = 600.0
+"""Seconds after which a staging folder is a leftover, not another process's prepare."""
+
+
+def _drop_stale_staging(folder: Path) -> None:
+    # With several workers, another process may be preparing right now in a staging
+    # folder of its own (`<sha>.<pid>.<n>`, deploy/execute.py's stage): under the deploy
+    # lease (so no execute runs anywhere), remove the folders of processes that are gone,
+    # and any older than a prepare takes (a pid used again).
+    staging = folder / "staging"
+    if not staging.is_dir():
+        return
+    try:
+        with deploy_lock(folder):
+            cutoff = time.time() - STALE_STAGING
+            for entry in staging.iterdir():
+                with contextlib.suppress(OSError):
+                    if not _owner_alive(entry.name) or entry.stat().st_mtime < cutoff:
+                        shutil.rmtree(entry, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # empty now: as if no deploy had ever been staged
+    except DeployInProgress:
+        return  # a deploy is executing in another process; the next start cleans up
+
+
+def _owner_alive(name: str) -> bool:
+    parts = name.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) == os.getpid():
+        return False  # (this process is starting: nothing staged is its own yet)
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """Execute a planned deploy: the database commit point, then the project's files.
 
-    stage(contents, folder)           the bundle's files under data/deployments/staging/<sha>/
+    stage(contents, folder)           the bundle's files under data/deployments/staging/<sha>.*/
     commit(conn, ...)                 STALE_PLAN and DEPLOY_IN_PROGRESS checks, then every
                                       pending migration, the safe rest of schema.yaml and
                                       the `swapping` history row in ONE transaction
@@ -41,6 +41,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -161,10 +162,10 @@ def _backup_live(conn: sqlite3.Connection, target: Path) -> None:
 
 # -- staging -----------------------------------------------------------------------------------
 def stage(contents: BundleLike, folder: Path) -> Path:
-    """Write the bundle's files under `folder/staging/<sha>/` (replacing an older copy)."""
-    staged = folder / "staging" / contents.sha256
-    if staged.exists():
-        shutil.rmtree(staged)
+    """Write the bundle's files under a folder of their own, `folder/staging/<sha>.<pid>.<n>/`:
+    with several worker processes, two of them may stage one bundle at once (a prepare and
+    an execute), and neither may remove what the other reads. The caller removes it."""
+    staged = folder / "staging" / f"{contents.sha256}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     for rel, data in contents.files.items():
         target = staged / rel
         target.parent.mkdir(parents=True, exist_ok=True)

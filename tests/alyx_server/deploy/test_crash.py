@@ -20,7 +20,9 @@ against the same real server.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -173,6 +175,27 @@ def check_one_version(server: Path, url: str, token: str, developer: Developer) 
     return dict(current)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (children first found, then theirs)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
 def kill_during_execute(
     process: AlyxProcess, url: str, token: str, plan: dict[str, Any], delay: float
 ) -> str:
@@ -197,7 +220,11 @@ def kill_during_execute(
     sender.start()
     time.sleep(delay)  # where the kill lands, not a claim about speed
     assert process.process is not None
-    process.process.send_signal(signal.SIGKILL)
+    # The whole server at once, as a power cut or the OOM killer of its cgroup would: the
+    # supervisor and every worker (a worker alone would finish the execute and drain).
+    for pid in [*descendants(process.process.pid), process.process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.process.wait(timeout=DEADLINE)
     sender.join(timeout=DEADLINE)
     return seen[0] if seen else "no answer"

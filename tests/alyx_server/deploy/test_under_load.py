@@ -106,6 +106,9 @@ def reader(load: Load, index: int) -> None:
     """Lists the published posts and reads one of them back, anonymously."""
     tally = load.tally(f"reader{index}")
     session = requests.Session()
+    # A new connection for each request: the workers take turns accepting them, so the
+    # readers reach both (the writers' kept-alive connections may all sit on one).
+    session.headers["Connection"] = "close"
     posts = f"{load.base}/api/collections/posts"
     for _ in range(MAX_OPS):
         if load.stop.is_set():
