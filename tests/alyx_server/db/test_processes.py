@@ -116,11 +116,15 @@ def rows_in_file(path: Path) -> int:
     """Rows of `counters` in the database file itself, the log left out (what checkpoints copied).
 
     Only for a test process with no connection of its own to `path`: closing a file drops
-    every POSIX lock the process holds on it.
+    every POSIX lock the process holds on it. An immutable read takes no lock, so one that
+    meets a checkpoint copying pages into the file can see a torn page set ("malformed");
+    that answers -1, and the callers, which poll, read again.
     """
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT count(*) FROM counters").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return -1
     finally:
         conn.close()
 
