@@ -30,6 +30,7 @@ from alyx_server.rules import budget as cost
 from alyx_server.rules import extensions as ext
 from alyx_server.rules import functions as fns
 from alyx_server.rules import lookups as lk
+from alyx_server.rules import operators as ops
 from alyx_server.rules import regex as rx
 from alyx_server.rules.syntax import (
     And,
@@ -58,7 +59,6 @@ from alyx_server.rules.values import (
     cel_add,
     cel_compare,
     cel_div,
-    cel_eq,
     cel_in,
     cel_index,
     cel_mod,
@@ -415,11 +415,11 @@ class _Compiler:
     # -- logic ---------------------------------------------------------------------------
     def _and(self, node: And, scope: frozenset[str]) -> Fn:
         left, right = self.compile(node.left, scope), self.compile(node.right, scope)
-        return _logical(left, right, False)
+        return ops.logical(left, right, False)
 
     def _or(self, node: Or, scope: frozenset[str]) -> Fn:
         left, right = self.compile(node.left, scope), self.compile(node.right, scope)
-        return _logical(left, right, True)
+        return ops.logical(left, right, True)
 
     def _not(self, node: Not, scope: frozenset[str]) -> Fn:
         operand = self.compile(node.operand, scope)
@@ -455,12 +455,12 @@ class _Compiler:
             return lambda a: cel_neg(left(a))
         assert node.right is not None
         right = self.compile(node.right, scope)
-        special = self._null_test(node, left, scope) or _specialised(node, left)
+        special = self._null_test(node, left, scope) or ops.specialised(node, left)
         if special is not None:
             return special
         op = node.op
         if op == "==" or op == "!=":
-            return _equality(op == "==", left, right)
+            return ops.equality(op == "==", left, right)
         if op in ("<", "<=", ">", ">="):
             return lambda a: cel_compare(op, left(a), right(a))
         if op == "in":
@@ -648,128 +648,6 @@ class _Compiler:
 _ARITHMETIC: Mapping[str, Callable[[Any, Any], Any]] = {
     "+": cel_add, "-": cel_sub, "*": cel_mul, "/": cel_div, "%": cel_mod,
 }  # fmt: skip
-
-
-def _logical(left: Fn, right: Fn, short: bool) -> Fn:
-    """`&&` (short=False) or `||` (short=True): commutative error absorption."""
-
-    def logical(a: Activation) -> Any:
-        try:
-            x = left(a)
-        except CelEvalError as e:
-            x = e
-        if x is short:
-            return short
-        try:
-            y = right(a)
-        except CelEvalError as e:
-            y = e
-        if y is short:
-            return short
-        if x is (not short) and y is (not short):
-            return not short
-        if isinstance(x, CelEvalError):
-            raise x
-        if isinstance(y, CelEvalError):
-            raise y
-        raise no_overload("_||_" if short else "_&&_", x if type(x) is not bool else y)
-
-    return logical
-
-
-def _specialised(node: Op, left: Fn) -> Fn | None:
-    """Fast forms of `x == "lit"`, `x != null`, `x in ["a", "b"]`."""
-    right = node.right
-    if not isinstance(right, Lit | ListLit):
-        return None
-    op = node.op
-    if isinstance(right, Lit) and op in ("==", "!="):
-        value = right.value
-        if value is None:
-            return (lambda a: left(a) is None) if op == "==" else (lambda a: left(a) is not None)
-        if type(value) is str:
-            if op == "==":
-                return lambda a: (v := left(a)) == value and type(v) is str
-            return lambda a: not ((v := left(a)) == value and type(v) is str)
-    if isinstance(right, Lit) and type(right.value) is int:
-        return _int_literal(op, left, right.value)
-    if isinstance(right, ListLit) and op == "in":
-        items = [i.value for i in right.items if isinstance(i, Lit)]
-        if len(items) == len(right.items) and all(type(i) is str for i in items):
-            options = frozenset(items)
-            return lambda a: type(v := left(a)) is str and v in options
-    return None
-
-
-def _equality(equal: bool, left: Fn, right: Fn) -> Fn:
-    """`x == y`, `x != y`: two strings or two ints compare directly, the rest as CEL says."""
-    if equal:
-
-        def eq(a: Activation) -> Any:
-            x, y = left(a), right(a)
-            t = type(x)
-            if t is type(y) and (t is str or t is int):
-                return x == y
-            return cel_eq(x, y)
-
-        return eq
-
-    def ne(a: Activation) -> Any:
-        x, y = left(a), right(a)
-        t = type(x)
-        if t is type(y) and (t is str or t is int):
-            return x != y
-        return not cel_eq(x, y)
-
-    return ne
-
-
-def _int_literal(op: str, left: Fn, c: int) -> Fn | None:
-    """`x < 10`, `x.size() == 3`: an int compares with Python's operator, other values
-    (uint, double, errors) as CEL says."""
-    if op == "==":
-
-        def eq(a: Activation) -> Any:
-            v = left(a)
-            return v == c if type(v) is int else cel_eq(v, c)
-
-        return eq
-    if op == "!=":
-
-        def ne(a: Activation) -> Any:
-            v = left(a)
-            return v != c if type(v) is int else not cel_eq(v, c)
-
-        return ne
-    if op == "<":
-
-        def lt(a: Activation) -> Any:
-            v = left(a)
-            return v < c if type(v) is int else cel_compare(op, v, c)
-
-        return lt
-    if op == "<=":
-
-        def le(a: Activation) -> Any:
-            v = left(a)
-            return v <= c if type(v) is int else cel_compare(op, v, c)
-
-        return le
-    if op == ">":
-
-        def gt(a: Activation) -> Any:
-            v = left(a)
-            return v > c if type(v) is int else cel_compare(op, v, c)
-
-        return gt
-    if op == ">=":
-
-        def ge(a: Activation) -> Any:
-            v = left(a)
-            return v >= c if type(v) is int else cel_compare(op, v, c)
-
-        return ge
-    return None
 
 
 def _dotted(node: Node) -> list[str] | None:
