@@ -1,6 +1,7 @@
 """`alyx deploy` of the blog project under a steady load: how long, and what the load sees.
 
     python bench/bench_deploy.py [--rounds 5] [--clients 4] [--warmup 3] [--workers auto]
+                                 [--server-log FILE] [--samples FILE]
 
 Sets up what a user would: a production server from `alyx init --server` run by
 `alyx serve` (`--workers`, default auto: one worker per core), and the developer's
@@ -26,6 +27,7 @@ requests, p99 during at most 2x before.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -173,6 +175,14 @@ def main() -> None:
         "--change", choices=("both", "function", "schema"), default="both",
         help="what each deploy changes (default: the function and a new field)",
     )  # fmt: skip
+    parser.add_argument(
+        "--server-log", type=Path, default=None,
+        help="write the server's output (its log: each deploy's steps and their times) to this file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--samples", type=Path, default=None,
+        help="write every request (wall-clock start, ms, route, ok) and the deploy windows as JSON",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -187,10 +197,11 @@ def main() -> None:
         (project / "alyx.yaml").write_text(APP_CONFIG, encoding="utf-8")
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALYX_")}
+        output = args.server_log.open("wb") if args.server_log else subprocess.DEVNULL
         server = subprocess.Popen(
             [sys.executable, "-m", "alyx_cli", "serve", "-p", str(port), "--workers", args.workers],
             cwd=root / "server",
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             wait_ready(base, server)
@@ -215,7 +226,17 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(DEADLINE)
+            if not isinstance(output, int):
+                output.close()
     report(load, before, windows, args)
+    if args.samples is not None:
+        offset = time.time() - time.perf_counter()  # perf_counter to the wall clock (the server's log)
+        dump = {
+            "before": [t + offset for t in before],
+            "windows": [[t + offset for t in w] for w in windows],
+            "samples": [[s.start + offset, round(s.ms, 2), s.what, s.ok] for s in load.samples],
+        }
+        args.samples.write_text(json.dumps(dump), encoding="utf-8")
 
 
 def _free_port() -> int:

@@ -9,6 +9,9 @@ event loop; nothing restarts, so HTTP and WebSocket connections stay up.
                                     realtime subscriptions of changed collections. A
                                     destructive change is refused with SPEC §5's message
                                     and the old schema keeps serving.
+    stage_schema(old, schema)       a deploy's two steps of the same: compile and diff
+    swap_staged_schema(app, staged)   first (off the event loop), then, once its migrations
+                                    are committed, swap references only
     reload_functions(app, names)    rediscover `names` (None: all); new workers on the new code
     reload_settings(app, settings)  swap in the keys marked "live"; name those needing a restart
     announce(app, what, ok, text)   tell the dashboards (GET /api/admin/events) what happened
@@ -47,11 +50,14 @@ __all__ = [
     "FunctionsReload",
     "SchemaReload",
     "SettingsReload",
+    "StagedSchema",
     "announce",
     "changed_collections",
     "reload_functions",
     "reload_schema",
     "reload_settings",
+    "stage_schema",
+    "swap_staged_schema",
 ]
 
 log = logging.getLogger("alyx.dev")
@@ -107,6 +113,49 @@ def announce(app: web.Application, what: str, ok: bool, summary: str) -> None:
 
 
 # -- schema ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StagedSchema:
+    """A schema made ready to serve ahead of the swap (`stage_schema`): its compiled rules
+    and access policy, and what changes from `old`, the schema serving when it was staged.
+    A deploy stages before it takes the schema gate, so under the gate only references
+    change (`swap_staged_schema`)."""
+
+    schema: Schema
+    old: Schema
+    policy: CelAccess
+    touched: tuple[str, ...]
+    summaries: tuple[str, ...]
+
+
+def stage_schema(old: Schema, schema: Schema) -> StagedSchema:
+    """Compile `schema`'s rules and diff it with `old` (no I/O, no event loop: a thread may
+    run it); RuleError for a rule that does not compile."""
+    policy = CelAccess(compile_schema_rules(schema))
+    return StagedSchema(schema, old, policy, changed_collections(old, schema), _summaries(old, schema))
+
+
+async def swap_staged_schema(app: web.Application, staged: StagedSchema) -> SchemaReload:
+    """Serve a staged schema whose migrations the caller committed (a deploy, under the
+    schema gate): the served schema, rules and realtime queries of changed collections
+    swap; nothing is compiled or planned here unless the schema serving is no longer the
+    one it was staged against."""
+    rt = app[RUNTIME]
+    old = rt.catalog.schema
+    if old is not staged.old:
+        staged = stage_schema(old, staged.schema)
+    rt.set_schema(staged.schema)
+    db = rt.ready_db()
+
+    async def referenced() -> set[str]:
+        return await db.read(lambda conn: referenced_folders(conn, staged.schema))
+
+    await free_dropped_fields(app[FILES].storage, old, staged.schema, referenced)
+    if isinstance(rt.policy, CelAccess):
+        rt.policy = staged.policy
+    dropped = await _revalidate(app, staged.touched)
+    return SchemaReload(staged.summaries, (), None, staged.touched, dropped)
+
+
 async def reload_schema(app: web.Application, schema: Schema) -> SchemaReload:
     """See the module docstring; RuleError for a rule that does not compile."""
     rt = app[RUNTIME]

@@ -52,7 +52,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
+from alyx_server.api.admin_live import reload_functions, reload_settings, stage_schema, swap_staged_schema
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
 from alyx_server.api.deploy_peers import SiblingHold, hold_siblings
@@ -106,6 +106,24 @@ PREPARE_PATH = "/api/admin/deploy/prepare"
 DRAIN_TIMEOUT = 30.0
 
 
+class Phases:
+    """How long each step of a deploy took, for its log line: `mark(name)` ends a step."""
+
+    __slots__ = ("_last", "steps")
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.steps: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.steps.append((name, (now - self._last) * 1000))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.steps)
+
+
 @dataclass
 class _Prepared:
     plan: DeployPlan
@@ -133,12 +151,13 @@ DEPLOYER = web.AppKey("deployer", Deployer)
 
 
 @contextlib.asynccontextmanager
-async def _schema_gate(app: web.Application) -> AsyncIterator[SiblingHold]:
-    """Hold the schema gates of the other workers (api/deploy_peers.py), then this one's
-    exclusively (see the module docstring); DeployInProgress, with nothing changed, when
-    the requests in flight do not finish in time."""
+async def _schema_gate(app: web.Application, schema_text: bytes | None) -> AsyncIterator[SiblingHold]:
+    """Hold the schema gates of the other workers (api/deploy_peers.py; each stages
+    `schema_text`, the schema.yaml being deployed, before it closes its gate), then this
+    one's exclusively (see the module docstring); DeployInProgress, with nothing changed,
+    when the requests in flight do not finish in time."""
     timeout = app[DEPLOYER].drain_timeout
-    async with hold_siblings(app, timeout) as siblings:
+    async with hold_siblings(app, timeout, schema_text) as siblings:
         try:
             async with app[HTTP_POLICY].gate.exclusive(timeout):
                 yield siblings
@@ -191,19 +210,26 @@ async def prepare(request: web.Request) -> web.StreamResponse:
             f"send the bundle's sha256 in the {_SHA} header (alyx deploy does)", code="INVALID_BUNDLE"
         )
     max_size = _setting(request, "deploy.max_bundle_size", MAX_BUNDLE_SIZE_DEFAULT)
+    phases = Phases()
     data = await _read_bundle_body(request, max_size)
+    phases.mark("upload")
     contents = await asyncio.to_thread(read_bundle, data, max_size=max_size, expected_sha256=announced)
+    phases.mark("unpack")
     rt = request.app[RUNTIME]
     settings = rt.settings
     folder = deployments_folder(settings)
     await asyncio.to_thread(write_bundle_file, folder, contents.sha256, data)
     staged = await asyncio.to_thread(stage, contents, folder)
+    phases.mark("stage")
     db = rt.ready_db()
     try:
         plan = await db.read(lambda conn: compute_plan(conn, contents, staged, settings, next_version(conn)))
     finally:
         await asyncio.to_thread(shutil.rmtree, staged, True)
-    compile_schema_rules(plan.schema)  # a rule that does not compile is refused now
+    phases.mark("plan")
+    # A rule that does not compile is refused now (off the event loop: requests go on).
+    await asyncio.to_thread(compile_schema_rules, plan.schema)
+    phases.mark("rules")
     message = request.query.get("message", "")
     plan_id = uuid.uuid4().hex
     now = rt.clock.now().timestamp()
@@ -211,6 +237,8 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     await asyncio.to_thread(save_plan, folder, row)
     request.app[DEPLOYER].remember(plan_id, _Prepared(plan, contents, message))
     await _prune(request)
+    phases.mark("save")
+    log.info("prepared plan %s for version %d (%s)", plan_id[:8], plan.version, phases)
     return json_response({"plan_id": plan_id, **plan.to_dict()})
 
 
@@ -345,28 +373,39 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     plan, contents = prepared.plan, prepared.contents
     folder = deployments_folder(settings)
     started = time.monotonic()
+    phases = Phases()
     staged = await asyncio.to_thread(stage, contents, folder)
+    phases.mark("stage")
+    # Everything the swap needs is made before the gate closes: under it, only the commit,
+    # the files and the swap of references (each sibling staged the schema when it held).
+    new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
+    phases.mark("compile")
     db = rt.ready_db()
-    async with _schema_gate(app) as siblings:
+    async with _schema_gate(app, contents.files.get("schema.yaml")) as siblings:
+        phases.mark("gate")
         await db.run_exclusive(
             lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
         )
+        phases.mark("commit")
         # The commit point is passed: from here on the new version is the one in force, and
         # a crash is finished at start-up (deploy.execute.recover_interrupted).
         await asyncio.to_thread(swap_files, staged, settings, contents.config)
-        reloaded = await reload_schema(app, plan.schema)
-        await siblings.swap()
-    if reloaded.refused:
-        log.error("deploy: the schema was not swapped in: %s", reloaded.refused)
+        phases.mark("files")
+        await asyncio.gather(swap_staged_schema(app, new_schema), siblings.swap())
+        phases.mark("swap")
     f = plan.functions
     await asyncio.gather(
         _hot_swap(app, plan, contents),
         siblings.finish([*f["added"], *f["changed"], *f["removed"]], contents.config, ()),
     )
+    phases.mark("functions")
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)
-    log.info("deployed version %d (%s) in %d ms", plan.version, plan.bundle_sha256[:12], duration_ms)
+    phases.mark("applied")
+    log.info(
+        "deployed version %d (%s) in %d ms (%s)", plan.version, plan.bundle_sha256[:12], duration_ms, phases
+    )
     return {"version": plan.version, "outcome": "applied", "duration_ms": duration_ms, "plan": plan.to_dict()}
 
 
@@ -473,7 +512,8 @@ async def _rollback_locked(
     details = {"token_name": _who(auth), "message": message}
     restored: str | None = None
     undone: list[str] = []
-    async with _schema_gate(app) as siblings:
+    new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, schema)
+    async with _schema_gate(app, contents.files.get("schema.yaml")) as siblings:
         if restore:
             new_version, restored = await db.run_exclusive(
                 lambda conn: restore_commit(
@@ -487,7 +527,7 @@ async def _rollback_locked(
                 )
             )
         await asyncio.to_thread(swap_files, staged, settings, contents.config)
-        await reload_schema(app, schema)
+        await swap_staged_schema(app, new_schema)
         hub = app[REALTIME].hub
         if restored is not None and hub is not None:
             # Every collection's rows may differ now: each subscription gets a fresh snapshot.

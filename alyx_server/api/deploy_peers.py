@@ -7,13 +7,16 @@ the same database file; between the commit of a migration and their swap, a requ
 theirs could meet a table its schema does not describe. So the executing process, before
 it takes its own gate (api/deploy.py):
 
-    hold     asks every sibling, through the peer sockets (api/peers.py), to take its
-             gate's exclusive side (their requests in flight finish on the old schema,
-             new ones wait); a sibling that cannot within the drain timeout answers 409
-             and the deploy is refused with nothing changed (the others are released)
-    swap     after the commit and its own schema swap: each sibling reads schema.yaml
-             from disk (the files are in place by then), swaps its schema, rules and
-             realtime queries, and opens its gate
+    hold     sends every sibling, through the peer sockets (api/peers.py), the schema.yaml
+             being deployed; each parses it and compiles its rules (off its event loop,
+             its gate still open), then takes its gate's exclusive side (requests in
+             flight finish on the old schema, new ones wait); a sibling that cannot
+             within the drain timeout answers 409 and the deploy is refused with nothing
+             changed (the others are released)
+    swap     after the commit, alongside its own schema swap: each sibling swaps in the
+             schema it staged (its references only: schema, rules, realtime queries)
+             and opens its gate; one that could not stage it reads schema.yaml from
+             disk (the files are in place by then)
     finish   with its own gate open: each sibling takes the changed functions (fresh
              pools) and the alyx.yaml keys the deploy set, as the executing process does
     release  on any failure: the siblings read schema.yaml again (unchanged when the
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +43,14 @@ from typing import Any
 from aiohttp import web
 
 from alyx_server.api.admin import PEERS
-from alyx_server.api.admin_live import reload_functions, reload_schema, reload_settings
+from alyx_server.api.admin_live import (
+    StagedSchema,
+    reload_functions,
+    reload_schema,
+    reload_settings,
+    stage_schema,
+    swap_staged_schema,
+)
 from alyx_server.api.peers import PeerAnswer, PeerGone
 from alyx_server.api.pipeline import HTTP_POLICY, json_response
 from alyx_server.api.realtime import REALTIME
@@ -81,7 +92,8 @@ class SiblingHold:
     peers: list[Any] = field(default_factory=list)
 
     async def swap(self, *, revalidate_all: bool = False) -> None:
-        """Every holding sibling swaps to the schema now on disk and opens its gate."""
+        """Every holding sibling swaps to the schema it staged (or, failing that, the one
+        now on disk) and opens its gate."""
         await self._each(SWAP_PATH, {"hold_id": self.hold_id, "revalidate_all": revalidate_all})
 
     async def finish(
@@ -114,15 +126,20 @@ def _why(answer: object) -> str:
 
 
 @contextlib.asynccontextmanager
-async def hold_siblings(app: web.Application, timeout: float) -> AsyncIterator[SiblingHold]:
-    """Hold every sibling's gate (see the module docstring). DeployInProgress, with every
-    sibling released and nothing changed, when one cannot hold within `timeout`."""
+async def hold_siblings(
+    app: web.Application, timeout: float, schema: bytes | None = None
+) -> AsyncIterator[SiblingHold]:
+    """Hold every sibling's gate, each staging `schema` (the schema.yaml being deployed)
+    first (see the module docstring). DeployInProgress, with every sibling released and
+    nothing changed, when one cannot hold within `timeout`."""
     hold = SiblingHold(app, uuid.uuid4().hex)
     peers = app.get(PEERS)
     siblings = peers.siblings() if peers is not None else []
     if siblings:
         assert peers is not None
-        payload = {"hold_id": hold.hold_id, "timeout": timeout}
+        payload: dict[str, Any] = {"hold_id": hold.hold_id, "timeout": timeout}
+        if schema is not None:
+            payload["schema"] = schema.decode("utf-8", errors="replace")
         answers = await asyncio.gather(
             *(peers.call(peer, HOLD_PATH, payload, timeout=timeout + 5) for peer in siblings),
             return_exceptions=True,
@@ -155,6 +172,7 @@ class _Held:
     open: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
     task: asyncio.Task[None] | None = None
+    staged: StagedSchema | None = None
 
 
 _HOLDS = web.AppKey("alyx.deploy_holds", dict)
@@ -174,23 +192,38 @@ def _holds(app: web.Application) -> dict[str, _Held]:
 
 
 async def _hold_gate(app: web.Application, hold_id: str, entry: _Held, timeout: float) -> None:
+    started = time.perf_counter()
+    gate = app[HTTP_POLICY].gate
     try:
-        async with app[HTTP_POLICY].gate.exclusive(timeout):
+        async with gate.exclusive(timeout):
             entry.held.set()
+            held = time.perf_counter()
             try:
-                await asyncio.wait_for(entry.open.wait(), HOLD_LIMIT)
-            except TimeoutError:
-                log.error(
-                    "deploy: the worker executing it did not come back within %.0f s; "
-                    "serving schema.yaml as it is on disk",
-                    HOLD_LIMIT,
+                await _wait_open(app, entry)
+            finally:
+                log.info(
+                    "deploy: held the schema gate %.0f ms (drain %.0f ms, %d requests waiting)",
+                    (time.perf_counter() - held) * 1000,
+                    (held - started) * 1000,
+                    gate.waiting,
                 )
-                await _swap_from_disk(app, revalidate_all=False)
     except GateTimeout as e:
         entry.error = str(e)
         entry.held.set()
     finally:
         _holds(app).pop(hold_id, None)
+
+
+async def _wait_open(app: web.Application, entry: _Held) -> None:
+    try:
+        await asyncio.wait_for(entry.open.wait(), HOLD_LIMIT)
+    except TimeoutError:
+        log.error(
+            "deploy: the worker executing it did not come back within %.0f s; "
+            "serving schema.yaml as it is on disk",
+            HOLD_LIMIT,
+        )
+        await _swap_from_disk(app, revalidate_all=False)
 
 
 async def _swap_from_disk(app: web.Application, *, revalidate_all: bool) -> None:
@@ -206,11 +239,24 @@ async def _swap_from_disk(app: web.Application, *, revalidate_all: bool) -> None
         await hub.revalidate(c.name for c in schema.collections)
 
 
+def _stage(app: web.Application, text: str) -> StagedSchema | None:
+    """The deployed schema made ready to swap in (None when it does not parse or compile
+    here: the swap then reads schema.yaml from disk, as a release does)."""
+    try:
+        return stage_schema(app[RUNTIME].catalog.schema, parse_schema(text))
+    except Exception:
+        log.exception("deploy: could not stage the new schema; it will be read from disk")
+        return None
+
+
 async def hold(request: web.Request) -> web.StreamResponse:
     app = _main(request)
     body = await request.json()
     hold_id, timeout = str(body["hold_id"]), float(body["timeout"])
     entry = _Held()
+    text = body.get("schema")
+    if isinstance(text, str):
+        entry.staged = await asyncio.to_thread(_stage, app, text)
     _holds(app)[hold_id] = entry
     entry.task = asyncio.get_running_loop().create_task(
         _hold_gate(app, hold_id, entry, timeout), name=f"alyx-deploy-hold-{hold_id[:8]}"
@@ -222,13 +268,32 @@ async def hold(request: web.Request) -> web.StreamResponse:
 
 
 async def swap(request: web.Request) -> web.StreamResponse:
+    """After the commit: the staged schema (or the one on disk) serves; the gate opens."""
+    return await _open(request, committed=True)
+
+
+async def release(request: web.Request) -> web.StreamResponse:
+    """On a failure: schema.yaml as it is on disk (unchanged before the commit) serves."""
+    return await _open(request, committed=False)
+
+
+async def _open(request: web.Request, *, committed: bool) -> web.StreamResponse:
     app = _main(request)
     body = await request.json()
     entry = _holds(app).get(str(body["hold_id"]))
     if entry is None:  # opened by itself already (HOLD_LIMIT)
         return json_response({"swapped": False, "error": "no such hold"}, status=404)
+    started = time.perf_counter()
+    revalidate_all = bool(body.get("revalidate_all"))
     try:
-        await _swap_from_disk(app, revalidate_all=bool(body.get("revalidate_all")))
+        if committed and entry.staged is not None:
+            await swap_staged_schema(app, entry.staged)
+            hub = app[REALTIME].hub
+            if revalidate_all and hub is not None:
+                await hub.revalidate(c.name for c in entry.staged.schema.collections)
+        else:
+            await _swap_from_disk(app, revalidate_all=revalidate_all)
+        log.info("deploy: swapped the schema in %.0f ms", (time.perf_counter() - started) * 1000)
     finally:
         entry.open.set()
         if entry.task is not None:
@@ -240,18 +305,16 @@ async def finish(request: web.Request) -> web.StreamResponse:
     app = _main(request)
     body = await request.json()
     names = [str(n) for n in body.get("functions") or ()]
+    started = time.perf_counter()
     if names:
         await reload_functions(app, names)
+        log.info("deploy: took the new functions in %.0f ms", (time.perf_counter() - started) * 1000)
     config, reset = body.get("config") or {}, [str(k) for k in body.get("reset") or ()]
     if config or reset:
         rt = app[RUNTIME]
         new = await asyncio.to_thread(with_config, rt.settings, config, reset)
         await reload_settings(app, new)
     return json_response({"finished": True})
-
-
-async def release(request: web.Request) -> web.StreamResponse:
-    return await swap(request)
 
 
 def add_peer_routes(peer: web.Application, main: web.Application) -> None:
