@@ -42,7 +42,7 @@ def port_source(settings: Settings, flag: int | None, environ: Mapping[str, str]
 def listen(settings: Settings, command: str, flag: int | None) -> list[socket.socket]:
     """The bound listening sockets for `settings.server`, or one CommandError naming the
     port's source and how to pick another (`command` is `serve` or `dev`)."""
-    from alyx_server.app import bind_listeners
+    from alyx_server.listeners import bind_listeners
 
     host, port = settings.server.host, settings.server.port
     try:

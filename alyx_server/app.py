@@ -60,7 +60,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from alyx_server import __version__
 from alyx_server.admin_ui import add_admin_ui
 from alyx_server.api import admin, admin_users, automation, batch, collections, meta, peer_app
 from alyx_server.api import auth as auth_api
@@ -89,6 +88,7 @@ from alyx_server.functions.service import FunctionService
 from alyx_server.functions.tokens import TokenRegistry
 from alyx_server.jobs import JobKind, JobQueue
 from alyx_server.jobs.functions import function_job_kinds
+from alyx_server.listeners import BACKLOG, banner, bind_listeners
 from alyx_server.metrics import Metrics
 from alyx_server.migrations import apply_migrations, apply_system_migrations, plan_migrations
 from alyx_server.migrations.history import latest_snapshot, read_history
@@ -121,7 +121,6 @@ __all__ = [
 log = logging.getLogger("alyx.server")
 
 SHUTDOWN_TIMEOUT = 30.0
-BACKLOG = 1024
 
 
 def create_app(
@@ -515,42 +514,6 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
-
-
-def banner(settings: Settings, url: str, workers: int = 1) -> str:
-    """The one line printed at start."""
-    how = f"{settings.mode}, {workers} workers" if workers > 1 else settings.mode
-    return f"Alyx {__version__} serving {settings.project_dir} at {url} ({how})"
-
-
-def bind_listeners(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets on `port` for every address `host` resolves to, bound now.
-
-    What asyncio's `create_server(host, port)` binds, done before the application starts,
-    so that a port in use (OSError EADDRINUSE) is found before anything is changed. The
-    sockets are handed to `serve(..., sockets=...)`, which closes them on shutdown.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    bound: list[socket.socket] = []
-    seen: set[tuple[int, object]] = set()
-    try:
-        for family, kind, proto, _name, address in infos:
-            if (family, address) in seen:
-                continue
-            seen.add((family, address))
-            sock = socket.socket(family, kind, proto)
-            bound.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in bound:
-            sock.close()
-        raise
-    return bound
 
 
 def reap_own_children() -> None:

@@ -123,7 +123,7 @@ def _supervise(
     """`alyx serve` with `count` worker processes (alyx_server/workers)."""
     from alyx_server import metrics
 
-    # Before prometheus_client is imported (by the application, below): the workers'
+    # Before prometheus_client is imported (by the application, in each worker): the workers'
     # series meet in one directory, which /metrics on any worker sums. One directory per
     # supervisor (emptied now, removed at the end), so that a second `alyx serve` on the
     # same database keeps its own series instead of wiping these; a directory the user
@@ -133,15 +133,17 @@ def _supervise(
     metrics.use_multiprocess(folder, empty=not given)
     if not given:
         atexit.register(shutil.rmtree, folder, True)
-    import alyx_server.app  # the application's modules, imported once and shared by the forks
     from alyx_server.config import load_settings, split_changes
+    from alyx_server.listeners import banner
     from alyx_server.logs import configure_logging
     from alyx_server.workers import Supervisor, WorkerChannel
-    from alyx_server.workers.worker import serve_worker
 
+    # The supervisor does not import the application: each worker imports it after the
+    # fork (docs/workers.md, "Memory"). Imported here, it would be resident in the
+    # supervisor too, which never runs it, and count once more in the server's memory.
     # Unbuffered: the buffered handler writes from a thread, and the supervisor forks.
     configure_logging(settings.logging, buffered=False)
-    # What was imported moves to the collector's permanent generation: a worker's own
+    # What is alive now moves to the collector's permanent generation: a worker's own
     # collections then never write to those objects' pages, which stay shared.
     gc.collect()
     gc.freeze()
@@ -149,6 +151,8 @@ def _supervise(
 
     def work(index: int, channel: WorkerChannel) -> int:
         try:
+            from alyx_server.workers.worker import serve_worker
+
             return serve_worker(current[0], sockets, channel)
         except OSError as e:
             raise AlyxError(describe_os_error(e)) from e
@@ -164,7 +168,7 @@ def _supervise(
 
     def announce() -> None:
         url = _url(sockets[0])
-        print(alyx_server.app.banner(settings, url, workers=count), flush=True)
+        print(banner(settings, url, workers=count), flush=True)
 
     supervisor = Supervisor(
         count, work, reload=reload, on_ready=announce,

@@ -18,6 +18,9 @@ verified; an unverified one never takes over an account (OAUTH_EMAIL_UNVERIFIED)
 without an account it signs up an unverified account or is refused
 (`auth.oauth.unverified_email`). A signed-in account links another provider with a
 one-time link ticket (`link_url`), and unlinks one unless it is its last way to sign in.
+
+The providers' protocol code (oauth_providers.py: Authlib and joserfc, with cryptography)
+is imported only when `auth.oauth.providers` lists a provider.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from alyx_server.auth.account import account_user
@@ -46,13 +49,15 @@ from alyx_server.auth.oauth_flows import (
     redeem_exchange_code,
     redeem_flow,
 )
-from alyx_server.auth.oauth_providers import ProviderClient, ProviderError, ProviderUser
 from alyx_server.auth.service import AuthService, Client, Tokens, account_disabled
 from alyx_server.auth.tokens import hash_secret, invalid_token
 from alyx_server.auth.users import UserRecord, insert_user, normalize_email, user_by_email, user_by_id
 from alyx_server.config import OAuthSettings
 from alyx_server.config.oauth import OAuthProviderConfig
 from alyx_server.errors import AlyxError, ConfigError, Conflict, Forbidden, NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from alyx_server.auth.oauth_providers import ProviderClient, ProviderUser
 
 __all__ = ["EXCHANGE_TTL", "FLOW_TTL", "OAuthService", "StateRefused"]
 
@@ -86,6 +91,8 @@ class OAuthService:
     ) -> None:
         self.auth = auth
         self.settings = settings
+        if providers:
+            from alyx_server.auth.oauth_providers import ProviderClient
         self.providers = {
             p.name: ProviderClient(p, timeout=settings.timeout, clock=auth.clock) for p in providers
         }
@@ -93,6 +100,10 @@ class OAuthService:
     async def check_providers(self, *, strict: bool) -> None:
         """Fetch every OpenID provider's discovery document now; under `strict` (alyx serve)
         one that cannot be read stops the start with a ConfigError."""
+        if not self.providers:
+            return
+        from alyx_server.auth.oauth_providers import ProviderError
+
         for client in self.providers.values():
             try:
                 await client.metadata()
@@ -207,6 +218,8 @@ class OAuthService:
         `linked` (link) or `error` and `error_description`. StateRefused when the state
         cannot be trusted."""
         provider = self.provider(name)
+        from alyx_server.auth.oauth_providers import ProviderError
+
         state = params.get("state")
         if not state:
             raise StateRefused("the provider's answer has no state; start the sign-in again")

@@ -20,8 +20,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
 from alyx_server.auth.tokens import hash_secret, invalid_token
 from alyx_server.errors import ValidationError
 from alyx_server.schema.system_tables import OAUTH_FLOWS_TABLE
@@ -136,6 +134,8 @@ def redeem_exchange_code(conn: sqlite3.Connection, code: object, verifier: objec
     if row is None or row.user_id is None:
         raise invalid_token("this sign-in code is invalid, expired or was already used; sign in again")
     if row.app_challenge is not None:
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge  # imported when used
+
         given = verifier if isinstance(verifier, str) and 43 <= len(verifier) <= 128 else None
         if given is None or not hmac.compare_digest(create_s256_code_challenge(given), row.app_challenge):
             raise invalid_token(

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import jwt
 import orjson
 
 from alyx_server.errors import Unauthorized
@@ -170,6 +169,10 @@ class TokenSigner:
         return claims, nbf
 
     def _decode(self, token: str) -> tuple[AccessClaims, float]:
+        # PyJWT loads cryptography (about 10 MiB of every process) for algorithms Alyx
+        # never accepts: it is imported by the first token checked, not with the server.
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,

@@ -58,7 +58,6 @@ from alyx_server.functions.tokens import Grant
 from alyx_server.functions.triggers import AfterHook
 from alyx_server.functions.worker import FunctionLoadFailed, WorkerCrashed, WorkerTimeout
 from alyx_server.rules import Auth, RequestInfo
-from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import CompileEnv, Fn, Unsupported, compile_node, doc_value
 from alyx_server.rules.load import HOOK_VARIABLES, check_hook_when, where_in_file
 from alyx_server.rules.syntax import CelCompileError
@@ -147,6 +146,8 @@ def compile_when(spec: FunctionSpec, hook: AfterHook, collection: Collection) ->
         )
         raise RuleError(message, where_in_file(hook.when_location, e)) from e
     except Unsupported:
+        from alyx_server.rules.cel import FallbackProgram  # cel-python, loaded when needed
+
         fn = FallbackProgram(text)
     name = spec.name
 

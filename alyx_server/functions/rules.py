@@ -17,7 +17,6 @@ from alyx_server.errors import Location, RuleError
 from alyx_server.functions.manifest import FunctionSpec
 from alyx_server.functions.service import RuleCheck
 from alyx_server.rules import Auth, RequestInfo
-from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import CompileEnv, Fn, Unsupported, compile_node
 from alyx_server.rules.compiled import auth_value, request_value
 from alyx_server.rules.syntax import CelCompileError, parse
@@ -51,6 +50,8 @@ def compile_function_rule(spec: FunctionSpec) -> RuleCheck:
         message = f"the rule of function {spec.name} does not compile: {e.message} (CEL column {e.column})"
         raise RuleError(message, _located(spec.rule_location, e)) from e
     except Unsupported:
+        from alyx_server.rules.cel import FallbackProgram  # cel-python, loaded when needed
+
         fn = FallbackProgram(text)
     name = spec.name
 

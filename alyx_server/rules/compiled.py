@@ -31,7 +31,6 @@ from typing import Any
 
 from alyx_server.db.query import LOOP_CHECK_WORK, LoopWorkExceeded, Predicate
 from alyx_server.rules.budget import BUDGET, EvalBudget
-from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import (
     Activation,
     CompileEnv,
@@ -117,6 +116,8 @@ class CompiledRule:
             self.part_fns: list[Fn] | None = [compile_node(p, env) for p in self.parts]
             self.fallback = False
         except Unsupported:
+            from alyx_server.rules.cel import FallbackProgram  # cel-python, loaded when needed
+
             self._fn = FallbackProgram(text)
             self.part_fns = None
             self.fallback = True

@@ -10,15 +10,14 @@ compilers (Python closures and SQL) read.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import celpy
 import lark
-from celpy.celparser import CELParser
 
 from alyx_server.rules.limits import RULE_LIMITS, SizeLimits, size_problem
 from alyx_server.rules.values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
@@ -195,18 +194,35 @@ def lark_parser() -> lark.Lark:
     global _PARSER
     with _PARSER_LOCK:
         if _PARSER is None:
-            grammar = _extended((Path(celpy.__file__).parent / "cel.lark").read_text())
+            grammar = _extended(_celpy_grammar().read_text())
             _PARSER = lark.Lark(
                 grammar,
                 parser="lalr",
                 start="expr",
                 g_regex_flags=re.M,
-                lexer_callbacks={"IDENT": CELParser.ambiguous_literals},
+                lexer_callbacks={"IDENT": _ambiguous_literals},
                 propagate_positions=True,
                 maybe_placeholders=False,
                 priority="invert",
             )
         return _PARSER
+
+
+def _celpy_grammar() -> Path:
+    """cel-python's grammar file, found without importing cel-python (about 5 MiB of
+    every server process, needed only by the fallback evaluator, cel.py)."""
+    spec = importlib.util.find_spec("celpy")
+    if spec is None or spec.origin is None:  # pragma: no cover - a declared dependency
+        raise ModuleNotFoundError("cel-python (celpy) is not installed")
+    return Path(spec.origin).parent / "cel.lark"
+
+
+def _ambiguous_literals(token: lark.Token) -> lark.Token:
+    """`true` and `false` lexed as identifiers are boolean literals (what cel-python's
+    `CELParser.ambiguous_literals` does for its own parser)."""
+    if token.value in ("true", "false"):
+        return lark.Token("BOOL_LIT", token.value)
+    return token
 
 
 # CEL's optional syntax, which cel-python 0.5.0's grammar lacks: `a.?b`, `a[?b]`,

@@ -6,15 +6,14 @@ make the server render arbitrary sizes. Decompression bombs are refused before a
 is decoded: the header gives the dimensions and an image over `max_pixels` (the setting
 `storage.thumb_max_pixels`) is refused; Pillow's own `Image.MAX_IMAGE_PIXELS` check stays
 on as a second guard. Only PNG, JPEG, GIF and WebP are opened (no exotic decoders).
-`make_thumbnail` is CPU work: callers run it off the event loop.
+`make_thumbnail` is CPU work: callers run it off the event loop. Pillow is imported by the
+first thumbnail made, not with the server (a server that makes none never loads it).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from alyx_server.errors import ValidationError
 from alyx_server.schema.file_options import THUMB_PATTERN
@@ -52,6 +51,8 @@ def make_thumbnail(data: bytes, mime: str, spec: ThumbSpec, max_pixels: int) -> 
     fmt = THUMB_SOURCE_TYPES.get(mime)
     if fmt is None:
         raise ValidationError(f"no thumbnails of {mime} files", code="INVALID_THUMB")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -29,7 +29,6 @@ from alyx_server.config.webhooks import (
     check_url,
 )
 from alyx_server.errors import Conflict, Location, NotFound, RuleError, ValidationError
-from alyx_server.rules.cel import FallbackProgram
 from alyx_server.rules.compile_py import CompileEnv, Fn, Unsupported, compile_node
 from alyx_server.rules.syntax import CelCompileError, parse
 from alyx_server.rules.values import CelEvalError, from_json
@@ -116,6 +115,8 @@ def compile_webhook(target: WebhookTarget, source: str) -> Webhook:
                 message = f"webhook {target.name}: when does not compile: {e.message} (CEL column {e.column})"
                 raise RuleError(message, events.when_location) from e
             except Unsupported:
+                from alyx_server.rules.cel import FallbackProgram  # cel-python, loaded when needed
+
                 when = FallbackProgram(events.when)
         routes.append(_Route(events.collection, frozenset(events.events), when))
     return Webhook(target, source, tuple(routes))
