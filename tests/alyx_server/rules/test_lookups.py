@@ -32,7 +32,7 @@ from alyx_server.rules.lookups import reading, set_lookup_depth
 from alyx_server.schema.ddl import create_table_sql, index_sql
 from alyx_server.schema.loader import load_schema, parse_schema
 from tests.alyx_server.auth.support import PASSWORD, make_auth_settings, register
-from tests.alyx_server.realtime.support import LiveClient
+from tests.alyx_server.realtime.support import WAIT, LiveClient
 
 Client = TestClient[Any, Any]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -280,10 +280,16 @@ async def _live(
     return live, snap["payload"]["subscription_id"]
 
 
-async def _settle(live: LiveClient) -> None:
-    for _ in range(20):
+async def _settle(live: LiveClient, done: Callable[[], bool] | None = None) -> None:
+    """Read what the server sent until `done()` holds (within WAIT seconds); without
+    `done`, for a second, so that a delta that should not come has had time to."""
+    deadline = asyncio.get_running_loop().time() + (WAIT if done else 1.0)
+    while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
         await live.sync()
+        if done is not None and done():
+            return
+    assert done is None, live.messages[-5:]
 
 
 @pytest.mark.parametrize("limit", [None, 10])
@@ -294,14 +300,14 @@ async def test_realtime_follows_membership(
     live, sub = await _live(w, "member", limit)
     assert set(live.views[sub].docs) == {"p1"}
     await w.ok("owner", "DELETE", "/api/collections/members/m-member")
-    await _settle(live)
+    await _settle(live, lambda: live.views[sub].docs == {})
     assert live.views[sub].docs == {}
     deltas = [m["payload"]["changes"] for m in live.messages if m["type"] == "delta"]
     assert any("p1" in changes.get("deletes", ()) for changes in deltas)
     await w.ok(
         "owner", "POST", "/api/collections/members", {"id": "m2", "team_id": "t1", "user_id": w.ids["member"]}
     )
-    await _settle(live)
+    await _settle(live, lambda: set(live.views[sub].docs) == {"p1"})
     assert set(live.views[sub].docs) == {"p1"}
     await live.close()
 
@@ -314,10 +320,10 @@ async def test_realtime_follows_a_change_of_owner(
     live, sub = await _live(w, "outsider", 10, collection)
     assert live.views[sub].docs == {}
     await w.ok("owner", "PATCH", "/api/collections/teams/t1", {"owner_id": w.ids["outsider"]})
-    await _settle(live)
+    await _settle(live, lambda: set(live.views[sub].docs) == {"p1"})
     assert set(live.views[sub].docs) == {"p1"}
     await w.ok("outsider", "PATCH", "/api/collections/teams/t1", {"owner_id": w.ids["owner"]})
-    await _settle(live)
+    await _settle(live, lambda: live.views[sub].docs == {})
     assert live.views[sub].docs == {}
     await live.close()
 
@@ -346,8 +352,7 @@ async def test_a_burst_of_membership_changes_reruns_each_subscription_once(
 
     before = fanout.lookup_reruns
     await db.write(insert_all)
-    for live in (outsider_set, outsider_window, member_set):
-        await _settle(live)
+    await asyncio.gather(*(_settle(live) for live in (outsider_set, outsider_window, member_set)))
     assert fanout.lookup_reruns - before == 3  # one per subscription, for 1,000 changes
     assert set(outsider_set.views[set_sub].docs) == {"p1"}
     assert set(outsider_window.views[window_sub].docs) == {"p1"}
