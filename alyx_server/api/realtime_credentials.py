@@ -5,9 +5,9 @@ and then lives for hours. So that an open connection loses at once what its toke
 the watch files every authenticated connection under the rows its credential stands on:
 
     ("user", account id)        `_alyx_users`: role, flags, metadata, deletion
-    ("session", live row id)    `_alyx_sessions`: the live row of the token's session
-                                family (logout, reuse detection, a password change or
-                                disabling revoke it; a refresh retires it for a new one)
+    ("session", family id)      `_alyx_sessions`: the token's session family (logout,
+                                reuse detection, a password change or disabling revoke
+                                it; a refresh rotates its rows and logs no change)
     ("token", token id)         `_alyx_tokens`: an admin or deploy token revoked or deleted
 
 and listens to the change feed, whose events cover writes of this process and of any
@@ -21,8 +21,7 @@ the same checks REST runs on every request (expiry apart: the connection enforce
     another caller      (a new role, new metadata): `hub.reauth`, so every subscription
                         is re-bound to the caller as it now is and gets a fresh snapshot
                         (unless its token has expired: it stays paused until `auth`)
-    the same caller     nothing, but the connection is filed under its family's new
-                        live row (after a refresh)
+    the same caller     nothing
 
 Checks run in one task, started by the first event of a batch, so every feed subscriber
 (the AuthCache among them) has seen the whole batch first. The fan-out of deltas never
@@ -114,8 +113,8 @@ class CredentialWatch:
     # -- events ----------------------------------------------------------------------------
     def _on_change(self, event: ChangeEvent) -> None:
         kind = _KIND_OF_TABLE.get(event.collection)
-        if kind is None or (kind == "session" and event.op == "INSERT"):
-            return  # a new session row never ends a family
+        if kind is None:
+            return
         found = self._filed.get((kind, str(event.doc_id)))
         if found:
             self._schedule(found)
@@ -181,9 +180,7 @@ class CredentialWatch:
             return (("token", token_id),)
         keys: list[Key] = [("user", auth.id)]
         if auth.session_id is not None:
-            live_row = self._service.cache.family(auth.session_id).live_row
-            if live_row is not None:
-                keys.append(("session", live_row))
+            keys.append(("session", auth.session_id))
         return tuple(keys)
 
     def _file(self, held: _Credential, keys: tuple[Key, ...]) -> None:

@@ -5,8 +5,10 @@ session family is still live. Both are point reads, kept here after the first on
 the common request costs no query at all. Entries are dropped when the change feed
 reports their row changed: `_alyx_users` and `_alyx_sessions` carry change triggers, so
 writes from this process (published before the write is acknowledged) and from others
-both invalidate. A family's entry remembers its live row, the one a refresh retires or
-a logout revokes; inserts never change whether a family is live and are ignored.
+both invalidate. A session change names its family (migrations/system.py, step 13) and
+is logged only when the family may have died or changed hands (a logout, a reuse caught,
+a revocation, a live row deleted): a refresh rotates a family's rows without ending it,
+logs nothing, and leaves every process's entry for the family as it was.
 
 Other processes on the same file (workers, a second server, the CLI) announce their
 commits (db/notify.py), and every look-up first calls `Database.catch_up`: one read of
@@ -48,7 +50,6 @@ class AuthCache:
         self._users: dict[str, UserRecord | None] = {}
         self._contexts: dict[str, dict[str, AuthContext]] = {}
         self._families: dict[str, FamilyState] = {}
-        self._live_rows: dict[str, str] = {}
         self.loads = 0
         self._unsubscribe: Callable[[], None] = db.feed.subscribe(self._on_change)
 
@@ -60,16 +61,13 @@ class AuthCache:
         self._users.clear()
         self._contexts.clear()
         self._families.clear()
-        self._live_rows.clear()
 
     def _on_change(self, event: ChangeEvent) -> None:
         if event.collection == USERS_TABLE:
             self._users.pop(event.doc_id, None)
             self._contexts.pop(event.doc_id, None)
-        elif event.collection == SESSIONS_TABLE and event.op != "INSERT":
-            family = self._live_rows.pop(event.doc_id, None)
-            if family is not None:
-                self._families.pop(family, None)
+        elif event.collection == SESSIONS_TABLE:
+            self._families.pop(event.doc_id, None)
 
     def user(self, user_id: str) -> UserRecord | None:
         """The account (None when deleted), from the cache or one point read."""
@@ -95,10 +93,7 @@ class AuthCache:
         state = self._load(lambda conn: family_state(conn, family_id))
         if len(self._families) >= MAX_ENTRIES:
             self._families.clear()
-            self._live_rows.clear()
         self._families[family_id] = state
-        if state.live_row is not None:
-            self._live_rows[state.live_row] = family_id
         return state
 
     def context(self, user: UserRecord, family_id: str) -> AuthContext:

@@ -43,7 +43,12 @@ _BY_HASH = (
     f"SELECT id, user_id, family_id, expires_at, revoked_at, replaced_by FROM {SESSIONS_TABLE} "
     "WHERE refresh_token_hash = ?"
 )
-_RETIRE = f"UPDATE {SESSIONS_TABLE} SET revoked_at = ?, replaced_by = ? WHERE id = ? AND revoked_at IS NULL"
+# The common case of a refresh in one statement: retire the presented row if it is live
+# and unexpired, and learn its family. Anything else is sorted out by reading the row.
+_ROTATE = (
+    f"UPDATE {SESSIONS_TABLE} SET revoked_at = ?, replaced_by = ? "
+    "WHERE refresh_token_hash = ? AND revoked_at IS NULL AND expires_at > ? RETURNING user_id, family_id"
+)
 _REVOKE_FAMILY = f"UPDATE {SESSIONS_TABLE} SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
 _LIVE_ROW = f"SELECT id, user_id FROM {SESSIONS_TABLE} WHERE family_id = ? AND revoked_at IS NULL LIMIT 1"
 
@@ -115,24 +120,27 @@ def rotate_session(
     user_agent: str | None,
     ip: str | None,
 ) -> RefreshOutcome:
-    """Retire the row of `token_hash` and open its successor; see the module docstring."""
+    """Retire the row of `token_hash` and open its successor; see the module docstring.
+
+    Two statements when the token is live (the retiring UPDATE and the successor's INSERT);
+    a token that cannot rotate is read to tell the caller why.
+    """
+    successor = new_id()
+    retired = conn.execute(_ROTATE, (now, successor, token_hash, now)).fetchall()
+    if retired:
+        ((user_id, family),) = retired
+        conn.execute(_INSERT, (successor, user_id, family, new_hash, expires_at, user_agent, ip, now))
+        return RefreshOutcome(Refresh.ROTATED, SessionRow(successor, user_id, family, expires_at), user_id)
     row = conn.execute(_BY_HASH, (token_hash,)).fetchone()
     if row is None:
         return RefreshOutcome(Refresh.UNKNOWN)
-    row_id, user_id, family, row_expires, revoked_at, replaced_by = row
-    if revoked_at is not None:
-        if replaced_by is None:
-            return RefreshOutcome(Refresh.REVOKED, user_id=user_id)
-        conn.execute(_REVOKE_FAMILY, (now, family))
-        return RefreshOutcome(Refresh.REUSED, user_id=user_id)
-    if row_expires <= now:
+    _row_id, user_id, family, _expires, revoked_at, replaced_by = row
+    if revoked_at is None:
         return RefreshOutcome(Refresh.EXPIRED, user_id=user_id)
-    session = open_session(
-        conn, user_id=user_id, token_hash=new_hash, expires_at=expires_at, now=now,
-        user_agent=user_agent, ip=ip, family_id=family,
-    )  # fmt: skip
-    conn.execute(_RETIRE, (now, session.id, row_id))
-    return RefreshOutcome(Refresh.ROTATED, session, user_id)
+    if replaced_by is None:
+        return RefreshOutcome(Refresh.REVOKED, user_id=user_id)
+    conn.execute(_REVOKE_FAMILY, (now, family))
+    return RefreshOutcome(Refresh.REUSED, user_id=user_id)
 
 
 def family_of_token(conn: sqlite3.Connection, token_hash: str) -> tuple[str, str] | None:

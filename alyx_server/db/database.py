@@ -174,6 +174,7 @@ class Database:
         feed = ChangeFeed(loop, high_water=latest_change_id(conn))
         checkpointer = Checkpointer(file, synchronous=synchronous) if background_checkpoints else None
         lock = FileLock(run_dir(file) / "write.lock") if write_lock else None
+        commits = CommitSignal(file) if announce else None
         writer = WriteQueue(
             conn,
             feed,
@@ -182,11 +183,8 @@ class Database:
             max_group=max_group,
             checkpointer=checkpointer,
             write_lock=lock,
+            announce=commits.committed if commits is not None else None,
         )
-        commits = CommitSignal(file) if announce else None
-        if commits is not None:
-            signal = commits
-            writer.add_group_listener(lambda _size, _seconds: signal.committed())
         if checkpointer is not None:
             checkpointer.start()
         writer.start()

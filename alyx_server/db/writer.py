@@ -11,7 +11,11 @@ else is already queued (up to `max_group`), and runs them as one group:
     publish the group's change events, then acknowledge every write
 
 so N concurrent writes share one commit (group commit) and a failing write does not
-fail its neighbours. A write is acknowledged only after COMMIT returned, i.e. once it
+fail its neighbours. The writer also notes whether the group appended to the change log
+(`_alyx_changes`' AUTOINCREMENT counter, read after BEGIN and before COMMIT): only such a
+group is announced to the other processes on the file (`announce`, db/notify.py), since
+they have nothing to catch up on after the others (a refresh rotating a session, a rate
+limit counted). A write is acknowledged only after COMMIT returned, i.e. once it
 is as durable as `synchronous` makes it. If BEGIN or COMMIT fails, the whole group
 fails with that error. Exclusive jobs (migrations) run alone, outside any group, and
 manage their own transaction.
@@ -47,6 +51,7 @@ from typing import Any, TypeVar
 from alyx_server.db.changes import ChangeFeed
 from alyx_server.db.checkpoint import LOG_SIZE_LIMIT, Checkpointer
 from alyx_server.errors import AlyxError
+from alyx_server.schema.system_tables import CHANGES_TABLE
 from alyx_server.tools.filelocks import FileLock
 
 __all__ = ["GroupListener", "WriteQueue", "WriteStats"]
@@ -57,6 +62,7 @@ T = TypeVar("T")
 GroupListener = Callable[[int, float], None]
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
 _SAVEPOINT = "alyx_write"
+_CHANGE_LOG_END = f"SELECT seq FROM sqlite_sequence WHERE name = '{CHANGES_TABLE}'"
 
 
 @dataclass(slots=True)
@@ -123,8 +129,10 @@ class WriteQueue:
         max_group: int = 256,
         checkpointer: Checkpointer | None = None,
         write_lock: FileLock | None = None,
+        announce: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
+        self._announce = announce
         self._write_lock = write_lock
         self._checkpointer = checkpointer
         if checkpointer is not None:
@@ -223,7 +231,9 @@ class WriteQueue:
                 self._failed_group(group, _refusal(e))
                 return
             try:
+                logged_from = self._change_log_end() if self._announce is not None else None
                 outcomes = [self._run_one(job) for job in group]
+                logged = logged_from is None or self._change_log_end() != logged_from
                 conn.execute("COMMIT")
             except Exception as e:
                 if conn.in_transaction:
@@ -233,8 +243,25 @@ class WriteQueue:
         finally:
             self._end_turn()
         self._count(outcomes, time.perf_counter() - started)
+        if logged and self._announce is not None:
+            self._announce_commit()
         self._publish(outcomes)
         self._committed()
+
+    def _change_log_end(self) -> int | None:
+        """The change log's AUTOINCREMENT counter (None before the log's first row)."""
+        try:
+            row = self._conn.execute(_CHANGE_LOG_END).fetchone()
+        except sqlite3.OperationalError:
+            return None  # no sqlite_sequence yet: the log was never written
+        return int(row[0]) if row is not None else None
+
+    def _announce_commit(self) -> None:
+        assert self._announce is not None
+        try:
+            self._announce()
+        except Exception:
+            log.exception("announcing a commit to the other processes failed; their poller will find it")
 
     def _take_turn(self) -> None:
         """Wait for the other processes' writers to finish (see the module docstring)."""

@@ -5,10 +5,14 @@ which of the steps below ran, each step commits together with its tracking row, 
 `apply_system_migrations` is safe to call at every start. A new system table or column
 is a new step appended to `SYSTEM_MIGRATIONS`; steps that have shipped are never edited.
 
-`_alyx_users`, `_alyx_sessions` and `_alyx_tokens` carry the same change triggers as
-collections, so a per-process cache of users and sessions can be dropped, and a realtime
-connection can lose the access its credential lost, when the change feed shows a row
-changed, whichever process wrote it.
+`_alyx_users` and `_alyx_tokens` carry the same change triggers as collections, so a
+per-process cache of accounts can be dropped, and a realtime connection can lose the
+access its credential lost, when the change feed shows a row changed, whichever process
+wrote it. `_alyx_sessions` (since step 13) logs a change only when a session family may
+have died or changed hands, and names the family, not the row: a revocation, a live row
+deleted, an owner changed. A rotation (a refresh retiring its row for a new one) and a
+new row log nothing, since the family stays live with the same owner; so a refresh
+writes no change row, and other processes have nothing to catch up on after it.
 
 The tables' names are those of `schema/system_tables.py` (re-exported here for the
 modules that name them with the steps that create them).
@@ -438,6 +442,34 @@ def _oauth_app_binding() -> tuple[str, ...]:
     return (f"ALTER TABLE {OAUTH_FLOWS_TABLE} ADD COLUMN app_challenge TEXT",)
 
 
+def _session_family_changes() -> tuple[str, ...]:
+    ins, upd, dele = (f"_alyx_chg_{SESSIONS_TABLE}_{op}" for op in ("ins", "upd", "del"))
+    watched = ("revoked_at", "user_id", "family_id")
+    changed = (
+        "(SELECT json_group_array(value) FROM json_each(json_array("
+        + ", ".join(f"CASE WHEN OLD.{c} IS NOT NEW.{c} THEN '{c}' END" for c in watched)
+        + ")) WHERE type != 'null')"
+    )
+    # A rotation's retire is the one UPDATE that sets replaced_by: its family stays live.
+    when = (
+        "(" + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in watched) + ")"
+        " AND NOT (OLD.replaced_by IS NULL AND NEW.replaced_by IS NOT NULL)"
+    )
+    log = f"INSERT INTO {CHANGES_TABLE} (collection, operation, doc_id, changed_fields, ts) "
+    return (
+        f"DROP TRIGGER IF EXISTS {ins}",
+        f"DROP TRIGGER IF EXISTS {upd}",
+        f"DROP TRIGGER IF EXISTS {dele}",
+        # A row moved to another family (by hand) changes both: the second row names the new one.
+        f"CREATE TRIGGER {upd} AFTER UPDATE ON {SESSIONS_TABLE} WHEN {when} BEGIN "
+        f"{log}VALUES ('{SESSIONS_TABLE}', 'UPDATE', OLD.family_id, {changed}, {NOW_SQL}); "
+        f"{log}SELECT '{SESSIONS_TABLE}', 'UPDATE', NEW.family_id, {changed}, {NOW_SQL} "
+        "WHERE NEW.family_id IS NOT OLD.family_id; END",
+        f"CREATE TRIGGER {dele} AFTER DELETE ON {SESSIONS_TABLE} WHEN OLD.revoked_at IS NULL BEGIN "
+        f"{log}VALUES ('{SESSIONS_TABLE}', 'DELETE', OLD.family_id, NULL, {NOW_SQL}); END",
+    )
+
+
 SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(1, "change_feed", _change_feed()),
     SystemMigration(2, "migration_history", _migration_history()),
@@ -451,6 +483,7 @@ SYSTEM_MIGRATIONS: tuple[SystemMigration, ...] = (
     SystemMigration(10, "hooks_and_schedules", _hooks_and_schedules()),
     SystemMigration(11, "identities", _identities()),
     SystemMigration(12, "oauth_app_binding", _oauth_app_binding()),
+    SystemMigration(13, "session_family_changes", _session_family_changes()),
 )
 
 

@@ -8,7 +8,9 @@ in time was carried by the processes' own signals (db/notify.py), not by the pol
 - a refresh-token reuse caught by B revokes the family, and A refuses its access token;
 - an account disabled through A loses its socket on B (ACCOUNT_DISABLED);
 - a token revoked by `alyx admin revoke-token` loses its socket at once too;
-- a list's total on B counts a row created through A.
+- a list's total on B counts a row created through A;
+- refreshes through A announce nothing (the family stays live), and a logout after them
+  is refused by B at once, on REST and on B's socket.
 
 Waits are bounded reads (`WAIT`), never sleeps; none is a claim about speed.
 """
@@ -16,6 +18,7 @@ Waits are bounded reads (`WAIT`), never sleeps; none is a claim about speed.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ import pytest
 from click.testing import CliRunner
 
 from alyx_cli.main import cli
+from alyx_server.db.notify import COUNTER_FILE
+from alyx_server.tools.processes import run_dir
 from tests.schemas import NOTES
 from tests.servers import AlyxProcess, cli_environment
 
@@ -224,3 +229,39 @@ async def test_a_total_on_one_process_counts_a_row_created_through_the_other(
         assert page["total"] == expected
         status, _ = await call(http, "POST", f"{a}/api/collections/notes", json={"title": f"n{expected}"})
         assert status == 201
+
+
+def commits_announced(project: Path) -> int:
+    """The shared commit counter of the project's database (db/notify.py)."""
+    counter = run_dir(project / "data" / "alyx.db", create=False) / COUNTER_FILE
+    return int.from_bytes(counter.read_bytes()[:8], sys.byteorder)
+
+
+async def test_a_refresh_announces_nothing_and_a_logout_after_refreshes_elsewhere_is_refused_at_once(
+    pair: Pair, http: aiohttp.ClientSession
+) -> None:
+    a, b = (p.url for p in pair.processes)
+    alice = await register(http, a, "alice@example.com")
+    assert await me(http, b, alice["access_token"]) == (200, None)  # B caches the family
+    live = await Socket.open(http, b, alice["access_token"])
+    await live.subscribe()
+    before = commits_announced(pair.project)
+    refresh_token = alice["refresh_token"]
+    for _ in range(3):
+        status, rotated = await call(
+            http, "POST", f"{a}/api/auth/refresh", json={"refresh_token": refresh_token}
+        )
+        assert status == 200, rotated
+        refresh_token = rotated["tokens"]["refresh_token"]
+    # A rotation leaves its family live: nothing for B to catch up on, nothing announced.
+    assert commits_announced(pair.project) == before
+    fresh = rotated["tokens"]["access_token"]
+    assert await me(http, b, fresh) == (200, None)
+    status, _ = await call(http, "POST", f"{a}/api/auth/logout", json={"refresh_token": refresh_token})
+    assert status == 204
+    assert commits_announced(pair.project) > before
+    assert await me(http, b, fresh) == (401, "SESSION_REVOKED")
+    assert await me(http, b, alice["access_token"]) == (401, "SESSION_REVOKED")
+    notice = await live.until("error")
+    assert notice["payload"]["code"] == "SESSION_REVOKED", notice
+    await live.ws.close()

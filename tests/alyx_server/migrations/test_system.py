@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from alyx_server.auth.sessions import Refresh, RefreshOutcome, family_state, open_session, rotate_session
 from alyx_server.errors import MigrationError
 from alyx_server.migrations.system import (
     SYSTEM_MIGRATIONS,
@@ -79,9 +80,10 @@ def test_users_defaults_uniqueness_and_change_feed(conn: sqlite3.Connection) -> 
     ).fetchall()
     assert changes[0] == ("_alyx_users", "INSERT", user_id, None)
     assert changes[1] == ("_alyx_users", "UPDATE", user_id, '["role","updated_at"]')
-    assert changes[2][:2] == ("_alyx_sessions", "INSERT")
-    deletes = {c[:2] for c in changes[3:]}
-    assert deletes == {("_alyx_users", "DELETE"), ("_alyx_sessions", "DELETE")}
+    # A new session row logs nothing (a family's start never ends one); its deletion
+    # while live logs a change naming its family (step 13).
+    deletes = {c[:3] for c in changes[2:]}
+    assert deletes == {("_alyx_users", "DELETE", user_id), ("_alyx_sessions", "DELETE", "f")}
 
 
 def test_a_failing_step_leaves_earlier_steps_and_nothing_of_itself(
@@ -103,3 +105,32 @@ def test_refuses_a_database_from_a_newer_alyx(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO _alyx_system_migrations (version, name) VALUES (99, 'future')")
     with pytest.raises(MigrationError, match="system migration 99, newer than this version"):
         apply_system_migrations(conn)
+
+
+NOW, LATER = "2026-01-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z"
+
+
+def rotate(conn: sqlite3.Connection, token_hash: str, new_hash: str) -> RefreshOutcome:
+    return rotate_session(
+        conn, token_hash=token_hash, new_hash=new_hash, now=NOW, expires_at=LATER, user_agent=None, ip=None
+    )
+
+
+def test_session_changes_name_the_family_and_a_rotation_logs_none(conn: sqlite3.Connection) -> None:
+    apply_system_migrations(conn)
+    conn.execute("INSERT INTO _alyx_users (id, email) VALUES ('u', 'ann@example.com')")
+    conn.execute("DELETE FROM _alyx_changes")
+    assert rotate(conn, "missing", "x").kind is Refresh.UNKNOWN
+    first = open_session(
+        conn, user_id="u", token_hash="h1", expires_at=LATER, now=NOW, user_agent=None, ip=None
+    )
+    outcome = rotate(conn, "h1", "h2")
+    assert outcome.kind is Refresh.ROTATED and outcome.session is not None
+    assert outcome.session.family_id == first.family_id
+    assert conn.execute("SELECT count(*) FROM _alyx_changes").fetchone() == (0,)
+    assert rotate(conn, "h1", "h3").kind is Refresh.REUSED
+    assert family_state(conn, first.family_id).live_row is None
+    logged = "SELECT collection, operation, doc_id, changed_fields FROM _alyx_changes"
+    assert conn.execute(logged).fetchall() == [
+        ("_alyx_sessions", "UPDATE", first.family_id, '["revoked_at"]')
+    ]
