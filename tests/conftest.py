@@ -10,10 +10,14 @@ Markers, so that a developer can run the fast part alone:
 - `docker`: needs a Docker engine (the functions' docker backend);
 - `toolchain`: builds or runs generated code with Go, tsc or Node.js;
 - `property`: hypothesis property tests (any test that uses `@given`);
-- `slow`: builds wheels, fuzzes a live server or runs long subprocesses.
+- `slow`: what takes many times a typical test: servers or alyx commands started as
+  processes, a browser, the s3 storage backend (on moto), fuzzing, wheels, and tests of
+  many requests, rows or cases.
 
-`docker`, `toolchain` and `slow` are given per file in `_FILE_MARKERS` below (or with
-`pytestmark` in the file); `property` is found on the test itself.
+`docker`, `toolchain` and `slow` are given per file or per test function in `_FILE_MARKERS`
+below (or with `pytestmark` in the file, or on a fixture's parameter, as the storage tests'
+`s3` backend); `property` is found on the test itself. tests/test_markers.py checks that
+each entry of `_FILE_MARKERS` names a test that exists.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TESTS = Path(__file__).resolve().parent
+
+
+def _slow(path: str, *names: str) -> dict[str, tuple[str, ...]]:
+    """`slow` for each of the test functions `names` of the file `path`."""
+    return {f"{path}::{name}": ("slow",) for name in names}
+
 
 # Markers by file (a path relative to tests/) or by test function ("path::name").
 _FILE_MARKERS: dict[str, tuple[str, ...]] = {
@@ -85,8 +95,62 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     "alyx_cli/codegen/test_live_files.py": ("slow",),
     "alyx_cli/codegen/test_live_oauth.py": ("slow",),
     "alyx_cli/codegen/test_live_jobs.py": ("slow",),
-    # The admin UI in Chromium, several seconds a file (test_signin.py, test_deploys_page.py,
-    # test_data_files.py and the OAuth browser test stay in the fast selection as its smoke test).
+    # One alyx command as a process of its own (a second or more each, the imports included).
+    **_slow("alyx_cli/test_migrate.py", "test_the_real_program_applies_and_reports_status"),
+    **_slow(
+        "alyx_cli/test_db.py",
+        "test_the_real_program_seeds_dumps_and_fails_in_one_line",
+        "test_on_a_terminal_reset_asks_and_no_keeps_the_data",
+    ),
+    **_slow("alyx_cli/test_admin.py", "test_admin_create_as_a_process"),
+    **_slow("alyx_cli/test_init.py", "test_the_alyx_process_creates_and_refuses"),
+    **_slow("alyx_cli/codegen/test_generate.py", "test_generate_imports_no_web_stack"),
+    **_slow("alyx_server/storage/test_sweeper.py", "test_a_bad_grace_is_one_clear_line"),
+    **_slow(
+        "alyx_server/realtime/test_revocation.py",
+        "test_a_token_revoked_by_another_process_ends_its_socket",
+    ),
+    **_slow(
+        "alyx_server/automation/test_before_and_schedules.py",
+        "test_one_run_at_a_time_with_two_servers_on_one_file",
+    ),
+    # Every import of every file of the repository, read and resolved.
+    "test_dependencies.py": ("slow",),
+    # Many requests or rows: the batch route over the whole lookups matrix (its REST matrix
+    # stays fast), 1,000 writes through hooks, 536 CEL extension cases, role changes on live
+    # sockets, workers timed out and restarted, jobs and functions that wait on each other.
+    **_slow("alyx_server/rules/test_lookups.py", "test_matrix_over_batch"),
+    **_slow(
+        "alyx_server/automation/test_hooks.py",
+        "test_every_event_of_1000_mixed_writes_arrives_once_in_order",
+    ),
+    **_slow(
+        "alyx_server/rules/test_conformance.py",
+        "test_every_extension_file_runs",
+        "test_every_extension_case_passes_or_is_a_listed_skip",
+        "test_skipped_extension_cases_raise_rather_than_answer",
+        "test_extension_cases_in_sqlite_agree",
+    ),
+    **_slow(
+        "alyx_server/realtime/test_revocation.py",
+        "test_a_demoted_admin_keeps_only_what_the_new_role_may_read",
+        "test_a_new_role_rebinds_a_live_socket_but_never_resumes_an_expired_one",
+    ),
+    **_slow("alyx_server/functions/test_invoke.py", "test_timeout_crash_and_raise_then_fresh_workers"),
+    **_slow(
+        "alyx_server/functions/test_pools.py",
+        "test_a_function_that_cannot_load_is_reported_and_the_others_work",
+    ),
+    **_slow("alyx_server/jobs/test_queue.py", "test_concurrency_is_respected"),
+    # The admin UI in Chromium, a browser started for each test (test_signin.py's sign-in and
+    # sign-out and the OAuth browser test stay in the fast selection as its smoke test).
+    **_slow(
+        "alyx_server/admin_ui/test_signin.py",
+        "test_a_wrong_password_is_refused",
+        "test_a_user_who_is_not_an_admin_gets_403_and_no_page",
+    ),
+    "alyx_server/admin_ui/test_deploys_page.py": ("slow",),
+    "alyx_server/admin_ui/test_data_files.py": ("slow",),
     "alyx_server/admin_ui/test_users_page.py": ("slow",),
     "alyx_server/admin_ui/test_data_browser.py": ("slow",),
     "alyx_server/admin_ui/test_security.py": ("slow",),
@@ -95,6 +159,7 @@ _FILE_MARKERS: dict[str, tuple[str, ...]] = {
     # Terminal dashboards driven through Textual's pilot against a live server.
     "alyx_cli/tui/test_dashboard.py": ("slow",),
     "alyx_cli/tui/test_dashboard_screen.py": ("slow",),
+    "alyx_cli/tui/test_dashboard_functions.py": ("slow",),
     # A hypothesis state machine (run_state_machine_as_test: no @given to find).
     "alyx_server/realtime/test_model.py": ("property",),
     # The guide followed in Chromium, with the generated client compiled by tsc.

@@ -2,7 +2,9 @@
 and `s3` (a fresh bucket on a moto server started once for the session, tests/.../s3server.py).
 
 `backend` is the parametrized name; `storage_overrides` the alyx.yaml settings choosing it
-for a project; `storage` a `Storage` of that backend, closed after the test.
+for a project; `storage` a `Storage` of that backend, closed after the test. The `s3` tests
+are marked `slow` (each storage call is a round trip to moto, several times a folder's
+cost), so the fast selection runs the storage tests on `local` alone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory, s3_environment: None) -> Iter
     server.kill()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
