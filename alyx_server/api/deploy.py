@@ -45,7 +45,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,9 +394,12 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         await asyncio.gather(swap_staged_schema(app, new_schema), siblings.swap())
         phases.mark("swap")
     f = plan.functions
+    # The bundle's alyx.yaml keys are laid over again only when the plan changes one: each
+    # time costs every worker a read and a validation of the whole configuration.
+    config = contents.config if plan.config else {}
     await asyncio.gather(
-        _hot_swap(app, plan, contents),
-        siblings.finish([*f["added"], *f["changed"], *f["removed"]], contents.config, ()),
+        _hot_swap(app, plan, config),
+        siblings.finish([*f["added"], *f["changed"], *f["removed"]], config, ()),
     )
     phases.mark("functions")
     duration_ms = round((time.monotonic() - started) * 1000)
@@ -409,16 +412,16 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     return {"version": plan.version, "outcome": "applied", "duration_ms": duration_ms, "plan": plan.to_dict()}
 
 
-async def _hot_swap(app: web.Application, plan: DeployPlan, contents: BundleContents) -> None:
-    """The running server takes the new functions and live keys (no restart); the schema
-    was swapped under the gate."""
+async def _hot_swap(app: web.Application, plan: DeployPlan, config: Mapping[str, object]) -> None:
+    """The running server takes the new functions and live keys of `config` (no restart);
+    the schema was swapped under the gate."""
     rt = app[RUNTIME]
     f = plan.functions
     names = [*f["added"], *f["changed"], *f["removed"]]
     if names:
         await reload_functions(app, names)
-    if contents.config:
-        new = await asyncio.to_thread(with_config, rt.settings, contents.config)
+    if config:
+        new = await asyncio.to_thread(with_config, rt.settings, config)
         await reload_settings(app, new)
 
 
