@@ -72,7 +72,7 @@ from alyx_server.api import realtime as realtime_api
 from alyx_server.api import webhooks as webhooks_api
 from alyx_server.api.file_service import FILES, FileService
 from alyx_server.api.internal import create_internal_app
-from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, make_pipeline
+from alyx_server.api.pipeline import HTTP_POLICY, HttpPolicy, LiveHttpPolicy, direct_dispatch, make_pipeline
 from alyx_server.api.realtime_credentials import CredentialWatch
 from alyx_server.api.runtime import RUNTIME, Catalog, Runtime, SqlTrace
 from alyx_server.auth import AuthService
@@ -559,6 +559,8 @@ async def serve(
     except BaseException:
         await runner.cleanup()
         raise
+    if runner.server is not None:
+        direct_dispatch(app, runner.server)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
