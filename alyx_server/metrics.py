@@ -17,16 +17,27 @@ hand join by having the variable in their environment; the directory must be emp
 when the first of them starts (values left by an earlier run would be added in).
 
 Series names and labels are the same in both modes; in multiprocess mode counters
-carry no `_created` sample. The supervisor also counts worker restarts
+carry no `_created` sample.
+
+The HTTP series are tallied in memory per request (a count, a sum and one bucket per
+route, method and status) and added to the prometheus-client series once per pass of
+the event loop, before `/metrics` renders and at exit: in multiprocess mode each added
+value is a locked write to the memory-mapped file after a `getpid()` system call, and
+three of them per request cost more than the rest of the request's bookkeeping
+(docs/benchmarks.md). A scrape therefore sees another worker's requests once that
+worker's event loop has finished the pass that answered them. The supervisor also counts worker restarts
 (`alyx_worker_restarts{worker}`) and removes a dead worker's live gauges
 (`worker_exited`); a process that exits normally removes its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import sys
+import weakref
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +63,16 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # the restart counter of the supervisor, and whether this process removes its live
 # gauges at exit.
 _process: dict[str, Any] = {}
+
+
+_unflushed: weakref.WeakSet[Metrics] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """What the live `Metrics` objects still hold goes to their series (and files)."""
+    for metrics in list(_unflushed):
+        metrics.flush()
 
 
 def use_multiprocess(directory: Path, *, empty: bool = False) -> None:
@@ -188,15 +209,49 @@ class Metrics:
         # Labelled children, looked up once per (route, method, status): `labels()` takes
         # a lock and builds a key on every call, too much for every request.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Requests observed since the last flush: per key, [count, sum of seconds, and
+        # one count per latency bucket, +Inf last].
+        self._tally: dict[tuple[str, str, int], list[Any]] = {}
+        self._flush_due = False
+        _unflushed.add(self)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP request (the pipeline's hook), added to the series by `flush`, which
+        the event loop runs once it has finished its current pass."""
         key = (route, method, status)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = (self.http_requests.labels(route, method, str(status)), self.http_latency.labels(route))
-            self._children[key] = pair
-        pair[0].inc()
-        pair[1].observe(seconds)
+        tally = self._tally.get(key)
+        if tally is None:
+            tally = self._tally[key] = [0, 0.0] + [0] * (len(_LATENCY_BUCKETS) + 1)
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2 + bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        if not self._flush_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_due = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Add the requests tallied since the last call to the series."""
+        self._flush_due = False
+        tally, self._tally = self._tally, {}
+        for key, (count, seconds, *buckets) in tally.items():
+            pair = self._children.get(key)
+            if pair is None:
+                route, method, status = key
+                pair = self.http_requests.labels(route, method, str(status)), self.http_latency.labels(route)
+                self._children[key] = pair
+            requests, latency = pair
+            requests.inc(count)
+            # A histogram child takes one observation at a time: its sum and buckets (the
+            # values `observe` increments) are added to directly.
+            latency._sum.inc(seconds)
+            for index, n in enumerate(buckets):
+                if n:
+                    latency._buckets[index].inc(n)
 
     def observe_write_group(self, size: int, seconds: float) -> None:
         """A group-commit listener (`Database.add_group_listener`): one committed group."""
@@ -205,4 +260,5 @@ class Metrics:
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
+        self.flush()
         return generate_latest(self.registry)
