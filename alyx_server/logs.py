@@ -140,13 +140,13 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit_access(self, created: float, args: tuple[Any, ...]) -> bool:
         """Buffer an access line without a LogRecord; False when the formatter can't."""
         formatter = self.formatter
-        if self.filters or not isinstance(formatter, ConsoleFormatter | JsonFormatter):
+        if self.filters or type(formatter) not in _ACCESS_FORMATTERS:
             return False
-        line = formatter.access_line(created, args)
+        line = formatter.access_line(created, args)  # type: ignore[union-attr]
         with self.lock:  # type: ignore[union-attr]
-            self._lines.append(line)
-            full = len(self._lines) >= self._capacity
-        if full:
+            lines = self._lines
+            lines.append(line)
+        if len(lines) >= self._capacity:
             self.flush()
         return True
 
@@ -206,6 +206,9 @@ class JsonFormatter(logging.Formatter):
         return out
 
 
+_ACCESS_FORMATTERS = (ConsoleFormatter, JsonFormatter)
+
+
 class AccessLog:
     """Writes the access line; straight into the handler's buffer when nobody else listens.
 
@@ -239,13 +242,13 @@ class AccessLog:
         logger, alyx = self._logger, self._alyx
         if logger.handlers or logger.filters or not logger.propagate or alyx.filters:
             return None
-        if alyx.propagate and logging.getLogger().handlers:
+        if alyx.propagate and logging.root.handlers:
             return None
         handlers = alyx.handlers
         if len(handlers) != 1:
             return None
         handler = handlers[0]
-        if not isinstance(handler, BufferedStreamHandler) or handler.level > logging.INFO:
+        if type(handler) is not BufferedStreamHandler or handler.level > logging.INFO:
             return None
         return handler
 

@@ -8,6 +8,8 @@ committing writer. Responses are encoded once with orjson.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -40,9 +42,15 @@ def caller(request: web.Request) -> Auth | None:
     return request.get(AUTH)
 
 
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
 def access_for(rt: Runtime, request: web.Request, body: Any = None) -> Access:
+    # `request.query` parses the query string into a new MultiDict on every call: only
+    # when there is one.
+    query = request.query if request.query_string else _NO_QUERY
     info = RequestInfo(
-        request.method, request[CLIENT_IP], rt.clock.now(), request.query, body,
+        request.method, request[CLIENT_IP], rt.clock.now(), query, body,
         eval_budget=rt.settings.rules.eval_budget,
     )  # fmt: skip
     return rt.policy, caller(request), info

@@ -38,11 +38,10 @@ moves to a reader thread like any other row check (`Database.read_small`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from datetime import datetime
 from typing import Any
 
@@ -104,21 +103,33 @@ def lookup_depth() -> int:
     return _DEPTH[0]
 
 
-@contextlib.contextmanager
-def reading(reader: Reader | sqlite3.Connection) -> Iterator[None]:
-    """Lookups evaluated inside run through `reader` (a connection: its transaction)."""
-    if isinstance(reader, sqlite3.Connection):
-        conn = reader
+class reading:
+    """Lookups evaluated inside run through `reader` (a connection: its transaction).
 
-        def run(fn: Callable[[sqlite3.Connection], Any]) -> Any:
-            return fn(conn)
+    A class rather than a `contextlib.contextmanager` generator: every document read by
+    id enters it once, and a generator-based context manager costs twice as much.
+    """
 
-        reader = run
-    token = READER.set(reader)
-    try:
-        yield
-    finally:
-        READER.reset(token)
+    __slots__ = ("_reader", "_token")
+
+    def __init__(self, reader: Reader | sqlite3.Connection) -> None:
+        if isinstance(reader, sqlite3.Connection):
+            conn = reader
+
+            def run(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+                return fn(conn)
+
+            reader = run
+        self._reader: Reader = reader
+        self._token: Token[Reader | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = READER.set(self._reader)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            READER.reset(self._token)
+            self._token = None
 
 
 def is_lookup(node: Node) -> bool:
