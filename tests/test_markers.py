@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.conftest import _FILE_MARKERS
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +64,20 @@ def test_each_marker_selects_its_tests() -> None:
         assert any(name in t for t in toolchain), name
     # @given tests are found without a list of files.
     assert any("test_diff_property.py" in t for t in collected("property"))
+
+
+def test_each_file_or_test_given_markers_exists() -> None:
+    """A renamed file or test would otherwise leave the fast selection without a word."""
+    marked = collected("slow or docker or toolchain or property")
+    missing = []
+    for where in _FILE_MARKERS:
+        path, _, name = where.partition("::")
+        if not any(
+            test.startswith(f"tests/{path}::") and (not name or test.split("::")[-1].split("[")[0] == name)
+            for test in marked
+        ):
+            missing.append(where)
+    assert missing == []
 
 
 def test_the_hypothesis_profile_is_ci_unless_dev_is_asked_for() -> None:
