@@ -52,7 +52,13 @@ from typing import Any
 
 from aiohttp import web
 
-from alyx_server.api.admin_live import reload_functions, reload_settings, stage_schema, swap_staged_schema
+from alyx_server.api.admin_live import (
+    StagedSchema,
+    reload_functions,
+    reload_settings,
+    stage_schema,
+    swap_staged_schema,
+)
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
 from alyx_server.api.deploy_peers import SiblingHold, hold_siblings
@@ -93,7 +99,6 @@ from alyx_server.deploy.store import (
     write_bundle_file,
 )
 from alyx_server.errors import FieldIssue, PayloadTooLarge, ValidationError
-from alyx_server.rules.load import compile_schema_rules
 from alyx_server.schema.loader import parse_schema
 from alyx_server.tools.gate import GateTimeout
 
@@ -129,6 +134,7 @@ class _Prepared:
     plan: DeployPlan
     contents: BundleContents
     message: str
+    schema: StagedSchema | None = None
 
 
 @dataclass
@@ -227,15 +233,16 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     finally:
         await asyncio.to_thread(shutil.rmtree, staged, True)
     phases.mark("plan")
-    # A rule that does not compile is refused now (off the event loop: requests go on).
-    await asyncio.to_thread(compile_schema_rules, plan.schema)
+    # A rule that does not compile is refused now (off the event loop: requests go on);
+    # what is compiled serves once this process executes the plan.
+    staged_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
     phases.mark("rules")
     message = request.query.get("message", "")
     plan_id = uuid.uuid4().hex
     now = rt.clock.now().timestamp()
     row = PlanRow(plan_id, plan.bundle_sha256, plan.fingerprint, plan.version, message, now)
     await asyncio.to_thread(save_plan, folder, row)
-    request.app[DEPLOYER].remember(plan_id, _Prepared(plan, contents, message))
+    request.app[DEPLOYER].remember(plan_id, _Prepared(plan, contents, message, staged_schema))
     await _prune(request)
     phases.mark("save")
     log.info("prepared plan %s for version %d (%s)", plan_id[:8], plan.version, phases)
@@ -378,7 +385,9 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     phases.mark("stage")
     # Everything the swap needs is made before the gate closes: under it, only the commit,
     # the files and the swap of references (each sibling staged the schema when it held).
-    new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
+    new_schema = prepared.schema
+    if new_schema is None:
+        new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
     phases.mark("compile")
     db = rt.ready_db()
     async with _schema_gate(app, contents.files.get("schema.yaml")) as siblings:
