@@ -295,8 +295,11 @@ def make_pipeline(
                 response = preflight
             else:
                 length = request.content_length
+                # `content_type` parses the header (and defaults without one): not for a GET.
                 streamed = (
-                    request.path.startswith(_STREAMED) and request.content_type == "multipart/form-data"
+                    request.path.startswith(_STREAMED)
+                    and "Content-Type" in request.headers
+                    and request.content_type == "multipart/form-data"
                 )
                 if (
                     length is not None
