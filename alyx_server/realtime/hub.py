@@ -54,6 +54,7 @@ from alyx_server.realtime.subscriptions import (
 )
 from alyx_server.tools.gate import Gate
 from alyx_server.tools.processes import worker_name
+from alyx_server.tools.reclaim import Reclaimer
 from alyx_server.tools.timestamps import Clock
 
 __all__ = ["CLOSE_GOING_AWAY", "HubFull", "RealtimeHub"]
@@ -102,6 +103,8 @@ class RealtimeHub:
         self._worker = worker_name()
         self._sent: dict[str, Any] = {}
         self._revoked: dict[str, RealtimeError] = {}
+        # The memory a burst of closed connections leaves, given back once it is over.
+        self.reclaimer = Reclaimer()
 
     # -- metrics -------------------------------------------------------------------------
     def _counted(self, kind: str) -> None:
@@ -150,13 +153,15 @@ class RealtimeHub:
         """Drop the client's subscriptions and the client (closing or gone)."""
         for sub in list(client.subs.values()):
             self._drop(sub)
-        self.clients.pop(client.id, None)
+        if self.clients.pop(client.id, None) is not None:
+            self.reclaimer.closed()
         self._revoked.pop(client.id, None)
         self._gauges()
 
     async def close(self) -> None:
         """Stop the fan-out and close every connection (server shutdown)."""
         self._unsubscribe_feed()
+        self.reclaimer.cancel()
         await self.fanout.stop()
         for client in list(self.clients.values()):
             client.close(CLOSE_GOING_AWAY, "server shutting down")
