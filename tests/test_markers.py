@@ -67,7 +67,7 @@ def test_each_marker_selects_its_tests() -> None:
 
 
 def test_each_file_or_test_given_markers_exists() -> None:
-    """A renamed file or test would otherwise leave the fast selection without a word."""
+    """A renamed file or test would otherwise rejoin the fast selection unnoticed."""
     marked = collected("slow or docker or toolchain or property")
     missing = []
     for where in _FILE_MARKERS:
