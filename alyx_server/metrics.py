@@ -12,9 +12,10 @@ and `/metrics` on any of them renders the sum over every file in it — counters
 histograms add up, the realtime gauges add the live processes' values (`livesum`).
 The variable must be set before `prometheus_client` is first imported, which this
 module does lazily for that reason: the supervisor calls `use_multiprocess()` before it
-imports the application, and its workers inherit the variable. Processes started by
-hand join by having the variable in their environment; the directory must be empty
-when the first of them starts (values left by an earlier run would be added in).
+forks the workers, which inherit the variable and then import the application.
+Processes started by hand join by having the variable in their environment; the
+directory must be empty when the first of them starts (values left by an earlier run
+would be added in).
 
 Series names and labels are the same in both modes; in multiprocess mode counters
 carry no `_created` sample.

@@ -648,8 +648,8 @@ def pretty_json(value: Any) -> str:
 
 
 def add_routes(app: web.Application, site: Site) -> None:
-    site.env.filters["cell"] = cell
-    site.env.filters["pretty_json"] = pretty_json
+    site.filters["cell"] = cell
+    site.filters["pretty_json"] = pretty_json
     site.nav("data", "Data", "data")
     site.get(app, "data", index, permission=PERMISSION)
     site.get(app, "data/{collection}", table, permission=PERMISSION)

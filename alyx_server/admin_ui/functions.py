@@ -204,8 +204,8 @@ async def recent(request: web.Request, admin: Admin) -> web.StreamResponse:
 
 def add_routes(app: web.Application, site: Site) -> None:
     site.nav("functions", "Functions", "functions")
-    site.env.filters["log_text"] = log_text
-    site.env.filters["pretty"] = _pretty
+    site.filters["log_text"] = log_text
+    site.filters["pretty"] = _pretty
     site.get(app, "functions", list_page, permission="functions")
     site.get(app, "functions/{name}", detail_page, permission="functions")
     site.post(app, "functions/{name}/invoke", invoke, permission="functions")

@@ -25,11 +25,9 @@ import mimetypes
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import jinja2
-import jinja2.runtime
 import markupsafe
 from aiohttp import web
 
@@ -39,6 +37,10 @@ from alyx_server.api.collections import AUTH
 from alyx_server.api.pipeline import REQUEST_ID, error_body, json_response
 from alyx_server.auth import AuthContext
 from alyx_server.errors import AlyxError, Forbidden, RateLimited, Unauthorized
+
+if TYPE_CHECKING:
+    import jinja2
+    import jinja2.runtime
 
 __all__ = [
     "NAV_SLOTS",
@@ -116,21 +118,35 @@ class Site:
     nav_items: dict[str, NavItem] = field(default_factory=dict)
     dev_sign_in: Any = None
     """Under `alyx dev`: the one-time sign-in link made at start (signin.DevSignIn)."""
-    env: jinja2.Environment = field(init=False)
+    filters: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    """The pages' template filters (`site.filters["cell"] = cell`), set before the first render."""
     static_files: dict[str, tuple[bytes, str, str]] = field(init=False)
+    _env: jinja2.Environment | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.static_files = _load_static(STATIC_DIR)
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.globals.update(
-            url=self.url, static=self.static_url, version=__version__, csrf_field=_csrf_field
-        )
+
+    @property
+    def env(self) -> jinja2.Environment:
+        """The templates' environment, made (and Jinja2 imported) by the first page rendered:
+        a server whose admin UI is never opened does not load Jinja2."""
+        if self._env is None:
+            import jinja2
+
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+                autoescape=True,
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.globals.update(
+                url=self.url, static=self.static_url, version=__version__,
+                csrf_field=jinja2.pass_context(_csrf_field),
+            )  # fmt: skip
+            env.filters.update(self.filters)
+            self._env = env
+        return self._env
 
     # -- URLs -------------------------------------------------------------------------------
     def url(self, path: str = "", **query: str) -> str:
@@ -304,7 +320,6 @@ class Site:
         return web.Response(body=body, content_type=content_type, headers=headers)
 
 
-@jinja2.pass_context
 def _csrf_field(context: jinja2.runtime.Context) -> markupsafe.Markup:
     """`{{ csrf_field() }}`: the hidden CSRF input every state-changing form carries."""
     token = context.get("csrf_token") or ""

@@ -1,13 +1,14 @@
 """`alyx serve --workers N`: one supervisor process and N worker processes on one port.
 
-    supervisor   loads the settings, binds the listening sockets, imports the application
-                 modules, then forks the workers (copy-on-write: the modules and the
-                 interpreter's start-up are shared, not copied, which is most of a worker's
-                 memory at rest). It never opens the database and never starts a thread, so
-                 forking again later (a restart, a rolling restart) is as safe as the first.
-    worker i     ALYX_WORKER=i (tools/processes.py); builds `create_app(settings)` and serves
-                 the inherited listening socket with its own event loop, database readers
-                 and writer, realtime hub and function pools.
+    supervisor   loads the settings, binds the listening sockets, then forks the workers.
+                 It never imports the application (held there too, its modules would count
+                 once more in the server's memory; docs/workers.md, "Memory"), never opens
+                 the database and never starts a thread, so forking again later (a
+                 restart, a rolling restart) is as safe as the first.
+    worker i     ALYX_WORKER=i (tools/processes.py); imports the application, builds
+                 `create_app(settings)` and serves the inherited listening socket with its
+                 own event loop, database readers and writer, realtime hub and function
+                 pools.
 
 Every worker accepts from the same listening socket (not SO_REUSEPORT): a worker that stops
 closes only its own copy, so the connections waiting in the kernel's accept queue are taken
