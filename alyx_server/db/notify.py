@@ -5,8 +5,11 @@ must learn from the others is *when* to read. Two signals, both in the database'
 directory (tools.processes.run_dir), cover the two needs:
 
     commits          a shared counter (8 bytes, memory-mapped by every process), bumped
-                     under `flock` after each committed group. A request checks it before
-                     trusting a cached account or session family (`Database.catch_up`):
+                     under `flock` after each committed group that appended to the
+                     change log (a group of refreshes logs nothing, see writer.py: no
+                     other process has anything to catch up on after it, and it is not
+                     announced). A request checks the counter before trusting a
+                     cached account or session family (`Database.catch_up`):
                      one read of shared memory, about 0.2 µs. When it moved past what
                      this process has seen, the process reads the change log at once,
                      on the loop, before answering: a logout answered by one process is
