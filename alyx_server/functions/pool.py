@@ -5,6 +5,10 @@
     max_queue       invocations waiting; one more is refused (503 FUNCTIONS_BUSY)
     idle_timeout    an idle worker above min_warm is stopped after this long
 
+A call that finds no idle worker, with room for one more, starts one in the background
+and waits for whichever comes first: that worker, or one a running call releases. A cold
+start (a new Node or Python process, about 60 ms of CPU) is then never on the call's path
+when a busy worker frees up sooner, and the pool still grows to the load it carries.
 Waiters are served in order: a released worker, or the slot of a lost one, is handed
 directly to the oldest waiter, so a newcomer never overtakes the queue. A worker that
 timed out, crashed or left processes running is killed and never reused.
@@ -33,6 +37,9 @@ log = logging.getLogger("alyx.functions")
 
 WorkerFactory = Callable[[], Awaitable[Worker]]
 
+GROW_AFTER = 0.025
+"""Seconds a call waits for a busy worker before the pool starts one more for it."""
+
 
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
@@ -52,11 +59,13 @@ class FunctionPool:
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._starting = 0
+        self._warming = 0  # background starts (refills and growth): each will serve one waiter
         self._waiters: deque[asyncio.Future[Worker | None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._draining = False
         self._settled = asyncio.Event()
+        self.grow_after = GROW_AFTER
         self.started = 0
         self.replaced = 0
 
@@ -101,9 +110,12 @@ class FunctionPool:
                 self._busy.add(worker)
                 return worker
             self._forget(worker)
-        if self.total < self.limits.max_instances and not self._waiters:
-            return await self._start_busy()
-        if len(self._waiters) >= self.limits.max_queue:
+        # Waiters beyond the workers starting in the background are not covered by one:
+        # this call grows the pool (when there is room), or queues behind them.
+        grow = len(self._waiters) >= self._warming and self.total < self.limits.max_instances
+        if grow and not self._busy:
+            self._start_warm()
+        elif not grow and len(self._waiters) >= self.limits.max_queue:
             raise AlyxError(
                 f"function {self.name} is busy: {self.limits.max_instances} instances running and "
                 f"{len(self._waiters)} invocations waiting; try again later",
@@ -112,6 +124,10 @@ class FunctionPool:
             )
         future: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
+        if grow and self._busy:
+            # A busy worker usually frees up within a call's time: start one more only
+            # for a call still waiting GROW_AFTER later.
+            asyncio.get_running_loop().call_later(self.grow_after, self._grow_for, future)
         try:
             handed = await future
         except asyncio.CancelledError:
@@ -208,18 +224,38 @@ class FunctionPool:
             return
         missing = self.limits.min_warm - self.total
         for _ in range(max(0, missing)):
-            self._spawn(self._warm_one())
+            self._start_warm()
+
+    def _grow_for(self, future: asyncio.Future[Worker | None]) -> None:
+        if future.done() or self._closed or self._draining:
+            return
+        if len(self._waiters) > self._warming and self.total < self.limits.max_instances:
+            self._start_warm()
+
+    def _start_warm(self) -> None:
+        """Start a worker in the background (counted at once, so the next call sees it)."""
+        self._starting += 1
+        self._warming += 1
+        self._spawn(self._warm_one())
 
     async def _warm_one(self) -> None:
-        self._starting += 1
         try:
             worker = await self._factory()
         except Exception as e:
             self._starting -= 1
+            self._warming -= 1
             self._settled.set()
+            # A waiter this start was to serve gets its error (a load error says why the
+            # function cannot run); one still covered by another start keeps waiting.
+            if len(self._waiters) > self._warming:
+                waiter = self._next_waiter()
+                if waiter is not None:
+                    waiter.set_exception(e)
+                    return
             log.warning("function %s: a warm worker did not start: %s", self.name, e)
             return
         self._starting -= 1
+        self._warming -= 1
         self.started += 1
         if self._closed:
             await worker.kill()

@@ -201,8 +201,8 @@ class FunctionService:
         """Take `names` (None: every function) from a fresh discovery (`alyx dev`, deploys).
 
         The cut-over never fails a call: each function's new pool is warmed on its new
-        code (as many workers as the old pool runs, at least min_warm) while the old pool
-        keeps serving; then, with no await in between, new calls
+        code (one worker, at least min_warm; it grows with the load afterwards) while the
+        old pool keeps serving; then, with no await in between, new calls
         go to the new pool; the old pool drains (the calls it already took, running or
         queued, finish on the old code) and its workers stop. A function whose new code
         cannot load gets its problem instead; a name no longer discovered is gone.
@@ -212,10 +212,12 @@ class FunctionService:
         every = {*discovery.functions, *found, *self.specs, *self.problems}
         wanted = set(names) if names is not None else every
         fresh = {name: self._pool(spec) for name in sorted(wanted) if (spec := discovery.functions.get(name))}
-        # As many workers as the old pool has now: the load it carries moves over warm.
-        sizes = {name: pool.total for name, pool in self.pools.items()}
+        # One worker (or min_warm) is started on the new code, whatever the old pool runs:
+        # it proves the code loads and takes the first call warm. The pool grows with the
+        # load after the cut-over, in the background (pool.py): each start costs about
+        # 60 ms of CPU, which a server under load would otherwise pay during the deploy.
         results = await asyncio.gather(
-            *(p.warm(sizes.get(name), one_by_one=True) for name, p in fresh.items()),
+            *(p.warm(1 if name in self.pools else None) for name, p in fresh.items()),
             return_exceptions=True,
         )
         cannot = {

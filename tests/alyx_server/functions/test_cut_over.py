@@ -1,0 +1,79 @@
+"""How a pool grows under load, and what a reload (a deploy's function cut-over) starts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from alyx_server.api.admin_live import reload_functions
+from tests.alyx_server.functions.projects import make_app, service_of, write_functions
+from tests.alyx_server.functions.sources import FILES
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+Client = TestClient[Any, Any]
+MISBEHAVE = {"misbehave.py": FILES["misbehave.py"], "misbehave.yaml": FILES["misbehave.yaml"]}
+
+
+async def call(client: Client, name: str, data: Any) -> tuple[int, Any]:
+    response = await client.post(f"/api/functions/{name}", json={"input": data})
+    return response.status, await response.json()
+
+
+async def until(check: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_call_served_by_a_released_worker_starts_none(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    root = write_functions(tmp_path / "p", MISBEHAVE)
+    client = await aiohttp_client(make_app(root, **{"functions.pool.max_instances": 2}))
+    pool = service_of(client).pools["misbehave"]
+    pool.grow_after = 30.0  # longer than the running call: its release comes first
+    running = asyncio.ensure_future(call(client, "misbehave", {"mode": "sleep", "seconds": 0.3}))
+    await until(lambda: pool.state["busy"] == 1)
+    assert (await call(client, "misbehave", {"mode": "ok"}))[0] == 200
+    assert (await running)[0] == 200
+    assert pool.started == 1 and pool.total == 1
+
+
+async def test_a_call_still_waiting_grows_the_pool_and_takes_the_new_worker(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    root = write_functions(tmp_path / "p", MISBEHAVE)
+    client = await aiohttp_client(make_app(root, **{"functions.pool.max_instances": 2}))
+    pool = service_of(client).pools["misbehave"]
+    pool.grow_after = 0.0
+    running = asyncio.ensure_future(call(client, "misbehave", {"mode": "sleep", "seconds": 1.5}))
+    await until(lambda: pool.state["busy"] == 1)
+    status, body = await call(client, "misbehave", {"mode": "ok"})
+    assert status == 200 and body["success"] is True
+    assert not running.done()  # answered by the new worker, not after the running call
+    assert pool.started == 2
+    assert (await running)[0] == 200
+
+
+async def test_a_reload_starts_one_worker_on_the_new_code_whatever_the_old_pool_runs(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    root = write_functions(tmp_path / "p", MISBEHAVE)
+    client = await aiohttp_client(make_app(root, **{"functions.pool.max_instances": 4}))
+    service = service_of(client)
+    old = service.pools["misbehave"]
+    await old.warm(3)
+    assert old.total == 3
+    (root / "functions" / "misbehave.py").write_text(FILES["misbehave.py"] + "\n# changed\n")
+    outcome = await reload_functions(client.server.app, ["misbehave"])
+    assert outcome.outcome == {"misbehave": None}
+    new = service.pools["misbehave"]
+    assert new is not old and new.started == 1
+    assert (await call(client, "misbehave", {"mode": "ok"}))[0] == 200
+    await until(lambda: old.total == 0)  # the old pool drained and stopped
