@@ -1,9 +1,10 @@
 """Access tokens (HS256 JWTs) and opaque secrets (refresh, verification, reset, admin tokens).
 
-An access token carries `iss sub iat nbf exp jti sid email role verified` (SPEC §8). It
-is checked against one fixed algorithm list, `["HS256"]`, so neither `alg: none` nor an
-RS256/HS256 confusion token is ever accepted, and against the injected clock rather than
-PyJWT's own, so expiry is testable without sleeping. The claims are a convenience for
+An access token carries `iss sub iat nbf exp jti sid email role verified` (SPEC §8). Its
+signature is always checked with HMAC-SHA256 and the server's secret, and its header
+must say HS256, so neither `alg: none` nor an RS256/HS256 confusion token is ever
+accepted; its time window is checked against the injected clock, so expiry is testable
+without sleeping. The claims are a convenience for
 clients: the server trusts only `sub` and `sid`, and reads the role, email and flags
 from the (cached) user row, so a change of role or a disabled account takes effect at
 once, whatever an earlier token says.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,15 +41,7 @@ __all__ = [
 ]
 
 ALGORITHM = "HS256"
-_ALGORITHMS = [ALGORITHM]
-_REQUIRED = ["iss", "sub", "iat", "nbf", "exp", "jti", "sid"]
-_DECODE_OPTIONS: Any = {
-    "require": _REQUIRED,
-    # Time claims are checked below against the injected clock.
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-}
+_REQUIRED = ("iss", "sub", "iat", "nbf", "exp", "jti", "sid")
 
 
 def invalid_token(message: str) -> Unauthorized:
@@ -93,18 +87,16 @@ class TokenSigner:
     """Issues and checks access tokens with one secret, issuer and lifetime."""
 
     def __init__(self, secret: str, *, issuer: str, access_ttl: float, clock: Clock) -> None:
-        # Verification goes through PyJWT's public API (`jwt.decode` with a fixed
-        # algorithm list). Signing is the JWS compact serialisation written out (header,
-        # orjson claims, HMAC-SHA256, base64url): 6 µs per token against 40 µs through
+        # Tokens are the JWS compact serialisation written out (header, orjson claims,
+        # HMAC-SHA256, base64url): 6 µs per token to sign against 40 µs through PyJWT's
         # `jwt.encode`, whose standard-library JSON encoder took 6 to 9% of a refresh
-        # (docs/benchmarks.md, "Workers vs PocketBase"). The result is the token PyJWT
-        # would write, up to the claims' key order; a test decodes it with PyJWT.
+        # (docs/benchmarks.md, "Workers vs PocketBase"). A test decodes them with PyJWT.
         self._secret = secret
         self._key = secret.encode("utf-8")
         self.issuer = issuer
         self.access_ttl = access_ttl
         self._clock = clock
-        # Verified tokens -> (claims, nbf). Checking an HS256 signature with PyJWT is the
+        # Verified tokens -> (claims, nbf). Checking an HS256 signature is the
         # largest cost of a signed-in request; a token's signature and claims never change,
         # so only its time window is checked again. Revocation is the session cache's job.
         self._verified: dict[str, tuple[AccessClaims, float]] = {}
@@ -169,30 +161,68 @@ class TokenSigner:
         return claims, nbf
 
     def _decode(self, token: str) -> tuple[AccessClaims, float]:
-        # PyJWT loads cryptography (about 10 MiB of every process) for algorithms Alyx
-        # never accepts: it is imported by the first token checked, not with the server.
-        import jwt
-
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=_ALGORITHMS,
-                issuer=self.issuer,
-                options=_DECODE_OPTIONS,
-            )
-        except jwt.InvalidIssuerError as e:
-            raise invalid_token("the access token was issued by another server") from e
-        except jwt.MissingRequiredClaimError as e:
-            raise invalid_token(f"the access token lacks the {e.claim!r} claim") from e
-        except jwt.InvalidTokenError as e:
-            raise invalid_token("the access token is invalid (bad signature or format)") from e
+        # Written out like signing: Alyx accepts one algorithm with one secret, and PyJWT
+        # brings cryptography (about 10 MiB of every worker) for algorithms it never
+        # accepts. The signature is always checked with HMAC-SHA256 and this server's
+        # secret, whatever the header says, before any part is decoded; the header must
+        # then say HS256. tests/alyx_server/auth/test_token_verify.py holds it against
+        # PyJWT's `jwt.decode` on valid, tampered and forged tokens.
+        header, payload, signature = _split(token)
+        expected = hmac.new(self._key, header + b"." + payload, hashlib.sha256).digest()
+        if not hmac.compare_digest(_b64url_decode(signature), expected):
+            raise invalid_token("the access token is invalid (bad signature or format)")
+        head = _json_object(header)
+        if head.get("alg") != ALGORITHM or "crit" in head:
+            raise invalid_token("the access token is invalid (bad signature or format)")
+        claims = _json_object(payload)
+        for claim in _REQUIRED:
+            if claims.get(claim) is None:
+                raise invalid_token(f"the access token lacks the {claim!r} claim")
+        if claims["iss"] != self.issuer:
+            raise invalid_token("the access token was issued by another server")
+        if "aud" in claims:  # RFC 7519 §4.1.3: Alyx names no audience, so none is for it
+            raise invalid_token("the access token names an audience; Alyx's tokens name none")
+        if not isinstance(claims["jti"], str):
+            raise invalid_token("the access token's jti claim must be a string")
         sub, sid, exp, nbf = claims["sub"], claims["sid"], claims["exp"], claims["nbf"]
         if not (isinstance(sub, str) and isinstance(sid, str)):
             raise invalid_token("the access token's sub and sid claims must be strings")
         if not (_is_number(exp) and _is_number(nbf)):
             raise invalid_token("the access token's exp and nbf claims must be numbers")
         return AccessClaims(sub, sid, int(exp)), float(nbf)
+
+
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+def _split(token: str) -> tuple[bytes, bytes, bytes]:
+    """The three base64url parts of a JWS compact token, or 401 INVALID_TOKEN."""
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError:
+        raw = b""
+    parts = raw.split(b".")
+    if len(parts) != 3 or not all(_B64URL.fullmatch(part) for part in parts):
+        raise invalid_token("the access token is invalid (bad signature or format)")
+    return parts[0], parts[1], parts[2]
+
+
+def _b64url_decode(part: bytes) -> bytes:
+    """Bytes of an unpadded base64url part (only its alphabet, checked by `_split`)."""
+    try:
+        return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+    except ValueError as e:  # binascii.Error: a length no encoder writes
+        raise invalid_token("the access token is invalid (bad signature or format)") from e
+
+
+def _json_object(part: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(_b64url_decode(part))
+    except orjson.JSONDecodeError as e:
+        raise invalid_token("the access token is invalid (bad signature or format)") from e
+    if not isinstance(value, dict):
+        raise invalid_token("the access token is invalid (bad signature or format)")
+    return value
 
 
 def _is_number(value: object) -> bool:
