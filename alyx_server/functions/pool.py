@@ -38,7 +38,8 @@ log = logging.getLogger("alyx.functions")
 WorkerFactory = Callable[[], Awaitable[Worker]]
 
 GROW_AFTER = 0.025
-"""Seconds a call waits for a busy worker before the pool starts one more for it."""
+"""Seconds a call waits for a busy worker before the pool starts one more for it (or the
+pool's mean call duration, when longer: a busy machine slows every call alike)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class FunctionPool:
         self._draining = False
         self._settled = asyncio.Event()
         self.grow_after = GROW_AFTER
+        self.growing = True  # False while a reload replaces the pool: a start would be wasted
+        self._mean_call = 0.0  # seconds, a moving average of the calls' durations
         self.started = 0
         self.replaced = 0
 
@@ -90,12 +93,14 @@ class FunctionPool:
     async def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Run one request on a worker (WorkerTimeout, WorkerCrashed, FunctionLoadFailed, 503)."""
         worker = await self._acquire()
+        started = time.perf_counter()
         try:
             answer = await worker.invoke(request, timeout)
         except BaseException:
             # A timeout, a crash, or a caller gone mid-request: the worker is not reused.
             self._lose(worker)
             raise
+        self._mean_call += (time.perf_counter() - started - self._mean_call) * 0.2
         if worker.leaked():
             log.warning("function %s left processes running; its worker is replaced", self.name)
             self._lose(worker)
@@ -112,7 +117,11 @@ class FunctionPool:
             self._forget(worker)
         # Waiters beyond the workers starting in the background are not covered by one:
         # this call grows the pool (when there is room), or queues behind them.
-        grow = len(self._waiters) >= self._warming and self.total < self.limits.max_instances
+        grow = (
+            len(self._waiters) >= self._warming
+            and self.total < self.limits.max_instances
+            and (self.growing or not self.total)
+        )
         if grow and not self._busy:
             self._start_warm()
         elif not grow and len(self._waiters) >= self.limits.max_queue:
@@ -126,8 +135,9 @@ class FunctionPool:
         self._waiters.append(future)
         if grow and self._busy:
             # A busy worker usually frees up within a call's time: start one more only
-            # for a call still waiting GROW_AFTER later.
-            asyncio.get_running_loop().call_later(self.grow_after, self._grow_for, future)
+            # for a call still waiting GROW_AFTER, or the calls' mean duration, later.
+            delay = max(self.grow_after, self._mean_call)
+            asyncio.get_running_loop().call_later(delay, self._grow_for, future)
         try:
             handed = await future
         except asyncio.CancelledError:
@@ -227,7 +237,7 @@ class FunctionPool:
             self._start_warm()
 
     def _grow_for(self, future: asyncio.Future[Worker | None]) -> None:
-        if future.done() or self._closed or self._draining:
+        if future.done() or self._closed or self._draining or not self.growing:
             return
         if len(self._waiters) > self._warming and self.total < self.limits.max_instances:
             self._start_warm()

@@ -61,19 +61,23 @@ async def test_a_call_still_waiting_grows_the_pool_and_takes_the_new_worker(
     assert (await running)[0] == 200
 
 
-async def test_a_reload_starts_one_worker_on_the_new_code_whatever_the_old_pool_runs(
+async def test_a_pool_that_a_reload_replaces_does_not_grow_and_the_new_one_is_warmed_to_its_size(
     tmp_path: Path, aiohttp_client: ClientFactory
 ) -> None:
     root = write_functions(tmp_path / "p", MISBEHAVE)
     client = await aiohttp_client(make_app(root, **{"functions.pool.max_instances": 4}))
     service = service_of(client)
     old = service.pools["misbehave"]
-    await old.warm(3)
-    assert old.total == 3
+    old.grow_after = 0.0
+    running = asyncio.ensure_future(call(client, "misbehave", {"mode": "sleep", "seconds": 1.0}))
+    await until(lambda: old.state["busy"] == 1)
     (root / "functions" / "misbehave.py").write_text(FILES["misbehave.py"] + "\n# changed\n")
-    outcome = await reload_functions(client.server.app, ["misbehave"])
-    assert outcome.outcome == {"misbehave": None}
+    reload = asyncio.ensure_future(reload_functions(client.server.app, ["misbehave"]))
+    await asyncio.sleep(0)  # the reload runs up to its first start on the new code
+    waiting = asyncio.ensure_future(call(client, "misbehave", {"mode": "ok"}))
+    assert (await reload).outcome == {"misbehave": None}
+    assert [(await running)[0], (await waiting)[0]] == [200, 200]
+    assert old.started == 1  # the second call waited for the running one instead
     new = service.pools["misbehave"]
-    assert new is not old and new.started == 1
-    assert (await call(client, "misbehave", {"mode": "ok"}))[0] == 200
+    assert new is not old and new.started == 1  # the old pool's size
     await until(lambda: old.total == 0)  # the old pool drained and stopped
