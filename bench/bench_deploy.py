@@ -19,8 +19,10 @@ answer. Between deploys the load runs on for as long as the last deploy took.
 
 Prints one Markdown table: prepare + execute time per deploy (median and max), failed
 requests during the deploys and overall (any exception or any status other than the one
-a quiet server answers), and the load's p50 and p99 latency in the "before" window and
-during the deploys, with their ratio. Targets (issue 16): deploy < 2 s, 0 failed
+a quiet server answers), the load's p50 and p99 latency in the "before" window and
+during the deploys, with their ratio, and how many function executors (Node processes)
+the server started per deploy: each costs tens of milliseconds of CPU, and unlike the
+latency the count hardly depends on what else the machine runs. Targets (issue 16): deploy < 2 s, 0 failed
 requests, p99 during at most 2x before.
 """
 
@@ -88,6 +90,47 @@ class Load:
             if reason:
                 self.errors.append(reason)
         return answer
+
+
+class ExecutorWatch:
+    """Notes when each executor process under the server appears (polling /proc)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.first_seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        checked: set[int] = set()
+        while not self.stop.is_set():
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) in checked:
+                    continue
+                pid = int(entry)
+                checked.add(pid)
+                if self._is_executor(pid):
+                    self.first_seen[pid] = time.perf_counter()
+            time.sleep(0.01)
+
+    def _is_executor(self, pid: int) -> bool:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if Path(argv[0].decode(errors="replace")).name != "node" or not any(
+            a.endswith(b"executor.mjs") for a in argv
+        ):
+            return False
+        for _ in range(8):  # bubblewrap's two processes, the worker, the supervisor
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return False
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+            if pid == self.server_pid:
+                return True
+        return False
 
 
 def client(load: Load, index: int) -> None:
@@ -205,6 +248,8 @@ def main() -> None:
         )  # fmt: skip
         try:
             wait_ready(base, server)
+            watch = ExecutorWatch(server.pid)
+            watch.thread.start()
             alyx(project, "deploy", "--yes", env={**env, "ALYX_DEPLOY_URL": base, "ALYX_DEPLOY_TOKEN": token})
             load = Load(base)
             threads = [
@@ -223,12 +268,14 @@ def main() -> None:
             load.stop.set()
             for thread in threads:
                 thread.join(DEADLINE)
+            watch.stop.set()
+            watch.thread.join(DEADLINE)
         finally:
             server.terminate()
             server.wait(DEADLINE)
             if not isinstance(output, int):
                 output.close()
-    report(load, before, windows, args)
+    report(load, before, windows, args, sorted(watch.first_seen.values()))
     if args.samples is not None:
         offset = time.time() - time.perf_counter()  # perf_counter to the wall clock (the server's log)
         dump = {
@@ -245,7 +292,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def report(load: Load, before: tuple[float, float], windows: list[tuple[float, float]], args: Any) -> None:
+def report(
+    load: Load,
+    before: tuple[float, float],
+    windows: list[tuple[float, float]],
+    args: Any,
+    starts: list[float],
+) -> None:
     def inside(sample: Sample, window: tuple[float, float]) -> bool:
         return window[0] <= sample.start < window[1]
 
@@ -273,6 +326,11 @@ def report(load: Load, before: tuple[float, float], windows: list[tuple[float, f
         q = [s.ms for s in quiet if s.what == what]
         d = [s.ms for s in during if s.what == what]
         print(f"| {what} p99 before / during | {percentile(q, 0.99):.1f} / {percentile(d, 0.99):.1f} ms | |")
+    # From the first deploy on: a pool may grow after a deploy's window, before the next.
+    later = sum(t >= windows[0][0] for t in starts)
+    in_window = sum(any(start <= t < end for start, end in windows) for t in starts)
+    print(f"| executors started per deploy: in its window / in all | {in_window / len(windows):.1f} / "
+          f"{later / len(windows):.1f} | |")  # fmt: skip
     for error in load.errors[:10]:
         print(f"failed: {error}")
 
