@@ -5,10 +5,13 @@
     max_queue       invocations waiting; one more is refused (503 FUNCTIONS_BUSY)
     idle_timeout    an idle worker above min_warm is stopped after this long
 
-A call that finds no idle worker, with room for one more, starts one in the background
-and waits for whichever comes first: that worker, or one a running call releases. A cold
-start (a new Node or Python process, about 60 ms of CPU) is then never on the call's path
-when a busy worker frees up sooner, and the pool still grows to the load it carries.
+A call that finds every worker busy waits for one; if it still waits GROW_AFTER later
+(or the calls' mean duration, at most GROW_AFTER_MAX) and there is room, one more worker
+starts in the background, and the call takes whichever comes first: that worker, or one a
+running call releases. A busy worker that frees up soon thus spares a start (a new Node or
+Python process, about 60 ms of CPU), and the pool still grows to the load it carries. A
+pool with no worker at all starts one at once. A pool a reload replaces (`growing` False)
+does not grow: the start would be thrown away with it.
 Waiters are served in order: a released worker, or the slot of a lost one, is handed
 directly to the oldest waiter, so a newcomer never overtakes the queue. A worker that
 timed out, crashed or left processes running is killed and never reused.
@@ -39,7 +42,9 @@ WorkerFactory = Callable[[], Awaitable[Worker]]
 
 GROW_AFTER = 0.025
 """Seconds a call waits for a busy worker before the pool starts one more for it (or the
-pool's mean call duration, when longer: a busy machine slows every call alike)."""
+pool's mean call duration, when longer: a busy machine slows every call alike) ..."""
+GROW_AFTER_MAX = 0.1
+"""... but never longer than this: a function whose calls take seconds still grows soon."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,7 @@ class FunctionPool:
         if grow and self._busy:
             # A busy worker usually frees up within a call's time: start one more only
             # for a call still waiting GROW_AFTER, or the calls' mean duration, later.
-            delay = max(self.grow_after, self._mean_call)
+            delay = max(self.grow_after, min(self._mean_call, GROW_AFTER_MAX))
             asyncio.get_running_loop().call_later(delay, self._grow_for, future)
         try:
             handed = await future
