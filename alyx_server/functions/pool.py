@@ -309,6 +309,11 @@ class FunctionPool:
         return stopped
 
     @property
+    def closing(self) -> bool:
+        """Whether `close()` has begun (the workers are being stopped)."""
+        return self._closed
+
+    @property
     def in_flight(self) -> int:
         """Invocations this pool has taken and not answered yet (running or queued)."""
         return len(self._busy) + len(self._waiters) + self._starting

@@ -191,8 +191,11 @@ class FunctionService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         retiring = dict(self._retiring)
-        for task in retiring:
-            task.cancel()
+        for task, pool in retiring.items():
+            # A drain still waiting for its calls is cut short; one already stopping its
+            # workers finishes (cancelled there, a worker's control group would be left).
+            if not pool.closing:
+                task.cancel()
         pools = [*self.pools.values(), *retiring.values()]
         await asyncio.gather(*(p.close() for p in pools), *retiring, return_exceptions=True)
         await self.backend.close()

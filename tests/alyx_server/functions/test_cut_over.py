@@ -80,4 +80,4 @@ async def test_a_pool_that_a_reload_replaces_does_not_grow_and_the_new_one_is_wa
     assert old.started == 1  # the second call waited for the running one instead
     new = service.pools["misbehave"]
     assert new is not old and new.started == 1  # the old pool's size
-    await until(lambda: old.total == 0)  # the old pool drained and stopped
+    await until(lambda: old.total == 0)  # the old pool drained and is stopping its workers
