@@ -71,13 +71,26 @@ def alive(pid: int) -> bool:
 
 
 async def session_on(url: str, worker: str) -> aiohttp.ClientSession:
-    """A client whose one keep-alive connection is served by `worker`."""
-    for _ in range(200):
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+    """A client whose one keep-alive connection is served by `worker`.
+
+    Connections are opened eight at a time: one at a time, on an idle server, the kernel
+    may hand every one of them to the same worker (both wait on the one listening socket,
+    and whichever wakes first accepts), so a lone connection says nothing of the others.
+    """
+
+    async def served_by(session: aiohttp.ClientSession) -> str:
         async with session.get(f"{url}/health") as response:
-            if response.headers["X-Alyx-Worker"] == worker:
-                return session
-        await session.close()
+            return response.headers["X-Alyx-Worker"]
+
+    for _ in range(50):
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for _ in range(8)]
+        names = await asyncio.gather(*(served_by(session) for session in sessions))
+        found = next((s for s, name in zip(sessions, names, strict=True) if name == worker), None)
+        for session in sessions:
+            if session is not found:
+                await session.close()
+        if found is not None:
+            return found
     raise AssertionError(f"no connection reached worker {worker}")
 
 
