@@ -5,7 +5,9 @@ The `ci` hypothesis profile (40 examples a test) is the default, locally as in C
 
 Markers, so that a developer can run the fast part alone:
 
-    make test PYTEST_ARGS='-m "not slow and not docker and not toolchain and not property"'
+    make test PYTEST_ARGS='-n 2 -m "not slow and not docker and not toolchain and not property"'
+
+(`-n 2`: pytest-xdist runs the selection in two processes.)
 
 - `docker`: needs a Docker engine (the functions' docker backend);
 - `toolchain`: builds or runs generated code with Go, tsc or Node.js;

@@ -36,7 +36,7 @@ def collected(expression: str) -> list[str]:
 
 
 def test_the_readme_gives_the_fast_selection() -> None:
-    assert f"""make test PYTEST_ARGS='-m "{FAST}"'""" in README.read_text(encoding="utf-8")
+    assert f"""make test PYTEST_ARGS='-n 2 -m "{FAST}"'""" in README.read_text(encoding="utf-8")
 
 
 def test_the_fast_selection_leaves_out_docker_toolchains_fuzzing_and_properties() -> None:
