@@ -167,6 +167,15 @@ async def call(
     return response.status, await response.json()
 
 
+async def until(check: Callable[[], bool]) -> None:
+    """Poll `check()` until it holds (a bound of about 5 s, not a claim about speed)."""
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 async def run_probe(client: TestClient[Any, Any], name: str) -> dict[str, Any]:
     """Run a probe function against the project's database file, a secret file next to it
     and a TCP server on the host's loopback; its report of what it could reach."""

@@ -10,25 +10,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from alyx_server.api.admin_live import reload_functions
-from tests.alyx_server.functions.projects import make_app, service_of, write_functions
+from tests.alyx_server.functions.projects import call, make_app, service_of, until, write_functions
 from tests.alyx_server.functions.sources import FILES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 MISBEHAVE = {"misbehave.py": FILES["misbehave.py"], "misbehave.yaml": FILES["misbehave.yaml"]}
-
-
-async def call(client: Client, name: str, data: Any) -> tuple[int, Any]:
-    response = await client.post(f"/api/functions/{name}", json={"input": data})
-    return response.status, await response.json()
-
-
-async def until(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 async def test_a_call_served_by_a_released_worker_starts_none(

@@ -16,24 +16,11 @@ from alyx_server.config import Settings
 from alyx_server.functions.backend import Backend, ProcessBackend
 from alyx_server.functions.sandbox import Runtimes
 from alyx_server.resources import data_dir
-from tests.alyx_server.functions.projects import make_app, service_of, sign_up, write_functions
+from tests.alyx_server.functions.projects import call, make_app, service_of, sign_up, until, write_functions
 from tests.alyx_server.functions.sources import FILES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
-
-
-async def call(client: Client, name: str, data: Any) -> tuple[int, Any]:
-    response = await client.post(f"/api/functions/{name}", json={"input": data})
-    return response.status, await response.json()
-
-
-async def until(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 async def test_more_calls_than_instances_queue_and_more_than_the_queue_are_refused(
