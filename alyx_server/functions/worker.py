@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -96,6 +97,7 @@ class Worker:
             start_new_session=True,
             limit=_LINE_LIMIT,
         )
+        started = time.perf_counter()
         worker = cls(name, process, launch, cgroup, on_exit)
         worker._stderr_task = asyncio.get_running_loop().create_task(worker._drain_stderr())
         try:
@@ -105,6 +107,11 @@ class Worker:
             raise
         if cgroup is not None:
             worker.baseline_processes = len(cgroup.processes())
+        cpu = process_tree_cpu(process.pid)
+        log.info(
+            "function %s: a worker started in %.0f ms (%s of CPU)",
+            name, (time.perf_counter() - started) * 1000, "?" if cpu is None else f"{cpu * 1000:.0f} ms",
+        )  # fmt: skip
         return worker
 
     async def _ready(self, timeout: float) -> None:
@@ -245,3 +252,21 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.process.wait(), 1.0)
         await self.kill()
+
+
+def process_tree_cpu(pid: int) -> float | None:
+    """Seconds of CPU the live processes from `pid` down have run (Linux's schedstat, every
+    thread; not what exited processes ran), or None without /proc. A worker's start cost:
+    the sandbox, the interpreter, the executor, the function's module and the warm-up."""
+    total_ns = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                total_ns += int((task / "schedstat").read_text().split()[0])
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            if current == pid:
+                return None  # no /proc here (or the worker is gone)
+    return total_ns / 1e9

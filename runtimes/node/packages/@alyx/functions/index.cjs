@@ -2,7 +2,7 @@
 // @alyx/functions: defineFunction, and the ctx handed to handlers (auth, env, log, db).
 // ctx.db calls go to the server's internal API over a Unix socket, with the invocation's
 // token, and run as the caller under the rules.
-const http = require("node:http");
+const net = require("node:net");
 
 const BRAND = Symbol.for("alyx.function");
 
@@ -43,45 +43,182 @@ class InternalApi {
 
   post(route, body) {
     const payload = Buffer.from(JSON.stringify(body));
-    const options = {
-      socketPath: this.socketPath,
-      path: `/internal/v1/${route}`,
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${this.token}`,
-        "content-type": "application/json",
-        "content-length": payload.length,
+    const head = `POST /internal/v1/${route} HTTP/1.1\r\nhost: alyx\r\n`
+      + `authorization: Bearer ${this.token}\r\ncontent-type: application/json\r\n`
+      + `content-length: ${payload.length}\r\n\r\n`;
+    return exchange(this.socketPath, Buffer.concat([Buffer.from(head, "latin1"), payload])).then(
+      ({ status, text }) => {
+        let data = null;
+        try {
+          data = text ? JSON.parse(text) : null;
+        } catch (e) {
+          throw new AlyxError(`the internal API answered non-JSON: ${text.slice(0, 200)}`);
+        }
+        if (status >= 400) {
+          const d = data || {};
+          throw new AlyxError(d.error || `HTTP ${status}`, {
+            code: d.code || "INTERNAL_ERROR", status, details: d.details || [],
+          });
+        }
+        return data;
       },
-    };
-    return new Promise((resolve, reject) => {
-      const req = http.request(options, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let data = null;
-          try {
-            data = text ? JSON.parse(text) : null;
-          } catch (e) {
-            reject(new AlyxError(`the internal API answered non-JSON: ${text.slice(0, 200)}`));
-            return;
-          }
-          if (res.statusCode >= 400) {
-            const d = data || {};
-            reject(new AlyxError(d.error || `HTTP ${res.statusCode}`, {
-              code: d.code || "INTERNAL_ERROR", status: res.statusCode, details: d.details || [],
-            }));
-          } else {
-            resolve(data);
-          }
+      (e) => {
+        throw new AlyxError(`cannot reach the Alyx internal API: ${e.message}`, {
+          code: "INTERNAL_API_UNAVAILABLE", status: 503,
         });
-      });
-      req.on("error", (e) => reject(new AlyxError(`cannot reach the Alyx internal API: ${e.message}`, {
-        code: "INTERNAL_API_UNAVAILABLE", status: 503,
-      })));
-      req.end(payload);
-    });
+      },
+    );
   }
+}
+
+// The internal API's HTTP/1.1 over its Unix socket, by hand: one request at a time per
+// connection, connections kept open between requests (at most KEPT_CONNECTIONS idle).
+// node:http does the same, but loading it and running its client the first time cost
+// every new worker about 10 ms of CPU, which a deploy spends while the server is loaded.
+const KEPT_CONNECTIONS = 4;
+const idleConnections = new Map(); // socket path -> [net.Socket]
+
+function exchange(socketPath, request) {
+  const kept = takeIdle(socketPath);
+  if (kept === undefined) return send(net.connect(socketPath), socketPath, request);
+  // A kept connection the server closed meanwhile fails before any answer: retry once.
+  return send(kept, socketPath, request).catch((e) =>
+    e.beforeAnswer ? send(net.connect(socketPath), socketPath, request) : Promise.reject(e),
+  );
+}
+
+function takeIdle(socketPath) {
+  const idle = idleConnections.get(socketPath) || [];
+  for (let socket = idle.pop(); socket !== undefined; socket = idle.pop()) {
+    socket.removeListener("error", whileIdle);
+    socket.removeListener("close", socket.dropIdle);
+    if (!socket.destroyed) return socket;
+  }
+  return undefined;
+}
+
+function keepIdle(socket, socketPath) {
+  const idle = idleConnections.get(socketPath) || [];
+  idleConnections.set(socketPath, idle);
+  if (idle.length >= KEPT_CONNECTIONS) {
+    socket.destroy();
+    return;
+  }
+  // Closed by the server while idle: forgotten. An error then is no one's to report.
+  socket.dropIdle = () => {
+    const at = idle.indexOf(socket);
+    if (at >= 0) idle.splice(at, 1);
+  };
+  socket.on("error", whileIdle);
+  socket.once("close", socket.dropIdle);
+  socket.unref(); // a kept connection does not keep the process alive
+  idle.push(socket);
+}
+
+function whileIdle() {}
+
+function send(socket, socketPath, request) {
+  return new Promise((resolve, reject) => {
+    let buffer = Buffer.alloc(0);
+    let head = null; // {status, length, chunked, close, start}
+    const finish = (error, answer) => {
+      socket.removeListener("data", onData);
+      socket.removeListener("error", onError);
+      socket.removeListener("close", onClose);
+      if (error) {
+        socket.destroy();
+        reject(error);
+        return;
+      }
+      if (head.close) socket.destroy();
+      else keepIdle(socket, socketPath);
+      resolve(answer);
+    };
+    const onData = (chunk) => {
+      buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
+      let answer;
+      try {
+        if (head === null) head = parseHead(buffer);
+        answer = head && parseBody(head, buffer, false);
+      } catch (e) {
+        finish(e);
+        return;
+      }
+      if (answer) finish(null, answer);
+    };
+    const onError = (e) => {
+      e.beforeAnswer = buffer.length === 0;
+      finish(e);
+    };
+    const onClose = () => {
+      let answer;
+      try {
+        answer = head && parseBody(head, buffer, true);
+      } catch (e) {
+        finish(e);
+        return;
+      }
+      if (answer) {
+        head.close = true;
+        finish(null, answer);
+        return;
+      }
+      const e = new Error("the connection closed before the answer was complete");
+      e.beforeAnswer = buffer.length === 0;
+      finish(e);
+    };
+    socket.on("data", onData);
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    socket.ref();
+    socket.write(request);
+  });
+}
+
+function parseHead(buffer) {
+  const end = buffer.indexOf("\r\n\r\n");
+  if (end < 0) return null;
+  const lines = buffer.subarray(0, end).toString("latin1").split("\r\n");
+  const match = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+  if (!match) throw new Error(`the internal API answered ${JSON.stringify(lines[0].slice(0, 100))}`);
+  const head = { status: Number(match[1]), length: null, chunked: false, close: false, start: end + 4 };
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim().toLowerCase();
+    if (name === "content-length") head.length = Number(value);
+    else if (name === "transfer-encoding") head.chunked = value.includes("chunked");
+    else if (name === "connection") head.close = value.includes("close");
+  }
+  return head;
+}
+
+// The answer once its body is complete (or, without a length, when the connection closed).
+function parseBody(head, buffer, closed) {
+  const body = buffer.subarray(head.start);
+  if (head.chunked) {
+    const parts = [];
+    let at = 0;
+    for (;;) {
+      const eol = body.indexOf("\r\n", at);
+      if (eol < 0) return null;
+      const size = parseInt(body.subarray(at, eol).toString("latin1"), 16);
+      if (Number.isNaN(size)) throw new Error("the internal API sent a malformed chunk");
+      if (size === 0) {
+        if (body.indexOf("\r\n\r\n", eol) < 0 && !closed) return null;
+        return { status: head.status, text: Buffer.concat(parts).toString("utf8") };
+      }
+      if (body.length < eol + 2 + size + 2) return null;
+      parts.push(body.subarray(eol + 2, eol + 2 + size));
+      at = eol + 2 + size + 2;
+    }
+  }
+  if (head.length !== null) {
+    if (body.length < head.length) return null;
+    return { status: head.status, text: body.subarray(0, head.length).toString("utf8") };
+  }
+  if (head.status === 204 || head.status === 304) return { status: head.status, text: "" };
+  return closed ? { status: head.status, text: body.toString("utf8") } : null;
 }
 
 class CollectionClient {
