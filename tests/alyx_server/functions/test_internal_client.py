@@ -72,6 +72,11 @@ const server = http.createServer((req, res) => {
     } else if (route === "db/query" && JSON.parse(body).id === "bad") {
       res.writeHead(400, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: "bad filter", code: "VALIDATION_ERROR", details: [1] }));
+    } else if (route === "db/query" && JSON.parse(body).id === "big") {
+      res.writeHead(200, { "content-type": "application/json" }); // 4 MB in 1,000 chunks
+      res.write('{"doc": {"id": "big", "title": "');
+      for (let i = 0; i < 1000; i++) res.write("x".repeat(4000));
+      res.end('"}}');
     } else if (route === "db/query") {
       res.writeHead(200, { "content-type": "application/json" }); // chunked: no length
       res.write('{"doc": {"id": ');
@@ -97,6 +102,7 @@ server.listen(socketPath, async () => {
   out.afterIdle = await ctx._ping();
   out.chunked = await ctx.db.notes.get("n1");
   out.missing = await ctx.db.notes.get("missing");
+  out.bigTitle = (await ctx.db.notes.get("big")).title.length;
   try {
     await ctx.db.notes.get("bad");
   } catch (e) {
@@ -133,6 +139,7 @@ def test_the_sdk_client_reads_lengths_chunks_errors_and_survives_closed_connecti
     assert out["connectionsAfterTwo"] == 1  # the second call reused the first's connection
     assert out["chunked"] == {"id": "n1", "title": "café"}
     assert out["missing"] is None  # 404 DOCUMENT_NOT_FOUND: get() answers null
+    assert out["bigTitle"] == 4_000_000
     assert out["error"] == {
         "name": "AlyxError",
         "code": "VALIDATION_ERROR",

@@ -119,8 +119,15 @@ function whileIdle() {}
 
 function send(socket, socketPath, request) {
   return new Promise((resolve, reject) => {
-    let buffer = Buffer.alloc(0);
+    // The answer's bytes are kept as received and joined only to read the head and once
+    // the body looks complete: a large answer arrives in many chunks.
+    const chunks = [];
+    let received = 0;
     let head = null; // {status, length, chunked, close, start}
+    const joined = () => {
+      if (chunks.length > 1) chunks.splice(0, chunks.length, Buffer.concat(chunks, received));
+      return chunks[0] || Buffer.alloc(0);
+    };
     const finish = (error, answer) => {
       socket.removeListener("data", onData);
       socket.removeListener("error", onError);
@@ -135,11 +142,12 @@ function send(socket, socketPath, request) {
       resolve(answer);
     };
     const onData = (chunk) => {
-      buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
-      let answer;
+      chunks.push(chunk);
+      received += chunk.length;
+      let answer = null;
       try {
-        if (head === null) head = parseHead(buffer);
-        answer = head && parseBody(head, buffer, false);
+        if (head === null) head = parseHead(joined());
+        if (head !== null && mayBeComplete(head, chunks, received)) answer = parseBody(head, joined(), false);
       } catch (e) {
         finish(e);
         return;
@@ -147,13 +155,13 @@ function send(socket, socketPath, request) {
       if (answer) finish(null, answer);
     };
     const onError = (e) => {
-      e.beforeAnswer = buffer.length === 0;
+      e.beforeAnswer = received === 0;
       finish(e);
     };
     const onClose = () => {
       let answer;
       try {
-        answer = head && parseBody(head, buffer, true);
+        answer = head && parseBody(head, joined(), true);
       } catch (e) {
         finish(e);
         return;
@@ -164,7 +172,7 @@ function send(socket, socketPath, request) {
         return;
       }
       const e = new Error("the connection closed before the answer was complete");
-      e.beforeAnswer = buffer.length === 0;
+      e.beforeAnswer = received === 0;
       finish(e);
     };
     socket.on("data", onData);
@@ -173,6 +181,18 @@ function send(socket, socketPath, request) {
     socket.ref();
     socket.write(request);
   });
+}
+
+// Whether the bytes so far can hold the whole answer: its length is reached, or a chunked
+// body ends with a blank line, as its last chunk does (JSON holds no raw line break).
+function mayBeComplete(head, chunks, received) {
+  if (head.chunked) {
+    const last = chunks[chunks.length - 1];
+    const tail = last.length >= 4 ? last.subarray(last.length - 4) : Buffer.concat(chunks.slice(-4)).subarray(-4);
+    return tail.toString("latin1") === "\r\n\r\n";
+  }
+  if (head.length !== null) return received - head.start >= head.length;
+  return head.status === 204 || head.status === 304;
 }
 
 function parseHead(buffer) {
