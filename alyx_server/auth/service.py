@@ -45,7 +45,9 @@ from alyx_server.auth.tokens import (
     TokenSigner,
     hash_secret,
     invalid_token,
+    new_refresh_token,
     new_secret,
+    refresh_token_key,
     token_expired,
 )
 from alyx_server.auth.users import (
@@ -268,9 +270,9 @@ class AuthService:
         return await self._open_session(user, client)
 
     async def _open_session(self, user: UserRecord, client: Client) -> Tokens:
-        secret = new_secret()
+        secret = new_refresh_token()
         token_hash, now, expires = (
-            hash_secret(secret),
+            refresh_token_key(secret),
             self.stamp(),
             self.stamp(self.settings.jwt.refresh_ttl),
         )
@@ -344,8 +346,8 @@ class AuthService:
         refresh costs one small transaction and, usually, no read of the account.
         """
         presented = opaque_token(refresh_token, "refresh_token")
-        secret = new_secret()
-        old_hash, new_hash = hash_secret(presented), hash_secret(secret)
+        secret = new_refresh_token()
+        old_hash, new_hash = refresh_token_key(presented), refresh_token_key(secret)
         now, expires = self.stamp(), self.stamp(self.settings.jwt.refresh_ttl)
         outcome = await self.db.write(
             lambda conn: rotate_session(
@@ -363,7 +365,7 @@ class AuthService:
     async def logout(self, refresh_token: object) -> None:
         """Revoke the session family of a refresh token (live or already rotated)."""
         presented = opaque_token(refresh_token, "refresh_token")
-        token_hash, now = hash_secret(presented), self.stamp()
+        token_hash, now = refresh_token_key(presented), self.stamp()
 
         def revoke(conn: Any) -> None:
             found = family_of_token(conn, token_hash)

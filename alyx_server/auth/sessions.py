@@ -7,6 +7,11 @@
                    tokens: every row of the family is revoked, both are signed out
     logout         every live row of the family is revoked
 
+Row ids are time-ordered UUIDs (version 7: milliseconds first, then 74 random bits), and
+the stored refresh-token keys are time-ordered too (tokens.py): a rotation then adds both
+of its index entries at the end of their indexes, not at random leaves, which is fewer
+pages written per commit and checkpoint. Family ids stay random (version 4).
+
 A family is live while one of its rows is not revoked; access tokens name the family
 (`sid`), so they stay valid across refreshes and die with their family. Revocations are
 returned as outcomes rather than raised, so that they commit: an exception inside a
@@ -16,8 +21,10 @@ returned as outcomes rather than raised, so that they commit: an exception insid
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from enum import Enum
+from os import urandom
 
 from alyx_server.schema.system_tables import SESSIONS_TABLE
 from alyx_server.tools.ids import new_id
@@ -51,6 +58,15 @@ _ROTATE = (
 )
 _REVOKE_FAMILY = f"UPDATE {SESSIONS_TABLE} SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
 _LIVE_ROW = f"SELECT id, user_id FROM {SESSIONS_TABLE} WHERE family_id = ? AND revoked_at IS NULL LIMIT 1"
+
+
+def _time_ordered_id() -> str:
+    """A time-ordered row id: a version-7 UUID (48 bits of milliseconds, then random bits)."""
+    h = f"{time.time_ns() // 1_000_000:012x}{urandom(10).hex()}"
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +120,7 @@ def open_session(
     family_id: str | None = None,
 ) -> SessionRow:
     """Insert a live row, in a new family unless `family_id` is given."""
-    row_id = new_id()
+    row_id = _time_ordered_id()
     family = family_id or new_id()
     conn.execute(_INSERT, (row_id, user_id, family, token_hash, expires_at, user_agent, ip, now))
     return SessionRow(row_id, user_id, family, expires_at)
@@ -125,7 +141,7 @@ def rotate_session(
     Two statements when the token is live (the retiring UPDATE and the successor's INSERT);
     a token that cannot rotate is read to tell the caller why.
     """
-    successor = new_id()
+    successor = _time_ordered_id()
     retired = conn.execute(_ROTATE, (now, successor, token_hash, now)).fetchall()
     if retired:
         ((user_id, family),) = retired
