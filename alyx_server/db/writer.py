@@ -11,14 +11,17 @@ else is already queued (up to `max_group`), and runs them as one group:
     publish the group's change events, then acknowledge every write
 
 so N concurrent writes share one commit (group commit) and a failing write does not
-fail its neighbours. The writer also notes whether the group appended to the change log
-(`_alyx_changes`' AUTOINCREMENT counter, read after BEGIN and before COMMIT): only such a
-group is announced to the other processes on the file (`announce`, db/notify.py), since
-they have nothing to catch up on after the others (a refresh rotating a session, a rate
-limit counted). A write is acknowledged only after COMMIT returned, i.e. once it
-is as durable as `synchronous` makes it. If BEGIN or COMMIT fails, the whole group
-fails with that error. Exclusive jobs (migrations) run alone, outside any group, and
-manage their own transaction.
+fail its neighbours. The writes submitted during one turn of the event loop reach the
+writer together, in one queue item handed over at the end of that turn: one wake of the
+writer thread per turn instead of one per write, and the requests a turn parsed commit
+in the same group (a refresh's CPU, docs/benchmarks.md). The writer also notes whether
+the group appended to the change log (`_alyx_changes`' AUTOINCREMENT counter, read after
+BEGIN and before COMMIT): only such a group is announced to the other processes on the
+file (`announce`, db/notify.py), since they have nothing to catch up on after the others
+(a refresh rotating a session, a rate limit counted). A write is acknowledged only after
+COMMIT returned, i.e. once it is as durable as `synchronous` makes it. If BEGIN or
+COMMIT fails, the whole group fails with that error. Exclusive jobs (migrations) run
+alone, outside any group, and manage their own transaction.
 
 Several processes on one file (`alyx serve --workers N`, or two servers started by
 hand) each have their own writer, and SQLite lets one of them write at a time. Their
@@ -37,6 +40,7 @@ which do not take the lock file.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -149,6 +153,7 @@ class WriteQueue:
         self._group_commit = group_commit
         self._max_group = max_group if group_commit else 1
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: list[_Job] = []
         self._closed = False
         self._stats = WriteStats()
         self._listeners: list[GroupListener] = []
@@ -171,13 +176,23 @@ class WriteQueue:
         if self._closed:
             raise RuntimeError("the database is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Job(fn, future, exclusive))
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self._hand_over)
+        pending.append(_Job(fn, future, exclusive))
         return future
+
+    def _hand_over(self) -> None:
+        """Pass the writes submitted since the last call to the writer thread, in one item."""
+        if self._pending:
+            jobs, self._pending = self._pending, []
+            self._queue.put(jobs)
 
     def close(self) -> None:
         """Refuse new writes; the thread finishes every queued one, then stops."""
         if not self._closed:
             self._closed = True
+            self._hand_over()
             self._queue.put(_STOP)
 
     def join(self, timeout: float | None = None) -> None:
@@ -185,25 +200,36 @@ class WriteQueue:
 
     # -- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
-        carry: Any = None
+        waiting: collections.deque[_Job] = collections.deque()
+        stopping = False
         while True:
-            job = carry if carry is not None else self._queue.get()
-            carry = None
-            if job is _STOP:
-                break
+            if not waiting:
+                if stopping:
+                    break
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                waiting.extend(item)
+            job = waiting.popleft()
             if job.exclusive:
                 self._guard([job], self._run_exclusive)
                 continue
             group = [job]
             while len(group) < self._max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
+                if not waiting:
+                    if stopping:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    waiting.extend(item)
+                if waiting[0].exclusive:
                     break
-                if nxt is _STOP or nxt.exclusive:
-                    carry = nxt
-                    break
-                group.append(nxt)
+                group.append(waiting.popleft())
             self._guard(group, self._run_group)
         self._conn.close()
         if self._write_lock is not None:
