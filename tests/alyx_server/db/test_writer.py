@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,20 @@ async def test_group_listener_sees_group_sizes(db: Database) -> None:
     db.add_group_listener(lambda size, seconds: sizes.append(size))
     await asyncio.gather(*(db.write(lambda c, i=i: insert_doc(c, POSTS, post(f"g{i}"))) for i in range(10)))
     assert sum(sizes) == 10
+
+
+async def test_writes_submitted_in_one_loop_turn_commit_as_one_group(db: Database) -> None:
+    # The loop thread pauses between the submissions (releasing the GIL, as a slow request
+    # would): the writer still gets them together, once the turn is over.
+    sizes: list[int] = []
+    db.add_group_listener(lambda size, seconds: sizes.append(size))
+
+    async def write(i: int) -> None:
+        time.sleep(0.01)
+        await db.write(lambda c: insert_doc(c, POSTS, post(f"t{i}")))
+
+    await asyncio.gather(*(write(i) for i in range(5)))
+    assert sizes == [5]
 
 
 def _rows_in_file(db_path: Path) -> int | None:
