@@ -31,9 +31,13 @@ with STALE_PLAN.
 The commit and the schema swap happen under the schema gate's exclusive side
 (tools/gate.py): requests that touch documents and are in flight finish first on the old
 schema, new ones wait and then run on the new one, so none meets a table the schema it
-runs does not describe. If those in flight do not finish within Deployer.drain_timeout,
-the deploy (or rollback) is refused before it changed anything. Functions and alyx.yaml
-keys are swapped after the gate opens again (new pools warm while requests flow).
+runs does not describe. With several workers every gate closes at once (each worker's
+pause is the slowest drain, the commit, the files and its own swap: api/deploy_peers.py)
+and each opens as soon as its worker serves the new schema. If those in flight do not
+finish within Deployer.drain_timeout, the deploy (or rollback) is refused before it
+changed anything. Functions and alyx.yaml keys are swapped after the gates open again,
+once the requests that waited at them have finished (at most SETTLE_LIMIT): new pools
+warm while requests flow.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from alyx_server.api.admin_live import (
 )
 from alyx_server.api.auth import caller
 from alyx_server.api.bodies import read_json
-from alyx_server.api.deploy_peers import SiblingHold, hold_siblings
+from alyx_server.api.deploy_peers import SETTLE_LIMIT, SiblingHold, hold_siblings
 from alyx_server.api.pipeline import HTTP_POLICY, json_response
 from alyx_server.api.realtime import REALTIME
 from alyx_server.api.runtime import RUNTIME
@@ -100,7 +104,6 @@ from alyx_server.deploy.store import (
 )
 from alyx_server.errors import FieldIssue, PayloadTooLarge, ValidationError
 from alyx_server.schema.loader import parse_schema
-from alyx_server.tools.gate import GateTimeout
 
 __all__ = ["DEPLOYER", "Deployer", "add_routes", "deploy_context", "rollback_plan", "run_rollback"]
 
@@ -120,9 +123,14 @@ class Phases:
         self._last = time.perf_counter()
         self.steps: list[tuple[str, float]] = []
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: str, *, before: tuple[str, float] | None = None) -> None:
+        """End the step `name`; `before`: a part of it, (name, ms), that came first."""
         now = time.perf_counter()
-        self.steps.append((name, (now - self._last) * 1000))
+        ms = (now - self._last) * 1000
+        if before is not None:
+            self.steps.append(before)
+            ms -= before[1]
+        self.steps.append((name, ms))
         self._last = now
 
     def __str__(self) -> str:
@@ -158,20 +166,14 @@ DEPLOYER = web.AppKey("deployer", Deployer)
 
 @contextlib.asynccontextmanager
 async def _schema_gate(app: web.Application, schema_text: bytes | None) -> AsyncIterator[SiblingHold]:
-    """Hold the schema gates of the other workers (api/deploy_peers.py; each stages
-    `schema_text`, the schema.yaml being deployed, before it closes its gate), then this
-    one's exclusively (see the module docstring); DeployInProgress, with nothing changed,
-    when the requests in flight do not finish in time."""
+    """Have the other workers stage `schema_text` (the schema.yaml being deployed), then
+    close their schema gates and this one's exclusively at once (api/deploy_peers.py, and
+    see the module docstring); DeployInProgress, with nothing changed, when the requests
+    in flight do not finish in time. This process's gate opens at `open_own()` (once it
+    serves the new schema) or at the end of the block."""
     timeout = app[DEPLOYER].drain_timeout
-    async with hold_siblings(app, timeout, schema_text) as siblings:
-        try:
-            async with app[HTTP_POLICY].gate.exclusive(timeout):
-                yield siblings
-        except GateTimeout as e:
-            raise DeployInProgress(
-                f"nothing was changed: {e} on the old schema (requests that read or write "
-                "documents must finish before the schema is swapped); run the command again"
-            ) from None
+    async with hold_siblings(app, timeout, schema_text, app[HTTP_POLICY].gate) as siblings:
+        yield siblings
 
 
 @contextlib.asynccontextmanager
@@ -391,7 +393,7 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     phases.mark("compile")
     db = rt.ready_db()
     async with _schema_gate(app, contents.files.get("schema.yaml")) as siblings:
-        phases.mark("gate")
+        phases.mark("gate", before=("siblings stage", siblings.stage_ms))
         await db.run_exclusive(
             lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
         )
@@ -400,8 +402,20 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         # a crash is finished at start-up (deploy.execute.recover_interrupted).
         await asyncio.to_thread(swap_files, staged, settings, contents.config)
         phases.mark("files")
-        await asyncio.gather(swap_staged_schema(app, new_schema), siblings.swap())
-        phases.mark("swap")
+        # The siblings swap and open their gates while this process swaps and opens its
+        # own without waiting for them; their answers are awaited then, and the requests
+        # that waited at this gate finish (at most SETTLE_LIMIT) before the new function
+        # pools take the cores.
+        swapping = asyncio.ensure_future(siblings.swap())
+        try:
+            await swap_staged_schema(app, new_schema)
+            siblings.open_own()
+            phases.mark("swap")
+        finally:
+            await swapping
+        phases.mark("siblings")
+    await app[HTTP_POLICY].gate.settle(SETTLE_LIMIT)
+    phases.mark("settle")
     f = plan.functions
     # The bundle's alyx.yaml keys are laid over again only when the plan changes one: each
     # time costs every worker a read and a validation of the whole configuration.
@@ -545,6 +559,7 @@ async def _rollback_locked(
             # Every collection's rows may differ now: each subscription gets a fresh snapshot.
             await hub.revalidate(c.name for c in schema.collections)
         await siblings.swap(revalidate_all=restored is not None)
+    await app[HTTP_POLICY].gate.settle(SETTLE_LIMIT)
     names = [*functions["added"], *functions["changed"], *functions["removed"]]
 
     async def here() -> None:

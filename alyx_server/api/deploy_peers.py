@@ -4,23 +4,32 @@ their schema gates while the executing process commits, then take the new versio
 With `alyx serve --workers N` (or several `alyx serve` on one project), the process that
 executes a deploy or rollback is one of several. The others serve the old schema from
 the same database file; between the commit of a migration and their swap, a request of
-theirs could meet a table its schema does not describe. So the executing process, before
-it takes its own gate (api/deploy.py):
+theirs could meet a table its schema does not describe. So the executing process
+(api/deploy.py):
 
-    hold     sends every sibling, through the peer sockets (api/peers.py), the schema.yaml
+    stage    sends every sibling, through the peer sockets (api/peers.py), the schema.yaml
              being deployed; each parses it and compiles its rules (off its event loop,
-             its gate still open), then takes its gate's exclusive side (requests in
-             flight finish on the old schema, new ones wait); a sibling that cannot
-             within the drain timeout answers 409 and the deploy is refused with nothing
-             changed (the others are released)
+             its gate still open) and keeps it for the hold
+    hold     then every gate closes at once: each sibling takes its gate's exclusive side
+             while the executing process takes its own (requests in flight finish on the
+             old schema, new ones wait), so the pause is the slowest drain, not the sum of
+             the siblings' and the executor's; a gate that cannot close within the drain
+             timeout refuses the deploy with nothing changed (every gate opens again, the
+             siblings are released)
     swap     after the commit, alongside its own schema swap: each sibling swaps in the
              schema it staged (its references only: schema, rules, realtime queries)
              and opens its gate; one that could not stage it reads schema.yaml from
-             disk (the files are in place by then)
-    finish   with its own gate open: each sibling takes the changed functions (fresh
-             pools) and the alyx.yaml keys the deploy set, as the executing process does
+             disk (the files are in place by then). The executing process opens its own
+             gate as soon as its own swap is done, then waits for the siblings' answers
+    finish   with its own gate open: each sibling lets the requests that waited at its
+             gate finish (Gate.settle, at most SETTLE_LIMIT), then takes the changed
+             functions (fresh pools) and the alyx.yaml keys the deploy set, as the
+             executing process does
     release  on any failure: the siblings read schema.yaml again (unchanged when the
              failure came before the commit) and open their gates
+
+No worker serves a request on the old schema after the commit: every gate was closed
+before it, and each opens only once its process serves the new schema.
 
 A sibling whose executor vanishes (killed between hold and swap) opens its gate after
 HOLD_LIMIT seconds by itself, reading schema.yaml again in case the commit happened; a
@@ -58,13 +67,15 @@ from alyx_server.api.runtime import RUNTIME
 from alyx_server.deploy.execute import with_config
 from alyx_server.deploy.store import DeployInProgress
 from alyx_server.schema.loader import parse_schema
-from alyx_server.tools.gate import GateTimeout
+from alyx_server.tools.gate import Gate, GateTimeout
 
 __all__ = [
     "FINISH_PATH",
     "HOLD_LIMIT",
     "HOLD_PATH",
     "RELEASE_PATH",
+    "SETTLE_LIMIT",
+    "STAGE_PATH",
     "SWAP_PATH",
     "SiblingHold",
     "add_peer_routes",
@@ -73,6 +84,7 @@ __all__ = [
 
 log = logging.getLogger("alyx.deploy")
 
+STAGE_PATH = "/peer/v1/deploy/stage"
 HOLD_PATH = "/peer/v1/deploy/hold"
 SWAP_PATH = "/peer/v1/deploy/swap"
 FINISH_PATH = "/peer/v1/deploy/finish"
@@ -80,16 +92,28 @@ RELEASE_PATH = "/peer/v1/deploy/release"
 HOLD_LIMIT = 120.0
 """Seconds a sibling holds its gate for an executor that never says swap or release."""
 _SWAP_TIMEOUT = 60.0
+SETTLE_LIMIT = 0.05
+"""Seconds a process lets the requests that waited at its gate finish before it starts the
+new function pools (their starts would take the cores those requests resume on)."""
 
 
 # -- the executing process ---------------------------------------------------------------------
 @dataclass
 class SiblingHold:
-    """The siblings holding their gates for one deploy (empty when the process is alone)."""
+    """The siblings holding their gates for one deploy (empty when the process is alone),
+    and this process's own gate, closed with theirs (`open_own` opens it)."""
 
     app: web.Application
     hold_id: str
     peers: list[Any] = field(default_factory=list)
+    own: Gate | None = None
+    stage_ms: float = 0.0  # how long the siblings took to stage (before any gate closed)
+
+    def open_own(self) -> None:
+        """Open this process's gate (once it serves the new schema, or on a failure)."""
+        own, self.own = self.own, None
+        if own is not None:
+            own.open()
 
     async def swap(self, *, revalidate_all: bool = False) -> None:
         """Every holding sibling swaps to the schema it staged (or, failing that, the one
@@ -127,42 +151,82 @@ def _why(answer: object) -> str:
 
 @contextlib.asynccontextmanager
 async def hold_siblings(
-    app: web.Application, timeout: float, schema: bytes | None = None
+    app: web.Application, timeout: float, schema: bytes | None = None, own: Gate | None = None
 ) -> AsyncIterator[SiblingHold]:
-    """Hold every sibling's gate, each staging `schema` (the schema.yaml being deployed)
-    first (see the module docstring). DeployInProgress, with every sibling released and
-    nothing changed, when one cannot hold within `timeout`."""
+    """Have every sibling stage `schema` (the schema.yaml being deployed), then close every
+    sibling's gate and `own` (this process's) at once (see the module docstring); `own`
+    stays closed until `open_own()` or the end of the block. DeployInProgress, with every
+    gate open again and nothing changed, when one cannot close within `timeout`."""
     hold = SiblingHold(app, uuid.uuid4().hex)
     peers = app.get(PEERS)
     siblings = peers.siblings() if peers is not None else []
-    if siblings:
+    text = schema.decode("utf-8", errors="replace") if schema is not None else None
+    staged: set[int] = set()
+    if siblings and text is not None:
         assert peers is not None
-        payload: dict[str, Any] = {"hold_id": hold.hold_id, "timeout": timeout}
-        if schema is not None:
-            payload["schema"] = schema.decode("utf-8", errors="replace")
+        stage = {"hold_id": hold.hold_id, "schema": text}
+        started = time.perf_counter()
         answers = await asyncio.gather(
-            *(peers.call(peer, HOLD_PATH, payload, timeout=timeout + 5) for peer in siblings),
+            *(peers.call(peer, STAGE_PATH, stage, timeout=timeout + 5) for peer in siblings),
             return_exceptions=True,
         )
-        failed: list[str] = []
-        for peer, answer in zip(siblings, answers, strict=True):
-            if isinstance(answer, PeerAnswer) and answer.ok:
-                hold.peers.append(peer)
-            elif isinstance(answer, PeerGone):
-                continue  # the worker exited meanwhile: nothing of it to hold
-            else:
-                failed.append(f"worker {peer.worker}: {_why(answer)}")
-        if failed:
-            await hold.release()
+        staged = {i for i, a in enumerate(answers) if isinstance(a, PeerAnswer) and a.ok}
+        hold.stage_ms = (time.perf_counter() - started) * 1000
+    closing = asyncio.ensure_future(own.close(timeout)) if own is not None else None
+    failed: list[str] = []
+    own_error: str | None = None
+    try:
+        if siblings:
+            assert peers is not None
+            calls = []
+            for i, peer in enumerate(siblings):
+                payload: dict[str, Any] = {"hold_id": hold.hold_id, "timeout": timeout}
+                if text is not None and i not in staged:
+                    payload["schema"] = text  # it did not stage: it stages before it holds
+                calls.append(peers.call(peer, HOLD_PATH, payload, timeout=timeout + 5))
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+            for peer, answer in zip(siblings, answers, strict=True):
+                if isinstance(answer, PeerAnswer) and answer.ok:
+                    hold.peers.append(peer)
+                elif isinstance(answer, PeerGone):
+                    continue  # the worker exited meanwhile: nothing of it to hold
+                else:
+                    failed.append(f"worker {peer.worker}: {_why(answer)}")
+        if closing is not None:
+            try:
+                await closing
+                hold.own = own
+            except GateTimeout as e:
+                own_error = str(e)
+    except BaseException:
+        if closing is not None:
+            closing.cancel()  # a close cancelled midway opens the gate again itself
+            with contextlib.suppress(BaseException):
+                await closing
+                hold.own = own  # it had closed before the cancel
+        hold.open_own()
+        await hold.release()
+        raise
+    if failed or own_error is not None:
+        hold.open_own()
+        await hold.release()
+        if own_error is not None:
             raise DeployInProgress(
-                "nothing was changed: another worker could not pause its requests on the old "
-                f"schema ({'; '.join(failed)}); run the command again"
+                f"nothing was changed: {own_error} on the old schema (requests that read or "
+                "write documents must finish before the schema is swapped); run the command again"
             )
+        raise DeployInProgress(
+            "nothing was changed: another worker could not pause its requests on the old "
+            f"schema ({'; '.join(failed)}); run the command again"
+        )
     try:
         yield hold
     except BaseException:
+        hold.open_own()
         await hold.release()
         raise
+    finally:
+        hold.open_own()
 
 
 # -- a sibling ---------------------------------------------------------------------------------
@@ -249,14 +313,34 @@ def _stage(app: web.Application, text: str) -> StagedSchema | None:
         return None
 
 
+async def stage(request: web.Request) -> web.StreamResponse:
+    """The schema being deployed, parsed and compiled ahead of the hold (the gate open)."""
+    app = _main(request)
+    body = await request.json()
+    hold_id = str(body["hold_id"])
+    entry = _Held()
+    entry.staged = await asyncio.to_thread(_stage, app, str(body["schema"]))
+    holds = _holds(app)
+    holds[hold_id] = entry
+
+    def forget() -> None:  # an executor gone before it held: nothing to keep
+        if holds.get(hold_id) is entry and entry.task is None:
+            holds.pop(hold_id, None)
+
+    asyncio.get_running_loop().call_later(HOLD_LIMIT, forget)
+    return json_response({"staged": entry.staged is not None})
+
+
 async def hold(request: web.Request) -> web.StreamResponse:
     app = _main(request)
     body = await request.json()
     hold_id, timeout = str(body["hold_id"]), float(body["timeout"])
-    entry = _Held()
-    text = body.get("schema")
-    if isinstance(text, str):
-        entry.staged = await asyncio.to_thread(_stage, app, text)
+    entry = _holds(app).get(hold_id)
+    if entry is None or entry.task is not None:
+        entry = _Held()
+        text = body.get("schema")
+        if isinstance(text, str):
+            entry.staged = await asyncio.to_thread(_stage, app, text)
     _holds(app)[hold_id] = entry
     entry.task = asyncio.get_running_loop().create_task(
         _hold_gate(app, hold_id, entry, timeout), name=f"alyx-deploy-hold-{hold_id[:8]}"
@@ -307,6 +391,7 @@ async def finish(request: web.Request) -> web.StreamResponse:
     names = [str(n) for n in body.get("functions") or ()]
     started = time.perf_counter()
     if names:
+        await app[HTTP_POLICY].gate.settle(SETTLE_LIMIT)
         await reload_functions(app, names)
         log.info("deploy: took the new functions in %.0f ms", (time.perf_counter() - started) * 1000)
     config, reset = body.get("config") or {}, [str(k) for k in body.get("reset") or ()]
@@ -320,6 +405,7 @@ async def finish(request: web.Request) -> web.StreamResponse:
 def add_peer_routes(peer: web.Application, main: web.Application) -> None:
     """The deploy routes on a worker's peer application (api/peer_app.py)."""
     peer[_MAIN] = main
+    peer.router.add_post(STAGE_PATH, stage)
     peer.router.add_post(HOLD_PATH, hold)
     peer.router.add_post(SWAP_PATH, swap)
     peer.router.add_post(FINISH_PATH, finish)

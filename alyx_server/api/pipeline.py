@@ -326,14 +326,15 @@ def make_pipeline(
                         # A multipart form (the admin UI's file uploads) is parsed instead:
                         # aiohttp parses it from the stream, never from read()'s copy.
                         await _receive_body(request)
+                    held = False
                     if schema_gate.closed:
-                        await schema_gate.enter()
+                        held = await schema_gate.enter()
                     else:
                         schema_gate.readers += 1
                     try:
                         response = await handler(request)
                     finally:
-                        schema_gate.leave()
+                        schema_gate.leave(held)
         except AlyxError as exc:
             response = _error_response(exc, request_id, clock)
         except web.HTTPException as exc:

@@ -79,10 +79,10 @@ async def receive(request: web.Request, view: CollectionView) -> AsyncIterator[U
     storage = _storage(request)
     upload = Upload({})
     gate = request.app[HTTP_POLICY].gate
-    entered = False
+    entered = held = False
     try:
         await _read_multipart(request, view, storage, upload)
-        await gate.enter()
+        held = await gate.enter()
         entered = True
         yield upload
     except BaseException:
@@ -90,7 +90,7 @@ async def receive(request: web.Request, view: CollectionView) -> AsyncIterator[U
         raise
     finally:
         if entered:
-            gate.leave()
+            gate.leave(held)
     await release(request, upload.released)
 
 
