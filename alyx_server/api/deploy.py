@@ -385,8 +385,8 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     phases = Phases()
     staged = await asyncio.to_thread(stage, contents, folder)
     phases.mark("stage")
-    # Everything the swap needs is made before the gate closes: under it, only the commit,
-    # the files and the swap of references (each sibling staged the schema when it held).
+    # Everything the swap needs is made before the gate closes: under it, only the commit
+    # and the swap of references (each sibling staged the schema before the gates closed).
     new_schema = prepared.schema
     if new_schema is None:
         new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
@@ -399,21 +399,28 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         )
         phases.mark("commit")
         # The commit point is passed: from here on the new version is the one in force, and
-        # a crash is finished at start-up (deploy.execute.recover_interrupted).
-        await asyncio.to_thread(swap_files, staged, settings, contents.config)
-        phases.mark("files")
-        # The siblings swap and open their gates while this process swaps and opens its
-        # own without waiting for them; their answers are awaited then, and the requests
-        # that waited at this gate finish (at most SETTLE_LIMIT) before the new function
-        # pools take the cores.
-        swapping = asyncio.ensure_future(siblings.swap())
+        # a crash is finished at start-up (deploy.execute.recover_interrupted). The files go
+        # in place while the gates open (no request reads them; the new function pools,
+        # started after, do): the siblings swap in the schema they staged and open their
+        # gates while this process swaps and opens its own without waiting for them. A
+        # sibling that could not stage reads schema.yaml from disk: it waits for the files.
+        files = asyncio.ensure_future(asyncio.to_thread(swap_files, staged, settings, contents.config))
         try:
-            await swap_staged_schema(app, new_schema)
-            siblings.open_own()
-            phases.mark("swap")
+            if not siblings.all_staged:
+                await files
+            swapping = asyncio.ensure_future(siblings.swap())
+            try:
+                await swap_staged_schema(app, new_schema)
+                siblings.open_own()
+                phases.mark("swap")
+            finally:
+                await swapping
+            phases.mark("siblings")
         finally:
-            await swapping
-        phases.mark("siblings")
+            await files
+        phases.mark("files")
+    # The requests that waited at this gate finish (at most SETTLE_LIMIT) before the new
+    # function pools take the cores.
     await app[HTTP_POLICY].gate.settle(SETTLE_LIMIT)
     phases.mark("settle")
     f = plan.functions

@@ -108,6 +108,7 @@ class SiblingHold:
     peers: list[Any] = field(default_factory=list)
     own: Gate | None = None
     stage_ms: float = 0.0  # how long the siblings took to stage (before any gate closed)
+    all_staged: bool = True  # False: one will read schema.yaml from disk at its swap
 
     def open_own(self) -> None:
         """Open this process's gate (once it serves the new schema, or on a failure)."""
@@ -172,6 +173,12 @@ async def hold_siblings(
         )
         staged = {i for i, a in enumerate(answers) if isinstance(a, PeerAnswer) and a.ok}
         hold.stage_ms = (time.perf_counter() - started) * 1000
+        hold.all_staged = all(
+            isinstance(a, PeerAnswer) and a.ok and isinstance(a.body, dict) and a.body.get("staged") is True
+            for a in answers
+        )
+    elif siblings:
+        hold.all_staged = False
     closing = asyncio.ensure_future(own.close(timeout)) if own is not None else None
     failed: list[str] = []
     own_error: str | None = None

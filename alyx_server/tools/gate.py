@@ -53,20 +53,26 @@ class Gate:
 
     async def enter(self) -> bool:
         """Take the shared side; waits while a deploy holds or is taking the gate. True when
-        it waited: the caller then leaves with `leave(True)`."""
-        waited = False
-        while self.closed:
-            assert self._open is not None
-            self.waiting += 1
-            waited = True
-            try:
-                await self._open.wait()
-            finally:
-                self.waiting -= 1
+        it waited (counted in `held` from then on): the caller then leaves with `leave(True)`."""
+        if not self.closed:
+            self.readers += 1
+            return False
+        self.held += 1
+        try:
+            while self.closed:
+                assert self._open is not None
+                self.waiting += 1
+                try:
+                    await self._open.wait()
+                finally:
+                    self.waiting -= 1
+        except BaseException:
+            self.held -= 1
+            if self.held == 0 and self._settled is not None:
+                self._settled.set()
+            raise
         self.readers += 1
-        if waited:
-            self.held += 1
-        return waited
+        return True
 
     def leave(self, held: bool = False) -> None:
         self.readers -= 1
