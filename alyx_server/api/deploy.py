@@ -427,10 +427,11 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     # The bundle's alyx.yaml keys are laid over again only when the plan changes one: each
     # time costs every worker a read and a validation of the whole configuration.
     config = contents.config if plan.config else {}
-    await asyncio.gather(
-        _hot_swap(app, plan, config),
-        siblings.finish([*f["added"], *f["changed"], *f["removed"]], config, ()),
-    )
+    # One worker at a time: this one, then each sibling in turn. Each new pool's start is a
+    # Node or Python process (tens of ms of CPU); started together they took every core the
+    # load runs on, and its p99 during a deploy rose by a quarter (docs/benchmarks.md).
+    await _hot_swap(app, plan, config)
+    await siblings.finish([*f["added"], *f["changed"], *f["removed"]], config, ())
     phases.mark("functions")
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
@@ -575,7 +576,9 @@ async def _rollback_locked(
         new = await asyncio.to_thread(with_config, rt.settings, contents.config, current.config)
         await reload_settings(app, new)
 
-    await asyncio.gather(here(), siblings.finish(names, contents.config, list(current.config)))
+    # One worker at a time, as a deploy does (see _execute).
+    await here()
+    await siblings.finish(names, contents.config, list(current.config))
     duration_ms = round((time.monotonic() - started) * 1000)
     await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)

@@ -21,10 +21,10 @@ theirs could meet a table its schema does not describe. So the executing process
              and opens its gate; one that could not stage it reads schema.yaml from
              disk (the files are in place by then). The executing process opens its own
              gate as soon as its own swap is done, then waits for the siblings' answers
-    finish   with its own gate open: each sibling lets the requests that waited at its
-             gate finish (Gate.settle, at most SETTLE_LIMIT), then takes the changed
-             functions (fresh pools) and the alyx.yaml keys the deploy set, as the
-             executing process does
+    finish   with its own gate open, after the executing process took them, one sibling
+             at a time: each lets the requests that waited at its gate finish
+             (Gate.settle, at most SETTLE_LIMIT), then takes the changed functions
+             (fresh pools) and the alyx.yaml keys the deploy set
     release  on any failure: the siblings read schema.yaml again (unchanged when the
              failure came before the commit) and open their gates
 
@@ -126,20 +126,22 @@ class SiblingHold:
     ) -> None:
         """Every sibling takes the changed functions and the deployed alyx.yaml keys."""
         payload = {"functions": list(functions), "config": dict(config), "reset": list(reset)}
-        await self._each(FINISH_PATH, payload)
+        for peer in list(self.peers):  # one at a time: new pools' starts take a core each
+            await self._each(FINISH_PATH, payload, [peer])
 
     async def release(self) -> None:
         await self._each(RELEASE_PATH, {"hold_id": self.hold_id})
 
-    async def _each(self, path: str, payload: dict[str, Any]) -> None:
-        if not self.peers:
+    async def _each(self, path: str, payload: dict[str, Any], only: list[Any] | None = None) -> None:
+        targets = self.peers if only is None else only
+        if not targets:
             return
         peers = self.app[PEERS]
         answers = await asyncio.gather(
-            *(peers.call(peer, path, payload, timeout=_SWAP_TIMEOUT) for peer in self.peers),
+            *(peers.call(peer, path, payload, timeout=_SWAP_TIMEOUT) for peer in targets),
             return_exceptions=True,
         )
-        for peer, answer in zip(self.peers, answers, strict=True):
+        for peer, answer in zip(targets, answers, strict=True):
             if not (isinstance(answer, PeerAnswer) and answer.ok) and not isinstance(answer, PeerGone):
                 log.error("deploy: worker %s did not answer %s: %s", peer.worker, path, _why(answer))
 
