@@ -14,19 +14,14 @@ so N concurrent writes share one commit (group commit) and a failing write does 
 fail its neighbours. The writes submitted during one turn of the event loop reach the
 writer together, in one queue item handed over at the end of that turn: one wake of the
 writer thread per turn instead of one per write, and the requests a turn parsed commit
-in the same group (a refresh's CPU, docs/benchmarks.md). A group's size should not depend
-on how long a turn of the event loop is (uvloop's turns are shorter than asyncio's, and
-committed 2-3 times as many groups per write when each turn's writes went alone): when
-the last group had more than one write and the queue is empty, the writer waits for the
-next turns' writes for as long as the last group took (at most 5 ms) before committing.
-Writes that come one at a time (the last group had one) commit at once. The writer also
-notes whether the group appended to the change log (`_alyx_changes`' AUTOINCREMENT
-counter, read after BEGIN and before COMMIT): only such a group is announced to the
-other processes on the file (`announce`, db/notify.py), since they have nothing to catch
-up on after the others (a refresh rotating a session, a rate limit counted). A write is
-acknowledged only after COMMIT returned, i.e. once it is as durable as `synchronous`
-makes it. If BEGIN or COMMIT fails, the whole group fails with that error. Exclusive
-jobs (migrations) run alone, outside any group, and manage their own transaction.
+in the same group (a refresh's CPU, docs/benchmarks.md). The writer also notes whether
+the group appended to the change log (`_alyx_changes`' AUTOINCREMENT counter, read after
+BEGIN and before COMMIT): only such a group is announced to the other processes on the
+file (`announce`, db/notify.py), since they have nothing to catch up on after the others
+(a refresh rotating a session, a rate limit counted). A write is acknowledged only after
+COMMIT returned, i.e. once it is as durable as `synchronous` makes it. If BEGIN or
+COMMIT fails, the whole group fails with that error. Exclusive jobs (migrations) run
+alone, outside any group, and manage their own transaction.
 
 Several processes on one file (`alyx serve --workers N`, or two servers started by
 hand) each have their own writer, and SQLite lets one of them write at a time. Their
@@ -71,8 +66,6 @@ T = TypeVar("T")
 GroupListener = Callable[[int, float], None]
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
 _SAVEPOINT = "alyx_write"
-_MAX_GATHER = 0.005
-"""Seconds at most that the writer waits for more writes before a group (module docstring)."""
 _CHANGE_LOG_END = f"SELECT seq FROM sqlite_sequence WHERE name = '{CHANGES_TABLE}'"
 
 
@@ -161,8 +154,6 @@ class WriteQueue:
         self._max_group = max_group if group_commit else 1
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: list[_Job] = []
-        self._last_size = 1
-        self._last_seconds = 0.0
         self._closed = False
         self._stats = WriteStats()
         self._listeners: list[GroupListener] = []
@@ -224,7 +215,6 @@ class WriteQueue:
                 self._guard([job], self._run_exclusive)
                 continue
             group = [job]
-            deadline = 0.0
             while len(group) < self._max_group:
                 if not waiting:
                     if stopping:
@@ -232,19 +222,7 @@ class WriteQueue:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
-                        # Writes keep coming (the last group had several): wait for the
-                        # next turns' hand-overs, up to as long as the last group took.
-                        if self._last_size <= 1:
-                            break
-                        if deadline == 0.0:
-                            deadline = time.perf_counter() + self._last_seconds
-                        left = deadline - time.perf_counter()
-                        if left <= 0.0:
-                            break
-                        try:
-                            item = self._queue.get(timeout=left)
-                        except queue.Empty:
-                            break
+                        break
                     if item is _STOP:
                         stopping = True
                         break
@@ -252,10 +230,7 @@ class WriteQueue:
                 if waiting[0].exclusive:
                     break
                 group.append(waiting.popleft())
-            started = time.perf_counter()
             self._guard(group, self._run_group)
-            self._last_size = len(group)
-            self._last_seconds = min(time.perf_counter() - started, _MAX_GATHER)
         self._conn.close()
         if self._write_lock is not None:
             self._write_lock.close()

@@ -242,27 +242,6 @@ async def test_writes_submitted_in_one_loop_turn_commit_as_one_group(db: Databas
     assert sizes == [5]
 
 
-async def test_a_write_found_alone_after_a_group_waits_for_the_next_turns_writes(db: Database) -> None:
-    # After a group of several writes whose commit took a while, the writer waits (up to
-    # that long, at most 5 ms) for the writes of the next loop turns before committing a
-    # write it found alone: the loop thread below pauses 1 ms between two turns (releasing
-    # the GIL, as waiting for the network does), and both writes still share one commit.
-    sizes: list[int] = []
-    db.add_group_listener(lambda size, seconds: sizes.append(size))
-
-    def slow(c: sqlite3.Connection) -> None:
-        time.sleep(0.02)
-        insert_doc(c, POSTS, post("slow"))
-
-    await asyncio.gather(db.write(slow), db.write(lambda c: insert_doc(c, POSTS, post("g"))))
-    first = asyncio.ensure_future(db.write(lambda c: insert_doc(c, POSTS, post("a"))))
-    for _ in range(3):  # the write is submitted, and handed over at the end of its turn
-        await asyncio.sleep(0)
-    time.sleep(0.001)
-    await asyncio.gather(first, db.write(lambda c: insert_doc(c, POSTS, post("b"))))
-    assert sizes == [2, 2]
-
-
 def _rows_in_file(db_path: Path) -> int | None:
     """Rows of posts in the database file itself, ignoring the write-ahead log.
 
