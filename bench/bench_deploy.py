@@ -10,8 +10,8 @@ threads keep a steady load on the server, each in a loop: list the published pos
 create a post, publish it through the `publish` function. Every request's latency and
 answer is recorded with its start time.
 
-After `--warmup` seconds of load (the "before" window, the same length as all deploy
-windows together, or at least the warm-up), each of `--rounds` deploys changes
+After `--warmup` seconds of warm-up (not counted) and `--warmup` more seconds of load
+(the "before" window), each of `--rounds` deploys changes
 functions/publish.mjs and adds a nullable field to posts, builds the bundle
 (`build_bundle`, as the CLI does) and sends it: `POST /api/admin/deploy/prepare`, then
 `POST /api/admin/deploy/execute`, timed from the first byte of prepare to execute's

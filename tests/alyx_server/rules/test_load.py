@@ -140,3 +140,20 @@ def test_celpy_environments_of_both_runner_classes_live_in_one_process() -> None
     compiled = celpy_environment(celpy.CompiledRunner)
     assert compiled.program(compiled.compile("3 + 3")).evaluate({}) == 6
     assert FallbackProgram("[1, 2].exists(x, x == 2)")({}) is True
+
+
+def test_a_schema_compiled_again_reuses_its_rules_syntax_trees_and_errors_are_not_kept() -> None:
+    from alyx_server.rules.syntax import CelSyntaxError, parse
+
+    text = BASE.replace("{rule}", "auth != null && doc.published == true")
+    first = compile_schema_rules(parse_schema(text)).get("posts", "read")
+    second = compile_schema_rules(parse_schema(text)).get("posts", "read")
+    assert first is not None and second is not None
+    assert first is not second and first.node is second.node  # parsed once, compiled twice
+    for _ in range(2):  # a bad text fails every time: its error is never taken for a tree
+        with pytest.raises(CelSyntaxError):
+            parse("auth != null &&")
+    bad = BASE.replace("{rule}", "doc.nope == 1")
+    for _ in range(2):  # an unknown field is still checked against each schema
+        with pytest.raises(RuleError, match="nope"):
+            compile_schema_rules(parse_schema(bad))
