@@ -191,3 +191,22 @@ def test_create_prefills_type_changes_constraints_and_unique_indexes(
     result = apply_migrations(conn, target, migrations)
     assert (result.files, result.auto) == (("001_tighten",), ())
     assert conn.execute("SELECT views, slug FROM posts").fetchall() == [(3, "s")]
+
+
+def test_planning_decodes_only_the_newest_snapshot_however_long_the_history(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    from alyx_server.migrations.history import _decode, read_history
+
+    fields = ""
+    for i in range(30):  # thirty applies: thirty history rows, each with a full snapshot
+        fields += f"      f_{i}: {{ type: int, nullable: true }}\n"
+        apply_migrations(conn, posts(fields), tmp_path)
+    assert len(read_history(conn)) == 30
+    _decode.cache_clear()
+    plan = plan_migrations(conn, posts(fields + "      g: { type: int, nullable: true }\n"), tmp_path)
+    assert [c.name for c in plan.auto.changes] == ["g"]
+    assert _decode.cache_info().misses == 1  # the newest row's, not all 30
+    older = read_history(conn)[5].snapshot  # any row's snapshot is still there when asked for
+    names = {f.name for f in older.collections[0].fields}
+    assert "f_5" in names and "f_6" not in names
