@@ -165,14 +165,18 @@ DEPLOYER = web.AppKey("deployer", Deployer)
 
 
 @contextlib.asynccontextmanager
-async def _schema_gate(app: web.Application, schema_text: bytes | None) -> AsyncIterator[SiblingHold]:
+async def _schema_gate(
+    app: web.Application, schema_text: bytes | None, *, pause: bool = True
+) -> AsyncIterator[SiblingHold]:
     """Have the other workers stage `schema_text` (the schema.yaml being deployed), then
     close their schema gates and this one's exclusively at once (api/deploy_peers.py, and
     see the module docstring); DeployInProgress, with nothing changed, when the requests
     in flight do not finish in time. This process's gate opens at `open_own()` (once it
-    serves the new schema) or at the end of the block."""
+    serves the new schema) or at the end of the block. `pause=False`, for a plan that only
+    adds (`DeployPlan.pause`): no gate closes, the other workers stage and swap."""
     timeout = app[DEPLOYER].drain_timeout
-    async with hold_siblings(app, timeout, schema_text, app[HTTP_POLICY].gate) as siblings:
+    own = app[HTTP_POLICY].gate if pause else None
+    async with hold_siblings(app, timeout, schema_text, own, pause=pause) as siblings:
         yield siblings
 
 
@@ -392,7 +396,7 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
     phases.mark("compile")
     db = rt.ready_db()
-    async with _schema_gate(app, contents.files.get("schema.yaml")) as siblings:
+    async with _schema_gate(app, contents.files.get("schema.yaml"), pause=plan.pause) as siblings:
         phases.mark("gate", before=("siblings stage", siblings.stage_ms))
         await db.run_exclusive(
             lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)

@@ -154,16 +154,26 @@ def _why(answer: object) -> str:
 
 @contextlib.asynccontextmanager
 async def hold_siblings(
-    app: web.Application, timeout: float, schema: bytes | None = None, own: Gate | None = None
+    app: web.Application,
+    timeout: float,
+    schema: bytes | None = None,
+    own: Gate | None = None,
+    *,
+    pause: bool = True,
 ) -> AsyncIterator[SiblingHold]:
     """Have every sibling stage `schema` (the schema.yaml being deployed), then close every
     sibling's gate and `own` (this process's) at once (see the module docstring); `own`
     stays closed until `open_own()` or the end of the block. DeployInProgress, with every
-    gate open again and nothing changed, when one cannot close within `timeout`."""
+    gate open again and nothing changed, when one cannot close within `timeout`.
+
+    `pause=False` (a plan that only adds, deploy.plan.requests_pause): the siblings stage
+    and later swap, but no gate closes; one that could not be asked to stage refuses the
+    deploy, nothing changed."""
     hold = SiblingHold(app, uuid.uuid4().hex)
     peers = app.get(PEERS)
     siblings = peers.siblings() if peers is not None else []
     text = schema.decode("utf-8", errors="replace") if schema is not None else None
+    pause = pause or text is None  # without the schema to stage, the siblings must pause
     staged: set[int] = set()
     if siblings and text is not None:
         assert peers is not None
@@ -179,8 +189,28 @@ async def hold_siblings(
             isinstance(a, PeerAnswer) and a.ok and isinstance(a.body, dict) and a.body.get("staged") is True
             for a in answers
         )
+        if not pause:
+            unstaged = []
+            for peer, answer in zip(siblings, answers, strict=True):
+                if isinstance(answer, PeerAnswer) and answer.ok:
+                    hold.peers.append(peer)  # it swaps after the commit (its gate stays open)
+                elif not isinstance(answer, PeerGone):
+                    unstaged.append(f"worker {peer.worker}: {_why(answer)}")
+            if unstaged:
+                await hold.release()
+                raise DeployInProgress(
+                    "nothing was changed: another worker could not take the new schema "
+                    f"({'; '.join(unstaged)}); run the command again"
+                )
     elif siblings:
         hold.all_staged = False
+    if not pause:
+        try:
+            yield hold
+        except BaseException:
+            await hold.release()
+            raise
+        return
     closing = asyncio.ensure_future(own.close(timeout)) if own is not None else None
     failed: list[str] = []
     own_error: str | None = None
@@ -391,6 +421,8 @@ async def _open(request: web.Request, *, committed: bool) -> web.StreamResponse:
         entry.open.set()
         if entry.task is not None:
             await entry.task
+        else:  # staged for a deploy that paused nothing: no hold to end, only the entry
+            _holds(app).pop(str(body["hold_id"]), None)
     return json_response({"swapped": True})
 
 

@@ -39,9 +39,10 @@ from alyx_server.deploy.project_files import server_tree
 from alyx_server.errors import ConfigError, MigrationError, ValidationError
 from alyx_server.migrations import plan_migrations, read_history
 from alyx_server.migrations.history import latest_snapshot
-from alyx_server.schema.diff import diff_schemas
+from alyx_server.migrations.runner import MigrationPlan
+from alyx_server.schema.diff import Change, diff_schemas
 from alyx_server.schema.loader import parse_schema
-from alyx_server.schema.model import Schema
+from alyx_server.schema.model import Field, Index, Schema
 from alyx_server.tools.envsubst import UnsetVariable, substitute
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "functions_tree",
     "live_fingerprint",
     "live_function_changes",
+    "requests_pause",
     "server_values",
 ]
 
@@ -85,6 +87,8 @@ class DeployPlan:
     destructive: bool
     needs_restart: bool
     live_config: dict[str, object] = field(default_factory=dict)
+    # Whether requests pause while it commits and swaps (see `requests_pause`).
+    pause: bool = True
 
     @property
     def empty(self) -> bool:
@@ -277,6 +281,29 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def requests_pause(migrations: MigrationPlan) -> bool:
+    """Whether requests touching documents must pause while this plan commits and the
+    schema swaps (the schema gate, docs/deploy.md). Not when every change only adds what
+    a request on the old schema cannot meet: a collection, a nullable field without a
+    default, unique constraint or reference (an insert on the old schema leaves it NULL,
+    as one on the new would), an index that is not unique, or rules (swapped at once).
+    A migration file, or any other change, pauses them."""
+    if migrations.files or not migrations.history or migrations.baseline:
+        return True
+    return not all(_additive(change) for change in migrations.auto.changes)
+
+
+def _additive(change: Change) -> bool:
+    if change.kind in ("add_collection", "change_rules"):
+        return True
+    if change.kind == "add_field" and isinstance(change.new, Field):
+        f = change.new
+        return f.nullable and f.default is None and not f.unique and not f.primary and f.references is None
+    if change.kind == "add_index" and isinstance(change.new, Index):
+        return not change.new.unique
+    return False
+
+
 def compute_plan(
     conn: sqlite3.Connection, bundle: BundleLike, staged: Path, settings: Settings, version: int
 ) -> DeployPlan:
@@ -326,4 +353,5 @@ def compute_plan(
         destructive=destructive,
         needs_restart=bool(restart),
         live_config=live_config,
+        pause=requests_pause(migration_plan),
     )

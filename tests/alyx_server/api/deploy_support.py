@@ -22,6 +22,12 @@ WITH_BODY = NOTES.replace(
     "      title: { type: string }\n",
     "      title: { type: string }\n      body:  { type: string, nullable: true }\n",
 )
+# A field with a default: stored rows get it from SQLite, and a request on the old schema
+# would leave it to SQLite too, so unlike WITH_BODY this deploy pauses requests.
+WITH_DEFAULTED_BODY = NOTES.replace(
+    "      title: { type: string }\n",
+    '      title: { type: string }\n      body:  { type: string, default: "" }\n',
+)
 
 
 def developer_project(root: Path, schema: str = WITH_BODY) -> Path:

@@ -1,4 +1,5 @@
-"""The schema gate around a deploy's commit-and-swap (alyx_server/tools/gate.py).
+"""The schema gate around a deploy's commit-and-swap (alyx_server/tools/gate.py), and the
+deploys that need none: those that only add (deploy.plan.requests_pause).
 
 The server is the real application on a loopback port (`auth_app`); deploys go through
 `/api/admin/deploy/prepare` and `execute` as `alyx deploy` sends them. A request "in
@@ -17,6 +18,8 @@ from alyx_server.api.pipeline import HTTP_POLICY
 from alyx_server.tools.timestamps import ManualClock
 from tests.alyx_server.api.conftest import auth_app, clock, smtp
 from tests.alyx_server.api.deploy_support import (
+    WITH_BODY,
+    WITH_DEFAULTED_BODY,
     columns,
     database_file,
     developer_project,
@@ -36,7 +39,8 @@ async def test_a_deploy_waits_for_requests_in_flight_and_new_ones_wait_for_the_n
 ) -> None:
     client = await auth_app()
     secret = await token(client, clock)
-    status, plan = await prepare(client, developer_project(tmp_path / "dev"), secret)  # adds notes.body
+    project = developer_project(tmp_path / "dev", WITH_DEFAULTED_BODY)
+    status, plan = await prepare(client, project, secret)  # adds notes.body, with a default
     assert status == 200, plan
     gate = client.app[HTTP_POLICY].gate
     db_file = database_file(client)
@@ -66,7 +70,7 @@ async def test_a_request_that_does_not_finish_in_time_makes_the_deploy_change_no
 ) -> None:
     client = await auth_app()
     secret = await token(client, clock)
-    status, plan = await prepare(client, developer_project(tmp_path / "dev"), secret)
+    status, plan = await prepare(client, developer_project(tmp_path / "dev", WITH_DEFAULTED_BODY), secret)
     assert status == 200, plan
     client.app[DEPLOYER].drain_timeout = 0.05
     gate = client.app[HTTP_POLICY].gate
@@ -90,6 +94,31 @@ async def test_a_request_that_does_not_finish_in_time_makes_the_deploy_change_no
     status, body = await execute(client, secret, plan)  # the same plan, once it finished
     assert status == 200, body
     assert "body" in columns(db_file, "notes")
+
+
+async def test_a_deploy_that_only_adds_a_nullable_field_does_not_pause_requests(
+    auth_app: AppFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    client = await auth_app()
+    secret = await token(client, clock)
+    status, plan = await prepare(client, developer_project(tmp_path / "dev", WITH_BODY), secret)
+    assert status == 200, plan
+    gate = client.app[HTTP_POLICY].gate
+    client.app[DEPLOYER].drain_timeout = 0.05  # a pause would be refused: none is taken
+
+    await gate.enter()  # a request in flight on the old schema, for the whole deploy
+    try:
+        status, body = await execute(client, secret, plan)
+        assert status == 200, body
+        assert not gate.closed and gate.readers == 1
+        # The request in flight goes on against the new table: it does not name the new
+        # column, which stays NULL for what it writes, as on the new schema.
+        assert "body" in columns(database_file(client), "notes")
+        created = await client.post("/api/collections/notes", json={"title": "t", "body": "b"})
+        assert created.status == 201, await created.text()
+        assert (await created.json())["body"] == "b"  # served on the new schema
+    finally:
+        gate.leave()
 
 
 def test_the_deploy_guide_states_the_drain_timeout() -> None:

@@ -69,9 +69,7 @@ def test_safe_change_is_applied_automatically_and_keeps_rows(
     extra = "      views: { type: int, default: 0 }\n      tags: { type: json, nullable: true }\n"
     result = apply_migrations(conn, posts(extra), tmp_path)
     assert result.auto == ("+ posts.views", "+ posts.tags")
-    assert conn.execute("SELECT id, title, views, tags FROM posts").fetchall() == [
-        ("p1", "Hello", 0, None)
-    ]
+    assert conn.execute("SELECT id, title, views, tags FROM posts").fetchall() == [("p1", "Hello", 0, None)]
     assert [row[2] for row in history(conn)] == ["auto", "auto"]
 
 
@@ -127,9 +125,7 @@ def test_create_prefills_the_drop_and_applying_it_keeps_other_data(
     assert not apply_migrations(conn, posts(), migrations).changed
 
 
-def test_create_hints_at_a_rename_and_refuses_bad_names(
-    conn: sqlite3.Connection, tmp_path: Path
-) -> None:
+def test_create_hints_at_a_rename_and_refuses_bad_names(conn: sqlite3.Connection, tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     apply_migrations(conn, posts("      slug: { type: string, nullable: true }\n"), migrations)
     renamed = posts("      handle: { type: string, nullable: true }\n")
@@ -142,8 +138,9 @@ def test_create_hints_at_a_rename_and_refuses_bad_names(
     ) in text
     with pytest.raises(MigrationError, match=r"migration name 'Drop-It' must use only a-z, 0-9"):
         create_migration(conn, renamed, migrations, "Drop-It")
-    empty = create_migration(conn, posts("      slug: { type: string, nullable: true }\n"),
-                             tmp_path / "other", "noop")
+    empty = create_migration(
+        conn, posts("      slug: { type: string, nullable: true }\n"), tmp_path / "other", "noop"
+    )
     assert "operations: []\n# Example: data changes" in empty.read_text()
 
 
@@ -151,16 +148,14 @@ def test_rename_field_keeps_the_data(conn: sqlite3.Connection, tmp_path: Path) -
     migrations = tmp_path / "migrations"
     apply_migrations(conn, posts("      slug: { type: string, unique: true }\n"), migrations)
     conn.execute("INSERT INTO posts (id, title, slug) VALUES ('p1', 'Hello', 'hello')")
-    write(migrations, "001_rename_slug.yaml", (
-        "version: 1\noperations:\n"
-        "  - rename_field: { collection: posts, from: slug, to: handle }\n"
-    ))
-    result = apply_migrations(conn, posts("      handle: { type: string, unique: true }\n"),
-                              migrations)
+    write(
+        migrations,
+        "001_rename_slug.yaml",
+        ("version: 1\noperations:\n  - rename_field: { collection: posts, from: slug, to: handle }\n"),
+    )
+    result = apply_migrations(conn, posts("      handle: { type: string, unique: true }\n"), migrations)
     assert result.files == ("001_rename_slug",) and result.auto == ()
-    assert conn.execute("SELECT id, title, handle FROM posts").fetchall() == [
-        ("p1", "Hello", "hello")
-    ]
+    assert conn.execute("SELECT id, title, handle FROM posts").fetchall() == [("p1", "Hello", "hello")]
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "uq_posts_handle" in indexes and "uq_posts_slug" not in indexes
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
@@ -171,10 +166,13 @@ def test_create_prefills_type_changes_constraints_and_unique_indexes(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
     migrations = tmp_path / "migrations"
-    apply_migrations(conn, posts(
-        "      views: { type: string, nullable: true }\n"
-        "      slug: { type: string, nullable: true }\n"
-    ), migrations)
+    apply_migrations(
+        conn,
+        posts(
+            "      views: { type: string, nullable: true }\n      slug: { type: string, nullable: true }\n"
+        ),
+        migrations,
+    )
     conn.execute("INSERT INTO posts (id, title, views, slug) VALUES ('p1', 't', '3', 's')")
     target = posts(
         "      views: { type: int, nullable: true }\n"
@@ -184,9 +182,7 @@ def test_create_prefills_type_changes_constraints_and_unique_indexes(
     path = create_migration(conn, target, migrations, "tighten")
     text = path.read_text()
     assert "  - change_type: {collection: posts, field: views, type: int}\n" in text
-    assert (
-        "  - alter_field: {collection: posts, field: slug, definition: {type: string}}\n" in text
-    )
+    assert "  - alter_field: {collection: posts, field: slug, definition: {type: string}}\n" in text
     assert "  - add_index: {collection: posts, name: uq_title, fields: [title], unique: true}\n" in text
     result = apply_migrations(conn, target, migrations)
     assert (result.files, result.auto) == (("001_tighten",), ())
@@ -210,3 +206,39 @@ def test_planning_decodes_only_the_newest_snapshot_however_long_the_history(
     older = read_history(conn)[5].snapshot  # any row's snapshot is still there when asked for
     names = {f.name for f in older.collections[0].fields}
     assert "f_5" in names and "f_6" not in names
+
+
+@pytest.mark.parametrize(
+    ("extra", "pauses"),
+    [
+        ("      body: { type: string, nullable: true }\n", False),
+        ('      body: { type: string, default: "" }\n', True),
+        ("      body: { type: string, nullable: true, unique: true }\n", True),
+        ("    indexes:\n      - { name: by_title, fields: [title] }\n", False),
+        ("    indexes:\n      - { name: by_title, fields: [title], unique: true }\n", True),
+        ('    rules:\n      read: "true"\n', False),
+        ("  tags:\n    fields:\n      id: { type: uuid, primary: true, default: auto }\n", False),
+    ],
+)
+def test_a_deploy_pauses_requests_unless_it_only_adds(
+    conn: sqlite3.Connection, tmp_path: Path, extra: str, pauses: bool
+) -> None:
+    from alyx_server.deploy.plan import requests_pause
+
+    apply_migrations(conn, posts(), tmp_path)
+    assert requests_pause(plan_migrations(conn, posts(extra), tmp_path)) is pauses
+    assert requests_pause(plan_migrations(conn, posts(), tmp_path)) is False  # nothing to do
+
+
+def test_a_migration_file_or_a_first_apply_always_pauses_requests(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    from alyx_server.deploy.plan import requests_pause
+
+    migrations = tmp_path / "migrations"
+    assert requests_pause(plan_migrations(conn, posts(), migrations)) is True  # a fresh database
+    apply_migrations(conn, posts("      slug: { type: string, nullable: true }\n"), migrations)
+    with pytest.raises(MigrationError):
+        apply_migrations(conn, posts(), migrations)  # dropping slug needs a file
+    create_migration(conn, posts(), migrations, "drop_slug")
+    assert requests_pause(plan_migrations(conn, posts(), migrations)) is True
