@@ -28,6 +28,9 @@ theirs could meet a table its schema does not describe. So the executing process
     release  on any failure: the siblings read schema.yaml again (unchanged when the
              failure came before the commit) and open their gates
 
+A deploy that only adds (deploy.plan.requests_pause) skips the hold: the siblings stage,
+the executing process commits, and each swaps with its gate open all along.
+
 No worker serves a request on the old schema after the commit: every gate was closed
 before it, and each opens only once its process serves the new schema.
 
