@@ -149,6 +149,19 @@ class SiblingHold:
                 log.error("deploy: worker %s did not answer %s: %s", peer.worker, path, _why(answer))
 
 
+def _answered(siblings: list[Any], answers: list[Any]) -> tuple[list[Any], list[str]]:
+    """The siblings that answered a call well, and why each other failed (one that exited
+    meanwhile is neither: nothing of it to hold or swap)."""
+    ok: list[Any] = []
+    failed: list[str] = []
+    for peer, answer in zip(siblings, answers, strict=True):
+        if isinstance(answer, PeerAnswer) and answer.ok:
+            ok.append(peer)
+        elif not isinstance(answer, PeerGone):
+            failed.append(f"worker {peer.worker}: {_why(answer)}")
+    return ok, failed
+
+
 def _why(answer: object) -> str:
     if isinstance(answer, PeerAnswer):
         return answer.error or f"status {answer.status}: {answer.body}"
@@ -193,12 +206,9 @@ async def hold_siblings(
             for a in answers
         )
         if not pause:
-            unstaged = []
-            for peer, answer in zip(siblings, answers, strict=True):
-                if isinstance(answer, PeerAnswer) and answer.ok:
-                    hold.peers.append(peer)  # it swaps after the commit (its gate stays open)
-                elif not isinstance(answer, PeerGone):
-                    unstaged.append(f"worker {peer.worker}: {_why(answer)}")
+            # Each swaps after the commit, its gate open all along.
+            ready, unstaged = _answered(siblings, list(answers))
+            hold.peers.extend(ready)
             if unstaged:
                 await hold.release()
                 raise DeployInProgress(
@@ -207,19 +217,34 @@ async def hold_siblings(
                 )
     elif siblings:
         hold.all_staged = False
-    if not pause:
-        try:
-            yield hold
-        except BaseException:
-            await hold.release()
-            raise
-        return
+    if pause:
+        await _close_gates(hold, siblings, staged, text, own, timeout)
+    try:
+        yield hold
+    except BaseException:
+        hold.open_own()
+        await hold.release()
+        raise
+    finally:
+        hold.open_own()
+
+
+async def _close_gates(
+    hold: SiblingHold,
+    siblings: list[Any],
+    staged: set[int],
+    text: str | None,
+    own: Gate | None,
+    timeout: float,
+) -> None:
+    """Close every sibling's gate (HOLD; those in `staged` staged already) and `own` at once;
+    DeployInProgress, with every gate open again, when one cannot within `timeout`."""
     closing = asyncio.ensure_future(own.close(timeout)) if own is not None else None
     failed: list[str] = []
     own_error: str | None = None
     try:
         if siblings:
-            assert peers is not None
+            peers = hold.app[PEERS]
             calls = []
             for i, peer in enumerate(siblings):
                 payload: dict[str, Any] = {"hold_id": hold.hold_id, "timeout": timeout}
@@ -227,13 +252,8 @@ async def hold_siblings(
                     payload["schema"] = text  # it did not stage: it stages before it holds
                 calls.append(peers.call(peer, HOLD_PATH, payload, timeout=timeout + 5))
             answers = await asyncio.gather(*calls, return_exceptions=True)
-            for peer, answer in zip(siblings, answers, strict=True):
-                if isinstance(answer, PeerAnswer) and answer.ok:
-                    hold.peers.append(peer)
-                elif isinstance(answer, PeerGone):
-                    continue  # the worker exited meanwhile: nothing of it to hold
-                else:
-                    failed.append(f"worker {peer.worker}: {_why(answer)}")
+            held, failed = _answered(siblings, answers)
+            hold.peers.extend(held)
         if closing is not None:
             try:
                 await closing
@@ -261,14 +281,6 @@ async def hold_siblings(
             "nothing was changed: another worker could not pause its requests on the old "
             f"schema ({'; '.join(failed)}); run the command again"
         )
-    try:
-        yield hold
-    except BaseException:
-        hold.open_own()
-        await hold.release()
-        raise
-    finally:
-        hold.open_own()
 
 
 # -- a sibling ---------------------------------------------------------------------------------

@@ -37,9 +37,8 @@ from alyx_server.config.registry import KEYS_BY_PATH
 from alyx_server.config.settings import changed_keys
 from alyx_server.deploy.project_files import server_tree
 from alyx_server.errors import ConfigError, MigrationError, ValidationError
-from alyx_server.migrations import plan_migrations, read_history
+from alyx_server.migrations import MigrationPlan, plan_migrations, read_history
 from alyx_server.migrations.history import latest_snapshot
-from alyx_server.migrations.runner import MigrationPlan
 from alyx_server.schema.diff import Change, diff_schemas
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Field, Index, Schema
