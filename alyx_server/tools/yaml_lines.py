@@ -10,6 +10,12 @@ Scalars resolve as `yaml.safe_load` resolves them (YAML 1.1 core schema: `yes` i
 written (`on:` is the key "on", not True; `1:` is the key "1").
 Merge keys (`<<: *anchor`) are supported; explicit keys win over merged ones.
 
+Text is read by libyaml (PyYAML's C parser, several times faster: a deploy reads the
+schema in every worker) whenever PyYAML was built with it; PyYAML's own composer still
+builds the nodes, so the limits below hold either way. Text libyaml refuses, and text with
+characters PyYAML's reader refuses, is read again by PyYAML's pure-Python reader, whose
+errors are the ones reported.
+
 Hostile text is refused with a located `YamlError` rather than exhausting the stack or
 memory: nesting deeper than `MAX_DEPTH` levels (PyYAML composes recursively), a document
 whose aliases expand it by more than `MAX_ALIAS_NODES` nodes ("billion laughs"), or more
@@ -20,11 +26,15 @@ than `MAX_NODES` nodes in all, and a scalar whose tag or form cannot be built
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import yaml
+import yaml.composer
+import yaml.constructor
+import yaml.resolver
 
 __all__ = [
     "MAX_ALIAS_NODES",
@@ -199,17 +209,25 @@ def compose_yaml(text: str | bytes) -> yaml.Node | None:
     """PyYAML's node graph of one document, like `yaml.compose`, for readers that walk
     nodes themselves: PyYAML's own errors pass through unchanged, and the limits above
     raise a located `YamlError`."""
-    loader = _DepthLimitedLoader(text)
-    try:
-        root: yaml.Node | None = loader.get_single_node()
-    finally:
-        loader.dispose()
+    fast = _fast_compose(text)
+    root: yaml.Node | None
+    if fast is not None:
+        root = fast[0]
+    else:
+        loader = _DepthLimitedLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
     if root is not None:
         _check_expansion(root)
     return root
 
 
-def _compose(text: str | bytes) -> tuple[yaml.Node | None, _DepthLimitedLoader]:
+def _compose(text: str | bytes) -> tuple[yaml.Node | None, yaml.constructor.SafeConstructor]:
+    fast = _fast_compose(text)
+    if fast is not None:
+        return fast
     try:
         loader = _DepthLimitedLoader(text)
     except yaml.reader.ReaderError as e:
@@ -226,28 +244,103 @@ def _compose(text: str | bytes) -> tuple[yaml.Node | None, _DepthLimitedLoader]:
         loader.dispose()
 
 
-class _DepthLimitedLoader(yaml.SafeLoader):
-    """A SafeLoader whose composer refuses nesting past MAX_DEPTH before Python's stack
-    runs out (composition recurses once per level)."""
+class _DepthLimit:
+    """A composer that refuses nesting past MAX_DEPTH before Python's stack runs out
+    (composition recurses once per level)."""
 
-    def __init__(self, stream: str | bytes) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]
                 raise YamlError(
                     f"nested more than {MAX_DEPTH} levels deep: flatten the structure",
                     mark.line + 1,
                     mark.column + 1,
                 )
-            node: yaml.Node | None = super().compose_node(parent, index)
+            node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
             return node
         finally:
             self._depth -= 1
+
+
+class _DepthLimitedLoader(_DepthLimit, yaml.SafeLoader):
+    """PyYAML's pure-Python SafeLoader with the depth limit."""
+
+
+# Text the pure-Python reader reads alone: characters its reader refuses (libyaml's set
+# differs), and what libyaml accepts where PyYAML refuses it: tabs between tokens, a
+# comment right after a block scalar's | or > (and, found per value below, some plain
+# values).
+_PURE_ONLY = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\t\ufeff]|[|>][-+0-9]*#"
+)
+
+
+class _PureReaderNeeded(Exception):
+    """Text the pure-Python reader reads differently from libyaml: it reads it alone."""
+
+
+if yaml.__with_libyaml__:  # else PyYAML was built without libyaml: the pure reader does all
+    from yaml._yaml import CParser
+
+    class _FastLoader(
+        _DepthLimit,
+        yaml.composer.Composer,
+        CParser,
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+    ):
+        """libyaml's parser (events) under PyYAML's composer, so that the depth limit, the
+        anchors and the resolution of tags are those of the pure-Python loader."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+        def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+            event = self.peek_event()
+            plain = event.style in (None, "")  # type: ignore[union-attr]
+            value = event.value  # type: ignore[union-attr]
+            if event.tag is not None or (plain and (value == "" or value[0] in "@`" or "?" in value)):  # type: ignore[union-attr]
+                # libyaml places an empty value elsewhere than PyYAML (which messages
+                # point at), resolves a few explicit tags (`!`) differently, and takes
+                # plain values PyYAML refuses: starting with an indicator it reserves,
+                # or with a ? inside a flow mapping.
+                raise _PureReaderNeeded
+            node: yaml.ScalarNode = super().compose_scalar_node(anchor)
+            # libyaml calls the plain style "", PyYAML None: readers test `style is None`.
+            node.style = node.style or None
+            return node
+
+
+def _fast_compose(text: str | bytes) -> tuple[yaml.Node | None, yaml.constructor.SafeConstructor] | None:
+    """The node graph libyaml reads, or None when the pure-Python reader must read the
+    text: no libyaml, bytes that are not plain UTF-8, characters PyYAML refuses, or text
+    libyaml refuses (the pure reader words the error as it always has). Limits past
+    which the pure reader refuses too (YamlError) are raised here."""
+    if not yaml.__with_libyaml__:
+        return None
+    if isinstance(text, bytes):
+        if text.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+            return None
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if _PURE_ONLY.search(text):
+        return None
+    loader = _FastLoader(text)
+    try:
+        return loader.get_single_node(), loader
+    except (yaml.YAMLError, _PureReaderNeeded):
+        return None
+    finally:
+        loader.dispose()
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -321,7 +414,7 @@ class _Converter:
 
     The graph has passed `_check_expansion`, so it holds no recursive alias."""
 
-    def __init__(self, loader: yaml.SafeLoader, text: str) -> None:
+    def __init__(self, loader: yaml.constructor.SafeConstructor, text: str) -> None:
         self._loader = loader
         self._text = text
 
@@ -335,7 +428,7 @@ class _Converter:
     def _scalar(self, node: yaml.Node) -> YamlScalar:
         try:
             value = self._loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError, AttributeError) as e:
+        except (ValueError, OverflowError, AttributeError, IndexError) as e:
             # PyYAML resolves `2026-13-45` as a date, then fails to build it.
             kind = node.tag.rsplit(":", 1)[-1]
             reason = f" ({e})" if isinstance(e, ValueError | OverflowError) else ""
