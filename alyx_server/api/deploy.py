@@ -84,7 +84,13 @@ from alyx_server.deploy.execute import (
     swap_files,
     with_config,
 )
-from alyx_server.deploy.plan import DeployPlan, compute_plan, live_fingerprint, live_function_changes
+from alyx_server.deploy.plan import (
+    DeployPlan,
+    compute_plan,
+    live_files,
+    live_fingerprint,
+    live_function_changes,
+)
 from alyx_server.deploy.rollback import choose_target, plan_rollback, restore_commit, rollback_commit
 from alyx_server.deploy.store import (
     MAX_PLANS,
@@ -396,10 +402,14 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
         new_schema = await asyncio.to_thread(stage_schema, rt.catalog.schema, plan.schema)
     phases.mark("compile")
     db = rt.ready_db()
+    # Read off the write lock: under it, writers wait for the migration alone.
+    live = await asyncio.to_thread(live_files, settings)
     async with _schema_gate(app, contents.files.get("schema.yaml"), pause=plan.pause) as siblings:
         phases.mark("gate", before=("siblings stage", siblings.stage_ms))
         await db.run_exclusive(
-            lambda conn: commit(conn, plan, contents, staged, settings, details=details, clock=rt.clock)
+            lambda conn: commit(
+                conn, plan, contents, staged, settings, details=details, clock=rt.clock, files=live
+            )
         )
         phases.mark("commit")
         # The commit point is passed: from here on the new version is the one in force, and

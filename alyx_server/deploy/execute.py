@@ -185,10 +185,13 @@ def commit(
     *,
     details: Mapping[str, Any],
     clock: Clock = SYSTEM_CLOCK,
+    files: Mapping[str, object] | None = None,
 ) -> ApplyResult:
     """Check the plan is current, then migrations + the history row in one transaction.
 
     `details`: token_name, message, git_commit, git_dirty, rollback_of (None when absent).
+    `files`: `live_files(settings)`, read before the write lock was taken (deploys take
+    turns under the deploy lease, and only a deploy puts files in place), or None.
     A destructive plan first copies the database to `backup_path(folder, version)`.
     Any failure raises before COMMIT: the database is left byte-identical (and the copy
     is deleted).
@@ -198,7 +201,7 @@ def commit(
             "another deploy is being put in place on this server; wait for it to finish "
             "(alyx deploy status shows it), then run this one again"
         )
-    if live_fingerprint(conn, settings) != plan.fingerprint:
+    if live_fingerprint(conn, settings, files) != plan.fingerprint:
         raise StalePlan(
             "the server's schema, migrations, functions or configuration changed since this "
             "plan was made; run alyx deploy again to see the new plan"

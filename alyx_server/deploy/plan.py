@@ -42,6 +42,7 @@ from alyx_server.migrations.history import latest_snapshot
 from alyx_server.schema.diff import Change, diff_schemas
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Field, Index, Schema
+from alyx_server.schema.system_tables import HISTORY_TABLE
 from alyx_server.tools.envsubst import UnsetVariable, substitute
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "function_changes",
     "function_name",
     "functions_tree",
+    "live_files",
     "live_fingerprint",
     "live_function_changes",
     "requests_pause",
@@ -185,18 +187,41 @@ def _deployable_values(settings: Settings) -> dict[str, object]:
     }
 
 
-def live_fingerprint(conn: sqlite3.Connection, settings: Settings) -> str:
-    """A hash of the live state a plan depends on (see the module docstring)."""
+def live_fingerprint(
+    conn: sqlite3.Connection, settings: Settings, files: Mapping[str, object] | None = None
+) -> str:
+    """A hash of the live state a plan depends on (see the module docstring). `files`:
+    `live_files(settings)` when the caller read them already (execute reads them before
+    it takes the write lock, so that writers wait only for the history's few columns)."""
+    state = {
+        **(live_files(settings) if files is None else files),
+        "history": _history_keys(conn),
+    }
+    return _sha256(json.dumps(state, sort_keys=True).encode())
+
+
+def live_files(settings: Settings) -> dict[str, object]:
+    """The part of the live state outside the database: schema.yaml's hash, the functions
+    folder's files and the deployable keys in force."""
     schema_file = settings.project_dir / "schema.yaml"
     schema_bytes = schema_file.read_bytes() if schema_file.is_file() else b""
-    history = [(r.id, r.version, r.checksum) for r in read_history(conn)]
-    state = {
+    return {
         "schema": _sha256(schema_bytes),
-        "history": history,
         "functions": functions_tree(settings),
         "config": {k: repr(v) for k, v in _deployable_values(settings).items()},
     }
-    return _sha256(json.dumps(state, sort_keys=True).encode())
+
+
+def _history_keys(conn: sqlite3.Connection) -> list[tuple[int, int | None, str]]:
+    """(id, version, checksum) of every migration history row, oldest first: the columns
+    a fingerprint needs, without the schema snapshots."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (HISTORY_TABLE,)
+    ).fetchone()
+    if exists is None:
+        return []
+    rows = conn.execute(f"SELECT id, version, checksum FROM {HISTORY_TABLE} ORDER BY id").fetchall()
+    return [(int(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in rows]
 
 
 def _schema_changes(conn: sqlite3.Connection, target: Schema) -> list[dict[str, Any]]:
@@ -213,6 +238,26 @@ def _schema_changes(conn: sqlite3.Connection, target: Schema) -> list[dict[str, 
     ]
 
 
+# The last bundle configuration read against the settings in force: a project's deploys
+# send the same keys, and reading and validating the whole configuration again costs
+# milliseconds of a worker's time. Keyed by the settings object (replaced whenever the
+# configuration changes), the keys' values and the state of alyx.yaml on disk.
+_last_checked: tuple[Settings, tuple[str, tuple[int, int] | None], Settings] | None = None
+
+
+def _remember_checked(settings: Settings, key: tuple[str, tuple[int, int] | None], new: Settings) -> None:
+    global _last_checked
+    _last_checked = (settings, key, new)
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 def _config_changes(
     settings: Settings, config: Mapping[str, object]
 ) -> tuple[list[dict[str, Any]], dict[str, object]]:
@@ -220,12 +265,19 @@ def _config_changes(
     if not config:
         return [], {}
     try:
-        new = load_settings(
-            settings.project_dir,
-            mode=settings.mode,
-            config_file=settings.config_file,
-            overrides=server_values(config),
-        )
+        overrides = server_values(config)
+        key = (json.dumps(overrides, sort_keys=True, default=str), _file_state(settings.config_file))
+        last = _last_checked
+        if last is not None and last[0] is settings and last[1] == key:
+            new = last[2]
+        else:
+            new = load_settings(
+                settings.project_dir,
+                mode=settings.mode,
+                config_file=settings.config_file,
+                overrides=overrides,
+            )
+            _remember_checked(settings, key, new)
     except ConfigError as e:
         raise ValidationError(
             f"invalid bundle: its alyx.yaml keys: {e.message}", code="INVALID_BUNDLE"
