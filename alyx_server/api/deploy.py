@@ -448,7 +448,7 @@ async def _execute(app: web.Application, prepared: _Prepared, details: dict[str,
     await siblings.finish([*f["added"], *f["changed"], *f["removed"]], config, ())
     phases.mark("functions")
     duration_ms = round((time.monotonic() - started) * 1000)
-    await db.run_exclusive(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
+    await db.write(lambda conn: mark_applied(conn, plan.version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)
     phases.mark("applied")
     log.info(
@@ -594,7 +594,7 @@ async def _rollback_locked(
     await here()
     await siblings.finish(names, contents.config, list(current.config))
     duration_ms = round((time.monotonic() - started) * 1000)
-    await db.run_exclusive(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
+    await db.write(lambda conn: mark_applied(conn, new_version, duration_ms, rt.clock))
     await asyncio.to_thread(shutil.rmtree, staged, True)
     log.info("rolled back to version %d as version %d", target.version, new_version)
     return {

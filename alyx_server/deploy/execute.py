@@ -247,8 +247,10 @@ def commit(
 def mark_applied(
     conn: sqlite3.Connection, version: int, duration_ms: int, clock: Clock = SYSTEM_CLOCK
 ) -> None:
-    with write_transaction(conn):
-        set_status(conn, version, "applied", duration_ms=duration_ms, now=clock.now())
+    """The row of `version` says its files are in place: one row's update, run inside the
+    writer's own transaction (`Database.write`), with the other writes of its turn; no
+    migration lock and no foreign key check of the whole database."""
+    set_status(conn, version, "applied", duration_ms=duration_ms, now=clock.now())
 
 
 # -- the files ---------------------------------------------------------------------------------
