@@ -12,9 +12,10 @@ Merge keys (`<<: *anchor`) are supported; explicit keys win over merged ones.
 
 Text is read by libyaml (PyYAML's C parser, several times faster: a deploy reads the
 schema in every worker) whenever PyYAML was built with it; PyYAML's own composer still
-builds the nodes, so the limits below hold either way. Text libyaml refuses, and text with
-characters PyYAML's reader refuses, is read again by PyYAML's pure-Python reader, whose
-errors are the ones reported.
+builds the nodes, so the limits below hold either way. PyYAML's pure-Python reader reads
+text libyaml refuses (its errors are the ones reported) and text the two read differently
+(`_PURE_ONLY`, `_FastLoader.compose_scalar_node`): the result never depends on which
+reader read it.
 
 Hostile text is refused with a located `YamlError` rather than exhausting the stack or
 memory: nesting deeper than `MAX_DEPTH` levels (PyYAML composes recursively), a document
@@ -271,11 +272,11 @@ class _DepthLimitedLoader(_DepthLimit, yaml.SafeLoader):
 
 
 # Text the pure-Python reader reads alone: characters its reader refuses (libyaml's set
-# differs), and what libyaml accepts where PyYAML refuses it: tabs between tokens, a
-# comment right after a block scalar's | or > (and, found per value below, some plain
-# values).
+# differs), the Unicode line breaks, and what libyaml accepts where PyYAML refuses it:
+# tabs between tokens, a comment right after a block scalar's | or > (and, found per value
+# below, some plain values).
 _PURE_ONLY = re.compile(
-    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\t\ufeff]|[|>][-+0-9]*#"
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\t\ufeff\x85\u2028\u2029]|[|>][-+0-9]*#"
 )
 
 

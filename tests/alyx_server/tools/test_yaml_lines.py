@@ -213,6 +213,7 @@ def test_libyaml_reads_hand_written_files_like_the_pure_reader(text: str) -> Non
         "a:\nb: 1\n",  # an empty value: libyaml locates it elsewhere
         "a: !!str 1\n",  # explicit tags resolve as PyYAML resolves them
         "\ufeffa: 1\n",
+        "a: 1\u2028b: 2\n",  # the Unicode line breaks
     ],
 )
 def test_text_the_readers_read_differently_is_left_to_the_pure_reader(text: str) -> None:
