@@ -38,11 +38,10 @@ from alyx_server.config.settings import changed_keys
 from alyx_server.deploy.project_files import server_tree
 from alyx_server.errors import ConfigError, MigrationError, ValidationError
 from alyx_server.migrations import MigrationPlan, plan_migrations, read_history
-from alyx_server.migrations.history import latest_snapshot
+from alyx_server.migrations.history import history_keys, latest_snapshot
 from alyx_server.schema.diff import Change, diff_schemas
 from alyx_server.schema.loader import parse_schema
 from alyx_server.schema.model import Field, Index, Schema
-from alyx_server.schema.system_tables import HISTORY_TABLE
 from alyx_server.tools.envsubst import UnsetVariable, substitute
 
 __all__ = [
@@ -195,7 +194,7 @@ def live_fingerprint(
     it takes the write lock, so that writers wait only for the history's few columns)."""
     state = {
         **(live_files(settings) if files is None else files),
-        "history": _history_keys(conn),
+        "history": history_keys(conn),
     }
     return _sha256(json.dumps(state, sort_keys=True).encode())
 
@@ -210,18 +209,6 @@ def live_files(settings: Settings) -> dict[str, object]:
         "functions": functions_tree(settings),
         "config": {k: repr(v) for k, v in _deployable_values(settings).items()},
     }
-
-
-def _history_keys(conn: sqlite3.Connection) -> list[tuple[int, int | None, str]]:
-    """(id, version, checksum) of every migration history row, oldest first: the columns
-    a fingerprint needs, without the schema snapshots."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (HISTORY_TABLE,)
-    ).fetchone()
-    if exists is None:
-        return []
-    rows = conn.execute(f"SELECT id, version, checksum FROM {HISTORY_TABLE} ORDER BY id").fetchall()
-    return [(int(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in rows]
 
 
 def _schema_changes(conn: sqlite3.Connection, target: Schema) -> list[dict[str, Any]]:

@@ -111,6 +111,15 @@ def read_history(conn: sqlite3.Connection) -> list[HistoryRow]:
     ]
 
 
+def history_keys(conn: sqlite3.Connection) -> list[tuple[int, int | None, str]]:
+    """(id, version, checksum) of every history row, oldest first: what identifies the
+    history, read without its schema snapshots (a deploy checks it under the write lock)."""
+    if not _table_exists(conn):
+        return []
+    rows = conn.execute(f"SELECT id, version, checksum FROM {HISTORY_TABLE} ORDER BY id").fetchall()
+    return [(int(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in rows]
+
+
 def head_id(conn: sqlite3.Connection) -> int:
     """Id of the newest history row (0 for none): a cheap check that nobody else migrated."""
     if not _table_exists(conn):

@@ -304,10 +304,10 @@ if yaml.__with_libyaml__:  # else PyYAML was built without libyaml: the pure rea
             yaml.resolver.Resolver.__init__(self)
 
         def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
-            event = self.peek_event()
-            plain = event.style in (None, "")  # type: ignore[union-attr]
-            value = event.value  # type: ignore[union-attr]
-            if event.tag is not None or (plain and (value == "" or value[0] in "@`" or "?" in value)):  # type: ignore[union-attr]
+            event: Any = self.peek_event()  # a ScalarEvent: the composer saw it start a scalar
+            plain = event.style in (None, "")
+            value = event.value
+            if event.tag is not None or (plain and (value == "" or value[0] in "@`" or "?" in value)):
                 # libyaml places an empty value elsewhere than PyYAML (which messages
                 # point at), resolves a few explicit tags (`!`) differently, and takes
                 # plain values PyYAML refuses: starting with an indicator it reserves,
